@@ -1,0 +1,57 @@
+# Set-up and everyday tasks. `make run` and `make test` are all a fresh
+# machine needs (README.md).
+
+CARGO        ?= cargo
+FUZZ_SECONDS ?= 60
+# Debian packages the test suite needs on a fresh machine (installed when missing).
+TEST_DEBS    ?= python3
+
+.PHONY: run test build lint fmt fuzz bench tune doc deps clean
+
+run:
+	$(CARGO) build --release --bin gateway
+	./target/release/gateway
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Builds everything (release binaries too: the end-to-end tests drive them),
+# then runs every test of the workspace.
+test: deps
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) build --release --bins
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+doc:
+	$(CARGO) doc --workspace --no-deps
+
+fuzz:
+	@echo "fuzz target lands with the protocol codec"
+
+bench:
+	@echo "benchmarks land with gateway-bench"
+
+tune:
+	$(CARGO) run --release --bin gateway-tune -- check
+
+clean:
+	$(CARGO) clean

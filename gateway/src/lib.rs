@@ -1,0 +1,1 @@
+//! The gateway: config, shard threads, io_uring driver and client listener.

@@ -1,0 +1,1 @@
+//! Host checks, tuning plans and per-core config derivation.
