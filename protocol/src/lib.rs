@@ -11,6 +11,8 @@
 //! - [`client`]: the client-side session state machine (tests, load harness).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod codec;
 pub mod proto;
+pub mod server;
 pub mod time;

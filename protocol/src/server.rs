@@ -1,0 +1,579 @@
+//! The gateway side of a connection, as a sans-IO state machine.
+//!
+//! A [`ServerSession`] is fed the bytes a client sent ([`ServerSession::handle_input`])
+//! and the passing of time ([`ServerSession::handle_timeout`]); it writes the
+//! bytes to send back and the [`Event`]s for the gateway into a caller-owned
+//! [`Output`]. It never touches a socket or a clock.
+//!
+//! # Memory
+//!
+//! The gateway holds millions of idle sessions, so a session is small (at
+//! most 64 bytes, checked by a test): the [`ServerConfig`] is passed by
+//! reference to each call instead of being stored, output goes into an
+//! [`Output`] shared by every session of a shard, and the buffer for a
+//! partially received frame is an empty `Vec` (no heap) whenever nothing is
+//! pending; its capacity is released as soon as it drains.
+//!
+//! # Life cycle
+//!
+//! ```text
+//! AwaitingHello --Hello--> Authenticating --accept()--> Established
+//!       |                        |                          |
+//!       +------ error, timeout, reject(), kick(), fail(), Bye ------> Closed
+//! ```
+//!
+//! - The first frame must be a `Hello` with `version == 1`: any other first
+//!   frame is answered with `Error(HELLO_REQUIRED)`, another version with
+//!   `Error(UNSUPPORTED_VERSION)`, and the session closes.
+//! - On `Hello` the session emits [`Event::Hello`] and stops parsing: bytes
+//!   that follow are kept until the caller has authenticated the token and
+//!   called [`ServerSession::accept`] (which sends `Welcome` and then processes
+//!   them) or [`ServerSession::reject`].
+//! - Established: `Ping` is answered with `Pong` (same id); `Pong` only counts
+//!   as liveness; `Subscribe`, `Unsubscribe`, `Uplink` and `Ack` become events;
+//!   `Bye` closes with [`CloseReason::ClientBye`].
+//! - A client sending a server-only kind (`Welcome`, `Push`, `Reply`, `Kick`,
+//!   `Error`) or a second `Hello` gets `Error(UNKNOWN_KIND)` and is closed.
+//! - Bad input of any sort produces exactly one `Error` frame, then
+//!   [`Event::Closed`]; once closed, a session ignores every further call.
+//! - Deadlines: until `Welcome`, the handshake deadline (`handshake_timeout_ms`
+//!   after creation); after it, `idle_factor × heartbeat` after the last
+//!   complete inbound frame.
+
+use crate::codec::{self, LENGTH_PREFIX};
+use crate::proto::{self, ErrorCode, Hello, Kick, KickCode, Pong, Uplink, Welcome, frame::Kind};
+use crate::time::Millis;
+
+/// The only protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Gateway-wide session settings, passed by reference to every call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Largest accepted inbound frame body, in bytes.
+    pub max_frame: u32,
+    /// Time allowed from connection to an accepted `Hello`.
+    pub handshake_timeout_ms: u32,
+    /// Heartbeat used when the client proposes 0.
+    pub heartbeat_default_ms: u32,
+    /// Lowest heartbeat a client may negotiate.
+    pub heartbeat_min_ms: u32,
+    /// Highest heartbeat a client may negotiate.
+    pub heartbeat_max_ms: u32,
+    /// A session with no inbound frame for `idle_factor × heartbeat` is closed.
+    pub idle_factor: f64,
+    /// Most topics in one `Subscribe` or `Unsubscribe`.
+    pub max_topics: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame: codec::DEFAULT_MAX_FRAME,
+            handshake_timeout_ms: 10_000,
+            heartbeat_default_ms: 30_000,
+            heartbeat_min_ms: 5_000,
+            heartbeat_max_ms: 300_000,
+            idle_factor: 2.5,
+            max_topics: 64,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The heartbeat granted for a client's proposal: 0 means the default,
+    /// anything else is clamped to `[heartbeat_min_ms, heartbeat_max_ms]`.
+    #[must_use]
+    pub fn negotiate_heartbeat(&self, proposed_ms: u32) -> u32 {
+        let wanted = if proposed_ms == 0 {
+            self.heartbeat_default_ms
+        } else {
+            proposed_ms
+        };
+        // Not `u32::clamp`: that panics on a misconfigured min > max.
+        wanted.max(self.heartbeat_min_ms).min(self.heartbeat_max_ms)
+    }
+
+    /// How long an established session with heartbeat `heartbeat_ms` may stay silent.
+    #[must_use]
+    pub fn idle_timeout_ms(&self, heartbeat_ms: u32) -> u64 {
+        // Float-to-int `as` saturates (NaN and negatives give 0).
+        (self.idle_factor * f64::from(heartbeat_ms)).ceil() as u64
+    }
+
+    /// Bytes a session may hold while it waits for `accept()`/`reject()`:
+    /// frames pipelined behind the `Hello`. Beyond this the client is closed
+    /// with `Error(OVERLOADED)`.
+    #[must_use]
+    pub fn max_pending_input(&self) -> usize {
+        (self.max_frame as usize)
+            .saturating_add(LENGTH_PREFIX)
+            .saturating_mul(2)
+    }
+}
+
+/// What a session produced during one call. Owned by the caller and shared by
+/// every session of a shard; call [`Output::clear`] (or drain both fields)
+/// before handing it to the next session.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Bytes to write to the client, in order.
+    pub transmit: Vec<u8>,
+    /// Events for the gateway, in order. [`Event::Closed`] is always last.
+    pub events: Vec<Event>,
+}
+
+impl Output {
+    /// An empty output.
+    #[must_use]
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// Empties both fields, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.transmit.clear();
+        self.events.clear();
+    }
+
+    /// Whether nothing was produced.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.transmit.is_empty() && self.events.is_empty()
+    }
+}
+
+/// Something the gateway must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The client said hello. Authenticate `token`, then call
+    /// [`ServerSession::accept`] or [`ServerSession::reject`].
+    Hello(Hello),
+    /// The client subscribes to these topics.
+    Subscribe(Vec<String>),
+    /// The client unsubscribes from these topics.
+    Unsubscribe(Vec<String>),
+    /// The client sends a request to a backend; answer with a `Reply`.
+    Uplink(Uplink),
+    /// The client acknowledges these push ids.
+    Ack(Vec<u64>),
+    /// The session is over: flush `transmit`, then close the connection.
+    Closed(CloseReason),
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent `Bye`.
+    ClientBye,
+    /// No `Hello` was accepted within the handshake timeout.
+    HandshakeTimeout,
+    /// No inbound frame within `idle_factor × heartbeat`.
+    IdleTimeout,
+    /// Bad input from the client, or a gateway-side failure ([`ServerSession::fail`]).
+    ProtocolError(ErrorCode),
+    /// The gateway refused the `Hello` ([`ServerSession::reject`]).
+    Rejected(ErrorCode),
+    /// The gateway kicked the session ([`ServerSession::kick`]).
+    Kicked(KickCode),
+}
+
+/// Where a session is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Waiting for the client's `Hello`.
+    AwaitingHello,
+    /// `Hello` received; waiting for the gateway to accept or reject it.
+    Authenticating,
+    /// `Welcome` sent; the session is live.
+    Established,
+    /// Over; every further call is ignored.
+    Closed,
+}
+
+/// The gateway side of one client connection. See the [module docs](self).
+#[derive(Debug)]
+pub struct ServerSession {
+    /// Unprocessed input: a partial frame, or (while authenticating) the bytes
+    /// behind the `Hello`. Empty, without capacity, when nothing is pending.
+    pending: Vec<u8>,
+    /// Before `Welcome`: when the session was created (handshake deadline base).
+    /// After: when the last complete frame arrived (idle deadline base).
+    mark: Millis,
+    /// While authenticating: the client's proposal. After `Welcome`: the
+    /// negotiated heartbeat.
+    heartbeat_ms: u32,
+    state: SessionState,
+}
+
+/// Whether to keep parsing the input after a frame.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl ServerSession {
+    /// A new session for a connection accepted at `now`.
+    #[must_use]
+    pub fn new(now: Millis, _cfg: &ServerConfig) -> ServerSession {
+        ServerSession {
+            pending: Vec::new(),
+            mark: now,
+            heartbeat_ms: 0,
+            state: SessionState::AwaitingHello,
+        }
+    }
+
+    /// Where the session is in its life cycle.
+    #[must_use]
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// Whether the session is over.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.state == SessionState::Closed
+    }
+
+    /// The negotiated heartbeat once established; before that, the client's
+    /// proposal (0 until the `Hello`).
+    #[must_use]
+    pub fn heartbeat_ms(&self) -> u32 {
+        self.heartbeat_ms
+    }
+
+    /// Bytes of input held for later (a partial frame, or input behind the `Hello`).
+    #[must_use]
+    pub fn pending_input(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When [`ServerSession::handle_timeout`] must next be called: the
+    /// handshake deadline before `Welcome`, the idle deadline after; `None`
+    /// once closed.
+    #[must_use]
+    pub fn deadline(&self, cfg: &ServerConfig) -> Option<Millis> {
+        match self.state {
+            SessionState::AwaitingHello | SessionState::Authenticating => Some(
+                self.mark
+                    .saturating_add(u64::from(cfg.handshake_timeout_ms)),
+            ),
+            SessionState::Established => Some(
+                self.mark
+                    .saturating_add(cfg.idle_timeout_ms(self.heartbeat_ms)),
+            ),
+            SessionState::Closed => None,
+        }
+    }
+
+    /// Closes the session if its deadline has passed at `now`, with an
+    /// `Error(HANDSHAKE_TIMEOUT)` or `Error(IDLE_TIMEOUT)` frame.
+    pub fn handle_timeout(&mut self, now: Millis, cfg: &ServerConfig, out: &mut Output) {
+        let Some(deadline) = self.deadline(cfg) else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        if self.state == SessionState::Established {
+            self.close_with_error(
+                ErrorCode::IdleTimeout,
+                "no frame within the idle timeout",
+                CloseReason::IdleTimeout,
+                out,
+            );
+        } else {
+            self.close_with_error(
+                ErrorCode::HandshakeTimeout,
+                "no Hello within the handshake timeout",
+                CloseReason::HandshakeTimeout,
+                out,
+            );
+        }
+    }
+
+    /// Feeds bytes received from the client at `now`. They may hold part of
+    /// a frame, several frames, or garbage.
+    pub fn handle_input(&mut self, now: Millis, data: &[u8], cfg: &ServerConfig, out: &mut Output) {
+        match self.state {
+            SessionState::Closed => {}
+            SessionState::Authenticating => self.hold(data, cfg, out),
+            SessionState::AwaitingHello | SessionState::Established => {
+                if self.pending.is_empty() {
+                    self.process(now, data, cfg, out);
+                } else {
+                    self.resume_partial(now, data, cfg, out);
+                }
+            }
+        }
+    }
+
+    /// Accepts the `Hello` at `now`: sends `welcome` with `heartbeat_ms` set
+    /// to the negotiated value, then processes any input that arrived behind
+    /// the `Hello`. The caller fills `session`, `user`, `resume`,
+    /// `server_time_ms` and `resumed`.
+    ///
+    /// Ignored unless the session is [`SessionState::Authenticating`].
+    pub fn accept(&mut self, now: Millis, cfg: &ServerConfig, welcome: Welcome, out: &mut Output) {
+        if self.state != SessionState::Authenticating {
+            return;
+        }
+        self.heartbeat_ms = cfg.negotiate_heartbeat(self.heartbeat_ms);
+        self.state = SessionState::Established;
+        self.mark = now;
+        let welcome = Welcome {
+            heartbeat_ms: self.heartbeat_ms,
+            ..welcome
+        };
+        send(out, Kind::Welcome(welcome));
+        let held = std::mem::take(&mut self.pending);
+        if !held.is_empty() {
+            self.process(now, &held, cfg, out);
+        }
+    }
+
+    /// Refuses the `Hello` (or the connection): sends `Error(code, message)`
+    /// and closes with [`CloseReason::Rejected`].
+    pub fn reject(&mut self, code: ErrorCode, message: &str, out: &mut Output) {
+        if !self.is_closed() {
+            self.close_with_error(code, message, CloseReason::Rejected(code), out);
+        }
+    }
+
+    /// Ends the session from the gateway side: sends a `Kick` frame and
+    /// closes with [`CloseReason::Kicked`].
+    pub fn kick(
+        &mut self,
+        code: KickCode,
+        reason: &str,
+        reconnect: &[String],
+        retry_after_ms: u32,
+        out: &mut Output,
+    ) {
+        if self.is_closed() {
+            return;
+        }
+        send(
+            out,
+            Kind::Kick(Kick {
+                code: code.as_u32(),
+                reason: reason.to_owned(),
+                reconnect: reconnect.to_vec(),
+                retry_after_ms,
+            }),
+        );
+        self.close(CloseReason::Kicked(code), out);
+    }
+
+    /// Ends the session for a gateway-side reason (e.g. `OVERLOADED`,
+    /// `SLOW_CONSUMER`, `FORBIDDEN`): sends `Error(code, message)` and closes
+    /// with [`CloseReason::ProtocolError`].
+    pub fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Output) {
+        if !self.is_closed() {
+            self.close_with_error(code, message, CloseReason::ProtocolError(code), out);
+        }
+    }
+
+    /// While authenticating: keep the bytes for after `accept()`, within bounds.
+    fn hold(&mut self, data: &[u8], cfg: &ServerConfig, out: &mut Output) {
+        if self.pending.len().saturating_add(data.len()) > cfg.max_pending_input() {
+            self.fail(
+                ErrorCode::Overloaded,
+                "too much input before the handshake completed",
+                out,
+            );
+            return;
+        }
+        self.pending.extend_from_slice(data);
+    }
+
+    /// Completes the pending partial frame with the head of `data`, handles
+    /// it, then processes the rest of `data` in place.
+    fn resume_partial(&mut self, now: Millis, data: &[u8], cfg: &ServerConfig, out: &mut Output) {
+        let mut data = data;
+        // 1. Complete the length prefix.
+        if self.pending.len() < LENGTH_PREFIX {
+            let take = (LENGTH_PREFIX - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        let len = match codec::peek_length(&self.pending, cfg.max_frame) {
+            Ok(Some(len)) => len as usize,
+            Ok(None) => return,
+            Err(e) => return self.codec_error(&e, out),
+        };
+        // 2. Complete the body (`pending` never holds more than one frame here).
+        let total = LENGTH_PREFIX + len;
+        let take = total.saturating_sub(self.pending.len()).min(data.len());
+        self.pending.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        if self.pending.len() < total {
+            return;
+        }
+        // 3. Handle it, release the buffer, go on with the rest.
+        let frame = std::mem::take(&mut self.pending);
+        match codec::decode_frame(&frame, cfg.max_frame) {
+            Ok(Some((frame, _))) => {
+                if let Flow::Stop = self.on_frame(now, frame.kind, cfg, out) {
+                    return self.stash_after_stop(data, cfg, out);
+                }
+            }
+            Ok(None) => return, // unreachable: the frame is complete
+            Err(e) => return self.codec_error(&e, out),
+        }
+        self.process(now, data, cfg, out);
+    }
+
+    /// Parses whole frames out of `data` (with nothing pending before it);
+    /// keeps a trailing partial frame.
+    fn process(&mut self, now: Millis, data: &[u8], cfg: &ServerConfig, out: &mut Output) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            match codec::decode_frame(rest, cfg.max_frame) {
+                Ok(Some((frame, used))) => {
+                    rest = &rest[used..];
+                    if let Flow::Stop = self.on_frame(now, frame.kind, cfg, out) {
+                        return self.stash_after_stop(rest, cfg, out);
+                    }
+                }
+                Ok(None) => {
+                    // Room for exactly the partial frame; grows as it completes.
+                    self.pending = rest.to_vec();
+                    return;
+                }
+                Err(e) => return self.codec_error(&e, out),
+            }
+        }
+    }
+
+    /// Parsing stopped (Hello awaiting authentication, or closed): keep the
+    /// rest only if the session will parse it later.
+    fn stash_after_stop(&mut self, rest: &[u8], cfg: &ServerConfig, out: &mut Output) {
+        if self.state == SessionState::Authenticating && !rest.is_empty() {
+            self.hold(rest, cfg, out);
+        }
+    }
+
+    fn codec_error(&mut self, e: &codec::CodecError, out: &mut Output) {
+        let code = e.error_code();
+        self.close_with_error(code, &e.to_string(), CloseReason::ProtocolError(code), out);
+    }
+
+    fn on_frame(
+        &mut self,
+        now: Millis,
+        kind: Option<Kind>,
+        cfg: &ServerConfig,
+        out: &mut Output,
+    ) -> Flow {
+        let Some(kind) = kind else {
+            // The codec never yields a frame without a kind; be safe anyway.
+            self.protocol_error(ErrorCode::UnknownKind, "frame has no kind", out);
+            return Flow::Stop;
+        };
+        if self.state == SessionState::AwaitingHello {
+            return self.on_first_frame(kind, out);
+        }
+        self.mark = now;
+        match kind {
+            Kind::Ping(ping) => send(out, Kind::Pong(Pong { id: ping.id })),
+            Kind::Pong(_) => {}
+            Kind::Subscribe(sub) => {
+                if !self.check_topics(sub.topics.len(), cfg, out) {
+                    return Flow::Stop;
+                }
+                out.events.push(Event::Subscribe(sub.topics));
+            }
+            Kind::Unsubscribe(unsub) => {
+                if !self.check_topics(unsub.topics.len(), cfg, out) {
+                    return Flow::Stop;
+                }
+                out.events.push(Event::Unsubscribe(unsub.topics));
+            }
+            Kind::Ack(ack) => out.events.push(Event::Ack(ack.ids)),
+            Kind::Uplink(uplink) => out.events.push(Event::Uplink(uplink)),
+            Kind::Bye(_) => {
+                self.close(CloseReason::ClientBye, out);
+                return Flow::Stop;
+            }
+            Kind::Hello(_) => {
+                self.protocol_error(ErrorCode::UnknownKind, "Hello sent twice", out);
+                return Flow::Stop;
+            }
+            other @ (Kind::Welcome(_)
+            | Kind::Push(_)
+            | Kind::Reply(_)
+            | Kind::Kick(_)
+            | Kind::Error(_)) => {
+                let msg = format!("{} is not accepted from a client", codec::kind_name(&other));
+                self.protocol_error(ErrorCode::UnknownKind, &msg, out);
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_first_frame(&mut self, kind: Kind, out: &mut Output) -> Flow {
+        match kind {
+            Kind::Hello(hello) if hello.version == PROTOCOL_VERSION => {
+                self.state = SessionState::Authenticating;
+                self.heartbeat_ms = hello.heartbeat_ms;
+                out.events.push(Event::Hello(hello));
+            }
+            Kind::Hello(hello) => {
+                let msg = format!(
+                    "protocol version {} is not supported (this gateway speaks {PROTOCOL_VERSION})",
+                    hello.version
+                );
+                self.protocol_error(ErrorCode::UnsupportedVersion, &msg, out);
+            }
+            other => {
+                let msg = format!(
+                    "first frame must be hello, got {}",
+                    codec::kind_name(&other)
+                );
+                self.protocol_error(ErrorCode::HelloRequired, &msg, out);
+            }
+        }
+        Flow::Stop
+    }
+
+    fn check_topics(&mut self, n: usize, cfg: &ServerConfig, out: &mut Output) -> bool {
+        if n > cfg.max_topics as usize {
+            let msg = format!("{n} topics in one frame; the limit is {}", cfg.max_topics);
+            self.protocol_error(ErrorCode::TooManyTopics, &msg, out);
+            return false;
+        }
+        true
+    }
+
+    fn protocol_error(&mut self, code: ErrorCode, message: &str, out: &mut Output) {
+        self.close_with_error(code, message, CloseReason::ProtocolError(code), out);
+    }
+
+    fn close_with_error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        reason: CloseReason,
+        out: &mut Output,
+    ) {
+        send(out, Kind::Error(proto::Error::new(code, message)));
+        self.close(reason, out);
+    }
+
+    fn close(&mut self, reason: CloseReason, out: &mut Output) {
+        self.state = SessionState::Closed;
+        self.pending = Vec::new();
+        out.events.push(Event::Closed(reason));
+    }
+}
+
+fn send(out: &mut Output, kind: Kind) {
+    codec::encode_frame(&codec::frame(kind), &mut out.transmit);
+}
+
+#[cfg(test)]
+mod tests;
