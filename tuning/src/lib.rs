@@ -1,6 +1,25 @@
 //! Host checks, tuning plans and per-core config derivation for the gateway.
 //!
-//! [`config`] is the gateway's configuration model; the gateway reads it and
-//! `gateway-tune config` derives it.
+//! - [`config`]: the gateway's configuration model; the gateway reads it and
+//!   `gateway-tune config` derives it ([`derive`]).
+//! - [`host`]: every file read goes through a [`host::HostRoot`] (`/` in
+//!   production, a fake tree in tests); [`facts`] holds the live syscalls
+//!   (rlimits, the io_uring probe) behind a trait.
+//! - [`check`]: the host check and the gateway's start-up check, producing a
+//!   [`report::Report`]; [`uring`] is the io_uring part, [`cpu`] the CPU part.
+//! - [`plan`] and [`apply`]: the raise-only sysctl plan, applying it and
+//!   reverting it.
 
+pub mod apply;
+pub mod check;
 pub mod config;
+pub mod cpu;
+pub mod derive;
+pub mod facts;
+pub mod host;
+pub mod plan;
+pub mod report;
+pub mod uring;
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,481 @@
+//! The host check (`gateway-tune check`) and the gateway's start-up check.
+//! Both read the host through a [`HostRoot`] and the live syscalls through
+//! [`LiveFacts`], and produce a [`Report`]; nothing here fails, an
+//! unreadable value becomes a warning.
+
+use crate::config::GatewayConfig;
+use crate::cpu;
+use crate::derive::{DIRECT_TABLE_RESERVE, Derived, KERNEL_BYTES_PER_CONN, direct_table_size};
+use crate::facts::{LiveFacts, OsFacts, fmt_limit};
+use crate::host::HostRoot;
+use crate::report::{Finding, Report, Severity};
+use crate::uring::{self, KernelVersion, UringFeatures};
+
+/// Packets queued per CPU between the NIC and the stack that absorb a
+/// reconnect storm (`net.core.netdev_max_backlog`).
+pub const NETDEV_BACKLOG: u64 = 16_384;
+
+/// How a check judges limits the gateway needs per shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `gateway-tune check`: the host against a target; limits the plan
+    /// raises are warnings.
+    Host,
+    /// Gateway start-up with a concrete config: a direct-descriptor table
+    /// the kernel will refuse blocks.
+    Startup,
+}
+
+/// What the host is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTarget {
+    /// Client connections the host should hold.
+    pub target_conns: u64,
+    /// The CPU of each shard (one entry per shard; `None` = not pinned).
+    pub shard_cpus: Vec<Option<usize>>,
+    /// Largest `max_connections` of any shard.
+    pub max_connections_per_shard: u32,
+    /// Listener backlog.
+    pub backlog: u32,
+    /// Largest ring size of any shard (SQ entries).
+    pub ring_entries: u32,
+    /// Largest buffer count of any shard.
+    pub buffer_count: u32,
+    /// How to judge per-shard limits.
+    pub mode: Mode,
+}
+
+impl CheckTarget {
+    /// The target a derived config was made for (host mode).
+    pub fn from_derived(d: &Derived) -> Self {
+        let mut t = Self::from_config(&d.config, d.input.cpus.len(), Mode::Host);
+        t.target_conns = d.input.target_conns;
+        t
+    }
+
+    /// The capacity of a concrete config: the sum of its shards'
+    /// `max_connections`.
+    pub fn from_config(cfg: &GatewayConfig, online_cpus: usize, mode: Mode) -> Self {
+        let shards = cfg.resolve_shards(online_cpus);
+        let max = |f: fn(&crate::config::ShardConfig) -> u32| {
+            shards.iter().map(|s| f(&s.settings)).max().unwrap_or(0)
+        };
+        Self {
+            target_conns: shards
+                .iter()
+                .map(|s| u64::from(s.settings.max_connections))
+                .sum(),
+            shard_cpus: shards.iter().map(|s| s.cpu).collect(),
+            max_connections_per_shard: max(|s| s.max_connections),
+            backlog: cfg.listen.backlog,
+            ring_entries: max(|s| s.ring_entries),
+            buffer_count: max(|s| s.buffer_count),
+            mode,
+        }
+    }
+
+    fn shards(&self) -> u64 {
+        self.shard_cpus.len().max(1) as u64
+    }
+}
+
+/// The io_uring verdict: kernel version and `kernel.io_uring_disabled` from
+/// `root`, a probe ring and opcode probe from `facts`. The gateway calls this
+/// at start-up (through [`startup_check`]) and may use
+/// [`UringFeatures::has`] to pick optional paths such as zero-copy send.
+pub fn io_uring_features(root: &HostRoot, facts: &dyn LiveFacts) -> UringFeatures {
+    let kernel = root
+        .kernel_release()
+        .ok()
+        .flatten()
+        .and_then(|r| KernelVersion::parse(&r));
+    let disabled = root
+        .sysctl("kernel.io_uring_disabled")
+        .ok()
+        .flatten()
+        .and_then(|v| v.first().copied());
+    uring::evaluate(kernel, disabled, facts.ring_probe())
+}
+
+/// The gateway's start-up check of `cfg` on the real host (`facts` =
+/// [`OsFacts`]). Log every [`Report::warnings`] once; refuse to start on any
+/// [`Report::blocking`] finding, with its `why`.
+pub fn startup_check(root: &HostRoot, cfg: &GatewayConfig, online_cpus: usize) -> Report {
+    startup_check_with(root, &OsFacts, cfg, online_cpus)
+}
+
+/// [`startup_check`] with injected live facts.
+pub fn startup_check_with(
+    root: &HostRoot,
+    facts: &dyn LiveFacts,
+    cfg: &GatewayConfig,
+    online_cpus: usize,
+) -> Report {
+    check(
+        root,
+        facts,
+        &CheckTarget::from_config(cfg, online_cpus, Mode::Startup),
+    )
+}
+
+/// Every check against `target`: limits, sysctls, io_uring, CPUs.
+pub fn check(root: &HostRoot, facts: &dyn LiveFacts, target: &CheckTarget) -> Report {
+    let mut r = Report::default();
+    let uring = io_uring_features(root, facts);
+    r.extend(nofile_findings(facts, target));
+    r.extend(sysctl_findings(root, facts, target));
+    r.push(memlock_finding(facts, target, uring.kernel));
+    r.extend(uring.findings());
+    r.extend(cpu::cpu_findings(root, &target.shard_cpus, target.mode));
+    r
+}
+
+fn unreadable(key: &str, err: impl std::fmt::Display) -> Finding {
+    Finding::new(
+        key,
+        "unreadable",
+        "-",
+        Severity::Warn,
+        format!("cannot check: {err}"),
+    )
+}
+
+/// The `RLIMIT_NOFILE` soft limit each shard's direct-descriptor table needs.
+fn nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
+    let lim = match facts.rlimit_nofile() {
+        Ok(l) => l,
+        Err(e) => return vec![unreadable("rlimit.nofile", e)],
+    };
+    let table = direct_table_size(t.max_connections_per_shard);
+    let shards = t.shards();
+    let total = shards.saturating_mul(lim.soft.saturating_sub(DIRECT_TABLE_RESERVE));
+    let per_shard = format!(
+        "the gateway keeps client sockets as io_uring direct descriptors: each ring's table is \
+         bounded by RLIMIT_NOFILE, so the need is per shard ({shards} shards x {} = {} \
+         connections total); ",
+        fmt_limit(lim.soft),
+        fmt_limit(total),
+    );
+    let soft = if lim.soft >= table {
+        Finding::new(
+            "rlimit.nofile.soft",
+            fmt_limit(lim.soft),
+            format!(">= {table}"),
+            Severity::Ok,
+            format!("{per_shard}{table} per shard fits"),
+        )
+    } else if t.mode == Mode::Host {
+        Finding::new(
+            "rlimit.nofile.soft",
+            fmt_limit(lim.soft),
+            format!(">= {table}"),
+            Severity::Warn,
+            format!(
+                "{per_shard}{} connections on {shards} shards need {table} table entries per shard; \
+                 raise LimitNOFILE to {table} (plan's systemd drop-in) or run more shards",
+                t.target_conns
+            ),
+        )
+    } else {
+        let fix = if lim.hard >= table {
+            format!(
+                "call tuning::facts::raise_nofile_soft_to_hard() first (hard limit {}) or raise LimitNOFILE",
+                fmt_limit(lim.hard)
+            )
+        } else {
+            format!("raise LimitNOFILE (soft and hard) to >= {table}")
+        };
+        Finding::new(
+            "rlimit.nofile.soft",
+            fmt_limit(lim.soft),
+            format!(">= {table}"),
+            Severity::Block,
+            format!(
+                "shard.max_connections = {} needs a sparse direct-descriptor table of {table} entries per ring \
+                 and the kernel refuses tables larger than RLIMIT_NOFILE (EMFILE): {fix}, or set \
+                 shard.max_connections <= {}",
+                t.max_connections_per_shard,
+                lim.soft.saturating_sub(DIRECT_TABLE_RESERVE)
+            ),
+        )
+    };
+    let hard = Finding::new(
+        "rlimit.nofile.hard",
+        fmt_limit(lim.hard),
+        format!(">= {table}"),
+        if lim.hard >= table {
+            Severity::Ok
+        } else {
+            Severity::Warn
+        },
+        "the ceiling the soft limit can be raised to without privileges; set with LimitNOFILE",
+    );
+    vec![soft, hard]
+}
+
+fn memlock_finding(
+    facts: &dyn LiveFacts,
+    t: &CheckTarget,
+    kernel: Option<KernelVersion>,
+) -> Finding {
+    let lim = match facts.rlimit_memlock() {
+        Ok(l) => l,
+        Err(e) => return unreadable("rlimit.memlock", e),
+    };
+    // SQ (64 B) + CQ (2 x 16 B) + SQ index (4 B) per entry, buffer-ring slots of 16 B.
+    let need = t.shards() * (u64::from(t.ring_entries) * 100 + u64::from(t.buffer_count) * 16);
+    let accounted = kernel.is_none_or(|k| k < KernelVersion::new(5, 12));
+    let (sev, why) = if lim.soft >= need {
+        (
+            Severity::Ok,
+            "rings and buffer-ring descriptors fit".to_owned(),
+        )
+    } else if accounted {
+        (
+            Severity::Warn,
+            "before 5.12 io_uring rings count against RLIMIT_MEMLOCK; raise LimitMEMLOCK"
+                .to_owned(),
+        )
+    } else {
+        (Severity::Ok, "since 5.12 rings are charged to the memory cgroup, not RLIMIT_MEMLOCK; registered buffers still count".to_owned())
+    };
+    Finding::new(
+        "rlimit.memlock",
+        fmt_limit(lim.soft),
+        format!(">= {need}"),
+        sev,
+        why,
+    )
+}
+
+fn at_least(key: &str, current: &[u64], want: u64, why: String) -> Finding {
+    let cur = current.first().copied().unwrap_or(0);
+    Finding::new(
+        key,
+        crate::host::format_values(current).replace('\t', " "),
+        format!(">= {want}"),
+        if cur >= want {
+            Severity::Ok
+        } else {
+            Severity::Warn
+        },
+        why,
+    )
+}
+
+fn sysctl_findings(root: &HostRoot, facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
+    let n = t.target_conns;
+    let table = direct_table_size(t.max_connections_per_shard);
+    let backlog = u64::from(t.backlog);
+    let mut out = Vec::new();
+    let mut each = |key: &str, f: &dyn Fn(&[u64]) -> Finding| {
+        out.push(match root.sysctl(key) {
+            Ok(Some(v)) => f(&v),
+            Ok(None) => Finding::new(
+                key,
+                "absent",
+                "-",
+                Severity::Warn,
+                "not present on this kernel",
+            ),
+            Err(e) => unreadable(key, e),
+        });
+    };
+    each("fs.nr_open", &|v| {
+        at_least(
+            "fs.nr_open",
+            v,
+            table,
+            "caps RLIMIT_NOFILE, so it bounds each shard's direct-descriptor table".into(),
+        )
+    });
+    let files = n + 65_536;
+    each("fs.file-max", &|v| {
+        at_least(
+            "fs.file-max",
+            v,
+            files,
+            format!(
+                "every socket is a kernel file even as a direct descriptor: {n} clients + 65536 for the rest of the system"
+            ),
+        )
+    });
+    each("net.core.somaxconn", &|v| {
+        at_least(
+            "net.core.somaxconn",
+            v,
+            backlog,
+            format!("the kernel silently clamps the listen backlog ({backlog}) to it"),
+        )
+    });
+    each("net.ipv4.tcp_max_syn_backlog", &|v| {
+        at_least(
+            "net.ipv4.tcp_max_syn_backlog",
+            v,
+            backlog,
+            "half-open connections per listener during a reconnect storm".into(),
+        )
+    });
+    each("net.core.netdev_max_backlog", &|v| {
+        at_least(
+            "net.core.netdev_max_backlog",
+            v,
+            NETDEV_BACKLOG,
+            "per-CPU packet queue; SYN floods of a reconnect storm overflow the stock 1000".into(),
+        )
+    });
+    let page = facts.page_size().max(1);
+    each("net.ipv4.tcp_mem", &|v| tcp_mem_finding(v, n, page));
+    each("net.ipv4.tcp_rmem", &|v| {
+        buffer_default_finding("net.ipv4.tcp_rmem", v, 131_072)
+    });
+    each("net.ipv4.tcp_wmem", &|v| {
+        buffer_default_finding("net.ipv4.tcp_wmem", v, 16_384)
+    });
+    each("net.ipv4.ip_local_port_range", &port_range_finding);
+    out.push(conntrack_finding(root, n));
+    out.push(ram_finding(root, n));
+    out
+}
+
+/// `tcp_mem` (pages: min, pressure, max) against `n` sockets of
+/// [`KERNEL_BYTES_PER_CONN`].
+fn tcp_mem_finding(v: &[u64], n: u64, page: u64) -> Finding {
+    let need = (n * KERNEL_BYTES_PER_CONN).div_ceil(page);
+    let current = crate::host::format_values(v).replace('\t', " ");
+    let rec = format!("pressure >= {need}, max >= {}", need * 2);
+    let (pressure, max) = match v {
+        [_, p, m] => (*p, *m),
+        _ => {
+            return Finding::new(
+                "net.ipv4.tcp_mem",
+                current,
+                rec,
+                Severity::Warn,
+                "expected three values (min pressure max)",
+            );
+        }
+    };
+    let base = format!("{n} sockets x ~4 KiB = {need} pages of {page} B");
+    let (sev, why) = if max < need {
+        (
+            Severity::Warn,
+            format!("{base}: above max, the kernel drops data and refuses buffers"),
+        )
+    } else if pressure < need {
+        (
+            Severity::Warn,
+            format!("{base}: above pressure, the kernel squeezes every socket's buffers"),
+        )
+    } else {
+        (
+            Severity::Ok,
+            format!("{base} fit below the pressure threshold"),
+        )
+    };
+    Finding::new("net.ipv4.tcp_mem", current, rec, sev, why)
+}
+
+fn buffer_default_finding(key: &str, v: &[u64], max_default: u64) -> Finding {
+    let current = crate::host::format_values(v).replace('\t', " ");
+    let default = v.get(1).copied().unwrap_or(0);
+    Finding::new(
+        key,
+        current,
+        format!("default <= {max_default}"),
+        if default <= max_default {
+            Severity::Ok
+        } else {
+            Severity::Warn
+        },
+        "the default is each socket's starting buffer: small defaults keep idle connections cheap, autotuning grows busy ones",
+    )
+}
+
+fn port_range_finding(v: &[u64]) -> Finding {
+    let current = crate::host::format_values(v).replace('\t', " ");
+    let width = match v {
+        [lo, hi] if hi >= lo => hi - lo + 1,
+        _ => 0,
+    };
+    Finding::new(
+        "net.ipv4.ip_local_port_range",
+        current,
+        "1024 65535 on load generators",
+        if width >= 28_000 {
+            Severity::Ok
+        } else {
+            Severity::Warn
+        },
+        format!(
+            "{width} ephemeral ports per source address and destination: bounds load generators and backend pools, not the gateway's listeners"
+        ),
+    )
+}
+
+fn conntrack_finding(root: &HostRoot, n: u64) -> Finding {
+    let key = "net.netfilter.nf_conntrack_max";
+    let want = n + n / 4;
+    let loaded_module = root
+        .read("/proc/modules")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.lines().any(|l| l.starts_with("nf_conntrack ")));
+    match root.sysctl(key) {
+        Ok(Some(v)) => at_least(
+            key,
+            &v,
+            want,
+            format!(
+                "conntrack is loaded: every connection takes an entry; {n} + 25% for TIME_WAIT churn, or exempt the port with NOTRACK"
+            ),
+        ),
+        Ok(None) if loaded_module => Finding::new(
+            key,
+            "unreadable",
+            format!(">= {want}"),
+            Severity::Warn,
+            "nf_conntrack is loaded but its sysctls are not visible (network namespace?)",
+        ),
+        Ok(None) => Finding::new(
+            key,
+            "not loaded",
+            "-",
+            Severity::Ok,
+            "conntrack not loaded: no per-connection table to size",
+        ),
+        Err(e) => unreadable(key, e),
+    }
+}
+
+fn ram_finding(root: &HostRoot, n: u64) -> Finding {
+    let need = n * KERNEL_BYTES_PER_CONN;
+    match root.mem_total_bytes() {
+        Ok(Some(total)) => Finding::new(
+            "mem.total",
+            format!("{} MiB", total >> 20),
+            format!(">= {} MiB", (need * 2) >> 20),
+            if need * 2 <= total {
+                Severity::Ok
+            } else {
+                Severity::Warn
+            },
+            format!(
+                "{n} sockets take ~{} MiB of kernel memory; keep it under half of RAM",
+                need >> 20
+            ),
+        ),
+        Ok(None) => Finding::new(
+            "mem.total",
+            "unknown",
+            "-",
+            Severity::Warn,
+            "/proc/meminfo has no MemTotal",
+        ),
+        Err(e) => unreadable("mem.total", e),
+    }
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

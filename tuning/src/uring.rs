@@ -1,0 +1,664 @@
+//! io_uring availability: the kernel version, `kernel.io_uring_disabled`, a
+//! probe ring and an opcode probe for every feature the gateway uses
+//! (DESIGN.md §1). The probe ([`probe_live`]) is a live syscall; the verdict
+//! ([`evaluate`]) is pure so tests feed it fakes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use io_uring::{IoUring, Probe, opcode};
+use serde::Serialize;
+
+use crate::report::{Finding, Severity};
+
+/// What a probe ring found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingProbe {
+    /// `io_uring_setup` failed with this errno.
+    SetupFailed {
+        /// The errno (`EPERM`, `ENOSYS`, `ENOMEM`, ...).
+        errno: i32,
+    },
+    /// The ring was set up.
+    Ready {
+        /// Opcodes `IORING_REGISTER_PROBE` reports as supported; `None` when
+        /// the kernel cannot probe (before 5.6).
+        opcodes: Option<BTreeSet<u8>>,
+        /// Registering a provided-buffer ring (`IORING_REGISTER_PBUF_RING`):
+        /// `Err(errno)` when refused.
+        buf_ring: Result<(), i32>,
+        /// Registering a sparse direct-descriptor table: `Err(errno)` when refused.
+        sparse_files: Result<(), i32>,
+    },
+}
+
+impl RingProbe {
+    /// A probe where everything succeeded and every opcode exists.
+    pub fn all_supported() -> Self {
+        Self::Ready {
+            opcodes: Some((0..=u8::MAX).collect()),
+            buf_ring: Ok(()),
+            sparse_files: Ok(()),
+        }
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Sets up an 8-entry ring and probes opcodes, a provided-buffer ring and a
+/// sparse direct-descriptor table. Everything it registers is torn down.
+pub fn probe_live() -> RingProbe {
+    let ring: IoUring = match IoUring::new(8) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return RingProbe::SetupFailed {
+                errno: errno_of(&e),
+            };
+        }
+    };
+    let mut probe = Probe::new();
+    let opcodes = ring
+        .submitter()
+        .register_probe(&mut probe)
+        .ok()
+        .map(|()| (0..=u8::MAX).filter(|&op| probe.is_supported(op)).collect());
+    let sparse_files = ring
+        .submitter()
+        .register_files_sparse(16)
+        .map_err(|e| errno_of(&e));
+    let buf_ring = probe_buf_ring(&ring);
+    drop(ring);
+    RingProbe::Ready {
+        opcodes,
+        buf_ring,
+        sparse_files,
+    }
+}
+
+fn probe_buf_ring(ring: &IoUring) -> Result<(), i32> {
+    const PAGE: usize = 4096;
+    let layout = std::alloc::Layout::from_size_align(PAGE, PAGE).map_err(|_| libc::EINVAL)?;
+    // SAFETY: the layout has a non-zero size.
+    let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+    if mem.is_null() {
+        return Err(libc::ENOMEM);
+    }
+    // SAFETY: `mem` is a zeroed, page-aligned page holding 8 ring entries of
+    // 16 bytes; it stays allocated until after the ring is unregistered below.
+    let result = unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(mem as u64, 8, 0x7fff, 0)
+    }
+    .map_err(|e| errno_of(&e));
+    if result.is_ok() {
+        // If unregistering fails the kernel may still use the page until the
+        // ring is closed: leak the 4 KiB page rather than free memory in use.
+        if ring.submitter().unregister_buf_ring(0x7fff).is_err() {
+            return result;
+        }
+    }
+    // SAFETY: allocated above with the same layout; no longer registered.
+    unsafe { std::alloc::dealloc(mem, layout) };
+    result
+}
+
+/// A kernel version (`major.minor.patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KernelVersion {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch (0 when absent).
+    pub patch: u32,
+}
+
+impl KernelVersion {
+    /// `major.minor.0`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Self {
+            major,
+            minor,
+            patch: 0,
+        }
+    }
+
+    /// Parses a release string such as `6.8.0-45-generic` or `5.19`.
+    pub fn parse(release: &str) -> Option<Self> {
+        let mut nums = release.trim().split(['.', '-', '+', '_']).map(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        let major = nums.next()??;
+        let minor = nums.next()??;
+        let patch = nums.next().flatten().unwrap_or(0);
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
+    }
+}
+
+impl fmt::Display for KernelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// An io_uring capability the gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum Feature {
+    /// Multishot accept into direct descriptors.
+    AcceptMulti,
+    /// Multishot recv with provided buffers.
+    RecvMulti,
+    /// Provided-buffer rings (`IORING_REGISTER_PBUF_RING`).
+    BufRing,
+    /// Sparse direct-descriptor tables.
+    SparseFiles,
+    /// Send on fixed files.
+    Send,
+    /// Zero-copy send (optional).
+    SendZc,
+    /// Cross-shard wake-ups with `IORING_OP_MSG_RING`.
+    MsgRing,
+    /// Timeouts (timer wheel tick).
+    Timeout,
+    /// Cancelling in-flight requests.
+    AsyncCancel,
+    /// Closing direct descriptors.
+    Close,
+    /// Classic provided buffers.
+    ProvideBuffers,
+    /// Poll (readiness for the control plane and eventfds).
+    PollAdd,
+    /// Read (eventfd doorbells).
+    Read,
+}
+
+impl Feature {
+    /// Every feature, in report order.
+    pub const ALL: [Feature; 13] = [
+        Feature::AcceptMulti,
+        Feature::RecvMulti,
+        Feature::BufRing,
+        Feature::SparseFiles,
+        Feature::Send,
+        Feature::SendZc,
+        Feature::MsgRing,
+        Feature::Timeout,
+        Feature::AsyncCancel,
+        Feature::Close,
+        Feature::ProvideBuffers,
+        Feature::PollAdd,
+        Feature::Read,
+    ];
+
+    /// Short name used in report keys (`io_uring.op.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AcceptMulti => "accept-multishot",
+            Self::RecvMulti => "recv-multishot",
+            Self::BufRing => "buf-ring",
+            Self::SparseFiles => "sparse-files",
+            Self::Send => "send",
+            Self::SendZc => "send-zc",
+            Self::MsgRing => "msg-ring",
+            Self::Timeout => "timeout",
+            Self::AsyncCancel => "async-cancel",
+            Self::Close => "close",
+            Self::ProvideBuffers => "provide-buffers",
+            Self::PollAdd => "poll-add",
+            Self::Read => "read",
+        }
+    }
+
+    /// The opcode the probe must report, if the feature is an opcode.
+    pub fn opcode(self) -> Option<u8> {
+        Some(match self {
+            Self::AcceptMulti => opcode::AcceptMulti::CODE,
+            Self::RecvMulti => opcode::RecvMulti::CODE,
+            Self::Send => opcode::Send::CODE,
+            Self::SendZc => opcode::SendZc::CODE,
+            Self::MsgRing => opcode::MsgRingData::CODE,
+            Self::Timeout => opcode::Timeout::CODE,
+            Self::AsyncCancel => opcode::AsyncCancel::CODE,
+            Self::Close => opcode::Close::CODE,
+            Self::ProvideBuffers => opcode::ProvideBuffers::CODE,
+            Self::PollAdd => opcode::PollAdd::CODE,
+            Self::Read => opcode::Read::CODE,
+            Self::BufRing | Self::SparseFiles => return None,
+        })
+    }
+
+    /// The first kernel with the feature as the gateway uses it (the opcode
+    /// may be older; the flag the gateway sets is not).
+    pub fn min_kernel(self) -> KernelVersion {
+        match self {
+            Self::AcceptMulti | Self::BufRing | Self::SparseFiles => KernelVersion::new(5, 19),
+            Self::RecvMulti | Self::SendZc => KernelVersion::new(6, 0),
+            Self::MsgRing => KernelVersion::new(5, 18),
+            Self::Send | Self::AsyncCancel | Self::Timeout => KernelVersion::new(5, 5),
+            Self::Close | Self::ProvideBuffers | Self::Read => KernelVersion::new(5, 6),
+            Self::PollAdd => KernelVersion::new(5, 1),
+        }
+    }
+
+    /// Whether the gateway refuses to start without it.
+    pub fn required(self) -> bool {
+        !matches!(self, Self::SendZc)
+    }
+
+    /// What the gateway uses it for.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Self::AcceptMulti => {
+                "multishot accept into direct descriptors (IORING_OP_ACCEPT, 5.19)"
+            }
+            Self::RecvMulti => "multishot recv from the provided buffer ring (IORING_OP_RECV, 6.0)",
+            Self::BufRing => {
+                "provided buffer ring = the shard's buffer pool (register_buf_ring, 5.19)"
+            }
+            Self::SparseFiles => "sparse direct-descriptor table for client sockets (5.19)",
+            Self::Send => "fixed-file sends (IORING_OP_SEND)",
+            Self::SendZc => "zero-copy sends for large pushes (IORING_OP_SEND_ZC, 6.0); optional",
+            Self::MsgRing => "cross-shard doorbell (IORING_OP_MSG_RING, 5.18)",
+            Self::Timeout => "timer wheel tick (IORING_OP_TIMEOUT)",
+            Self::AsyncCancel => "cancelling multishot requests on close/shutdown",
+            Self::Close => "closing direct descriptors (IORING_OP_CLOSE)",
+            Self::ProvideBuffers => "re-providing buffers (IORING_OP_PROVIDE_BUFFERS)",
+            Self::PollAdd => "readiness of control-plane sockets (IORING_OP_POLL_ADD)",
+            Self::Read => "eventfd doorbells (IORING_OP_READ)",
+        }
+    }
+}
+
+/// Whether one feature is usable, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeatureStatus {
+    /// The feature.
+    pub feature: Feature,
+    /// Usable on this host.
+    pub available: bool,
+    /// What was found (empty when available).
+    pub detail: String,
+}
+
+/// The io_uring verdict for a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UringFeatures {
+    /// Kernel version, if `osrelease` was readable.
+    pub kernel: Option<KernelVersion>,
+    /// `kernel.io_uring_disabled` (0, 1 or 2); `None` on kernels without it.
+    pub disabled: Option<u64>,
+    /// What the probe ring found.
+    pub probe: RingProbe,
+    /// Per-feature status, in [`Feature::ALL`] order.
+    pub features: Vec<FeatureStatus>,
+}
+
+/// Why `io_uring_setup` failed, in words an SRE can act on.
+pub fn setup_error_hint(errno: i32, disabled: Option<u64>) -> String {
+    match errno {
+        libc::EPERM => format!(
+            "io_uring_setup refused with EPERM: io_uring is disabled for this process \
+             (kernel.io_uring_disabled={}) or blocked by a container seccomp profile \
+             (Docker >= 25 and containerd defaults block io_uring); allow io_uring_setup/\
+             io_uring_enter/io_uring_register in the profile or set kernel.io_uring_disabled=0",
+            disabled.map_or("?".into(), |d| d.to_string())
+        ),
+        libc::ENOSYS => "io_uring_setup returned ENOSYS: the kernel lacks CONFIG_IO_URING or a \
+                         seccomp filter (container sandbox such as gVisor) hides the syscall"
+            .into(),
+        libc::ENOMEM => "io_uring_setup returned ENOMEM: before 5.12 rings count against \
+                         RLIMIT_MEMLOCK; raise LimitMEMLOCK"
+            .into(),
+        other => format!(
+            "io_uring_setup failed: {}",
+            std::io::Error::from_raw_os_error(other)
+        ),
+    }
+}
+
+/// Decides which features are usable from the kernel version, the sysctl and
+/// the probe.
+pub fn evaluate(
+    kernel: Option<KernelVersion>,
+    disabled: Option<u64>,
+    probe: RingProbe,
+) -> UringFeatures {
+    let features = Feature::ALL
+        .iter()
+        .map(|&feature| {
+            let detail = feature_problem(feature, kernel, disabled, &probe);
+            FeatureStatus {
+                feature,
+                available: detail.is_none(),
+                detail: detail.unwrap_or_default(),
+            }
+        })
+        .collect();
+    UringFeatures {
+        kernel,
+        disabled,
+        probe,
+        features,
+    }
+}
+
+fn feature_problem(
+    feature: Feature,
+    kernel: Option<KernelVersion>,
+    disabled: Option<u64>,
+    probe: &RingProbe,
+) -> Option<String> {
+    let (opcodes, buf_ring, sparse) = match probe {
+        RingProbe::SetupFailed { errno } => return Some(setup_error_hint(*errno, disabled)),
+        RingProbe::Ready {
+            opcodes,
+            buf_ring,
+            sparse_files,
+        } => (opcodes, buf_ring, sparse_files),
+    };
+    let min = feature.min_kernel();
+    if let Some(k) = kernel.filter(|&k| k < min) {
+        return Some(format!("kernel {k} is older than {min}"));
+    }
+    if let Some(code) = feature.opcode() {
+        match opcodes {
+            None => return Some("kernel cannot probe opcodes (IORING_REGISTER_PROBE)".into()),
+            Some(set) if !set.contains(&code) => {
+                return Some(format!("opcode {code} not supported by the kernel"));
+            }
+            Some(_) => {}
+        }
+    }
+    let refused = |what: &str, errno: i32| {
+        Some(format!(
+            "{what} refused: {}",
+            std::io::Error::from_raw_os_error(errno)
+        ))
+    };
+    match (feature, buf_ring, sparse) {
+        (Feature::BufRing | Feature::RecvMulti, Err(e), _) => refused("register_buf_ring", *e),
+        (Feature::SparseFiles | Feature::AcceptMulti, _, Err(e)) => {
+            refused("register_files_sparse", *e)
+        }
+        _ => None,
+    }
+}
+
+impl UringFeatures {
+    /// Whether a probe ring could be set up at all.
+    pub fn ring_usable(&self) -> bool {
+        matches!(self.probe, RingProbe::Ready { .. })
+    }
+
+    /// Whether `feature` is usable.
+    pub fn has(&self, feature: Feature) -> bool {
+        self.features
+            .iter()
+            .any(|s| s.feature == feature && s.available)
+    }
+
+    /// Required features that are not usable.
+    pub fn missing_required(&self) -> Vec<Feature> {
+        self.features
+            .iter()
+            .filter(|s| s.feature.required() && !s.available)
+            .map(|s| s.feature)
+            .collect()
+    }
+
+    /// The findings for a report: kernel, sysctl, setup, one per feature.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let need = KernelVersion::new(6, 0);
+        out.push(match self.kernel {
+            Some(k) if k >= need => Finding::new("io_uring.kernel", k.to_string(), ">= 6.0", Severity::Ok, "multishot recv with a provided buffer ring needs 6.0"),
+            Some(k) => Finding::new("io_uring.kernel", k.to_string(), ">= 6.0", Severity::Block, "multishot accept (5.19) and multishot recv with a provided buffer ring (6.0) are required; upgrade the kernel"),
+            None => Finding::new("io_uring.kernel", "unknown", ">= 6.0", Severity::Warn, "kernel.osrelease unreadable; relying on the opcode probe"),
+        });
+        let (sev, why) = match self.disabled {
+            None | Some(0) => (Severity::Ok, "io_uring enabled for every process".to_owned()),
+            Some(1) if self.ring_usable() => (Severity::Warn, "io_uring is limited to root and kernel.io_uring_group; this process may use it, an unprivileged gateway user must be in that group".to_owned()),
+            Some(1) => (Severity::Block, "io_uring is limited to root and kernel.io_uring_group; add the gateway user to that group or set 0".to_owned()),
+            Some(v) => (Severity::Block, format!("io_uring_disabled={v} disables io_uring for everyone; set kernel.io_uring_disabled=0")),
+        };
+        out.push(Finding::new(
+            "kernel.io_uring_disabled",
+            self.disabled.map_or("absent".into(), |d| d.to_string()),
+            "0",
+            sev,
+            why,
+        ));
+        out.push(match &self.probe {
+            RingProbe::Ready { .. } => Finding::new(
+                "io_uring.setup",
+                "ok",
+                "ok",
+                Severity::Ok,
+                "a probe ring was set up (not blocked by seccomp or sysctl)",
+            ),
+            RingProbe::SetupFailed { errno } => Finding::new(
+                "io_uring.setup",
+                format!("failed ({})", std::io::Error::from_raw_os_error(*errno)),
+                "ok",
+                Severity::Block,
+                setup_error_hint(*errno, self.disabled),
+            ),
+        });
+        if !self.ring_usable() {
+            return out;
+        }
+        for s in &self.features {
+            let f = s.feature;
+            let (current, sev, why) = if s.available {
+                ("present", Severity::Ok, f.purpose().to_owned())
+            } else if f.required() {
+                (
+                    "missing",
+                    Severity::Block,
+                    format!("{}: {}", f.purpose(), s.detail),
+                )
+            } else {
+                (
+                    "missing",
+                    Severity::Warn,
+                    format!("{}: {} (falls back to plain send)", f.purpose(), s.detail),
+                )
+            };
+            out.push(Finding::new(
+                format!("io_uring.op.{}", f.name()),
+                current,
+                if f.required() {
+                    "present"
+                } else {
+                    "present (optional)"
+                },
+                sev,
+                why,
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_without(op: u8) -> RingProbe {
+        RingProbe::Ready {
+            opcodes: Some((0..=u8::MAX).filter(|&o| o != op).collect()),
+            buf_ring: Ok(()),
+            sparse_files: Ok(()),
+        }
+    }
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(
+            KernelVersion::parse("6.8.0-45-generic"),
+            Some(KernelVersion {
+                major: 6,
+                minor: 8,
+                patch: 0
+            })
+        );
+        assert_eq!(
+            KernelVersion::parse("6.18.44-fc-v782").unwrap().to_string(),
+            "6.18.44"
+        );
+        assert_eq!(
+            KernelVersion::parse("5.19"),
+            Some(KernelVersion::new(5, 19))
+        );
+        assert_eq!(
+            KernelVersion::parse("6.1.0+"),
+            Some(KernelVersion::new(6, 1))
+        );
+        assert_eq!(KernelVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn everything_present_on_a_new_kernel() {
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(0),
+            RingProbe::all_supported(),
+        );
+        assert!(u.missing_required().is_empty());
+        assert!(u.has(Feature::SendZc));
+        assert!(u.findings().iter().all(|f| f.severity == Severity::Ok));
+        assert_eq!(u.findings().len(), 3 + Feature::ALL.len());
+    }
+
+    #[test]
+    fn old_kernel_blocks_multishot_recv() {
+        let u = evaluate(
+            Some(KernelVersion::new(5, 15)),
+            Some(0),
+            RingProbe::all_supported(),
+        );
+        let missing = u.missing_required();
+        assert!(missing.contains(&Feature::RecvMulti) && missing.contains(&Feature::AcceptMulti));
+        assert!(!missing.contains(&Feature::Send));
+        let f = u.findings();
+        assert_eq!(f[0].severity, Severity::Block);
+        let recv = f
+            .iter()
+            .find(|f| f.key == "io_uring.op.recv-multishot")
+            .unwrap();
+        assert!(recv.why.contains("older than 6.0.0"), "{}", recv.why);
+    }
+
+    #[test]
+    fn seccomp_block_is_named() {
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(0),
+            RingProbe::SetupFailed { errno: libc::EPERM },
+        );
+        assert_eq!(u.missing_required().len(), 12);
+        let setup = u
+            .findings()
+            .into_iter()
+            .find(|f| f.key == "io_uring.setup")
+            .unwrap();
+        assert_eq!(setup.severity, Severity::Block);
+        assert!(setup.why.contains("seccomp"), "{}", setup.why);
+        let nosys = setup_error_hint(libc::ENOSYS, None);
+        assert!(nosys.contains("seccomp") && nosys.contains("CONFIG_IO_URING"));
+    }
+
+    #[test]
+    fn disabled_sysctl_blocks() {
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(2),
+            RingProbe::SetupFailed { errno: libc::EPERM },
+        );
+        let f = u.findings();
+        assert_eq!(f[1].key, "kernel.io_uring_disabled");
+        assert_eq!(f[1].severity, Severity::Block);
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(1),
+            RingProbe::all_supported(),
+        );
+        assert_eq!(u.findings()[1].severity, Severity::Warn);
+    }
+
+    #[test]
+    fn missing_opcodes_and_registrations() {
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(0),
+            ready_without(opcode::MsgRingData::CODE),
+        );
+        assert_eq!(u.missing_required(), vec![Feature::MsgRing]);
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(0),
+            ready_without(opcode::SendZc::CODE),
+        );
+        assert!(u.missing_required().is_empty());
+        let zc = u
+            .findings()
+            .into_iter()
+            .find(|f| f.key == "io_uring.op.send-zc")
+            .unwrap();
+        assert_eq!(zc.severity, Severity::Warn);
+        let u = evaluate(
+            Some(KernelVersion::new(6, 8)),
+            Some(0),
+            RingProbe::Ready {
+                opcodes: Some((0..=u8::MAX).collect()),
+                buf_ring: Err(libc::EINVAL),
+                sparse_files: Err(libc::EMFILE),
+            },
+        );
+        let missing = u.missing_required();
+        for f in [
+            Feature::BufRing,
+            Feature::RecvMulti,
+            Feature::SparseFiles,
+            Feature::AcceptMulti,
+        ] {
+            assert!(missing.contains(&f), "{f:?}");
+        }
+        let u = evaluate(
+            None,
+            None,
+            RingProbe::Ready {
+                opcodes: None,
+                buf_ring: Ok(()),
+                sparse_files: Ok(()),
+            },
+        );
+        assert!(u.missing_required().contains(&Feature::Send));
+    }
+
+    #[test]
+    fn live_probe_on_this_host() {
+        // The sandbox runs a 6.x kernel with io_uring enabled (DESIGN.md §6);
+        // elsewhere a refused ring is a legitimate outcome.
+        match probe_live() {
+            RingProbe::Ready {
+                opcodes,
+                buf_ring,
+                sparse_files,
+            } => {
+                let ops = opcodes.unwrap();
+                assert!(ops.contains(&opcode::Send::CODE));
+                assert!(buf_ring.is_ok() && sparse_files.is_ok());
+            }
+            RingProbe::SetupFailed { errno } => assert!(errno > 0),
+        }
+    }
+}
