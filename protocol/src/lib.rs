@@ -12,7 +12,11 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod client;
 pub mod codec;
 pub mod proto;
 pub mod server;
 pub mod time;
+
+#[cfg(test)]
+mod pair;
