@@ -1,1 +1,17 @@
-//! The gateway: config, shard threads, io_uring driver and client listener.
+//! The gateway: configuration, shard threads on io_uring, the client
+//! listener and the control listener.
+//!
+//! Layout by role: [`settings`] (validated config), [`runtime`] (start-up,
+//! threads, shutdown), [`shard`] (one core's event loop and its sessions),
+//! [`uring`] (the thin io_uring shell), [`timer`] (the per-shard timer
+//! wheel), [`admission`] (who may connect), [`stats`] (shard-local
+//! counters), [`control`] (the HTTP control listener).
+
+pub mod admission;
+pub mod control;
+pub mod runtime;
+pub mod settings;
+pub mod shard;
+pub mod stats;
+pub mod timer;
+pub mod uring;

@@ -1,27 +1,184 @@
-//! `gateway`: the thread-per-core connection gateway.
+//! `gateway`: the thread-per-core connection gateway (DESIGN.md §5).
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
 use clap::Parser;
+use gateway::runtime::Gateway;
+use gateway::settings::Settings;
+use protocol::auth::JwtVerifier;
+use tuning::config::GatewayConfig;
 
-/// Command line of the gateway (DESIGN.md §5).
+/// Command line of the gateway.
 #[derive(Debug, Parser)]
-#[command(version, about = "Thread-per-core sharded connection gateway")]
+#[command(
+    version,
+    about = "Thread-per-core sharded connection gateway on io_uring"
+)]
 struct Cli {
     /// TOML config file; embedded defaults when absent.
     #[arg(long)]
-    config: Option<std::path::PathBuf>,
-    /// Client listen address (default 0.0.0.0:7100).
+    config: Option<PathBuf>,
+    /// Client listen address [default: 0.0.0.0:7100].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-    /// Control listen address (default 127.0.0.1:7101).
+    /// Control listen address [default: 127.0.0.1:7101].
     #[arg(long)]
     control: Option<std::net::SocketAddr>,
-    /// Number of shards (default: online CPUs).
+    /// Number of shards [default: online CPUs].
     #[arg(long)]
     shards: Option<usize>,
 }
 
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// A random secret for when none is configured: nobody can mint tokens
+/// for it, so the gateway is safe but refuses every client until one is set.
+fn random_secret() -> Vec<u8> {
+    let mut buf = vec![0u8; 32];
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        buf = format!("{}:{}", t.as_nanos(), std::process::id()).into_bytes();
+    }
+    buf
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
+    let mut cfg = match &cli.config {
+        Some(path) => GatewayConfig::from_file(path)?,
+        None => GatewayConfig::default(),
+    };
+    if let Some(a) = cli.listen {
+        cfg.listen.client = a;
+    }
+    if let Some(a) = cli.control {
+        cfg.listen.control = a;
+    }
+    if let Some(n) = cli.shards {
+        if n == 0 {
+            bail!("--shards must be at least 1");
+        }
+        cfg.shard.count = n;
+    }
+    if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET") {
+        if !secret.is_empty() {
+            cfg.auth.jwt_secret = Some(secret);
+        }
+    }
+    Ok(cfg)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and the shard threads it
+/// spawns) so they are taken only by [`wait_for_signal`].
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set, then masking it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for SIGTERM/SIGINT, returning early `false` if `stop_early` says so.
+fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -> Option<i32> {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        // SAFETY: waits for a signal of `set`, which this thread blocks.
+        let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+        if sig > 0 {
+            return Some(sig);
+        }
+        if stop_early() {
+            return None;
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    println!("{cli:?}");
+    let cfg = load_config(&cli)?;
+    init_logging(&cfg.log.level);
+    let cpus = online_cpus();
+    let mut settings = Settings::new(cfg, cpus)?;
+    for (shard, wanted, capped) in settings.fit_descriptor_tables(nofile_limit()) {
+        tracing::warn!(
+            shard,
+            wanted,
+            capped,
+            "max_connections lowered: a ring's direct-descriptor table is bounded by RLIMIT_NOFILE (raise it to hold more per shard)"
+        );
+    }
+    let secret = match &settings.config.auth.jwt_secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "no JWT secret (auth.jwt_secret or GATEWAY_JWT_SECRET): using a random one, so every client will be refused until you set one"
+            );
+            random_secret()
+        }
+    };
+    let verifier = Arc::new(JwtVerifier::hs256(&secret, settings.config.auth.leeway_s));
+    let signals = block_signals();
+    let c = &settings.config;
+    tracing::info!(
+        client = %c.listen.client,
+        control = %c.listen.control,
+        shards = settings.shards.len(),
+        max_connections_per_shard = settings.shards.first().map(|s| s.settings.max_connections),
+        heartbeat_ms = c.protocol.heartbeat_default_ms,
+        config = cli.config.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),
+        "starting gateway"
+    );
+    let gateway = Gateway::start(settings, verifier).context("gateway failed to start")?;
+    tracing::info!(client = %gateway.client_addr, control = %gateway.control_addr, "listening");
+    let shared = gateway.shared().clone();
+    let stopped_early = wait_for_signal(&signals, || gateway.any_finished()).is_none();
+    if stopped_early {
+        tracing::error!("a shard stopped unexpectedly; shutting down");
+    } else {
+        tracing::info!("signal received: draining");
+    }
+    shared.request_shutdown();
+    gateway.join()?;
+    if stopped_early {
+        bail!("a shard stopped unexpectedly");
+    }
+    tracing::info!("bye");
     Ok(())
 }

@@ -1,0 +1,230 @@
+//! Start-up and shutdown of the whole gateway: listeners, one pinned
+//! thread per shard, signal handling and the join.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use protocol::auth::TokenVerifier;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::settings::Settings;
+use crate::shard::{Shard, ShardError};
+use crate::stats::PublishedStats;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An eventfd could not be created.
+    #[error("cannot create the shard doorbell eventfd: {0}")]
+    Doorbell(io::Error),
+    /// A shard failed to build.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// A shard thread could not be spawned.
+    #[error("cannot spawn shard thread: {0}")]
+    Spawn(io::Error),
+}
+
+/// State every shard and the main thread can see: read-mostly, written
+/// only by its owner (each stats slot by its shard, the flag by main).
+#[derive(Debug)]
+pub struct Shared {
+    /// Published counters, one slot per shard.
+    pub stats: Vec<PublishedStats>,
+    /// Each shard's doorbell eventfd; a write wakes the shard.
+    pub doorbells: Vec<Arc<OwnedFd>>,
+    /// Set once on SIGTERM/SIGINT.
+    pub draining: AtomicBool,
+}
+
+impl Shared {
+    /// Wakes shard `index`.
+    pub fn ring_doorbell(&self, index: usize) {
+        if let Some(fd) = self.doorbells.get(index) {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a live u64 to an eventfd we own.
+            let _ = unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&**fd),
+                    (&one as *const u64).cast(),
+                    8,
+                )
+            };
+        }
+    }
+
+    /// Asks every shard to drain and exit.
+    pub fn request_shutdown(&self) {
+        self.draining.store(true, Ordering::Release);
+        for i in 0..self.doorbells.len() {
+            self.ring_doorbell(i);
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<(), ShardError>>>,
+    /// Where the client listener is bound (useful with port 0).
+    pub client_addr: SocketAddr,
+    /// Where the control listener is bound.
+    pub control_addr: SocketAddr,
+}
+
+/// A SO_REUSEPORT listener with the gateway's socket options.
+fn listener(addr: SocketAddr, backlog: u32) -> Result<Socket, StartError> {
+    let err = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_reuse_port(true).map_err(err)?;
+    socket.set_tcp_nodelay(true).map_err(err)?;
+    socket.set_keepalive(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket
+        .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
+        .map_err(err)?;
+    Ok(socket)
+}
+
+fn local_addr(socket: &Socket, fallback: SocketAddr) -> SocketAddr {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(fallback)
+}
+
+impl Gateway {
+    /// Binds every shard's listeners and starts the shard threads.
+    pub fn start(
+        settings: Settings,
+        verifier: Arc<dyn TokenVerifier + Send + Sync>,
+    ) -> Result<Self, StartError> {
+        let n = settings.shards.len();
+        let listen = settings.config.listen.clone();
+        // The first shard's bind fixes the port when port 0 was asked for;
+        // the others join its SO_REUSEPORT group.
+        let mut client_addr = listen.client;
+        let mut control_addr = listen.control;
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = listener(client_addr, listen.backlog)?;
+            client_addr = local_addr(&c, client_addr);
+            let k = listener(control_addr, 1024)?;
+            control_addr = local_addr(&k, control_addr);
+            sockets.push((c, k));
+        }
+        let mut doorbells = Vec::with_capacity(n);
+        for _ in 0..n {
+            // SAFETY: plain eventfd creation; the result is checked.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(StartError::Doorbell(io::Error::last_os_error()));
+            }
+            // SAFETY: fd is a fresh descriptor we own.
+            doorbells.push(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        let shared = Arc::new(Shared {
+            stats: (0..n).map(|_| PublishedStats::default()).collect(),
+            doorbells,
+            draining: AtomicBool::new(false),
+        });
+        let settings = Arc::new(settings);
+        let mut threads = Vec::with_capacity(n);
+        // A single-issuer ring belongs to the thread that creates it, so each
+        // shard is built on its own thread; build errors come back here.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for (index, (client, control)) in sockets.into_iter().enumerate() {
+            let cpu = settings.shards[index].cpu;
+            let (settings, shared, verifier, ready) = (
+                settings.clone(),
+                shared.clone(),
+                verifier.clone(),
+                ready_tx.clone(),
+            );
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                            tracing::warn!(shard = index, cpu, "could not pin shard thread");
+                        }
+                    }
+                    match Shard::new(index, settings, shared, verifier, client, control) {
+                        Ok(shard) => {
+                            let _ = ready.send(Ok(()));
+                            shard.run()
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            Ok(())
+                        }
+                    }
+                })
+                .map_err(StartError::Spawn)?;
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    shared.request_shutdown();
+                    return Err(e.into());
+                }
+                Err(_) => {
+                    shared.request_shutdown();
+                    return Err(ShardError::Panicked { shard: usize::MAX }.into());
+                }
+            }
+        }
+        Ok(Self {
+            shared,
+            threads,
+            client_addr,
+            control_addr,
+        })
+    }
+
+    /// The state shared with the shards (stats, shutdown).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Asks every shard to drain and exit.
+    pub fn shutdown(&self) {
+        self.shared.request_shutdown();
+    }
+
+    /// Whether any shard thread has ended (normally only after shutdown).
+    pub fn any_finished(&self) -> bool {
+        self.threads.iter().any(JoinHandle::is_finished)
+    }
+
+    /// Waits for every shard thread; the first error wins.
+    pub fn join(self) -> Result<(), ShardError> {
+        let mut first = Ok(());
+        for (shard, t) in self.threads.into_iter().enumerate() {
+            let r = t.join().unwrap_or(Err(ShardError::Panicked { shard }));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}

@@ -1,0 +1,476 @@
+//! Client-connection handling of a shard: accept and admission, receive
+//! into the session, authentication, sends, timers and the close sequence.
+
+use bytes::Bytes;
+use io_uring::{cqueue, opcode, types};
+use protocol::proto::{ErrorCode, Hello, Welcome};
+use protocol::server::{CloseReason, Event, ServerSession};
+use protocol::time::Millis;
+
+use super::conn::{Conn, LINGER_S, flags};
+use super::outbound::Enqueued;
+use super::{BUF_GROUP, Shard, wall_clock};
+use crate::admission::Refusal;
+use crate::timer::TimerRef;
+use crate::uring::op::{OpKind, OpTag};
+
+impl Shard {
+    pub(super) fn on_accept(&mut self, now: Millis, res: i32, peer: Option<std::net::IpAddr>) {
+        if res < 0 {
+            if res != -libc::ECANCELED {
+                self.stats.accept_errors += 1;
+                tracing::debug!(
+                    shard = self.index,
+                    "accept failed: {}",
+                    std::io::Error::from_raw_os_error(-res)
+                );
+            }
+            return;
+        }
+        self.stats.accepts += 1;
+        let fd = res as u32;
+        let limits = &self.shard_cfg.settings;
+        let refusal = if self.conns.len() >= limits.max_connections as usize {
+            self.stats.refused_max_connections += 1;
+            Some((ErrorCode::Overloaded, "shard at its connection limit"))
+        } else if self.handshakes >= limits.max_handshakes {
+            self.stats.refused_max_handshakes += 1;
+            Some((ErrorCode::Overloaded, "too many handshakes in flight"))
+        } else {
+            match peer.map(|ip| self.admission.admit(ip)) {
+                Some(Err(Refusal::Address)) => {
+                    self.stats.refused_address += 1;
+                    Some((ErrorCode::Forbidden, "address not allowed"))
+                }
+                Some(Err(Refusal::PerIp)) => {
+                    self.stats.refused_per_ip += 1;
+                    Some((
+                        ErrorCode::Overloaded,
+                        "too many connections from this address",
+                    ))
+                }
+                _ => None,
+            }
+        };
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let session = ServerSession::new(now, &self.settings.server);
+        // A refused peer was not counted by admission, so it is not released.
+        let counted_peer = if refusal.is_none() { peer } else { None };
+        let mut conn = Conn::new(session, fd, generation, counted_peer);
+        if refusal.is_some() {
+            conn.clear(flags::IN_HANDSHAKE);
+        } else {
+            self.handshakes += 1;
+        }
+        let key = self.conns.insert(conn) as u32;
+        self.arm_recv(key);
+        if let Some((code, message)) = refusal {
+            if let Some(conn) = self.conns.get_mut(key as usize) {
+                conn.session.fail(code, message, &mut self.out);
+            }
+            self.handle_output(now, key);
+        } else {
+            self.arm_timer(key);
+        }
+    }
+
+    pub(super) fn arm_recv(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::RECV_ARMED) || conn.has(flags::CLOSE_SENT) || conn.has(flags::PEER_EOF) {
+            return;
+        }
+        conn.set(flags::RECV_ARMED);
+        conn.clear(flags::NEEDS_REARM);
+        let entry = opcode::RecvMulti::new(types::Fixed(conn.fd), BUF_GROUP)
+            .build()
+            .user_data(OpTag::new(OpKind::Recv, key).encode());
+        self.push(entry);
+    }
+
+    pub(super) fn rearm_receives(&mut self) {
+        let mut keys = std::mem::take(&mut self.rearm);
+        for key in keys.drain(..) {
+            self.arm_recv(key);
+        }
+        self.rearm = keys;
+    }
+
+    pub(super) fn on_recv(&mut self, now: Millis, key: u32, res: i32, cqe_flags: u32) {
+        let more = cqueue::more(cqe_flags);
+        let buffer = cqueue::buffer_select(cqe_flags);
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            if let Some(bid) = buffer {
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        if !more {
+            conn.clear(flags::RECV_ARMED);
+        }
+        if res > 0 {
+            let Some(bid) = buffer else {
+                return;
+            };
+            self.stats.bytes_in += res as u64;
+            if !conn.has(flags::CLOSING) {
+                let data = self.bufs.data(bid, res as usize);
+                conn.session
+                    .handle_input(now, data, &self.settings.server, &mut self.out);
+            }
+            self.bufs.recycle(bid);
+            if !more && !conn.has(flags::CLOSING) {
+                conn.set(flags::NEEDS_REARM);
+                self.rearm.push(key);
+            }
+            self.handle_output(now, key);
+        } else if res == -libc::ENOBUFS {
+            self.stats.buffer_pool_exhausted += 1;
+            // The data stays in the socket; receive again once buffers are back.
+            if !conn.has(flags::CLOSE_SENT) {
+                conn.set(flags::NEEDS_REARM);
+                self.rearm.push(key);
+            }
+        } else {
+            // EOF, reset or cancellation: the receive side is done.
+            conn.set(flags::PEER_EOF);
+            if !conn.has(flags::CLOSING) {
+                self.stats.client_closes += 1;
+                self.begin_close(now, key);
+            } else if conn.has(flags::SHUTDOWN_SENT) {
+                self.submit_close(key);
+            }
+            self.try_finish(key);
+        }
+    }
+
+    /// Moves the session's output to the wire and acts on its events.
+    pub(super) fn handle_output(&mut self, now: Millis, key: u32) {
+        loop {
+            if !self.out.transmit.is_empty() {
+                let frames = count_frames(&self.out.transmit);
+                let bytes = Bytes::copy_from_slice(&self.out.transmit);
+                self.out.transmit.clear();
+                self.stats.frames_out += frames;
+                self.enqueue(now, key, bytes);
+            }
+            if self.out.events.is_empty() {
+                break;
+            }
+            let mut events = std::mem::take(&mut self.out.events);
+            for event in events.drain(..) {
+                self.on_event(now, key, event);
+            }
+            if self.out.events.is_empty() {
+                self.out.events = events;
+            }
+        }
+        self.flush(key);
+        self.arm_timer(key);
+    }
+
+    fn on_event(&mut self, now: Millis, key: u32, event: Event) {
+        match event {
+            Event::Hello(hello) => self.authenticate(now, key, hello),
+            Event::Closed(reason) => {
+                self.count_close(key, &reason);
+                self.begin_close(now, key);
+            }
+            Event::Uplink(uplink) => {
+                // Uplink routing arrives with the backend issue; until a
+                // route exists the client gets a clear 404 Reply.
+                let reply = protocol::proto::Frame {
+                    kind: Some(protocol::proto::frame::Kind::Reply(
+                        protocol::proto::Reply {
+                            request_id: uplink.request_id,
+                            status: 404,
+                            payload: Bytes::from_static(b"no uplink route configured"),
+                        },
+                    )),
+                };
+                protocol::codec::encode_frame(&reply, &mut self.out.transmit);
+            }
+            // Topic membership and acks are kept by the push-delivery layer.
+            Event::Subscribe(_) | Event::Unsubscribe(_) | Event::Ack(_) => {}
+        }
+    }
+
+    fn authenticate(&mut self, now: Millis, key: u32, hello: Hello) {
+        let (now_s, now_ms) = wall_clock();
+        let verdict = self
+            .verifier
+            .verify(&hello.token, now_s)
+            .and_then(|identity| {
+                if identity.permits_apps(&hello.apps) {
+                    Ok(identity)
+                } else {
+                    Err(protocol::auth::AuthError::AppNotAllowed)
+                }
+            });
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        match verdict {
+            Ok(identity) => {
+                let welcome = Welcome {
+                    session: format!("{:x}-{:x}", self.index, conn.generation),
+                    user: identity.user.clone(),
+                    heartbeat_ms: 0,
+                    resume: Bytes::new(),
+                    server_time_ms: now_ms,
+                    resumed: false,
+                };
+                conn.user = Some(identity.user.into_boxed_str());
+                conn.session
+                    .accept(now, &self.settings.server, welcome, &mut self.out);
+                if conn.has(flags::IN_HANDSHAKE) {
+                    conn.clear(flags::IN_HANDSHAKE);
+                    self.handshakes -= 1;
+                }
+                self.stats.handshakes_ok += 1;
+            }
+            Err(e) => {
+                let code = e.error_code();
+                conn.session.reject(code, &e.to_string(), &mut self.out);
+            }
+        }
+    }
+
+    fn count_close(&mut self, key: u32, reason: &CloseReason) {
+        let in_handshake = self
+            .conns
+            .get(key as usize)
+            .is_some_and(|c| c.has(flags::IN_HANDSHAKE));
+        let s = &mut self.stats;
+        match reason {
+            CloseReason::ClientBye => s.client_closes += 1,
+            CloseReason::HandshakeTimeout => s.handshakes_timeout += 1,
+            CloseReason::IdleTimeout => s.idle_timeouts += 1,
+            CloseReason::Rejected(ErrorCode::TokenExpired) => s.handshakes_expired += 1,
+            CloseReason::Rejected(_) => s.handshakes_unauthorized += 1,
+            CloseReason::ProtocolError(_) if in_handshake => s.handshakes_protocol += 1,
+            CloseReason::ProtocolError(_) => s.protocol_errors += 1,
+            CloseReason::Kicked(_) => s.kicks += 1,
+            _ => {}
+        }
+    }
+
+    /// Queues `bytes` to connection `key`, applying the slow-consumer policy.
+    pub(super) fn enqueue(&mut self, now: Millis, key: u32, bytes: Bytes) {
+        let cap = self.shard_cfg.settings.outbound_queue_bytes;
+        let policy = self.shard_cfg.settings.slow_consumer;
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::CLOSE_SENT) {
+            return;
+        }
+        let before = conn.outbound.queued_bytes();
+        let outcome = conn.outbound.push(bytes, cap, policy);
+        let after = conn.outbound.queued_bytes();
+        self.stats.outbound_queued_bytes =
+            (self.stats.outbound_queued_bytes + u64::from(after)).saturating_sub(u64::from(before));
+        match outcome {
+            Enqueued::Queued => {}
+            Enqueued::QueuedDropping(n) => self.stats.slow_consumer_drops += u64::from(n),
+            Enqueued::Overflow => {
+                self.stats.slow_consumer_disconnects += 1;
+                conn.outbound.clear();
+                conn.set(flags::PEER_EOF);
+                self.begin_close(now, key);
+            }
+        }
+    }
+
+    /// Starts a send for `key` if it has bytes waiting and none in flight.
+    pub(super) fn flush(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::CLOSE_SENT) {
+            return;
+        }
+        let fd = conn.fd;
+        let Some(buf) = conn.outbound.start_send() else {
+            return;
+        };
+        let entry = opcode::Send::new(types::Fixed(fd), buf.as_ptr(), buf.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(OpTag::new(OpKind::Send, key).encode());
+        self.push(entry);
+    }
+
+    pub(super) fn on_send(&mut self, now: Millis, key: u32, res: i32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        let before = conn.outbound.queued_bytes();
+        if res >= 0 {
+            conn.outbound.complete_send(res as usize);
+            self.stats.bytes_out += res as u64;
+        } else {
+            conn.outbound.complete_send(0);
+            conn.outbound.clear();
+            conn.set(flags::PEER_EOF);
+        }
+        let after = conn.outbound.queued_bytes();
+        self.stats.outbound_queued_bytes = self
+            .stats
+            .outbound_queued_bytes
+            .saturating_sub(u64::from(before - after));
+        let failed = res < 0;
+        let closing = conn.has(flags::CLOSING);
+        let drained = conn.outbound.is_empty();
+        if failed && !closing {
+            self.begin_close(now, key);
+        } else if closing && (drained || failed) {
+            self.shutdown_or_close(now, key);
+        } else {
+            self.flush(key);
+        }
+        self.try_finish(key);
+    }
+
+    /// Starts closing `key`: no more input is processed; queued output is
+    /// flushed, then the socket is shut down and closed.
+    pub(super) fn begin_close(&mut self, now: Millis, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::CLOSING) {
+            return;
+        }
+        conn.set(flags::CLOSING);
+        if conn.has(flags::IN_HANDSHAKE) {
+            conn.clear(flags::IN_HANDSHAKE);
+            self.handshakes -= 1;
+        }
+        if !conn.outbound.in_flight() && conn.outbound.is_empty() {
+            self.shutdown_or_close(now, key);
+        } else {
+            self.flush(key);
+        }
+    }
+
+    /// After the last byte left: FIN and linger for the peer's EOF (so it
+    /// reads a final Error or Kick), or close at once if the peer is gone.
+    fn shutdown_or_close(&mut self, now: Millis, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::SHUTDOWN_SENT) || conn.has(flags::CLOSE_SENT) {
+            return;
+        }
+        if conn.has(flags::PEER_EOF) || !conn.has(flags::RECV_ARMED) {
+            self.submit_close(key);
+            return;
+        }
+        conn.set(flags::SHUTDOWN_SENT);
+        conn.linger_until_s = u32::try_from(now.0 / 1000 + 1)
+            .unwrap_or(u32::MAX)
+            .saturating_add(LINGER_S);
+        let entry = opcode::Shutdown::new(types::Fixed(conn.fd), libc::SHUT_WR)
+            .build()
+            .user_data(OpTag::new(OpKind::Shutdown, key).encode());
+        self.push(entry);
+        self.arm_timer(key);
+    }
+
+    /// Cancels the receive and closes the direct descriptor.
+    pub(super) fn submit_close(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.has(flags::CLOSE_SENT) {
+            return;
+        }
+        conn.set(flags::CLOSE_SENT | flags::CLOSING);
+        let fd = conn.fd;
+        let recv_armed = conn.has(flags::RECV_ARMED);
+        if recv_armed {
+            let cancel = opcode::AsyncCancel::new(OpTag::new(OpKind::Recv, key).encode())
+                .build()
+                .user_data(OpTag::new(OpKind::Cancel, key).encode());
+            self.push(cancel);
+        }
+        let close = opcode::Close::new(types::Fixed(fd))
+            .build()
+            .user_data(OpTag::new(OpKind::Close, key).encode());
+        self.push(close);
+    }
+
+    pub(super) fn on_close(&mut self, key: u32) {
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            conn.set(flags::CLOSE_DONE);
+        }
+        self.try_finish(key);
+    }
+
+    /// Frees `key`'s slot once nothing of it is in flight any more.
+    pub(super) fn try_finish(&mut self, key: u32) {
+        if !self.conns.get(key as usize).is_some_and(Conn::is_finished) {
+            return;
+        }
+        let conn = self.conns.remove(key as usize);
+        self.stats.outbound_queued_bytes = self
+            .stats
+            .outbound_queued_bytes
+            .saturating_sub(u64::from(conn.outbound.queued_bytes()));
+        if let Some(ip) = conn.peer {
+            self.admission.release(ip);
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, now: Millis, r: TimerRef) {
+        let Some(conn) = self.conns.get_mut(r.key as usize) else {
+            return;
+        };
+        if conn.generation != r.generation {
+            return;
+        }
+        conn.timer_entries = conn.timer_entries.saturating_sub(1);
+        if conn.timer_entries > 0 {
+            conn.timer_at = u64::MAX;
+        }
+        let due = conn
+            .deadline(&self.settings.server)
+            .is_some_and(|d| d <= now);
+        if due {
+            if conn.has(flags::CLOSING) {
+                self.submit_close(r.key);
+                return;
+            }
+            conn.session
+                .handle_timeout(now, &self.settings.server, &mut self.out);
+            self.handle_output(now, r.key);
+        } else {
+            self.arm_timer(r.key);
+        }
+    }
+}
+
+/// Number of length-prefixed frames in `buf` (session output is whole frames).
+fn count_frames(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut rest = buf;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        n += 1;
+        rest = rest.get(4 + len..).unwrap_or_default();
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_frames;
+
+    #[test]
+    fn counts_length_prefixed_frames() {
+        assert_eq!(count_frames(&[]), 0);
+        assert_eq!(count_frames(&[0, 0, 0, 2, 9, 9, 0, 0, 0, 1, 7]), 2);
+    }
+}

@@ -1,0 +1,109 @@
+//! One client connection as its shard holds it: the protocol session, the
+//! direct descriptor, the outbound queue and the bookkeeping the close
+//! sequence needs. Kept small: a shard holds hundreds of thousands.
+
+use std::net::IpAddr;
+
+use protocol::server::ServerSession;
+use protocol::time::Millis;
+
+use super::outbound::Outbound;
+
+/// Lifecycle flags of a connection (bit set).
+pub mod flags {
+    /// A multishot receive is armed.
+    pub const RECV_ARMED: u8 = 1;
+    /// The handshake is still counted against `max_handshakes`.
+    pub const IN_HANDSHAKE: u8 = 2;
+    /// Closing: no more input is processed; flush, then shut down.
+    pub const CLOSING: u8 = 4;
+    /// Shutdown(SHUT_WR) submitted; lingering for the peer's EOF.
+    pub const SHUTDOWN_SENT: u8 = 8;
+    /// Close of the descriptor submitted.
+    pub const CLOSE_SENT: u8 = 16;
+    /// Close of the descriptor completed.
+    pub const CLOSE_DONE: u8 = 32;
+    /// The peer closed its side (EOF seen).
+    pub const PEER_EOF: u8 = 64;
+    /// The receive must be re-armed (it stopped for lack of buffers).
+    pub const NEEDS_REARM: u8 = 128;
+}
+
+/// How long a closing connection waits for the peer's EOF after our FIN,
+/// so an Error frame is read before the socket is torn down.
+pub const LINGER_S: u32 = 2;
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The sans-IO protocol session.
+    pub session: ServerSession,
+    /// Frames waiting to be written.
+    pub outbound: Outbound,
+    /// The authenticated user, once the handshake succeeded.
+    pub user: Option<Box<str>>,
+    /// Peer address, kept when admission control needs it.
+    pub peer: Option<IpAddr>,
+    /// Earliest pending timer entry (`u64::MAX`: one later entry pending).
+    pub timer_at: u64,
+    /// Direct-descriptor slot of the socket.
+    pub fd: u32,
+    /// Generation: tells this connection from an earlier one in its slot.
+    pub generation: u32,
+    /// When lingering ends (whole seconds of the shard clock), for a
+    /// connection being closed.
+    pub linger_until_s: u32,
+    /// Timer entries pending in the wheel.
+    pub timer_entries: u8,
+    /// Lifecycle flags (see [`flags`]).
+    pub flags: u8,
+}
+
+impl Conn {
+    /// A new connection on direct slot `fd`.
+    pub fn new(session: ServerSession, fd: u32, generation: u32, peer: Option<IpAddr>) -> Self {
+        Self {
+            session,
+            outbound: Outbound::default(),
+            user: None,
+            peer,
+            timer_at: 0,
+            fd,
+            generation,
+            linger_until_s: 0,
+            timer_entries: 0,
+            flags: flags::IN_HANDSHAKE,
+        }
+    }
+
+    /// Whether flag `f` is set.
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Sets flag `f`.
+    pub fn set(&mut self, f: u8) {
+        self.flags |= f;
+    }
+
+    /// Clears flag `f`.
+    pub fn clear(&mut self, f: u8) {
+        self.flags &= !f;
+    }
+
+    /// Whether the slot can be freed: closed, and no operation in flight.
+    pub fn is_finished(&self) -> bool {
+        self.has(flags::CLOSE_DONE) && !self.has(flags::RECV_ARMED) && !self.outbound.in_flight()
+    }
+
+    /// The next time this connection needs the timer: its session deadline,
+    /// or the end of lingering while closing.
+    pub fn deadline(&self, cfg: &protocol::server::ServerConfig) -> Option<Millis> {
+        if self.has(flags::CLOSING) {
+            return self
+                .has(flags::SHUTDOWN_SENT)
+                .then_some(Millis(u64::from(self.linger_until_s) * 1000));
+        }
+        self.session.deadline(cfg)
+    }
+}

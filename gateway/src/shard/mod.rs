@@ -1,0 +1,468 @@
+//! One shard: a pinned thread that owns an io_uring ring, a client
+//! listener, a receive buffer pool, its sessions and their timers.
+//! Nothing here is shared with other shards except read-only settings,
+//! the published counters and the doorbell that wakes the shard.
+
+mod client;
+pub mod conn;
+mod drain;
+pub mod outbound;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use protocol::auth::TokenVerifier;
+use protocol::server::Output;
+use protocol::time::Millis;
+use slab::Slab;
+use socket2::Socket;
+use tuning::config::ResolvedShard;
+
+use crate::admission::Admission;
+use crate::control::ControlServer;
+use crate::runtime::Shared;
+use crate::settings::{REFUSAL_SLACK, Settings};
+use crate::stats::ShardStats;
+use crate::timer::{TimerRef, TimerWheel};
+use crate::uring::bufring::{BufRing, BufRingError};
+use crate::uring::op::{OpKind, OpTag};
+
+use conn::Conn;
+
+/// Buffer group id of the shard's receive pool.
+const BUF_GROUP: u16 = 0;
+/// Single-shot accepts kept in flight when admission needs peer addresses.
+const ACCEPT_POOL: usize = 32;
+/// Slots of the timer wheel.
+const WHEEL_SLOTS: usize = 4096;
+
+/// Why a shard could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The io_uring ring could not be created.
+    #[error("shard {shard}: cannot create io_uring ring: {source}")]
+    Ring {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The direct-descriptor table could not be registered.
+    #[error(
+        "shard {shard}: cannot register {slots} direct descriptors (RLIMIT_NOFILE bounds it): {source}"
+    )]
+    Files {
+        /// Shard index.
+        shard: usize,
+        /// Slots requested.
+        slots: u32,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The receive buffer pool could not be set up.
+    #[error("shard {shard}: {source}")]
+    Buffers {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        source: BufRingError,
+    },
+    /// The shard thread panicked.
+    #[error("shard {shard} panicked")]
+    Panicked {
+        /// Shard index.
+        shard: usize,
+    },
+    /// Waiting on the ring failed.
+    #[error("shard {shard}: io_uring_enter failed: {source}")]
+    Enter {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// A shard's clock: milliseconds since the shard started.
+#[derive(Debug, Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Wall-clock now as (unix seconds, unix milliseconds).
+pub(crate) fn wall_clock() -> (u64, u64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        d.as_secs(),
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    )
+}
+
+/// Everything one shard owns. Field order matters: the ring is dropped
+/// before the buffer pool whose memory it points into.
+pub struct Shard {
+    ring: IoUring,
+    bufs: BufRing,
+    index: usize,
+    shard_cfg: ResolvedShard,
+    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    verifier: Arc<dyn TokenVerifier + Send + Sync>,
+    listener: Option<Socket>,
+    doorbell: Arc<OwnedFd>,
+    doorbell_buf: Box<u64>,
+    accept_addrs: Box<[(libc::sockaddr_storage, libc::socklen_t)]>,
+    multishot_accept: bool,
+    control: ControlServer,
+    conns: Slab<Conn>,
+    wheel: TimerWheel,
+    admission: Admission,
+    stats: ShardStats,
+    clock: Clock,
+    out: Output,
+    cqes: Vec<(u64, i32, u32)>,
+    fired: Vec<TimerRef>,
+    rearm: Vec<u32>,
+    handshakes: u32,
+    next_generation: u32,
+    drain: Option<drain::Drain>,
+    last_publish: Millis,
+}
+
+impl Shard {
+    /// Builds shard `index`: ring, direct-descriptor table, buffer pool.
+    /// The listeners are made by the caller so that a bind error is
+    /// reported before any thread starts.
+    pub fn new(
+        index: usize,
+        settings: Arc<Settings>,
+        shared: Arc<Shared>,
+        verifier: Arc<dyn TokenVerifier + Send + Sync>,
+        listener: Socket,
+        control_listener: Socket,
+    ) -> Result<Self, ShardError> {
+        let shard_cfg = settings.shards[index].clone();
+        let s = &shard_cfg.settings;
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_cqsize(s.ring_entries.saturating_mul(4))
+            .build(s.ring_entries)
+            .map_err(|source| ShardError::Ring {
+                shard: index,
+                source,
+            })?;
+        let slots = s.max_connections + REFUSAL_SLACK;
+        ring.submitter()
+            .register_files_sparse(slots)
+            .map_err(|source| ShardError::Files {
+                shard: index,
+                slots,
+                source,
+            })?;
+        let bufs =
+            BufRing::new(&ring, BUF_GROUP, s.buffer_count, s.buffer_size).map_err(|source| {
+                ShardError::Buffers {
+                    shard: index,
+                    source,
+                }
+            })?;
+        let clock = Clock(Instant::now());
+        let admission = Admission::new(&settings.config.admission);
+        let multishot_accept = !admission.needs_peer_address();
+        let pool = if multishot_accept { 0 } else { ACCEPT_POOL };
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
+        let doorbell = shared.doorbells[index].clone();
+        let tick = s.timer_tick_ms;
+        let max_connections = s.max_connections as usize;
+        Ok(Self {
+            ring,
+            bufs,
+            index,
+            shard_cfg,
+            control: ControlServer::new(control_listener),
+            settings,
+            shared,
+            verifier,
+            listener: Some(listener),
+            doorbell,
+            doorbell_buf: Box::new(0),
+            accept_addrs,
+            multishot_accept,
+            conns: Slab::with_capacity(max_connections.min(1 << 20)),
+            wheel: TimerWheel::new(clock.now(), tick, WHEEL_SLOTS),
+            admission,
+            stats: ShardStats::default(),
+            clock,
+            out: Output::default(),
+            cqes: Vec::with_capacity(1024),
+            fired: Vec::new(),
+            rearm: Vec::new(),
+            handshakes: 0,
+            next_generation: 0,
+            drain: None,
+            last_publish: Millis(0),
+        })
+    }
+
+    /// Queues an SQE, flushing the submission queue to the kernel when it
+    /// is full. Memory the entry points to must stay put until completion.
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built by the shard points into memory the
+            // shard keeps alive until the entry's completion arrives.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!(shard = self.index, "submit with a full queue failed: {e}");
+            }
+        }
+    }
+
+    /// Runs the shard until it has drained after a shutdown request.
+    pub fn run(mut self) -> Result<(), ShardError> {
+        self.arm_accepts();
+        self.arm_doorbell();
+        self.control.arm_accept(&mut self.ring);
+        self.publish();
+        tracing::info!(
+            shard = self.index,
+            cpu = ?self.shard_cfg.cpu,
+            max_connections = self.shard_cfg.settings.max_connections,
+            accept = if self.multishot_accept { "multishot" } else { "pool (peer addresses)" },
+            "shard running"
+        );
+        loop {
+            self.wait()?;
+            let now = self.clock.now();
+            self.process_completions(now);
+            self.run_timers(now);
+            self.rearm_receives();
+            self.bufs.commit();
+            if let Some(done) = self.drain_step(now) {
+                if done {
+                    break;
+                }
+            }
+            if now.0.saturating_sub(self.last_publish.0) >= 250 {
+                self.publish();
+                self.last_publish = now;
+            }
+        }
+        self.publish();
+        tracing::info!(shard = self.index, "shard stopped");
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        self.stats.connections = self.conns.len() as u64;
+        self.shared.stats[self.index].publish(&self.stats);
+    }
+
+    /// Submits queued SQEs and sleeps until a completion or the next timer.
+    fn wait(&mut self) -> Result<(), ShardError> {
+        let now = self.clock.now();
+        let mut wake = self.wheel.next_wakeup();
+        if let Some(d) = self.drain_wakeup(now) {
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        if !self.rearm.is_empty() {
+            wake = Some(now);
+        }
+        let result = match wake {
+            None => self.ring.submitter().submit_and_wait(1),
+            Some(at) => {
+                let ms = at.0.saturating_sub(now.0);
+                let ts = types::Timespec::new()
+                    .sec(ms / 1000)
+                    .nsec(((ms % 1000) * 1_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(ShardError::Enter {
+                shard: self.index,
+                source,
+            }),
+        }
+    }
+
+    fn process_completions(&mut self, now: Millis) {
+        // Completions are copied out first: handling them queues new SQEs.
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                return;
+            }
+            for &(user_data, res, flags) in &cqes {
+                let Some(tag) = OpTag::decode(user_data) else {
+                    continue;
+                };
+                self.dispatch(now, tag, res, flags);
+            }
+            cqes.clear();
+            self.cqes = cqes;
+        }
+    }
+
+    fn dispatch(&mut self, now: Millis, tag: OpTag, res: i32, flags: u32) {
+        match tag.kind {
+            OpKind::AcceptMulti => {
+                if !cqueue::more(flags) {
+                    self.arm_accepts();
+                }
+                self.on_accept(now, res, None);
+            }
+            OpKind::AcceptOne => {
+                let i = tag.index as usize;
+                let peer = (res >= 0)
+                    .then(|| self.accept_addrs.get(i).and_then(|a| sockaddr_ip(&a.0)))
+                    .flatten();
+                self.arm_accept_slot(i);
+                self.on_accept(now, res, peer);
+            }
+            OpKind::Recv => self.on_recv(now, tag.index, res, flags),
+            OpKind::Send => self.on_send(now, tag.index, res),
+            OpKind::Shutdown | OpKind::Cancel => {}
+            OpKind::Close => self.on_close(tag.index),
+            OpKind::Doorbell => {
+                self.arm_doorbell();
+                self.on_doorbell(now);
+            }
+            OpKind::ControlAccept
+            | OpKind::ControlRecv
+            | OpKind::ControlSend
+            | OpKind::ControlClose => {
+                self.publish();
+                let shared = self.shared.clone();
+                self.control
+                    .on_completion(&mut self.ring, tag, res, flags, &shared);
+            }
+        }
+    }
+
+    fn arm_doorbell(&mut self) {
+        let buf: *mut u64 = &mut *self.doorbell_buf;
+        let entry = opcode::Read::new(types::Fd(self.doorbell.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(OpTag::new(OpKind::Doorbell, 0).encode());
+        self.push(entry);
+    }
+
+    fn arm_accepts(&mut self) {
+        if self.drain.is_some() {
+            return;
+        }
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let fd = types::Fd(listener.as_raw_fd());
+        if self.multishot_accept {
+            let entry = opcode::AcceptMulti::new(fd)
+                .allocate_file_index(true)
+                .build()
+                .user_data(OpTag::new(OpKind::AcceptMulti, 0).encode());
+            self.push(entry);
+        } else {
+            for i in 0..self.accept_addrs.len() {
+                self.arm_accept_slot(i);
+            }
+        }
+    }
+
+    fn arm_accept_slot(&mut self, i: usize) {
+        if self.drain.is_some() {
+            return;
+        }
+        let (Some(listener), Some(slot)) = (&self.listener, self.accept_addrs.get_mut(i)) else {
+            return;
+        };
+        slot.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            (&mut slot.0 as *mut libc::sockaddr_storage).cast(),
+            &mut slot.1,
+        )
+        .file_index(Some(types::DestinationSlot::auto_target()))
+        .build()
+        .user_data(OpTag::new(OpKind::AcceptOne, i as u32).encode());
+        self.push(entry);
+    }
+
+    fn run_timers(&mut self, now: Millis) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(now, &mut fired);
+        for r in fired.drain(..) {
+            self.on_timer(now, r);
+        }
+        self.fired = fired;
+    }
+
+    /// Makes sure the wheel will visit connection `key` by its deadline.
+    fn arm_timer(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        let Some(deadline) = conn.deadline(&self.settings.server) else {
+            return;
+        };
+        if conn.timer_entries == 0 || deadline.0 < conn.timer_at {
+            conn.timer_entries = conn.timer_entries.saturating_add(1);
+            conn.timer_at = deadline.0;
+            let r = TimerRef {
+                key,
+                generation: conn.generation,
+            };
+            self.wheel.insert(deadline, r);
+        }
+    }
+}
+
+/// The IP address in a sockaddr the kernel filled.
+fn sockaddr_ip(sa: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match i32::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,139 @@
+//! Shard-local counters and their published snapshots.
+//!
+//! A shard counts into plain integers it alone owns (no atomics on the hot
+//! path) and copies them into its [`PublishedStats`] slot now and then: on
+//! every timer tick and before it answers a stats request. Readers on other
+//! threads see figures at most one tick old.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
+        /// What one shard has counted since it started.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct ShardStats {
+            $( $(#[$doc])* pub $field: u64, )*
+        }
+
+        impl ShardStats {
+            /// Counter names, in the order of [`ShardStats::values`].
+            pub const NAMES: &'static [&'static str] = &[$( stringify!($field) ),*];
+
+            /// Counter values, in the order of [`ShardStats::NAMES`].
+            pub fn values(&self) -> Vec<u64> {
+                vec![$( self.$field ),*]
+            }
+
+            fn from_values(v: &[u64]) -> Self {
+                let mut it = v.iter().copied();
+                Self { $( $field: it.next().unwrap_or(0), )* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Client connections open now (a gauge).
+    connections,
+    /// Client connections accepted.
+    accepts,
+    /// Accept completions that failed.
+    accept_errors,
+    /// Connections refused at accept: shard at `max_connections`.
+    refused_max_connections,
+    /// Connections refused at accept: `max_handshakes` in flight.
+    refused_max_handshakes,
+    /// Connections refused at accept: per-IP cap reached.
+    refused_per_ip,
+    /// Connections refused at accept: address denied or not allowed.
+    refused_address,
+    /// Handshakes completed (Welcome sent).
+    handshakes_ok,
+    /// Handshakes failed: token rejected.
+    handshakes_unauthorized,
+    /// Handshakes failed: token expired.
+    handshakes_expired,
+    /// Handshakes failed: no Hello in time.
+    handshakes_timeout,
+    /// Handshakes failed: bad first frame or version.
+    handshakes_protocol,
+    /// Sessions closed for protocol errors after the handshake.
+    protocol_errors,
+    /// Sessions closed for silence past `idle_factor × heartbeat`.
+    idle_timeouts,
+    /// Sessions the client ended (Bye or EOF).
+    client_closes,
+    /// Sessions kicked (admin, drain, shutdown).
+    kicks,
+    /// Frames received.
+    frames_in,
+    /// Frames sent.
+    frames_out,
+    /// Bytes received.
+    bytes_in,
+    /// Bytes sent.
+    bytes_out,
+    /// Times a multishot receive stopped because the buffer pool ran dry.
+    buffer_pool_exhausted,
+    /// Connections closed because their outbound queue overflowed.
+    slow_consumer_disconnects,
+    /// Queued frames dropped (drop-oldest policy) to make room.
+    slow_consumer_drops,
+    /// Bytes queued towards clients now (a gauge).
+    outbound_queued_bytes,
+}
+
+/// One shard's published counters: a single writer (the shard), any
+/// number of readers. Padded so shards never share a cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct PublishedStats {
+    values: Vec<AtomicU64>,
+}
+
+impl Default for PublishedStats {
+    fn default() -> Self {
+        Self {
+            values: ShardStats::NAMES
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl PublishedStats {
+    /// Copies the shard's counters in (called by the owning shard only).
+    pub fn publish(&self, stats: &ShardStats) {
+        for (slot, v) in self.values.iter().zip(stats.values()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The last published figures.
+    pub fn snapshot(&self) -> ShardStats {
+        let v: Vec<u64> = self
+            .values
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        ShardStats::from_values(&v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_then_snapshot_is_identity() {
+        let mut s = ShardStats::default();
+        s.accepts = 3;
+        s.bytes_out = 99;
+        s.outbound_queued_bytes = 7;
+        let p = PublishedStats::default();
+        p.publish(&s);
+        assert_eq!(p.snapshot(), s);
+        assert_eq!(ShardStats::NAMES.len(), s.values().len());
+    }
+}

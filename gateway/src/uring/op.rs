@@ -1,0 +1,104 @@
+//! Completion routing: every SQE carries a `user_data` that says which
+//! operation it was and for which connection, packed into 64 bits.
+
+/// What an SQE was submitted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpKind {
+    /// Multishot accept on the client listener.
+    AcceptMulti = 1,
+    /// Single-shot accept (with peer address) on the client listener; the
+    /// index says which address slot it fills.
+    AcceptOne = 2,
+    /// Multishot receive on a client connection.
+    Recv = 3,
+    /// Send on a client connection.
+    Send = 4,
+    /// Shutdown(SHUT_WR) of a client connection being closed.
+    Shutdown = 5,
+    /// Close of a client connection's direct descriptor.
+    Close = 6,
+    /// Read of the shard's doorbell eventfd.
+    Doorbell = 7,
+    /// Accept on the control listener.
+    ControlAccept = 8,
+    /// Receive on a control connection.
+    ControlRecv = 9,
+    /// Send on a control connection.
+    ControlSend = 10,
+    /// Close of a control connection.
+    ControlClose = 11,
+    /// Cancellation of another operation (result ignored).
+    Cancel = 12,
+}
+
+impl OpKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::AcceptMulti,
+            2 => Self::AcceptOne,
+            3 => Self::Recv,
+            4 => Self::Send,
+            5 => Self::Shutdown,
+            6 => Self::Close,
+            7 => Self::Doorbell,
+            8 => Self::ControlAccept,
+            9 => Self::ControlRecv,
+            10 => Self::ControlSend,
+            11 => Self::ControlClose,
+            12 => Self::Cancel,
+            _ => return None,
+        })
+    }
+}
+
+/// An operation and the object it belongs to (slab key or slot index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpTag {
+    /// The operation.
+    pub kind: OpKind,
+    /// Connection key or slot index the operation belongs to.
+    pub index: u32,
+}
+
+impl OpTag {
+    /// A tag for `kind` on `index`.
+    pub fn new(kind: OpKind, index: u32) -> Self {
+        Self { kind, index }
+    }
+
+    /// Packs the tag into an SQE's `user_data`.
+    pub fn encode(self) -> u64 {
+        (u64::from(self.kind as u8) << 56) | u64::from(self.index)
+    }
+
+    /// Unpacks a CQE's `user_data`; `None` for values no SQE carried.
+    pub fn decode(user_data: u64) -> Option<Self> {
+        let kind = OpKind::from_u8((user_data >> 56) as u8)?;
+        Some(Self {
+            kind,
+            index: user_data as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        for kind in [
+            OpKind::AcceptMulti,
+            OpKind::Recv,
+            OpKind::Cancel,
+            OpKind::ControlClose,
+        ] {
+            for index in [0, 1, u32::MAX] {
+                let t = OpTag::new(kind, index);
+                assert_eq!(OpTag::decode(t.encode()), Some(t));
+            }
+        }
+        assert_eq!(OpTag::decode(0), None);
+    }
+}
