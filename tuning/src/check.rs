@@ -228,7 +228,7 @@ fn memlock_finding(
     let (sev, why) = if lim.soft >= need {
         (
             Severity::Ok,
-            "rings and buffer-ring descriptors fit".to_owned(),
+            "bytes: every shard's ring and buffer-ring descriptors fit".to_owned(),
         )
     } else if accounted {
         (
