@@ -266,3 +266,23 @@ fn io_uring_features_reads_release_and_sysctl() {
     assert_eq!(u.kernel, Some(KernelVersion::new(6, 8)));
     assert_eq!(u.disabled, Some(2));
 }
+
+#[test]
+fn startup_check_on_this_host() {
+    // The real host, real syscalls: a small config must not be blocked
+    // wherever a probe ring can be set up (the sandbox: DESIGN.md §6).
+    let root = HostRoot::system();
+    let mut cfg = GatewayConfig::default();
+    cfg.shard.max_connections = 1000;
+    cfg.shard.count = 1;
+    cfg.shard.cpus = vec![0];
+    let r = startup_check(&root, &cfg, 1);
+    if io_uring_features(&root, &OsFacts)
+        .missing_required()
+        .is_empty()
+    {
+        assert_eq!(r.blocking().count(), 0, "{}", r.to_table());
+    } else {
+        assert!(r.blocking().count() > 0);
+    }
+}
