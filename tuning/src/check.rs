@@ -172,7 +172,7 @@ fn nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
             Severity::Warn,
             format!(
                 "{per_shard}{} connections on {shards} shards need {table} table entries per shard; \
-                 raise LimitNOFILE to {table} (plan's systemd drop-in) or run more shards",
+                 raise LimitNOFILE to at least {table} (the plan's systemd drop-in) or run more shards",
                 t.target_conns
             ),
         )
