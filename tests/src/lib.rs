@@ -1,2 +1,369 @@
-//! Helpers shared by the end-to-end tests: spawning the real binaries and
-//! talking to them over real sockets.
+//! Helpers shared by the end-to-end tests: the real `gateway` binary in a
+//! child process, blocking protocol clients over real TCP sockets, and a
+//! tiny HTTP client for the control listener.
+//!
+//! Binaries are taken from the workspace's target directory (the newer of
+//! `release/` and `debug/`), or from `$GATEWAY_BIN` when set.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::auth::{mint_hs256, Claims};
+use protocol::client::{ClientConfig, ClientEvent, ClientSession};
+use protocol::proto::Welcome;
+use protocol::time::Millis;
+
+/// The JWT secret every test gateway is started with.
+pub const SECRET: &str = "e2e-test-secret";
+
+/// Path of a workspace binary: `$<NAME>_BIN` if set, else the newer of the
+/// release and debug builds.
+pub fn binary(name: &str) -> PathBuf {
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Ok(p) = std::env::var(&var) {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let candidates = [target.join("release").join(name), target.join("debug").join(name)];
+    candidates
+        .iter()
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p.clone())))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("{name} is not built: run `cargo build --release --bins` (or set ${var})"))
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A token for `user`, valid for an hour, signed with [`SECRET`].
+pub fn token(user: &str) -> String {
+    token_with(Claims {
+        sub: user.into(),
+        exp: Some(unix_now() + 3600),
+        ..Claims::default()
+    })
+}
+
+/// A token with arbitrary claims, signed with [`SECRET`].
+pub fn token_with(claims: Claims) -> String {
+    mint_hs256(SECRET.as_bytes(), &claims).expect("mint token")
+}
+
+/// A gateway child process with its own ports and config file.
+pub struct Gateway {
+    child: Option<Child>,
+    /// Client listener.
+    pub client: SocketAddr,
+    /// Control listener.
+    pub control: SocketAddr,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system temp dir.
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("e2e-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Gateway {
+    /// Starts the gateway with `shards` shards and extra TOML `config`
+    /// (sections other than `[listen]`, whose addresses are chosen here).
+    pub fn start(shards: usize, config: &str) -> Self {
+        let dir = TempDir::new("gw");
+        let client: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let path = dir.0.join("gateway.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.0.join("gateway.log")).expect("log file");
+        let child = Command::new(binary("gateway"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--listen")
+            .arg(client.to_string())
+            .arg("--control")
+            .arg(control.to_string())
+            .arg("--shards")
+            .arg(shards.to_string())
+            .env("GATEWAY_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gateway");
+        let gw = Self {
+            child: Some(child),
+            client,
+            control,
+            _dir: dir,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(self.control, "GET", "/healthz", "") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gateway did not become ready; log:\n{}", self.log());
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.0.join("gateway.log")).unwrap_or_default()
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `GET /v1/stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = http(self.control, "GET", "/v1/stats", "").expect("stats request");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("stats json")
+    }
+
+    /// A total counter from `/v1/stats`.
+    pub fn total(&self, name: &str) -> u64 {
+        self.stats()["totals"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// Polls `total(name)` until it equals `want` or 5 s pass; returns the last value.
+    pub fn wait_total(&self, name: &str, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.total(name);
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to the gateway.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// Waits up to `timeout` for the gateway to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One blocking HTTP/1.1 request on a fresh connection: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("bad HTTP response"))
+}
+
+/// Splits a raw HTTP response into status and body.
+pub fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Some((status, body))
+}
+
+/// A blocking protocol client over a real socket.
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The client session state machine.
+    pub session: ClientSession,
+    epoch: Instant,
+    events: std::collections::VecDeque<ClientEvent>,
+    eof: bool,
+}
+
+impl Client {
+    /// Connects to `addr` (not yet saying Hello).
+    pub fn connect(addr: SocketAddr, token: &str) -> Self {
+        Self::connect_with(addr, ClientConfig {
+            token: token.into(),
+            device: "e2e".into(),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// Connects with a full client config.
+    pub fn connect_with(addr: SocketAddr, cfg: ClientConfig) -> Self {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        Self::over(stream, cfg)
+    }
+
+    /// Wraps an already connected socket.
+    pub fn over(stream: TcpStream, cfg: ClientConfig) -> Self {
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            session: ClientSession::new(Millis(0), cfg),
+            epoch: Instant::now(),
+            events: Default::default(),
+            eof: false,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        Millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// Sends Hello and waits for the Welcome; panics on anything else.
+    pub fn handshake(&mut self) -> Welcome {
+        let mut out = Vec::new();
+        self.session.start(&mut out);
+        self.send_raw(&out);
+        match self.next_event(Duration::from_secs(5)) {
+            Some(ClientEvent::Welcome(w)) => w,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// Connects and completes the handshake as `user`.
+    pub fn established(addr: SocketAddr, user: &str) -> Self {
+        let mut c = Self::connect(addr, &token(user));
+        c.handshake();
+        c
+    }
+
+    /// Writes raw bytes to the socket.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Runs `f` against the session and sends what it wrote.
+    pub fn send_with(&mut self, f: impl FnOnce(&mut ClientSession, &mut Vec<u8>)) {
+        let mut out = Vec::new();
+        f(&mut self.session, &mut out);
+        self.send_raw(&out);
+    }
+
+    /// The next event within `timeout` (reading from the socket as needed);
+    /// `None` on timeout or once the connection is closed and drained.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Some(e);
+            }
+            if self.eof {
+                return None;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            let mut buf = [0u8; 65536];
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    let now = self.now();
+                    let mut events = Vec::new();
+                    let mut out = Vec::new();
+                    self.session.handle_input(now, &buf[..n], &mut events, &mut out);
+                    self.events.extend(events);
+                    if !out.is_empty() {
+                        let _ = self.stream.write_all(&out);
+                    }
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                }
+                // A reset closes the connection as surely as an EOF.
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+
+    /// Whether the peer closed the connection within `timeout` (after any
+    /// remaining events, which are returned).
+    pub fn wait_closed(&mut self, timeout: Duration) -> (bool, Vec<ClientEvent>) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match self.next_event(deadline - Instant::now()) {
+                Some(e) => seen.push(e),
+                None => break,
+            }
+        }
+        (self.eof, seen)
+    }
+
+    /// Sends a Ping and waits for its Pong.
+    pub fn ping_pong(&mut self) -> bool {
+        let mut out = Vec::new();
+        let id = self.session.ping(&mut out);
+        self.send_raw(&out);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.next_event(Duration::from_secs(5)) {
+                Some(ClientEvent::Pong(p)) if p.id == id => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,172 @@
+//! `e2e-holder`: opens N authenticated connections from one source address
+//! and holds them, pinging every heartbeat, until its stdin closes or the
+//! hold time runs out. Several of these processes together hold more
+//! connections than one process may have descriptors.
+//!
+//! Prints `ready <n>` once every handshake is done, `failed <n> <why>`
+//! otherwise.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use protocol::codec::{decode_frame, encode_frame};
+use protocol::proto::{frame::Kind, Frame, Hello, Ping};
+
+struct Args {
+    target: SocketAddr,
+    source: IpAddr,
+    count: usize,
+    user_prefix: String,
+    heartbeat_ms: u32,
+    hold_secs: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        target: "127.0.0.1:7100".parse().map_err(|_| "default target")?,
+        source: "127.0.0.1".parse().map_err(|_| "default source")?,
+        count: 1000,
+        user_prefix: "holder".into(),
+        heartbeat_ms: 30_000,
+        hold_secs: 600,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--target" => a.target = value.parse().map_err(|_| format!("bad --target {value}"))?,
+            "--source" => a.source = value.parse().map_err(|_| format!("bad --source {value}"))?,
+            "--count" => a.count = value.parse().map_err(bad)?,
+            "--user-prefix" => a.user_prefix = value,
+            "--heartbeat-ms" => a.heartbeat_ms = value.parse().map_err(bad)?,
+            "--hold-secs" => a.hold_secs = value.parse().map_err(bad)?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// A TCP connection from `source` (any port) to `target`.
+fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(target), socket2::Type::STREAM, None)?;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a live int: lets many
+    // connections from one source address share local ports.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    sock.bind(&SocketAddr::new(source, 0).into())?;
+    sock.connect_timeout(&target.into(), Duration::from_secs(10))?;
+    Ok(TcpStream::from(sock))
+}
+
+fn frame(kind: Kind) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&Frame { kind: Some(kind) }, &mut out);
+    out
+}
+
+fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
+    let secret = std::env::var("GATEWAY_JWT_SECRET").unwrap_or_else(|_| e2e_tests::SECRET.into());
+    let exp = e2e_tests::unix_now() + 24 * 3600;
+    let mut conns = Vec::with_capacity(args.count);
+    // Connect and say Hello on every connection first, then collect the
+    // Welcomes: handshakes overlap instead of running one at a time.
+    for i in 0..args.count {
+        let mut s = connect_from(args.source, args.target).map_err(|e| format!("connect #{i}: {e}"))?;
+        let claims = protocol::auth::Claims {
+            sub: format!("{}-{i}", args.user_prefix),
+            exp: Some(exp),
+            ..Default::default()
+        };
+        let token = protocol::auth::mint_hs256(secret.as_bytes(), &claims).map_err(|e| e.to_string())?;
+        let hello = frame(Kind::Hello(Hello {
+            version: 1,
+            token,
+            device: "holder".into(),
+            heartbeat_ms: args.heartbeat_ms,
+            ..Default::default()
+        }));
+        s.write_all(&hello).map_err(|e| format!("hello #{i}: {e}"))?;
+        conns.push(s);
+    }
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = s.read(&mut chunk).map_err(|e| format!("welcome #{i}: {e}"))?;
+            if n == 0 {
+                return Err(format!("welcome #{i}: connection closed"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match decode_frame(&buf, 1 << 16) {
+                Ok(Some((Frame { kind: Some(Kind::Welcome(_)) }, _))) => break,
+                Ok(Some((other, _))) => return Err(format!("welcome #{i}: got {other:?}")),
+                Ok(None) => continue,
+                Err(e) => return Err(format!("welcome #{i}: {e}")),
+            }
+        }
+    }
+    Ok(conns)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("e2e-holder: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut conns = match run(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("failed 0 {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("ready {}", conns.len());
+    let _ = std::io::stdout().flush();
+    // Hold until stdin closes (the parent is done) or the hold time ends,
+    // pinging every heartbeat so the gateway keeps the sessions.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            if line.is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(());
+    });
+    let end = Instant::now() + Duration::from_secs(args.hold_secs);
+    let beat = Duration::from_millis(u64::from(args.heartbeat_ms.max(100)));
+    let mut ping_id = 0u64;
+    while Instant::now() < end {
+        match rx.recv_timeout(beat.min(end.saturating_duration_since(Instant::now()))) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                ping_id += 1;
+                let ping = frame(Kind::Ping(Ping { id: ping_id }));
+                for s in &mut conns {
+                    let _ = s.write_all(&ping);
+                    // Drain the Pongs so receive buffers never fill.
+                    let _ = s.set_nonblocking(true);
+                    let mut sink = [0u8; 256];
+                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                    let _ = s.set_nonblocking(false);
+                }
+            }
+        }
+    }
+}
