@@ -35,17 +35,38 @@ fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
+/// Raises the fd soft limit to the hard one (each ring's direct-descriptor
+/// table is bounded by it) and returns the soft limit now in force.
+fn raise_nofile() -> u64 {
+    match tuning::facts::raise_nofile_soft_to_hard() {
+        Ok(lim) => lim.soft,
+        Err(e) => {
+            tracing::warn!("could not raise RLIMIT_NOFILE: {e}");
+            1024
+        }
     }
+}
+
+/// The tuner's start-up check: each warning logged once; blocking findings
+/// stop the gateway with the check's own explanation.
+fn startup_check(cfg: &GatewayConfig, cpus: usize) -> anyhow::Result<()> {
+    let report = tuning::check::startup_check(&tuning::host::HostRoot::system(), cfg, cpus);
+    for w in report.warnings() {
+        tracing::warn!(key = %w.key, current = %w.current, recommended = %w.recommended, "{}", w.why);
+    }
+    let blocking: Vec<String> = report
+        .blocking()
+        .map(|f| {
+            format!(
+                "{} = {} (needs {}): {}",
+                f.key, f.current, f.recommended, f.why
+            )
+        })
+        .collect();
+    if !blocking.is_empty() {
+        bail!("host check failed:\n  {}", blocking.join("\n  "));
+    }
+    Ok(())
 }
 
 /// A random secret for when none is configured: nobody can mint tokens
@@ -80,10 +101,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
         }
         cfg.shard.count = n;
     }
-    if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET") {
-        if !secret.is_empty() {
-            cfg.auth.jwt_secret = Some(secret);
-        }
+    if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET")
+        && !secret.is_empty()
+    {
+        cfg.auth.jwt_secret = Some(secret);
     }
     Ok(cfg)
 }
@@ -130,20 +151,22 @@ fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("gateway: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(&cli)?;
     init_logging(&cfg.log.level);
+    let mut cfg = cfg;
     let cpus = online_cpus();
-    let mut settings = Settings::new(cfg, cpus)?;
-    for (shard, wanted, capped) in settings.fit_descriptor_tables(nofile_limit()) {
-        tracing::warn!(
-            shard,
-            wanted,
-            capped,
-            "max_connections lowered: a ring's direct-descriptor table is bounded by RLIMIT_NOFILE (raise it to hold more per shard)"
-        );
-    }
+    gateway::settings::resolve_auto_limits(&mut cfg, raise_nofile());
+    cfg.validate(cpus)?;
+    startup_check(&cfg, cpus)?;
+    let settings = Settings::new(cfg, cpus)?;
     let secret = match &settings.config.auth.jwt_secret {
         Some(s) => s.as_bytes().to_vec(),
         None => {

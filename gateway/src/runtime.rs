@@ -160,10 +160,10 @@ impl Gateway {
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                            tracing::warn!(shard = index, cpu, "could not pin shard thread");
-                        }
+                    if let Some(cpu) = cpu
+                        && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+                    {
+                        tracing::warn!(shard = index, cpu, "could not pin shard thread");
                     }
                     match Shard::new(index, settings, shared, verifier, client, control) {
                         Ok(shard) => {

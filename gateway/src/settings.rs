@@ -6,7 +6,24 @@ use tuning::config::{ConfigError, GatewayConfig, ProtocolConfig, ResolvedShard};
 
 /// Direct-descriptor slots kept beyond `max_connections`, so a connection
 /// refused for being over a limit can still be told why.
-pub const REFUSAL_SLACK: u32 = 64;
+pub const REFUSAL_SLACK: u32 = tuning::derive::DIRECT_TABLE_RESERVE as u32;
+
+/// Replaces `max_connections = 0` ("as many as fit") with the largest value
+/// whose direct-descriptor table fits under `nofile_soft`, the kernel's
+/// bound on one ring's table. Explicit values are left for the start-up
+/// check to judge.
+pub fn resolve_auto_limits(cfg: &mut GatewayConfig, nofile_soft: u64) {
+    let fit = nofile_soft.saturating_sub(u64::from(REFUSAL_SLACK)).max(1);
+    let fit = u32::try_from(fit).unwrap_or(u32::MAX - REFUSAL_SLACK);
+    if cfg.shard.max_connections == 0 {
+        cfg.shard.max_connections = fit;
+    }
+    for o in &mut cfg.shard_overrides {
+        if o.max_connections == Some(0) {
+            o.max_connections = Some(fit);
+        }
+    }
+}
 
 /// Everything a shard needs to know, read-only after start-up.
 #[derive(Debug, Clone)]
@@ -31,22 +48,6 @@ impl Settings {
             server,
         })
     }
-
-    /// Caps every shard's `max_connections` so its direct-descriptor table
-    /// (connections plus [`REFUSAL_SLACK`]) fits under `nofile_limit`, the
-    /// kernel's bound on one ring's table. Returns the shards it capped.
-    pub fn fit_descriptor_tables(&mut self, nofile_limit: u64) -> Vec<(usize, u32, u32)> {
-        let mut capped = Vec::new();
-        let ceiling = nofile_limit.saturating_sub(u64::from(REFUSAL_SLACK)).max(1);
-        let ceiling = u32::try_from(ceiling).unwrap_or(u32::MAX);
-        for shard in &mut self.shards {
-            if shard.settings.max_connections > ceiling {
-                capped.push((shard.index, shard.settings.max_connections, ceiling));
-                shard.settings.max_connections = ceiling;
-            }
-        }
-        capped
-    }
 }
 
 /// The server-session view of the protocol section.
@@ -67,19 +68,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_are_capped_under_the_fd_limit() {
+    fn auto_limits_fill_the_table_and_leave_explicit_values() {
         let mut cfg = GatewayConfig::default();
-        cfg.shard.count = 2;
-        cfg.shard.max_connections = 100_000;
-        let mut s = Settings::new(cfg, 2).unwrap();
-        let capped = s.fit_descriptor_tables(20_000);
-        assert_eq!(capped.len(), 2);
-        assert!(
-            s.shards
-                .iter()
-                .all(|sh| sh.settings.max_connections == 20_000 - REFUSAL_SLACK)
+        assert_eq!(cfg.shard.max_connections, 0, "auto by default");
+        cfg.shard_overrides.push(tuning::config::ShardOverride {
+            index: 0,
+            max_connections: Some(0),
+            ..Default::default()
+        });
+        resolve_auto_limits(&mut cfg, 20_000);
+        assert_eq!(cfg.shard.max_connections, 20_000 - REFUSAL_SLACK);
+        assert_eq!(
+            cfg.shard_overrides[0].max_connections,
+            Some(20_000 - REFUSAL_SLACK)
         );
-        assert!(s.fit_descriptor_tables(20_000).is_empty(), "idempotent");
+        let mut explicit = GatewayConfig::default();
+        explicit.shard.max_connections = 50_000;
+        resolve_auto_limits(&mut explicit, 20_000);
+        assert_eq!(explicit.shard.max_connections, 50_000);
     }
 
     #[test]

@@ -127,10 +127,12 @@ mod tests {
 
     #[test]
     fn publish_then_snapshot_is_identity() {
-        let mut s = ShardStats::default();
-        s.accepts = 3;
-        s.bytes_out = 99;
-        s.outbound_queued_bytes = 7;
+        let s = ShardStats {
+            accepts: 3,
+            bytes_out: 99,
+            outbound_queued_bytes: 7,
+            ..Default::default()
+        };
         let p = PublishedStats::default();
         p.publish(&s);
         assert_eq!(p.snapshot(), s);

@@ -121,6 +121,9 @@ pub struct Output {
     pub transmit: Vec<u8>,
     /// Events for the gateway, in order. [`Event::Closed`] is always last.
     pub events: Vec<Event>,
+    /// Whole frames decoded from client input (a running count the caller
+    /// may read and reset; [`Output::clear`] leaves it alone).
+    pub frames_in: u64,
 }
 
 impl Output {
@@ -468,6 +471,7 @@ impl ServerSession {
         cfg: &ServerConfig,
         out: &mut Output,
     ) -> Flow {
+        out.frames_in += 1;
         let Some(kind) = kind else {
             // The codec never yields a frame without a kind; be safe anyway.
             self.protocol_error(ErrorCode::UnknownKind, "frame has no kind", out);

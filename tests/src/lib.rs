@@ -5,13 +5,16 @@
 //! Binaries are taken from the workspace's target directory (the newer of
 //! `release/` and `debug/`), or from `$GATEWAY_BIN` when set.
 
+// Test support: a failed set-up step must fail the calling test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use protocol::auth::{mint_hs256, Claims};
+use protocol::auth::{Claims, mint_hs256};
 use protocol::client::{ClientConfig, ClientEvent, ClientSession};
 use protocol::proto::Welcome;
 use protocol::time::Millis;
@@ -27,14 +30,20 @@ pub fn binary(name: &str) -> PathBuf {
         return PathBuf::from(p);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let candidates = [target.join("release").join(name), target.join("debug").join(name)];
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let candidates = [
+        target.join("release").join(name),
+        target.join("debug").join(name),
+    ];
     candidates
         .iter()
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p.clone())))
         .max()
         .map(|(_, p)| p)
-        .unwrap_or_else(|| panic!("{name} is not built: run `cargo build --release --bins` (or set ${var})"))
+        .unwrap_or_else(|| {
+            panic!("{name} is not built: run `cargo build --release --bins` (or set ${var})")
+        })
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it).
@@ -45,7 +54,9 @@ pub fn free_port() -> u16 {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A token for `user`, valid for an hour, signed with [`SECRET`].
@@ -158,7 +169,9 @@ impl Gateway {
 
     /// A total counter from `/v1/stats`.
     pub fn total(&self, name: &str) -> u64 {
-        self.stats()["totals"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}"))
+        self.stats()["totals"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
     }
 
     /// Polls `total(name)` until it equals `want` or 5 s pass; returns the last value.
@@ -206,7 +219,12 @@ impl Drop for Gateway {
 }
 
 /// One blocking HTTP/1.1 request on a fresh connection: (status, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -223,7 +241,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::
 pub fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(raw);
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     Some((status, body))
 }
 
@@ -241,11 +262,14 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (not yet saying Hello).
     pub fn connect(addr: SocketAddr, token: &str) -> Self {
-        Self::connect_with(addr, ClientConfig {
-            token: token.into(),
-            device: "e2e".into(),
-            ..ClientConfig::default()
-        })
+        Self::connect_with(
+            addr,
+            ClientConfig {
+                token: token.into(),
+                device: "e2e".into(),
+                ..ClientConfig::default()
+            },
+        )
     }
 
     /// Connects with a full client config.
@@ -312,7 +336,9 @@ impl Client {
                 return None;
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
             let mut buf = [0u8; 65536];
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
@@ -320,13 +346,19 @@ impl Client {
                     let now = self.now();
                     let mut events = Vec::new();
                     let mut out = Vec::new();
-                    self.session.handle_input(now, &buf[..n], &mut events, &mut out);
+                    self.session
+                        .handle_input(now, &buf[..n], &mut events, &mut out);
                     self.events.extend(events);
                     if !out.is_empty() {
                         let _ = self.stream.write_all(&out);
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if Instant::now() >= deadline {
                         return None;
                     }

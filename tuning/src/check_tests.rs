@@ -76,9 +76,9 @@ fn nofile_below_target_is_a_per_shard_warning_on_the_host_check() {
     let r = check(&host.root(), &nofile(20_000, 20_000), &target(100_000, 2));
     let f = r.get("rlimit.nofile.soft").unwrap();
     assert_eq!(f.severity, Severity::Warn);
-    assert_eq!(f.recommended, ">= 63504");
+    assert_eq!(f.recommended, ">= 63552");
     assert!(f.why.contains("direct descriptors"), "{}", f.why);
-    assert!(f.why.contains("2 shards x 20000 = 39968"), "{}", f.why);
+    assert!(f.why.contains("2 shards x 20000 = 39872"), "{}", f.why);
     assert_eq!(r.blocking().count(), 0, "{}", r.to_table());
     // a target that fits in the per-shard tables is fine
     let r = check(&host.root(), &nofile(20_000, 20_000), &target(30_000, 2));
@@ -95,7 +95,7 @@ fn startup_blocks_when_the_direct_table_exceeds_the_soft_limit() {
     assert_eq!(f.severity, Severity::Block);
     assert!(f.why.contains("shard.max_connections = 30000"), "{}", f.why);
     assert!(
-        f.why.contains("shard.max_connections <= 19984"),
+        f.why.contains("shard.max_connections <= 19936"),
         "{}",
         f.why
     );
@@ -108,7 +108,7 @@ fn startup_blocks_when_the_direct_table_exceeds_the_soft_limit() {
             .why
             .contains("raise_nofile_soft_to_hard")
     );
-    cfg.shard.max_connections = 19_984;
+    cfg.shard.max_connections = 19_936;
     let r = startup_check_with(&host.root(), &nofile(20_000, 20_000), &cfg, 4);
     assert_eq!(sev(&r, "rlimit.nofile.soft"), Severity::Ok);
 }

@@ -82,7 +82,8 @@ pub struct ShardConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<usize>,
     /// Most client connections one shard holds; also the size of its
-    /// direct-descriptor table.
+    /// direct-descriptor table. 0 (the default) means as many as the
+    /// table may hold: the `RLIMIT_NOFILE` soft limit less a small reserve.
     pub max_connections: u32,
     /// Most handshakes (accepted, no Welcome yet) in flight per shard.
     pub max_handshakes: u32,
@@ -106,7 +107,7 @@ impl Default for ShardConfig {
         Self {
             count: 0,
             cpus: Vec::new(),
-            max_connections: 100_000,
+            max_connections: 0,
             max_handshakes: 4096,
             ring_entries: 4096,
             buffer_size: 4096,
@@ -436,9 +437,6 @@ impl GatewayConfig {
 }
 
 fn validate_shard(s: &ShardConfig) -> Result<(), ConfigError> {
-    if s.max_connections == 0 {
-        return Err(invalid("shard.max_connections", "must be at least 1"));
-    }
     if s.max_handshakes == 0 {
         return Err(invalid("shard.max_handshakes", "must be at least 1"));
     }

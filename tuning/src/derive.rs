@@ -7,7 +7,7 @@ use crate::config::GatewayConfig;
 
 /// Entries the gateway registers in each ring's direct-descriptor table on
 /// top of `max_connections` (listeners, control sockets, spare slots).
-pub const DIRECT_TABLE_RESERVE: u64 = 16;
+pub const DIRECT_TABLE_RESERVE: u64 = 64;
 /// Largest direct-descriptor table the kernel allows (`IORING_MAX_FIXED_FILES`).
 pub const MAX_DIRECT_TABLE: u64 = 1 << 20;
 /// Kernel memory per idle TCP socket (DESIGN.md §6).

@@ -253,10 +253,8 @@ impl Shard {
             self.run_timers(now);
             self.rearm_receives();
             self.bufs.commit();
-            if let Some(done) = self.drain_step(now) {
-                if done {
-                    break;
-                }
+            if self.drain_step(now) == Some(true) {
+                break;
             }
             if now.0.saturating_sub(self.last_publish.0) >= 250 {
                 self.publish();

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use protocol::codec::{decode_frame, encode_frame};
-use protocol::proto::{frame::Kind, Frame, Hello, Ping};
+use protocol::proto::{Frame, Hello, Ping, frame::Kind};
 
 struct Args {
     target: SocketAddr,
@@ -51,7 +51,11 @@ fn parse_args() -> Result<Args, String> {
 
 /// A TCP connection from `source` (any port) to `target`.
 fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(target), socket2::Type::STREAM, None)?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
     let one: libc::c_int = 1;
     // SAFETY: setsockopt on a socket we own, with a live int: lets many
     // connections from one source address share local ports.
@@ -82,13 +86,15 @@ fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
     // Connect and say Hello on every connection first, then collect the
     // Welcomes: handshakes overlap instead of running one at a time.
     for i in 0..args.count {
-        let mut s = connect_from(args.source, args.target).map_err(|e| format!("connect #{i}: {e}"))?;
+        let mut s =
+            connect_from(args.source, args.target).map_err(|e| format!("connect #{i}: {e}"))?;
         let claims = protocol::auth::Claims {
             sub: format!("{}-{i}", args.user_prefix),
             exp: Some(exp),
             ..Default::default()
         };
-        let token = protocol::auth::mint_hs256(secret.as_bytes(), &claims).map_err(|e| e.to_string())?;
+        let token =
+            protocol::auth::mint_hs256(secret.as_bytes(), &claims).map_err(|e| e.to_string())?;
         let hello = frame(Kind::Hello(Hello {
             version: 1,
             token,
@@ -96,21 +102,30 @@ fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
             heartbeat_ms: args.heartbeat_ms,
             ..Default::default()
         }));
-        s.write_all(&hello).map_err(|e| format!("hello #{i}: {e}"))?;
+        s.write_all(&hello)
+            .map_err(|e| format!("hello #{i}: {e}"))?;
         conns.push(s);
     }
     for (i, s) in conns.iter_mut().enumerate() {
-        s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 512];
         loop {
-            let n = s.read(&mut chunk).map_err(|e| format!("welcome #{i}: {e}"))?;
+            let n = s
+                .read(&mut chunk)
+                .map_err(|e| format!("welcome #{i}: {e}"))?;
             if n == 0 {
                 return Err(format!("welcome #{i}: connection closed"));
             }
             buf.extend_from_slice(&chunk[..n]);
             match decode_frame(&buf, 1 << 16) {
-                Ok(Some((Frame { kind: Some(Kind::Welcome(_)) }, _))) => break,
+                Ok(Some((
+                    Frame {
+                        kind: Some(Kind::Welcome(_)),
+                    },
+                    _,
+                ))) => break,
                 Ok(Some((other, _))) => return Err(format!("welcome #{i}: got {other:?}")),
                 Ok(None) => continue,
                 Err(e) => return Err(format!("welcome #{i}: {e}")),
