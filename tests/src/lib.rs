@@ -399,3 +399,93 @@ impl Client {
         false
     }
 }
+
+/// An `e2e-holder` child process holding authenticated connections.
+pub struct Holder {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Holder {
+    /// Starts a holder of `count` connections from `source` to `target`.
+    pub fn spawn(
+        target: SocketAddr,
+        source: &str,
+        count: usize,
+        user_prefix: &str,
+        heartbeat_ms: u32,
+    ) -> Self {
+        let mut child = Command::new(binary("e2e-holder"))
+            .args(["--target", &target.to_string(), "--source", source])
+            .args(["--count", &count.to_string(), "--user-prefix", user_prefix])
+            .args([
+                "--heartbeat-ms",
+                &heartbeat_ms.to_string(),
+                "--hold-secs",
+                "600",
+            ])
+            .env("GATEWAY_JWT_SECRET", SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn e2e-holder");
+        let stdout = child.stdout.take().expect("holder stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for the holder's `ready <n>` line; the error is its failure line.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<usize, String> {
+        let line = self
+            .lines
+            .recv_timeout(timeout)
+            .map_err(|e| format!("no answer from holder: {e}"))?;
+        match line.strip_prefix("ready ") {
+            Some(n) => n.trim().parse().map_err(|_| line.clone()),
+            None => Err(line),
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Closing stdin tells the holder to let go; kill in case it hangs.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Number of open file descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The (soft, hard) RLIMIT_NOFILE of this process.
+pub fn nofile_limits() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (lim.rlim_cur, lim.rlim_max)
+}
