@@ -103,7 +103,12 @@ impl Shard {
         let buffer = cqueue::buffer_select(cqe_flags);
         let Some(conn) = self.conns.get_mut(key as usize) else {
             if let Some(bid) = buffer {
-                self.bufs.recycle(bid);
+                let (_, done) =
+                    self.bufs
+                        .take(bid, res.max(0) as usize, cqueue::buffer_more(cqe_flags));
+                if done {
+                    self.bufs.recycle(bid);
+                }
             }
             return;
         };
@@ -115,12 +120,17 @@ impl Shard {
                 return;
             };
             self.stats.bytes_in += res as u64;
+            let (data, done) = self
+                .bufs
+                .take(bid, res as usize, cqueue::buffer_more(cqe_flags));
             if !conn.has(flags::CLOSING) {
-                let data = self.bufs.data(bid, res as usize);
                 conn.session
                     .handle_input(now, data, &self.settings.server, &mut self.out);
+                self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
             }
-            self.bufs.recycle(bid);
+            if done {
+                self.bufs.recycle(bid);
+            }
             if !more && !conn.has(flags::CLOSING) {
                 conn.set(flags::NEEDS_REARM);
                 self.rearm.push(key);
@@ -128,6 +138,7 @@ impl Shard {
             self.handle_output(now, key);
         } else if res == -libc::ENOBUFS {
             self.stats.buffer_pool_exhausted += 1;
+            self.bufs.grow();
             // The data stays in the socket; receive again once buffers are back.
             if !conn.has(flags::CLOSE_SENT) {
                 conn.set(flags::NEEDS_REARM);

@@ -38,6 +38,10 @@ const BUF_GROUP: u16 = 0;
 const ACCEPT_POOL: usize = 32;
 /// Slots of the timer wheel.
 const WHEEL_SLOTS: usize = 4096;
+/// How often a shard copies its counters to where others can read them.
+const PUBLISH_MS: u64 = 250;
+/// How often the receive pool's window is fitted to recent traffic.
+const POOL_REVIEW_MS: u64 = 2_000;
 
 /// Why a shard could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +141,7 @@ pub struct Shard {
     next_generation: u32,
     drain: Option<drain::Drain>,
     last_publish: Millis,
+    last_pool_review: Millis,
 }
 
 impl Shard {
@@ -155,7 +160,7 @@ impl Shard {
         let s = &shard_cfg.settings;
         let ring = IoUring::builder()
             .setup_single_issuer()
-            .setup_coop_taskrun()
+            .setup_defer_taskrun()
             .setup_cqsize(s.ring_entries.saturating_mul(4))
             .build(s.ring_entries)
             .map_err(|source| ShardError::Ring {
@@ -214,6 +219,7 @@ impl Shard {
             next_generation: 0,
             drain: None,
             last_publish: Millis(0),
+            last_pool_review: Millis(0),
         })
     }
 
@@ -244,6 +250,7 @@ impl Shard {
             cpu = ?self.shard_cfg.cpu,
             max_connections = self.shard_cfg.settings.max_connections,
             accept = if self.multishot_accept { "multishot" } else { "pool (peer addresses)" },
+            incremental_buffers = self.bufs.is_incremental(),
             "shard running"
         );
         loop {
@@ -256,9 +263,13 @@ impl Shard {
             if self.drain_step(now) == Some(true) {
                 break;
             }
-            if now.0.saturating_sub(self.last_publish.0) >= 250 {
+            if now.since(self.last_publish) >= PUBLISH_MS {
                 self.publish();
                 self.last_publish = now;
+            }
+            if now.since(self.last_pool_review) >= POOL_REVIEW_MS {
+                self.bufs.review();
+                self.last_pool_review = now;
             }
         }
         self.publish();

@@ -22,9 +22,16 @@ pub enum Enqueued {
     Overflow,
 }
 
-/// Frames waiting to be written to one connection.
+/// Frames waiting to be written to one connection. One pointer when
+/// nothing waits (the common case for an idle connection); the queue's
+/// storage exists only while frames are queued or a send is in flight.
 #[derive(Debug, Default)]
 pub struct Outbound {
+    inner: Option<Box<Queue>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
     frames: VecDeque<Bytes>,
     /// Bytes queued (including the part of the front already sent).
     queued: u32,
@@ -37,22 +44,65 @@ pub struct Outbound {
 impl Outbound {
     /// Bytes waiting, including a partly sent front frame.
     pub fn queued_bytes(&self) -> u32 {
-        self.queued
+        self.inner.as_ref().map_or(0, |q| q.queued)
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.inner.as_ref().is_none_or(|q| q.frames.is_empty())
     }
 
     /// Whether a send is in flight.
     pub fn in_flight(&self) -> bool {
-        self.in_flight
+        self.inner.as_ref().is_some_and(|q| q.in_flight)
+    }
+
+    /// Frees the queue's storage once nothing waits and nothing is in flight.
+    fn release_if_idle(&mut self) {
+        if self
+            .inner
+            .as_ref()
+            .is_some_and(|q| q.frames.is_empty() && !q.in_flight)
+        {
+            self.inner = None;
+        }
     }
 
     /// Offers `frame`; `cap` is the byte cap and `policy` what to do when
     /// it would be exceeded.
     pub fn push(&mut self, frame: Bytes, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
+        let q = self.inner.get_or_insert_with(Box::default);
+        let outcome = q.push(frame, cap, policy);
+        self.release_if_idle();
+        outcome
+    }
+
+    /// The bytes to write next, marking a send in flight; `None` when a
+    /// send is already in flight or nothing waits. Several small frames
+    /// are merged into one buffer so one send carries them all.
+    pub fn start_send(&mut self) -> Option<&[u8]> {
+        self.inner.as_mut()?.start_send()
+    }
+
+    /// Accounts a completed send of `written` bytes; returns the number of
+    /// bytes that left the queue.
+    pub fn complete_send(&mut self, written: usize) -> usize {
+        let n = self.inner.as_mut().map_or(0, |q| q.complete_send(written));
+        self.release_if_idle();
+        n
+    }
+
+    /// Drops everything not in flight (the connection is going away).
+    pub fn clear(&mut self) {
+        if let Some(q) = self.inner.as_mut() {
+            q.clear();
+        }
+        self.release_if_idle();
+    }
+}
+
+impl Queue {
+    fn push(&mut self, frame: Bytes, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         if self.queued.saturating_add(len) <= cap {
             self.queued += len;
@@ -80,10 +130,7 @@ impl Outbound {
         Enqueued::QueuedDropping(dropped)
     }
 
-    /// The bytes to write next, marking a send in flight; `None` when a
-    /// send is already in flight or nothing waits. Several small frames
-    /// are merged into one buffer so one send carries them all.
-    pub fn start_send(&mut self) -> Option<&[u8]> {
+    fn start_send(&mut self) -> Option<&[u8]> {
         if self.in_flight || self.frames.is_empty() {
             return None;
         }
@@ -115,9 +162,7 @@ impl Outbound {
         self.frames.push_front(merged.freeze());
     }
 
-    /// Accounts a completed send of `written` bytes; returns the number of
-    /// bytes that left the queue.
-    pub fn complete_send(&mut self, written: usize) -> usize {
+    fn complete_send(&mut self, written: usize) -> usize {
         self.in_flight = false;
         let Some(front) = self.frames.front() else {
             return 0;
@@ -132,14 +177,10 @@ impl Outbound {
             self.front_sent += written as u32;
             self.queued -= written as u32;
         }
-        if self.frames.is_empty() && self.frames.capacity() > 4 {
-            self.frames = VecDeque::new();
-        }
         written
     }
 
-    /// Drops everything not in flight (the connection is going away).
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         let keep = usize::from(self.in_flight);
         while self.frames.len() > keep {
             if let Some(f) = self.frames.pop_back() {
@@ -234,6 +275,17 @@ mod tests {
         assert_eq!(q.start_send().unwrap(), b"gh");
         q.complete_send(2);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn storage_exists_only_while_needed() {
+        let mut q = Outbound::default();
+        assert!(q.inner.is_none());
+        q.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
+        q.start_send();
+        q.complete_send(10);
+        assert!(q.inner.is_none(), "drained queue keeps no storage");
+        assert_eq!(std::mem::size_of::<Outbound>(), 8);
     }
 
     #[test]

@@ -1,6 +1,19 @@
 //! The shard's receive buffer pool: one provided-buffer ring registered
 //! with the shard's io_uring. The kernel picks a buffer only when data
 //! arrives, so an idle connection holds no receive buffer.
+//!
+//! The kernel consumes a buffer ring first-in first-out, so a ring holding
+//! every buffer would cycle through all of them and keep the whole pool
+//! resident even when traffic is light. Only a window of the buffers is
+//! therefore handed to the kernel: it doubles when the kernel runs dry
+//! (a receive fails with ENOBUFS) and shrinks back when traffic calms down,
+//! and buffers taken out of the window have their pages returned to the OS.
+//!
+//! Where the kernel allows it (Linux 6.12+), buffers are consumed
+//! incrementally: a 10-byte ping takes 10 bytes of a buffer, not a whole
+//! one, and the kernel keeps filling the same buffer until it is full. The
+//! shard then tracks how far each buffer has been filled and recycles it
+//! only once the kernel has moved past it.
 
 use std::io;
 use std::ptr::NonNull;
@@ -8,6 +21,12 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
+
+/// Smallest window of buffers handed to the kernel.
+pub const MIN_WINDOW: u32 = 32;
+
+/// `IOU_PBUF_RING_INC`: consume buffers incrementally (Linux 6.12+).
+const PBUF_RING_INC: u16 = 2;
 
 /// Errors setting up the buffer ring.
 #[derive(Debug, thiserror::Error)]
@@ -29,33 +48,82 @@ pub enum BufRingError {
     Register(io::Error),
 }
 
+/// How many buffers the kernel should hold, from what the shard observed.
+///
+/// Pure bookkeeping, separate from the memory so it can be tested alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Buffers the kernel should hold.
+    pub target: u32,
+    /// Ceiling: the pool's size.
+    pub max: u32,
+    /// Most buffers in use at once since the last [`Window::review`].
+    pub peak_in_use: u32,
+}
+
+impl Window {
+    /// A window over a pool of `max` buffers, starting small.
+    pub fn new(max: u32) -> Self {
+        Self {
+            target: MIN_WINDOW.min(max),
+            max,
+            peak_in_use: 0,
+        }
+    }
+
+    /// The kernel ran dry: double the window.
+    pub fn grow(&mut self) {
+        self.target = (self.target * 2).min(self.max);
+    }
+
+    /// Shrinks the window towards twice the peak use seen since the last
+    /// review (never below [`MIN_WINDOW`]) and starts a new period.
+    pub fn review(&mut self) {
+        let want = (self.peak_in_use * 2)
+            .next_power_of_two()
+            .max(MIN_WINDOW)
+            .min(self.max);
+        if want < self.target {
+            self.target = want;
+        }
+        self.peak_in_use = 0;
+    }
+}
+
 /// A provided-buffer ring and the buffers behind it, in one mapping.
 ///
-/// Buffers are handed back with [`BufRing::recycle`] as soon as their
-/// bytes are consumed; [`BufRing::commit`] publishes recycled buffers to
-/// the kernel in one store.
+/// Every buffer is in exactly one place: in the kernel's ring, taken by a
+/// completion and being read by the shard, or resting (out of the window).
 #[derive(Debug)]
 pub struct BufRing {
     base: NonNull<u8>,
     map_len: usize,
+    ring_bytes: usize,
     entries: u16,
     buf_size: u32,
     group: u16,
     /// Tail as published to the kernel plus not-yet-published recycles.
     local_tail: u16,
+    /// Buffers in the kernel's ring (provided, not yet consumed).
+    provided: u32,
+    /// Buffers out of the window, pages returned to the OS.
+    resting: Vec<u16>,
+    window: Window,
+    /// Whether the kernel consumes buffers incrementally.
+    incremental: bool,
+    /// Bytes of each buffer already handed out (incremental mode).
+    filled: Box<[u32]>,
 }
 
 impl BufRing {
     /// Maps `count` buffers of `size` bytes and registers them as buffer
-    /// group `group` on `ring`, all initially available to the kernel.
+    /// group `group` on `ring`; a small window of them goes to the kernel.
     pub fn new(ring: &IoUring, group: u16, count: u32, size: u32) -> Result<Self, BufRingError> {
         if !count.is_power_of_two() || count > 32768 {
             return Err(BufRingError::BadCount(count));
         }
         let entries = count as usize;
-        let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
-        let page = 4096;
-        let ring_bytes = ring_bytes.div_ceil(page) * page;
+        let ring_bytes = (entries * std::mem::size_of::<BufRingEntry>()).div_ceil(4096) * 4096;
         let map_len = ring_bytes + entries * size as usize;
         // SAFETY: anonymous private mapping, checked for failure below.
         let ptr = unsafe {
@@ -80,25 +148,44 @@ impl BufRing {
                 source: io::Error::other("null mapping"),
             });
         };
+        let window = Window::new(count);
         let mut this = Self {
             base,
             map_len,
+            ring_bytes,
             entries: count as u16,
             buf_size: size,
             group,
             local_tail: 0,
+            provided: 0,
+            // Highest ids rest first, so the window starts at the low ones.
+            resting: (window.target..count).rev().map(|b| b as u16).collect(),
+            window,
+            incremental: false,
+            filled: vec![0; entries].into_boxed_slice(),
         };
-        for bid in 0..count {
+        for bid in 0..this.window.target {
             this.push_entry(bid as u16);
         }
         this.commit();
         // SAFETY: the mapping lives as long as `self`; the shard drops its
         // ring before its buffer ring (field order), and the kernel pins the
         // ring pages while they are registered.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(base.as_ptr() as u64, count as u16, group, 0)
-                .map_err(BufRingError::Register)?;
+        let submitter = ring.submitter();
+        let addr = base.as_ptr() as u64;
+        // SAFETY: as above, for either registration.
+        let incremental = unsafe {
+            submitter.register_buf_ring_with_flags(addr, count as u16, group, PBUF_RING_INC)
+        };
+        match incremental {
+            Ok(()) => this.incremental = true,
+            // Kernels before 6.12 refuse the flag: whole buffers then.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // SAFETY: as above.
+                unsafe { submitter.register_buf_ring_with_flags(addr, count as u16, group, 0) }
+                    .map_err(BufRingError::Register)?;
+            }
+            Err(e) => return Err(BufRingError::Register(e)),
         }
         Ok(this)
     }
@@ -113,41 +200,108 @@ impl BufRing {
         self.buf_size
     }
 
-    fn ring_bytes(&self) -> usize {
-        let raw = self.entries as usize * std::mem::size_of::<BufRingEntry>();
-        raw.div_ceil(4096) * 4096
+    /// Buffers the kernel may fill right now.
+    pub fn window(&self) -> u32 {
+        self.window.target
     }
 
-    /// The first `len` bytes of buffer `bid`, as filled by the kernel.
-    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        let bid = (bid % self.entries) as usize;
-        let len = len.min(self.buf_size as usize);
-        let offset = self.ring_bytes() + bid * self.buf_size as usize;
-        // SAFETY: offset+len lies inside the mapping; the kernel wrote these
-        // bytes before posting the completion that named `bid`, and does not
-        // touch the buffer again until it is recycled.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) }
+    /// Whether the kernel consumes buffers incrementally.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental
+    }
+
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        let offset = self.ring_bytes + (bid % self.entries) as usize * self.buf_size as usize;
+        // SAFETY: the offset lies inside the mapping.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+
+    /// The `len` bytes a completion delivered in buffer `bid`, and whether
+    /// the kernel is done with that buffer (then the caller must
+    /// [`recycle`](Self::recycle) it once it has read the bytes).
+    /// `buf_more` is the completion's `IORING_CQE_F_BUF_MORE` flag: the
+    /// kernel keeps filling a partly used buffer in incremental mode.
+    pub fn take(&mut self, bid: u16, len: usize, buf_more: bool) -> (&[u8], bool) {
+        let bid = bid % self.entries;
+        let start = if self.incremental {
+            self.filled[bid as usize] as usize
+        } else {
+            0
+        };
+        let start = start.min(self.buf_size as usize);
+        let len = len.min(self.buf_size as usize - start);
+        let done = !(self.incremental && buf_more);
+        if done {
+            self.filled[bid as usize] = 0;
+            self.provided = self.provided.saturating_sub(1);
+            let in_use = self.window.target.saturating_sub(self.provided);
+            self.window.peak_in_use = self.window.peak_in_use.max(in_use);
+        } else {
+            self.filled[bid as usize] = (start + len) as u32;
+        }
+        // SAFETY: start+len lies inside buffer `bid` of the mapping; the
+        // kernel wrote these bytes before posting the completion and never
+        // writes them again before the buffer is recycled.
+        let data = unsafe { std::slice::from_raw_parts(self.buf_ptr(bid).add(start), len) };
+        (data, done)
     }
 
     fn push_entry(&mut self, bid: u16) {
         let mask = self.entries - 1;
         let idx = (self.local_tail & mask) as usize;
-        let addr = {
-            let offset = self.ring_bytes() + bid as usize * self.buf_size as usize;
-            // SAFETY: inside the mapping.
-            unsafe { self.base.as_ptr().add(offset) as u64 }
-        };
-        // SAFETY: idx < entries, the ring area holds `entries` entries.
+        let addr = self.buf_ptr(bid) as u64;
+        // SAFETY: idx < entries, and the ring area holds `entries` entries.
         let entry = unsafe { &mut *self.base.as_ptr().cast::<BufRingEntry>().add(idx) };
         entry.set_addr(addr);
         entry.set_len(self.buf_size);
         entry.set_bid(bid);
         self.local_tail = self.local_tail.wrapping_add(1);
+        self.provided += 1;
     }
 
-    /// Returns buffer `bid` to the pool (published at the next [`commit`](Self::commit)).
+    /// Returns taken buffer `bid`: back to the kernel while the window has
+    /// room, else to rest with its pages released.
     pub fn recycle(&mut self, bid: u16) {
-        self.push_entry(bid % self.entries);
+        let bid = bid % self.entries;
+        if self.provided < self.window.target {
+            self.push_entry(bid);
+        } else {
+            self.release_pages(bid);
+            self.resting.push(bid);
+        }
+    }
+
+    fn release_pages(&self, bid: u16) {
+        // SAFETY: a resting buffer is owned by neither the kernel nor a
+        // reader, so dropping its pages loses nothing.
+        unsafe {
+            libc::madvise(
+                self.buf_ptr(bid).cast(),
+                self.buf_size as usize,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
+    /// The kernel ran dry: widen the window and hand it resting buffers.
+    pub fn grow(&mut self) {
+        self.window.grow();
+        self.fill_window();
+    }
+
+    /// Periodic review: shrink the window to what recent traffic needed.
+    /// Buffers beyond it come to rest as they are recycled.
+    pub fn review(&mut self) {
+        self.window.review();
+    }
+
+    fn fill_window(&mut self) {
+        while self.provided < self.window.target {
+            let Some(bid) = self.resting.pop() else {
+                break;
+            };
+            self.push_entry(bid);
+        }
     }
 
     /// Publishes recycled buffers to the kernel.
@@ -163,7 +317,7 @@ impl BufRing {
 }
 
 // SAFETY: the mapping is owned by this value alone; the shard builds it on
-// the starting thread and moves it, with its ring, to the shard thread.
+// its own thread and never shares it.
 unsafe impl Send for BufRing {}
 
 impl Drop for BufRing {
@@ -172,5 +326,48 @@ impl Drop for BufRing {
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.map_len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_doubles_on_exhaustion_up_to_the_pool() {
+        let mut w = Window::new(256);
+        assert_eq!(w.target, MIN_WINDOW);
+        w.grow();
+        assert_eq!(w.target, 64);
+        for _ in 0..10 {
+            w.grow();
+        }
+        assert_eq!(w.target, 256);
+    }
+
+    #[test]
+    fn window_shrinks_to_twice_the_recent_peak() {
+        let mut w = Window::new(4096);
+        w.target = 4096;
+        w.peak_in_use = 100;
+        w.review();
+        assert_eq!(w.target, 256);
+        assert_eq!(w.peak_in_use, 0, "a review starts a new period");
+        w.review();
+        assert_eq!(w.target, MIN_WINDOW, "no traffic: back to the minimum");
+    }
+
+    #[test]
+    fn review_never_grows_the_window() {
+        let mut w = Window::new(4096);
+        w.peak_in_use = 1000;
+        w.review();
+        assert_eq!(w.target, MIN_WINDOW, "growth only comes from exhaustion");
+    }
+
+    #[test]
+    fn small_pools_are_their_own_window() {
+        let w = Window::new(8);
+        assert_eq!(w.target, 8);
     }
 }

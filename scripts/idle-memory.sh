@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Memory and idle CPU of the gateway holding N idle authenticated
+# connections (docs/BENCHMARKS.md, "Idle connections").
+#
+#   scripts/idle-memory.sh [N] [HOLD_SECS]
+#
+# Starts the release gateway on 2 shards, opens N connections from holder
+# processes (8000 each, over 127.0.0.2.. so no process exceeds its fd limit),
+# heartbeating every 30 s, and reports:
+#   - user-space RSS delta / N (VmRSS of the gateway, before vs after),
+#   - kernel memory delta / N (/proc/meminfo Slab, before vs after; includes
+#     both ends of each loopback pair, so the gateway's share is about half),
+#   - gateway CPU while idle over HOLD_SECS (utime+stime from /proc/PID/stat).
+set -euo pipefail
+N=${1:-39000}
+HOLD=${2:-60}
+cd "$(dirname "$0")/.."
+cargo build --release --bins -q || exit 1
+PORT=${PORT:-17600}
+CTL=${CTL:-17601}
+export GATEWAY_JWT_SECRET=bench-secret
+./target/release/gateway --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
+GW=$!
+trap 'kill $GW 2>/dev/null; kill ${HOLDERS[*]:-} 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -sf 127.0.0.1:$CTL/healthz >/dev/null && break; sleep 0.1; done
+sleep 1
+rss() { awk '/VmRSS/ {print $2}' /proc/$GW/status; }
+slab() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+RSS0=$(rss); SLAB0=$(slab)
+HOLDERS=()
+i=0; left=$N
+rm -rf /tmp/idle-memory; mkdir -p /tmp/idle-memory
+while [ "$left" -gt 0 ]; do
+  n=$(( left < 8000 ? left : 8000 ))
+  (sleep $((HOLD + 120)) | ./target/release/e2e-holder --target 127.0.0.1:$PORT --source 127.0.0.$((2 + i)) \
+      --count $n --user-prefix "idle$i" --heartbeat-ms 30000 --hold-secs $((HOLD + 60)) > /tmp/idle-memory/holder$i.out) &
+  HOLDERS+=($!)
+  left=$((left - n)); i=$((i + 1))
+done
+for j in $(seq 0 $((i - 1))); do
+  f=/tmp/idle-memory/holder$j.out
+  for _ in $(seq 600); do grep -qs . "$f" && break; sleep 0.2; done
+  grep -q '^ready' "$f" || { echo "holder failed: $(cat "$f")"; exit 1; }
+done
+for _ in $(seq 100); do
+  c=$(curl -s 127.0.0.1:$CTL/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["connections"])')
+  [ "$c" -ge "$N" ] && break; sleep 0.2
+done
+sleep 2
+RSS1=$(rss); SLAB1=$(slab)
+T0=$(awk '{print $14 + $15}' /proc/$GW/stat)
+sleep "$HOLD"
+T1=$(awk '{print $14 + $15}' /proc/$GW/stat)
+RSS2=$(rss); SLAB2=$(slab)
+EXH=$(curl -s 127.0.0.1:$CTL/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["buffer_pool_exhausted"])')
+TICKS=$(getconf CLK_TCK)
+python3 - "$N" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" "$T0" "$T1" "$TICKS" "$HOLD" "$c" "$RSS2" "$SLAB2" "$EXH" <<'PY'
+import sys
+n, rss0, rss1, slab0, slab1, t0, t1, ticks, hold, conns, rss2, slab2, exh = map(float, sys.argv[1:])
+print(f"connections held        {int(conns)} (asked {int(n)})")
+print(f"gateway RSS             {rss0/1024:.1f} MiB -> {rss1/1024:.1f} MiB")
+print(f"user-space per conn     {(rss1-rss0)*1024/n:.0f} B right after connecting, {(rss2-rss0)*1024/n:.0f} B after the hold")
+print(f"kernel Slab per conn    {(slab1-slab0)*1024/n:.0f} B right after connecting, {(slab2-slab0)*1024/n:.0f} B after the hold (both ends of each loopback pair)")
+print(f"receive pool ran dry    {int(exh)} times (connect storm)")
+print(f"idle CPU over {int(hold)} s     {100*(t1-t0)/ticks/hold:.2f} % of one core")
+PY
