@@ -1,2 +1,20 @@
-//! Cross-shard mailboxes, user directory, topic index and encode-once
-//! broadcast payloads (built by the push-delivery issue).
+//! Cross-shard routing for the gateway: how one shard reaches clients held
+//! by another without sharing per-connection state.
+//!
+//! - [`mailbox`]: a bounded lock-free queue for every ordered pair of
+//!   shards, with a doorbell protocol that wakes a parked shard exactly
+//!   when it has mail (no lost wake-ups, no busy polling).
+//! - [`directory`]: the user directory kept by each user's owner shard
+//!   (`hash(user) mod shards`): which shards hold that user's sessions.
+//! - [`topics`]: the topic → shard-set index kept by each topic's owner
+//!   shard, and each shard's local topic → subscribers index.
+//! - [`owner`]: the stable hash that picks owners.
+//!
+//! Payloads travel as [`bytes::Bytes`] encoded once; a receiving shard
+//! copies them once into its own buffer so the per-recipient reference
+//! counting never touches another core's cache line.
+
+pub mod directory;
+pub mod mailbox;
+pub mod owner;
+pub mod topics;
