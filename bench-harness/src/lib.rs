@@ -14,12 +14,12 @@
 pub mod backend;
 pub mod engine;
 pub mod histo;
-// pub mod peers;
+pub mod peers;
 pub mod preflight;
 pub mod procfs;
-// pub mod publish;
-// pub mod report;
-// pub mod scenario;
+pub mod publish;
+pub mod report;
+pub mod scenario;
 pub mod schedule;
 pub mod stamp;
 pub mod wire;
