@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `reason` is empty for `online`; for `offline` it is one of `client_bye`,
-//! `client_closed`, `idle_timeout`, `kicked`, `protocol_error`,
+//! `idle_timeout`, `kicked`, `protocol_error`,
 //! `slow_consumer`, `closed`. One batch is in flight at a time; a failed
 //! batch (non-2xx, timeout, unreachable) is retried up to `events.retries`
 //! times with doubling backoff, then dropped and counted. At most
