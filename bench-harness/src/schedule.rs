@@ -55,6 +55,13 @@ impl Schedule {
         (self.next < self.total).then(|| self.due(self.next))
     }
 
+    /// Whether events are spread over time (a rate was given); an
+    /// unpaced schedule ("as fast as possible") has no lateness to measure.
+    #[must_use]
+    pub fn is_paced(&self) -> bool {
+        self.interval_ns > 0.0
+    }
+
     /// Events issued so far.
     #[must_use]
     pub fn issued(&self) -> u64 {

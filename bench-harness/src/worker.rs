@@ -160,6 +160,9 @@ pub fn merge_results(acc: &mut ShardResult, o: &ShardResult) -> Result<(), Histo
     acc.reconnects += o.reconnects;
     acc.uplinks_sent += o.uplinks_sent;
     acc.last_established_us = acc.last_established_us.max(o.last_established_us);
+    // Shards run side by side: their rates add up.
+    acc.connect_issue_rate += o.connect_issue_rate;
+    acc.churn_issue_rate += o.churn_issue_rate;
     acc.first_intended_us = match (acc.first_intended_us, o.first_intended_us) {
         (0, b) => b,
         (a, 0) => a,
@@ -184,6 +187,14 @@ impl WorkerReport {
             ("uplinks_sent", r.uplinks_sent),
             ("last_established_us", r.last_established_us),
             ("first_intended_us", r.first_intended_us),
+            (
+                "connect_issue_milli_per_s",
+                (r.connect_issue_rate * 1000.0) as u64,
+            ),
+            (
+                "churn_issue_milli_per_s",
+                (r.churn_issue_rate * 1000.0) as u64,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -218,6 +229,8 @@ impl WorkerReport {
         r.uplinks_sent = c("uplinks_sent");
         r.last_established_us = c("last_established_us");
         r.first_intended_us = c("first_intended_us");
+        r.connect_issue_rate = c("connect_issue_milli_per_s") as f64 / 1000.0;
+        r.churn_issue_rate = c("churn_issue_milli_per_s") as f64 / 1000.0;
         for e in &self.shard_errors {
             *r.failures.entry(format!("shard error: {e}")).or_default() += 1;
         }

@@ -194,4 +194,9 @@ pub struct ShardResult {
     pub last_established_us: u64,
     /// When the first connection attempt was intended, µs since the epoch.
     pub first_intended_us: u64,
+    /// Connection attempts issued on the connect schedule per second of
+    /// issuing (summed over shards): the rate the harness itself achieved.
+    pub connect_issue_rate: f64,
+    /// Churn disconnects issued per second of churn (summed over shards).
+    pub churn_issue_rate: f64,
 }

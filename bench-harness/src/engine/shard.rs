@@ -127,6 +127,9 @@ struct Shard<'a> {
     churn_cursor: usize,
     uplink_cursor: usize,
     last_publish: Instant,
+    last_connect_issue: Option<Instant>,
+    churn_started: Option<Instant>,
+    churn_issued: u64,
 }
 
 impl<'a> Shard<'a> {
@@ -183,6 +186,9 @@ impl<'a> Shard<'a> {
             churn_cursor: 0,
             uplink_cursor: 0,
             last_publish: epoch,
+            last_connect_issue: None,
+            churn_started: None,
+            churn_issued: 0,
         })
     }
 
@@ -268,11 +274,15 @@ impl<'a> Shard<'a> {
 
     fn issue_due(&mut self) -> Result<(), ShardError> {
         let now = Instant::now();
+        let paced = self.connects.is_paced();
         while let Some((i, due)) = self.connects.pop_due(now) {
-            self.record_lag(now, due);
+            if paced {
+                self.record_lag(now, due);
+            }
             let slot = u32::try_from(i).unwrap_or(u32::MAX);
             let intended = self.ns_of(due);
             self.start_connect(slot, intended, false)?;
+            self.last_connect_issue = Some(Instant::now());
         }
         if self.churn.is_none() && self.uplinks.is_none() && self.connect_phase_over() {
             self.begin_hold(now);
@@ -280,6 +290,8 @@ impl<'a> Shard<'a> {
         if let Some(mut churn) = self.churn.take() {
             while let Some((_, due)) = churn.pop_due(now) {
                 self.record_lag(now, due);
+                self.churn_started.get_or_insert(due);
+                self.churn_issued += 1;
                 self.churn_one(self.ns_of(due))?;
             }
             self.churn = Some(churn);
@@ -947,7 +959,23 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn finish(self) -> ShardResult {
+    fn finish(mut self) -> ShardResult {
+        // Attempts per second of issuing: n attempts span n-1 intervals.
+        if let Some(last) = self.last_connect_issue {
+            let n = self.connects.issued();
+            let span = last.saturating_duration_since(self.epoch).as_secs_f64();
+            self.res.connect_issue_rate = if n > 1 && span > 0.0 {
+                (n - 1) as f64 / span
+            } else {
+                0.0
+            };
+        }
+        if let Some(start) = self.churn_started {
+            let span = start.elapsed().as_secs_f64();
+            if span > 0.0 {
+                self.res.churn_issue_rate = self.churn_issued as f64 / span;
+            }
+        }
         self.res
     }
 }

@@ -152,5 +152,21 @@ pub fn connect_figures(
     // whether the requested rate was kept (the achieved rate above also
     // reflects the target's speed, so it is reported, not judged).
     rep.metric("connect_rate_requested_per_s", requested_rate.max(0.0));
-    rep.invalidate(judge(&res.lag, 0.0, 0.0, budget, "connect schedule"));
+    if requested_rate > 0.0 {
+        rep.metric("connect_rate_issued_per_s", res.connect_issue_rate.round());
+        // Only a schedule long enough to time (≥ 20 intervals) is judged on rate.
+        let n = res.attempts.saturating_sub(res.reconnects) as f64;
+        let issued = if n >= 20.0 {
+            res.connect_issue_rate
+        } else {
+            requested_rate
+        };
+        rep.invalidate(judge(
+            &res.lag,
+            requested_rate,
+            issued,
+            budget,
+            "connect schedule",
+        ));
+    }
 }

@@ -23,7 +23,7 @@ pub struct SendOutcome {
     pub call: Latency,
     /// Wall-clock time of the first intended send, µs.
     pub first_intended_us: u64,
-    /// Wall-clock time when the last send returned, µs.
+    /// Wall-clock time when the last send started, µs.
     pub last_sent_us: u64,
 }
 
@@ -96,6 +96,7 @@ pub fn send_all(
                             To::Topic(&dest)
                         };
                         let t0 = Instant::now();
+                        out.last_sent_us = wall_us();
                         match publisher.send(target, &body) {
                             Ok(()) => out.sent += 1,
                             Err(e) => *out.errors.entry(e.to_string()).or_default() += 1,
@@ -106,7 +107,6 @@ pub fn send_all(
                     if let Err(e) = publisher.flush() {
                         *out.errors.entry(e.to_string()).or_default() += 1;
                     }
-                    out.last_sent_us = wall_us();
                     out
                 })
             })
