@@ -1,10 +1,20 @@
-//! `gateway-bench`: the load harness (scenarios land with the harness issue).
+//! `gateway-bench`: the load harness. See the crate docs of `bench_harness`
+//! and docs/BENCHMARKS.md.
 
+use std::path::Path;
+
+use anyhow::Context as _;
+use bench_harness::report::{Document, RunReport, hdrlog, html};
+use bench_harness::scenario::{self, Common, Outcome};
+use bench_harness::worker;
 use clap::{Parser, Subcommand};
 
 /// Command line of the load harness.
 #[derive(Debug, Parser)]
-#[command(version, about = "Load harness for long-lived-connection systems")]
+#[command(
+    version,
+    about = "Load harness for long-lived-connection systems (gateway, MQTT, NATS)"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -13,12 +23,118 @@ struct Cli {
 /// Scenarios the harness runs.
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Open N connections at a rate, handshake, hold.
-    Connect,
+    /// Open N connections at a rate, handshake, hold; memory per connection.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: scenario::connect::ConnectArgs,
+    },
+    /// N subscribers, M broadcasts: delivery latency, completion, deliveries/s.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: scenario::fanout::FanoutArgs,
+    },
+    /// Pushes to random connected users at R/s: push-to-client latency.
+    Unicast {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: scenario::fanout::UnicastArgs,
+    },
+    /// Requests at R/s through the gateway to a backend: round trip.
+    Uplink {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: scenario::uplink::UplinkArgs,
+    },
+    /// Hold N and reconnect a fraction per second: reconnect latency, failures.
+    Churn {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: scenario::churn::ChurnArgs,
+    },
+    /// The physical floor: the same sends over plain blocking loopback sockets.
+    Floor(scenario::floor::FloorArgs),
+    // Mock backend (issue 5), owned by the backend module's author.
+    /// Mock backend: auth webhook, uplink echo (delay, error rate), events sink.
+    Backend(bench_harness::backend::BackendArgs),
+    /// Internal: a worker process (started by the harness itself).
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+fn write_outputs(common: &Common, out: &Outcome) -> anyhow::Result<()> {
+    print!("{}", out.report.summary_text());
+    write_docs(
+        common.json.as_deref(),
+        common.html.as_deref(),
+        std::slice::from_ref(&out.report),
+    )?;
+    if let Some(p) = &common.hdr_log {
+        let mut f = std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?;
+        let start = std::time::SystemTime::now()
+            - std::time::Duration::from_secs_f64(out.intervals.last().map_or(0.0, |x| x.0));
+        hdrlog::write_log(&mut f, start, "delivery", &out.intervals)
+            .with_context(|| format!("write {}", p.display()))?;
+    }
+    if !out.report.valid {
+        eprintln!("run INVALID: {}", out.report.invalid_reasons.join("; "));
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
+fn write_docs(
+    json: Option<&Path>,
+    html_path: Option<&Path>,
+    runs: &[RunReport],
+) -> anyhow::Result<()> {
+    if let Some(p) = json {
+        let doc = Document::new(runs.to_vec());
+        std::fs::write(p, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("write {}", p.display()))?;
+    }
+    if let Some(p) = html_path {
+        let intro = format!(
+            "gateway-bench report. Command: <code>{}</code>",
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        let page =
+            html::render("gateway-bench report", &intro, runs).map_err(anyhow::Error::msg)?;
+        std::fs::write(p, page).with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    println!("{cli:?}");
-    Ok(())
+    match cli.scenario {
+        Scenario::Worker => worker::worker_main().context("worker"),
+        Scenario::Backend(args) => bench_harness::backend::run(args),
+        Scenario::Connect { common, args } => {
+            write_outputs(&common, &scenario::connect::run(&common, &args)?)
+        }
+        Scenario::Fanout { common, args } => {
+            write_outputs(&common, &scenario::fanout::run_fanout(&common, &args)?)
+        }
+        Scenario::Unicast { common, args } => {
+            write_outputs(&common, &scenario::fanout::run_unicast(&common, &args)?)
+        }
+        Scenario::Uplink { common, args } => {
+            write_outputs(&common, &scenario::uplink::run(&common, &args)?)
+        }
+        Scenario::Churn { common, args } => {
+            write_outputs(&common, &scenario::churn::run(&common, &args)?)
+        }
+        Scenario::Floor(args) => {
+            let rep = scenario::floor::run(&args).context("floor")?;
+            print!("{}", rep.summary_text());
+            write_docs(args.json.as_deref(), args.html.as_deref(), &[rep])
+        }
+    }
 }

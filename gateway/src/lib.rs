@@ -8,6 +8,7 @@
 //! counters), [`control`] (the HTTP control listener).
 
 pub mod admission;
+pub mod backend;
 pub mod control;
 pub mod runtime;
 pub mod settings;

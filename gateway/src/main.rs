@@ -176,7 +176,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             random_secret()
         }
     };
-    let verifier = Arc::new(JwtVerifier::hs256(&secret, settings.config.auth.leeway_s));
+    let auth = &settings.config.auth;
+    let verifier = match (&auth.algorithm, &auth.public_key_file) {
+        (tuning::backends::JwtAlgorithm::RS256, Some(path)) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("auth.public_key_file: cannot read {path}"))?;
+            Arc::new(
+                JwtVerifier::rs256_pem(&pem, auth.leeway_s)
+                    .with_context(|| format!("auth.public_key_file: {path}"))?,
+            )
+        }
+        _ => Arc::new(JwtVerifier::hs256(&secret, auth.leeway_s)),
+    };
     let signals = block_signals();
     let c = &settings.config;
     tracing::info!(

@@ -81,6 +81,48 @@ counters! {
     slow_consumer_drops,
     /// Bytes queued towards clients now (a gauge).
     outbound_queued_bytes,
+    /// Uplink frames received (forwarded or answered by the gateway).
+    uplink_requests,
+    /// Uplinks answered with the backend's own response (any status).
+    uplink_replies,
+    /// Uplinks answered 400: app or route unfit for a header.
+    uplink_bad_request,
+    /// Uplinks answered 404: no route.
+    uplink_no_route,
+    /// Uplinks answered 429: shard's in-flight cap reached.
+    uplink_over_cap,
+    /// Uplinks answered 503: backend unreachable.
+    uplink_unavailable,
+    /// Uplinks answered 504: backend too slow.
+    uplink_timeouts,
+    /// Uplinks answered 502: backend response unreadable or too large.
+    uplink_bad_response,
+    /// Auth webhook calls made.
+    auth_webhook_calls,
+    /// Auth webhook answers that allowed the client.
+    auth_webhook_allowed,
+    /// Auth webhook answers that denied the client.
+    auth_webhook_denied,
+    /// Auth webhook calls that failed (timeout, unreachable, over cap).
+    auth_webhook_errors,
+    /// Hellos decided from the verdict cache.
+    auth_cache_hits,
+    /// Presence events queued.
+    events_queued,
+    /// Presence events delivered.
+    events_sent,
+    /// Presence batches delivered.
+    events_batches,
+    /// Presence batch attempts that failed (each retry counts).
+    events_batch_failures,
+    /// Presence events dropped (queue full, or retries exhausted).
+    events_dropped,
+    /// Backend connections opened.
+    backend_connects,
+    /// Backend connect attempts that failed.
+    backend_connect_errors,
+    /// Backend requests queued or in flight now (a gauge).
+    backend_in_flight,
 }
 
 /// One shard's published counters: a single writer (the shard), any

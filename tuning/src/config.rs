@@ -25,6 +25,10 @@ pub struct GatewayConfig {
     pub protocol: ProtocolConfig,
     /// How clients authenticate.
     pub auth: AuthConfig,
+    /// Uplink forwarding to backends (route table, pool, timeouts).
+    pub uplink: crate::backends::UplinkConfig,
+    /// Presence events (online/offline) POSTed to a backend.
+    pub events: crate::backends::EventsConfig,
     /// Who may connect, and how many.
     pub admission: AdmissionConfig,
     /// Graceful shutdown on SIGTERM/SIGINT.
@@ -185,6 +189,15 @@ pub struct AuthConfig {
     pub jwt_secret: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     pub leeway_s: u64,
+    /// `jwt` (verify locally) or `webhook` (ask a backend).
+    pub mode: crate::backends::AuthMode,
+    /// JWT algorithm in `jwt` mode: `HS256` or `RS256`.
+    pub algorithm: crate::backends::JwtAlgorithm,
+    /// PEM RSA public key file for `RS256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<String>,
+    /// The auth webhook (`mode = "webhook"`).
+    pub webhook: crate::backends::WebhookConfig,
 }
 
 impl Default for AuthConfig {
@@ -192,6 +205,10 @@ impl Default for AuthConfig {
         Self {
             jwt_secret: None,
             leeway_s: 30,
+            mode: Default::default(),
+            algorithm: Default::default(),
+            public_key_file: None,
+            webhook: Default::default(),
         }
     }
 }
@@ -432,6 +449,7 @@ impl GatewayConfig {
                 "must be at least 1 per second",
             ));
         }
+        crate::backends::validate(self)?;
         Ok(())
     }
 }

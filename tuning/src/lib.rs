@@ -11,6 +11,7 @@
 //!   reverting it.
 
 pub mod apply;
+pub mod backends;
 pub mod check;
 pub mod config;
 pub mod cpu;

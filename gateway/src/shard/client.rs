@@ -187,28 +187,19 @@ impl Shard {
             Event::Hello(hello) => self.authenticate(now, key, hello),
             Event::Closed(reason) => {
                 self.count_close(key, &reason);
+                self.presence_closing(key, &reason);
                 self.begin_close(now, key);
             }
-            Event::Uplink(uplink) => {
-                // Uplink routing arrives with the backend issue; until a
-                // route exists the client gets a clear 404 Reply.
-                let reply = protocol::proto::Frame {
-                    kind: Some(protocol::proto::frame::Kind::Reply(
-                        protocol::proto::Reply {
-                            request_id: uplink.request_id,
-                            status: 404,
-                            payload: Bytes::from_static(b"no uplink route configured"),
-                        },
-                    )),
-                };
-                protocol::codec::encode_frame(&reply, &mut self.out.transmit);
-            }
+            Event::Uplink(uplink) => self.forward_uplink(now, key, uplink),
             // Topic membership and acks are kept by the push-delivery layer.
             Event::Subscribe(_) | Event::Unsubscribe(_) | Event::Ack(_) => {}
         }
     }
 
     fn authenticate(&mut self, now: Millis, key: u32, hello: Hello) {
+        if self.backend.webhook_auth() {
+            return self.authenticate_webhook(now, key, hello);
+        }
         let (now_s, now_ms) = wall_clock();
         let verdict = self
             .verifier
@@ -233,6 +224,14 @@ impl Shard {
                     server_time_ms: now_ms,
                     resumed: false,
                 };
+                let presence = crate::backend::events::Presence {
+                    key,
+                    generation: conn.generation,
+                    user: identity.user.clone(),
+                    session: welcome.session.clone(),
+                    device: hello.device,
+                    apps: hello.apps,
+                };
                 conn.user = Some(identity.user.into_boxed_str());
                 conn.session
                     .accept(now, &self.settings.server, welcome, &mut self.out);
@@ -241,6 +240,7 @@ impl Shard {
                     self.handshakes -= 1;
                 }
                 self.stats.handshakes_ok += 1;
+                self.presence_online(now, presence);
             }
             Err(e) => {
                 let code = e.error_code();
@@ -433,6 +433,7 @@ impl Shard {
         if let Some(ip) = conn.peer {
             self.admission.release(ip);
         }
+        self.presence_gone(self.clock.now(), key, conn.generation);
     }
 
     pub(super) fn on_timer(&mut self, now: Millis, r: TimerRef) {

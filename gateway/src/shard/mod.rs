@@ -3,6 +3,7 @@
 //! Nothing here is shared with other shards except read-only settings,
 //! the published counters and the doorbell that wakes the shard.
 
+mod backend_glue;
 mod client;
 pub mod conn;
 mod drain;
@@ -81,6 +82,14 @@ pub enum ShardError {
         /// Shard index.
         shard: usize,
     },
+    /// The backend client could not be set up (bad or unresolvable URL).
+    #[error("shard {shard}: {source}")]
+    Backend {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        source: crate::backend::BackendError,
+    },
     /// Waiting on the ring failed.
     #[error("shard {shard}: io_uring_enter failed: {source}")]
     Enter {
@@ -128,6 +137,7 @@ pub struct Shard {
     accept_addrs: Box<[(libc::sockaddr_storage, libc::socklen_t)]>,
     multishot_accept: bool,
     control: ControlServer,
+    backend: crate::backend::Backend,
     conns: Slab<Conn>,
     wheel: TimerWheel,
     admission: Admission,
@@ -192,12 +202,19 @@ impl Shard {
         let doorbell = shared.doorbells[index].clone();
         let tick = s.timer_tick_ms;
         let max_connections = s.max_connections as usize;
+        let backend = crate::backend::Backend::new(&settings.config, index).map_err(|source| {
+            ShardError::Backend {
+                shard: index,
+                source,
+            }
+        })?;
         Ok(Self {
             ring,
             bufs,
             index,
             shard_cfg,
             control: ControlServer::new(control_listener),
+            backend,
             settings,
             shared,
             verifier,
@@ -257,6 +274,7 @@ impl Shard {
             self.wait()?;
             let now = self.clock.now();
             self.process_completions(now);
+            self.apply_backend_outcomes(now);
             self.run_timers(now);
             self.rearm_receives();
             self.bufs.commit();
@@ -363,6 +381,12 @@ impl Shard {
             OpKind::Recv => self.on_recv(now, tag.index, res, flags),
             OpKind::Send => self.on_send(now, tag.index, res),
             OpKind::Shutdown | OpKind::Cancel => {}
+            OpKind::BackendConnect
+            | OpKind::BackendLinkTimeout
+            | OpKind::BackendSend
+            | OpKind::BackendRecv
+            | OpKind::BackendClose
+            | OpKind::BackendTimer => self.on_backend(now, tag, res),
             OpKind::Close => self.on_close(tag.index),
             OpKind::Doorbell => {
                 self.arm_doorbell();

@@ -30,6 +30,18 @@ pub enum OpKind {
     ControlClose = 11,
     /// Cancellation of another operation (result ignored).
     Cancel = 12,
+    /// Connect of a backend connection (index: its key in the HTTP client).
+    BackendConnect = 13,
+    /// The timeout linked to a backend connect (result ignored).
+    BackendLinkTimeout = 14,
+    /// Send on a backend connection.
+    BackendSend = 15,
+    /// Receive on a backend connection.
+    BackendRecv = 16,
+    /// Close of a backend connection.
+    BackendClose = 17,
+    /// The backend module's timer (request deadlines, event batching).
+    BackendTimer = 18,
 }
 
 impl OpKind {
@@ -47,6 +59,12 @@ impl OpKind {
             10 => Self::ControlSend,
             11 => Self::ControlClose,
             12 => Self::Cancel,
+            13 => Self::BackendConnect,
+            14 => Self::BackendLinkTimeout,
+            15 => Self::BackendSend,
+            16 => Self::BackendRecv,
+            17 => Self::BackendClose,
+            18 => Self::BackendTimer,
             _ => return None,
         })
     }

@@ -1,0 +1,26 @@
+//! `gateway-bench`: the load harness for long-lived-connection systems.
+//!
+//! Layout by role:
+//! - [`preflight`]: can this host open N connections (sources, fds, memory)?
+//! - [`engine`]: shard threads on io_uring holding the connections.
+//! - [`worker`]: worker processes (re-exec) and the exact merge of their results.
+//! - [`wire`]: sans-IO client adapters (gateway v1, MQTT 3.1.1, core NATS).
+//! - [`publish`]: the sending side (push API, MQTT and NATS publishers).
+//! - [`scenario`]: connect, fanout, unicast, uplink, floor, churn.
+//! - [`peers`]: starting mosquitto and nats-server on loopback.
+//! - [`report`]: progress line, summary, JSON, HDR interval log, HTML.
+//! - [`histo`], [`schedule`], [`stamp`], [`procfs`]: measurement plumbing.
+
+pub mod backend;
+pub mod engine;
+pub mod histo;
+pub mod peers;
+pub mod preflight;
+pub mod procfs;
+pub mod publish;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod stamp;
+pub mod wire;
+pub mod worker;

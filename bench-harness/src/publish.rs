@@ -1,0 +1,276 @@
+//! The sending side of `fanout` and `unicast`: the gateway's push API over
+//! HTTP/1.1 keep-alive, an MQTT publisher and a NATS publisher, all
+//! blocking (the coordinator runs them on their own threads).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::wire::{PeerKind, mqtt, nats};
+
+/// Errors while publishing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Socket trouble.
+    #[error("publisher I/O to {addr}: {source}")]
+    Io {
+        /// Peer.
+        addr: SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The push API answered with a non-200 status.
+    #[error("push API answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: String,
+    },
+    /// The peer said something unexpected.
+    #[error("publisher protocol: {0}")]
+    Protocol(String),
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To<'a> {
+    /// Every connection.
+    All,
+    /// Subscribers of a topic.
+    Topic(&'a str),
+    /// One user (its own topic on the peers).
+    User(&'a str),
+}
+
+/// A publisher for one kind of system.
+#[derive(Debug)]
+pub struct Publisher {
+    kind: PeerKind,
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    packet_id: u16,
+}
+
+impl Publisher {
+    /// Connects to `addr` (the control listener for the gateway, the broker for peers).
+    pub fn connect(kind: PeerKind, addr: SocketAddr) -> Result<Self, PublishError> {
+        let io = |source| PublishError::Io { addr, source };
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        let mut p = Self {
+            kind,
+            addr,
+            stream,
+            buf: Vec::new(),
+            packet_id: 1,
+        };
+        match kind {
+            PeerKind::Gateway => {}
+            PeerKind::Mqtt | PeerKind::MqttQos1 => {
+                let mut out = Vec::new();
+                let id = format!(
+                    "bench-pub-{}-{}",
+                    std::process::id(),
+                    crate::stamp::wall_us()
+                );
+                mqtt::connect(&id, 60, &mut out);
+                p.write(&out)?;
+                match p.read_mqtt()? {
+                    MqttReply::ConnAck(0) => {}
+                    other => {
+                        return Err(PublishError::Protocol(format!(
+                            "MQTT CONNECT answered {other:?}"
+                        )));
+                    }
+                }
+            }
+            PeerKind::Nats => {
+                let mut out = Vec::new();
+                nats::connect(&mut out);
+                p.write(&out)?;
+                p.nats_until_pong()?;
+            }
+        }
+        Ok(p)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PublishError> {
+        let addr = self.addr;
+        self.stream
+            .write_all(bytes)
+            .map_err(|source| PublishError::Io { addr, source })
+    }
+
+    fn fill(&mut self) -> Result<(), PublishError> {
+        let addr = self.addr;
+        let mut chunk = [0u8; 8192];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .map_err(|source| PublishError::Io { addr, source })?;
+        if n == 0 {
+            return Err(PublishError::Io {
+                addr,
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Sends one message with `payload` to `to`.
+    pub fn send(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
+        match self.kind {
+            PeerKind::Gateway => self.push(to, payload),
+            PeerKind::Mqtt | PeerKind::MqttQos1 => {
+                let qos = u8::from(self.kind == PeerKind::MqttQos1);
+                let topic = match to {
+                    To::All => "all".to_string(),
+                    To::Topic(t) => t.to_string(),
+                    To::User(u) => format!("u/{u}"),
+                };
+                let mut out = Vec::new();
+                self.packet_id = self.packet_id.wrapping_add(1).max(1);
+                mqtt::publish(&topic, payload.as_bytes(), qos, self.packet_id, &mut out);
+                self.write(&out)?;
+                if qos == 1 {
+                    // Stop-and-wait on PUBACK.
+                    loop {
+                        if let MqttReply::PubAck = self.read_mqtt()? {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            PeerKind::Nats => {
+                let subject = match to {
+                    To::All => "all".to_string(),
+                    To::Topic(t) => t.to_string(),
+                    To::User(u) => format!("u.{u}"),
+                };
+                let mut out = Vec::new();
+                nats::publish(&subject, payload.as_bytes(), &mut out);
+                self.write(&out)
+            }
+        }
+    }
+
+    /// Waits until the peer has processed everything sent so far (NATS
+    /// PING/PONG; the push API and QoS 1 are already synchronous).
+    pub fn flush(&mut self) -> Result<(), PublishError> {
+        if self.kind == PeerKind::Nats {
+            self.write(b"PING\r\n")?;
+            self.nats_until_pong()?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
+        let to = match to {
+            To::All => serde_json::json!({"all": true}),
+            To::Topic(t) => serde_json::json!({"topic": t}),
+            To::User(u) => serde_json::json!({"user": u}),
+        };
+        let body = serde_json::json!({"to": to, "payload": payload, "ack": false}).to_string();
+        let req = format!(
+            "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.write(req.as_bytes())?;
+        let (status, body) = self.read_http()?;
+        if status != 200 {
+            return Err(PublishError::Status { status, body });
+        }
+        Ok(())
+    }
+
+    fn read_http(&mut self) -> Result<(u16, String), PublishError> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&self.buf) {
+                Ok(httparse::Status::Complete(head)) => {
+                    let status = resp.code.unwrap_or(0);
+                    let len = resp
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| {
+                            std::str::from_utf8(h.value)
+                                .ok()?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
+                        .unwrap_or(0);
+                    if self.buf.len() < head + len {
+                        self.fill()?;
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
+                    self.buf.drain(..head + len);
+                    return Ok((status, body));
+                }
+                Ok(httparse::Status::Partial) => self.fill()?,
+                Err(e) => return Err(PublishError::Protocol(format!("bad HTTP response: {e}"))),
+            }
+        }
+    }
+
+    fn read_mqtt(&mut self) -> Result<MqttReply, PublishError> {
+        loop {
+            match mqtt::decode(&self.buf) {
+                Ok(Some((pkt, n))) => {
+                    let owned = match pkt {
+                        mqtt::Packet::ConnAck(rc) => MqttReply::ConnAck(rc),
+                        mqtt::Packet::PubAck(_) => MqttReply::PubAck,
+                        _ => MqttReply::Other,
+                    };
+                    self.buf.drain(..n);
+                    return Ok(owned);
+                }
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(PublishError::Protocol(e.into())),
+            }
+        }
+    }
+
+    fn nats_until_pong(&mut self) -> Result<(), PublishError> {
+        loop {
+            match nats::decode(&self.buf) {
+                Ok(Some((op, n))) => {
+                    let done = match op {
+                        nats::Op::Pong => true,
+                        nats::Op::Err(m) => {
+                            return Err(PublishError::Protocol(
+                                String::from_utf8_lossy(m).into_owned(),
+                            ));
+                        }
+                        _ => false,
+                    };
+                    self.buf.drain(..n);
+                    if done {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(PublishError::Protocol(e)),
+            }
+        }
+    }
+}
+
+/// MQTT packets the publisher waits for, owned.
+#[derive(Debug)]
+enum MqttReply {
+    ConnAck(u8),
+    PubAck,
+    Other,
+}

@@ -1,0 +1,252 @@
+//! `fanout` (N subscribers, M broadcasts at a rate) and `unicast` (pushes
+//! to random connected users at R/s): delivery latency from the intended
+//! send time, per-message completion (first → last recipient),
+//! deliveries/s, lost and duplicate counts.
+
+use std::time::Duration;
+
+use super::load::{Load, LoadError};
+use super::sender::send_all;
+use super::{Common, Outcome};
+use crate::histo::Latency;
+use crate::report::RunReport;
+use crate::schedule::judge;
+use crate::wire::PeerKind;
+
+/// Options of `fanout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// Subscribers.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: u32,
+    /// Connections per second while connecting (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// Broadcasts to send.
+    #[arg(long, short = 'm', default_value_t = 10)]
+    pub messages: u64,
+    /// Broadcasts per second (0 = back to back).
+    #[arg(long, default_value_t = 10.0)]
+    pub msg_rate: f64,
+    /// Topic subscribers join.
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Broadcast to every connection instead of a topic (gateway only).
+    #[arg(long)]
+    pub all: bool,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 256)]
+    pub payload: usize,
+    /// Seconds to wait for the last deliveries after the last send.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+    /// Give up waiting for the connect phase after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout_secs: f64,
+}
+
+/// Options of `unicast`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnicastArgs {
+    /// Connected users.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: u32,
+    /// Pushes to send.
+    #[arg(long, default_value_t = 10_000)]
+    pub pushes: u64,
+    /// Pushes per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Publisher connections (threads).
+    #[arg(long, default_value_t = 2)]
+    pub publishers: u32,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Seconds to wait for the last deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_secs: f64,
+}
+
+fn subscription(peer: PeerKind, topic: &str, all: bool) -> Option<String> {
+    match peer {
+        PeerKind::Gateway if all => None,
+        _ => Some(topic.to_string()),
+    }
+}
+
+/// Runs `fanout`.
+pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
+    let mut spec = c.spec(a.connections, a.connect_rate);
+    let all = a.all && c.peer == PeerKind::Gateway;
+    // Peers have no "all": every subscriber joins the same topic.
+    let topic = if c.peer == PeerKind::Gateway {
+        a.topic.clone()
+    } else {
+        "all".to_string()
+    };
+    spec.subscribe = subscription(c.peer, &topic, all);
+    spec.payload_size = a.payload;
+    spec.expected_msgs = a.messages;
+    let mut load = Load::start(&spec)?;
+    let needs_sub = spec.subscribe.is_some();
+    let n = u64::from(a.connections);
+    let ready = load.wait_until(Duration::from_secs_f64(a.timeout_secs), |t| {
+        t.connect_done && (!needs_sub || t.subscribed >= t.established)
+    })?;
+    // Let cross-shard topic state settle.
+    load.hold(Duration::from_millis(300))?;
+    let receivers = load.totals().established;
+    let topic_for = topic.clone();
+    let to = move |_i: u64| topic_for.clone();
+    let sent = send_all(
+        c.peer,
+        c.publish_addr(),
+        1,
+        a.messages,
+        a.msg_rate,
+        a.payload,
+        &to,
+        all,
+    );
+    let want = sent.sent * receivers;
+    load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
+        t.deliveries >= want
+    })?;
+    let res = load.finish()?;
+    let mut rep = RunReport::new(
+        "fanout",
+        c.peer.label(),
+        serde_json::json!({"connections": n, "messages": a.messages, "msg_rate": a.msg_rate, "payload": a.payload,
+            "all": all, "topic": topic, "shards": c.shards, "workers": load.workers()}),
+    );
+    super::connect_figures(&mut rep, &res, a.connect_rate, c.budget());
+    rep.metric("receivers", receivers as f64);
+    rep.metric("messages_sent", sent.sent as f64);
+    let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
+    rep.metric("deliveries", unique as f64);
+    rep.metric("lost", want.saturating_sub(unique) as f64);
+    rep.metric("duplicates", res.duplicates as f64);
+    let first = res
+        .seqs
+        .iter()
+        .filter(|s| s.count > 0)
+        .map(|s| s.first_us)
+        .min()
+        .unwrap_or(0);
+    let last = res.seqs.iter().map(|s| s.last_us).max().unwrap_or(0);
+    let span = last.saturating_sub(sent.first_intended_us.min(first.max(1))) as f64 / 1e6;
+    if span > 0.0 {
+        rep.metric("deliveries_per_s", (unique as f64 / span).round());
+    }
+    // Per message: first → last recipient.
+    let mut completion = Latency::new();
+    for s in res.seqs.iter().filter(|s| s.count > 0) {
+        completion.record_us(s.last_us - s.first_us);
+    }
+    rep.metric("completion_p99_us", completion.quantile_us(0.99) as f64);
+    rep.histogram("delivery", &res.delivery);
+    rep.histogram("completion", &completion);
+    rep.histogram("publish_call", &sent.call);
+    for (k, v) in &sent.errors {
+        *rep.failures.entry(format!("publish: {k}")).or_default() += v;
+    }
+    rep.invalidate(judge(
+        &sent.lag,
+        a.msg_rate,
+        achieved(&sent, a.msg_rate),
+        c.budget(),
+        "publisher",
+    ));
+    if !ready {
+        rep.invalidate(vec!["subscribers were not all ready in time".into()]);
+    }
+    Ok(Outcome::new(rep, load))
+}
+
+/// Sends per second the publishers kept; schedules too short to time
+/// (< 20 sends) count as kept, their lag is still judged.
+fn achieved(s: &super::sender::SendOutcome, rate: f64) -> f64 {
+    if rate <= 0.0 {
+        return 0.0;
+    }
+    if s.sent < 20 {
+        return rate;
+    }
+    let span = s.last_sent_us.saturating_sub(s.first_intended_us) as f64 / 1e6;
+    // The first send is due at 0: n sends span (n-1)/rate.
+    if span > 0.0 {
+        (s.sent.saturating_sub(1)) as f64 / span
+    } else {
+        rate
+    }
+}
+
+/// Runs `unicast`.
+pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
+    let mut spec = c.spec(a.connections, 0.0);
+    spec.subscribe = match c.peer {
+        PeerKind::Gateway => None,
+        PeerKind::Nats => Some("u.{user}".into()),
+        PeerKind::Mqtt | PeerKind::MqttQos1 => Some("u/{user}".into()),
+    };
+    spec.payload_size = a.payload;
+    spec.expected_msgs = a.pushes;
+    let needs_sub = spec.subscribe.is_some();
+    let mut load = Load::start(&spec)?;
+    let ready = load.wait_until(Duration::from_secs(120), |t| {
+        t.connect_done && (!needs_sub || t.subscribed >= t.established)
+    })?;
+    load.hold(Duration::from_millis(300))?;
+    let n = u64::from(a.connections.max(1));
+    // Random users, deterministic per message index.
+    let to = move |i: u64| {
+        let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
+        x ^= x >> 31;
+        format!("@u{}", x % n)
+    };
+    let sent = send_all(
+        c.peer,
+        c.publish_addr(),
+        a.publishers,
+        a.pushes,
+        a.rate,
+        a.payload,
+        &to,
+        false,
+    );
+    let want = sent.sent;
+    load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
+        t.deliveries >= want
+    })?;
+    let res = load.finish()?;
+    let mut rep = RunReport::new(
+        "unicast",
+        c.peer.label(),
+        serde_json::json!({"connections": a.connections, "pushes": a.pushes, "rate": a.rate, "payload": a.payload,
+            "publishers": a.publishers, "shards": c.shards, "workers": load.workers()}),
+    );
+    super::connect_figures(&mut rep, &res, 0.0, c.budget());
+    let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
+    rep.metric("pushes_sent", sent.sent as f64);
+    rep.metric("deliveries", unique as f64);
+    rep.metric("lost", want.saturating_sub(unique) as f64);
+    rep.metric("duplicates", res.duplicates as f64);
+    rep.metric("push_rate_achieved_per_s", achieved(&sent, a.rate).round());
+    rep.histogram("delivery", &res.delivery);
+    rep.histogram("publish_call", &sent.call);
+    for (k, v) in &sent.errors {
+        *rep.failures.entry(format!("publish: {k}")).or_default() += v;
+    }
+    rep.invalidate(judge(
+        &sent.lag,
+        a.rate,
+        achieved(&sent, a.rate),
+        c.budget(),
+        "publisher",
+    ));
+    if !ready {
+        rep.invalidate(vec!["subscribers were not all ready in time".into()]);
+    }
+    Ok(Outcome::new(rep, load))
+}

@@ -1,0 +1,172 @@
+//! Scenarios: each builds a load, drives it, and returns a [`RunReport`].
+
+pub mod churn;
+pub mod connect;
+pub mod fanout;
+pub mod floor;
+pub mod load;
+pub mod sender;
+pub mod uplink;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use crate::engine::ShardResult;
+use crate::report::RunReport;
+use crate::schedule::{LagBudget, judge};
+use crate::wire::PeerKind;
+
+/// Options every load scenario shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// System under test and its protocol.
+    #[arg(long, value_enum, default_value = "gateway")]
+    pub peer: PeerKind,
+    /// Client address of the system under test.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    pub target: SocketAddrV4,
+    /// Gateway control listener (push API, stats).
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    pub control: SocketAddr,
+    /// Shard threads (io_uring rings) per worker process.
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    /// Worker processes (0 = as few as the connection count needs).
+    #[arg(long, default_value_t = 0)]
+    pub workers: u32,
+    /// First loopback source address; more follow (127.0.0.3, ...) when needed.
+    #[arg(long, default_value = "127.0.0.2")]
+    pub first_source: Ipv4Addr,
+    /// Heartbeat to propose, ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub heartbeat_ms: u32,
+    /// HS256 secret for gateway tokens.
+    #[arg(long, env = "GATEWAY_JWT_SECRET", default_value = "")]
+    pub jwt_secret: String,
+    /// Largest acceptable p99 of the harness's own schedule lag, µs, before
+    /// the run is marked INVALID.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_lag_us: u64,
+    /// Write the JSON report (versioned schema) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the self-contained HTML report here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Write the HDR interval log of delivery latency here.
+    #[arg(long)]
+    pub hdr_log: Option<PathBuf>,
+}
+
+impl Common {
+    /// The lag budget from the options.
+    #[must_use]
+    pub fn budget(&self) -> LagBudget {
+        LagBudget {
+            p99_us: self.max_lag_us,
+            ..LagBudget::default()
+        }
+    }
+
+    /// A load spec with these options and no scenario specifics.
+    #[must_use]
+    pub fn spec(&self, connections: u32, connect_rate: f64) -> load::LoadSpec {
+        load::LoadSpec {
+            peer: self.peer,
+            target: self.target,
+            connections,
+            connect_rate,
+            shards: self.shards,
+            workers: self.workers,
+            first_source: self.first_source,
+            heartbeat_ms: self.heartbeat_ms,
+            jwt_secret: self.jwt_secret.clone(),
+            subscribe: None,
+            churn_rate: 0.0,
+            uplink_rate: 0.0,
+            uplink_total: 0,
+            uplink_route: String::new(),
+            payload_size: 0,
+            expected_msgs: 0,
+        }
+    }
+
+    /// Where pushes go: the control listener for the gateway, the broker otherwise.
+    #[must_use]
+    pub fn publish_addr(&self) -> SocketAddr {
+        match self.peer {
+            PeerKind::Gateway => self.control,
+            _ => SocketAddr::V4(self.target),
+        }
+    }
+}
+
+/// A finished scenario: its report and its per-second delivery histograms.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report (timeline included).
+    pub report: RunReport,
+    /// (seconds, histogram) per interval, for the HDR interval log.
+    pub intervals: Vec<(f64, crate::histo::Latency)>,
+}
+
+impl Outcome {
+    /// Takes the timeline and intervals of a finished load.
+    #[must_use]
+    pub fn new(mut report: RunReport, load: load::Load) -> Self {
+        report.timeline = load.timeline;
+        Self {
+            report,
+            intervals: load.intervals,
+        }
+    }
+}
+
+/// Figures of the connect phase every load scenario reports.
+pub fn connect_figures(
+    rep: &mut RunReport,
+    res: &ShardResult,
+    requested_rate: f64,
+    budget: LagBudget,
+) {
+    rep.metric("connections_attempted", res.attempts as f64);
+    rep.metric(
+        "connections_established",
+        res.established.saturating_sub(res.reconnects) as f64,
+    );
+    let span_s = res
+        .last_established_us
+        .saturating_sub(res.first_intended_us) as f64
+        / 1e6;
+    let achieved = if span_s > 0.0 {
+        res.established.saturating_sub(res.reconnects) as f64 / span_s
+    } else {
+        0.0
+    };
+    rep.metric("connections_per_s", achieved.round());
+    rep.histogram("connect", &res.connect);
+    rep.histogram("handshake", &res.handshake);
+    rep.histogram("schedule_lag", &res.lag);
+    rep.failures = res.failures.clone();
+    // Connection attempts are issued by the harness's schedule: its lag says
+    // whether the requested rate was kept (the achieved rate above also
+    // reflects the target's speed, so it is reported, not judged).
+    rep.metric("connect_rate_requested_per_s", requested_rate.max(0.0));
+    if requested_rate > 0.0 {
+        rep.metric("connect_rate_issued_per_s", res.connect_issue_rate.round());
+        // Only a schedule long enough to time (≥ 20 intervals) is judged on rate.
+        let n = res.attempts.saturating_sub(res.reconnects) as f64;
+        let issued = if n >= 20.0 {
+            res.connect_issue_rate
+        } else {
+            requested_rate
+        };
+        rep.invalidate(judge(
+            &res.lag,
+            requested_rate,
+            issued,
+            budget,
+            "connect schedule",
+        ));
+    }
+}

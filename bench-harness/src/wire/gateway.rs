@@ -1,0 +1,111 @@
+//! Gateway protocol v1 through the protocol crate's client session.
+
+use bytes::Bytes;
+use protocol::client::{ClientCloseReason, ClientConfig, ClientEvent, ClientSession};
+use protocol::time::Millis;
+
+use super::{Identity, WireEvent};
+use crate::stamp;
+
+/// A gateway client: the protocol's sans-IO session plus the ping that
+/// confirms a subscription (the gateway handles frames in order, so the
+/// Pong to a Ping sent after a Subscribe means the Subscribe was processed).
+#[derive(Debug)]
+pub struct GatewayClient {
+    session: ClientSession,
+    sub_ping: Option<u64>,
+    events: Vec<ClientEvent>,
+}
+
+impl GatewayClient {
+    /// A session for `id`, created at `now`.
+    #[must_use]
+    pub fn new(id: &Identity, now: Millis) -> Self {
+        let cfg = ClientConfig {
+            token: id.token.clone(),
+            device: "bench".into(),
+            heartbeat_ms: id.heartbeat_ms,
+            ..ClientConfig::default()
+        };
+        Self {
+            session: ClientSession::new(now, cfg),
+            sub_ping: None,
+            events: Vec::new(),
+        }
+    }
+
+    /// Writes the Hello.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        self.session.start(out);
+    }
+
+    /// Writes Subscribe then the confirming Ping.
+    pub fn subscribe(&mut self, topic: &str, out: &mut Vec<u8>) {
+        self.session.subscribe(vec![topic.to_owned()], out);
+        let id = self.session.ping(out);
+        self.sub_ping = (id != 0).then_some(id);
+    }
+
+    /// Feeds received bytes.
+    pub fn input(&mut self, now: Millis, data: &[u8], ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
+        self.session.handle_input(now, data, &mut self.events, out);
+        for e in self.events.drain(..) {
+            match e {
+                ClientEvent::Welcome(_) => ev.push(WireEvent::Established),
+                ClientEvent::Push(p) => ev.push(WireEvent::Delivery(stamp::decode(&p.payload))),
+                ClientEvent::Pong(p) if Some(p.id) == self.sub_ping => {
+                    self.sub_ping = None;
+                    ev.push(WireEvent::Subscribed);
+                }
+                ClientEvent::Pong(_) | ClientEvent::Kick(_) | ClientEvent::Error(_) => {}
+                ClientEvent::Reply(r) => ev.push(WireEvent::Reply {
+                    request_id: r.request_id,
+                    status: r.status,
+                }),
+                ClientEvent::Closed(why) => ev.push(WireEvent::Closed(close_label(why))),
+            }
+        }
+    }
+
+    /// Heartbeat and timeouts.
+    pub fn tick(
+        &mut self,
+        now: Millis,
+        ev: &mut Vec<WireEvent>,
+        out: &mut Vec<u8>,
+    ) -> Option<Millis> {
+        let was_closed = self.session.is_closed();
+        self.session.handle_timeout(now, out);
+        if !was_closed && self.session.is_closed() {
+            if let Some(why) = self.session.close_reason() {
+                ev.push(WireEvent::Closed(close_label(why)));
+            }
+        }
+        self.session.deadline()
+    }
+
+    /// Writes an Uplink on app "bench".
+    pub fn uplink(&mut self, route: &str, payload: &[u8], out: &mut Vec<u8>) -> Option<u64> {
+        let id = self
+            .session
+            .uplink("bench", route, Bytes::copy_from_slice(payload), out);
+        (id != 0).then_some(id)
+    }
+
+    /// Writes Bye.
+    pub fn goodbye(&mut self, out: &mut Vec<u8>) {
+        self.session.bye(out);
+    }
+}
+
+fn close_label(why: ClientCloseReason) -> String {
+    match why {
+        ClientCloseReason::Bye => "bye".into(),
+        ClientCloseReason::Kicked(c) => format!("kicked (code {c})"),
+        ClientCloseReason::ServerError(c) => format!("gateway error (code {c})"),
+        ClientCloseReason::HandshakeTimeout => "handshake timeout".into(),
+        ClientCloseReason::IdleTimeout => "idle timeout".into(),
+        ClientCloseReason::ProtocolError(c) => format!("protocol error ({c:?})"),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,286 @@
+//! Presence events: a session going online (Welcome sent) or offline (its
+//! connection gone) becomes an event; events are batched (by count and
+//! age) and POSTed as JSON to `events.url`:
+//!
+//! ```json
+//! {"events": [{"type": "online", "user": "u1", "session": "0-2a",
+//!   "device": "phone", "apps": ["chat"], "shard": 0, "ts_ms": 1700000000000,
+//!   "reason": ""}]}
+//! ```
+//!
+//! `reason` is empty for `online`; for `offline` it is one of `client_bye`,
+//! `idle_timeout`, `kicked`, `protocol_error`,
+//! `slow_consumer`, `closed`. One batch is in flight at a time; a failed
+//! batch (non-2xx, timeout, unreachable) is retried up to `events.retries`
+//! times with doubling backoff, then dropped and counted. At most
+//! `events.queue_max` events wait; beyond that new ones are dropped and
+//! counted (`events_dropped`), so a dead events backend costs bounded memory.
+
+use std::collections::{HashMap, VecDeque};
+
+use io_uring::IoUring;
+use protocol::time::Millis;
+use serde::Serialize;
+use tuning::backends::EventsConfig;
+
+use super::http_client::{Response, write_post};
+use super::pool::{Failure, HttpClient, PoolId};
+use super::{BackendError, Owner, endpoint, limits};
+use crate::stats::ShardStats;
+
+/// What the shard knows of a session when it goes online.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    /// Connection slab key.
+    pub key: u32,
+    /// Connection generation.
+    pub generation: u32,
+    /// The authenticated user.
+    pub user: String,
+    /// The session id given in the Welcome.
+    pub session: String,
+    /// `Hello.device`.
+    pub device: String,
+    /// `Hello.apps`.
+    pub apps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Record {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user: String,
+    session: String,
+    device: String,
+    apps: Vec<String>,
+    shard: usize,
+    ts_ms: u64,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    events: Vec<&'a Record>,
+}
+
+#[derive(Debug)]
+struct Batch {
+    body: Vec<u8>,
+    count: u64,
+    attempt: u32,
+    sending: bool,
+    retry_at: Millis,
+}
+
+/// One shard's presence-event batcher.
+#[derive(Debug)]
+pub struct Events {
+    pool: PoolId,
+    cfg: EventsConfig,
+    sessions: HashMap<u32, (Presence, &'static str)>,
+    queue: VecDeque<Record>,
+    oldest: Millis,
+    batch: Option<Batch>,
+}
+
+impl Events {
+    /// The batcher, when `events.url` is set.
+    pub fn new(
+        cfg: &EventsConfig,
+        client: &mut HttpClient<Owner>,
+    ) -> Result<Option<Self>, BackendError> {
+        let Some(url) = &cfg.url else {
+            return Ok(None);
+        };
+        let lim = limits(1, 1, cfg.connect_timeout_ms, cfg.timeout_ms, 64 * 1024);
+        let pool = client.add_pool(endpoint("events.url", url)?, lim);
+        Ok(Some(Self {
+            pool,
+            cfg: cfg.clone(),
+            sessions: HashMap::new(),
+            queue: VecDeque::new(),
+            oldest: Millis(0),
+            batch: None,
+        }))
+    }
+
+    fn push(&mut self, now: Millis, stats: &mut ShardStats, record: Record) {
+        if self.queue.len() >= self.cfg.queue_max as usize {
+            stats.events_dropped += 1;
+            return;
+        }
+        if self.queue.is_empty() {
+            self.oldest = now;
+        }
+        stats.events_queued += 1;
+        self.queue.push_back(record);
+    }
+
+    /// A session went online.
+    pub(super) fn online(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+        shard: usize,
+        p: Presence,
+    ) {
+        let record = Record {
+            kind: "online",
+            user: p.user.clone(),
+            session: p.session.clone(),
+            device: p.device.clone(),
+            apps: p.apps.clone(),
+            shard,
+            ts_ms: crate::shard::wall_clock().1,
+            reason: "",
+        };
+        self.sessions.insert(p.key, (p, "closed"));
+        self.push(now, stats, record);
+        self.tick(ring, now, stats, client);
+    }
+
+    /// Notes why connection `key` is closing.
+    pub(super) fn closing(&mut self, key: u32, generation: u32, reason: &'static str) {
+        if let Some((p, r)) = self.sessions.get_mut(&key)
+            && p.generation == generation
+            && *r == "closed"
+        {
+            *r = reason;
+        }
+    }
+
+    /// Connection `key` is gone: an offline event if it had gone online.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offline(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+        shard: usize,
+        key: u32,
+        generation: u32,
+    ) {
+        if self
+            .sessions
+            .get(&key)
+            .is_none_or(|(p, _)| p.generation != generation)
+        {
+            return;
+        }
+        let Some((p, reason)) = self.sessions.remove(&key) else {
+            return;
+        };
+        let record = Record {
+            kind: "offline",
+            user: p.user,
+            session: p.session,
+            device: p.device,
+            apps: p.apps,
+            shard,
+            ts_ms: crate::shard::wall_clock().1,
+            reason,
+        };
+        self.push(now, stats, record);
+        self.tick(ring, now, stats, client);
+    }
+
+    /// When the batcher needs to run next (batch age or retry backoff).
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        match &self.batch {
+            Some(b) if b.sending => None,
+            Some(b) => Some(b.retry_at),
+            None if self.queue.is_empty() => None,
+            None => Some(Millis(self.oldest.0 + u64::from(self.cfg.batch_ms))),
+        }
+    }
+
+    /// Sends a due batch or a due retry.
+    pub(super) fn tick(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+    ) {
+        if self.batch.is_none() {
+            let full = self.queue.len() >= self.cfg.batch_max as usize;
+            let old =
+                !self.queue.is_empty() && now.0 >= self.oldest.0 + u64::from(self.cfg.batch_ms);
+            if !(full || old) {
+                return;
+            }
+            let n = self.queue.len().min(self.cfg.batch_max as usize);
+            let body = serde_json::to_vec(&BatchBody {
+                events: self.queue.iter().take(n).collect(),
+            })
+            .unwrap_or_default();
+            self.queue.drain(..n);
+            self.oldest = now;
+            self.batch = Some(Batch {
+                body,
+                count: n as u64,
+                attempt: 0,
+                sending: false,
+                retry_at: now,
+            });
+        }
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        if batch.sending || batch.retry_at > now {
+            return;
+        }
+        let Some(ep) = client.endpoint(self.pool) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        write_post(
+            &mut bytes,
+            &ep.host,
+            &ep.path,
+            "application/json",
+            &[],
+            &batch.body,
+        );
+        batch.sending = true;
+        if let Err((_, f)) = client.submit(ring, now, self.pool, Owner::Events, bytes) {
+            self.finish(now, stats, Err(f));
+        }
+    }
+
+    /// Handles the outcome of the batch in flight.
+    pub(super) fn finish(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        result: Result<Response, Failure>,
+    ) {
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        batch.sending = false;
+        if result
+            .as_ref()
+            .is_ok_and(|r| (200..300).contains(&r.status))
+        {
+            stats.events_sent += batch.count;
+            stats.events_batches += 1;
+            self.batch = None;
+            return;
+        }
+        stats.events_batch_failures += 1;
+        batch.attempt += 1;
+        if batch.attempt > self.cfg.retries {
+            stats.events_dropped += batch.count;
+            self.batch = None;
+            return;
+        }
+        let shift = (batch.attempt - 1).min(16);
+        let wait =
+            (u64::from(self.cfg.backoff_ms) << shift).min(u64::from(self.cfg.backoff_max_ms));
+        batch.retry_at = Millis(now.0 + wait);
+    }
+}

@@ -1,0 +1,411 @@
+//! The gateway as an HTTP client of the backends it fronts (DESIGN.md §4):
+//! webhook auth ([`auth`]), uplink forwarding ([`uplink`]) and presence
+//! events ([`events`]), over per-shard keep-alive pools on the shard's own
+//! io_uring ring ([`pool`], framing in [`http_client`]).
+//!
+//! Nothing here blocks a shard: every queue is bounded (in-flight caps,
+//! event queue cap), every request has a deadline, and when a backend is
+//! slow, down or over its cap the caller learns at once. The shard calls in
+//! through a handful of hooks and drains [`Backend::outcomes`] after each
+//! completion; results carry the connection's key and generation, so an
+//! answer for a connection that has gone is simply dropped.
+
+pub mod auth;
+pub mod events;
+pub mod http_client;
+pub mod pool;
+pub mod uplink;
+
+use std::net::ToSocketAddrs;
+
+use io_uring::{IoUring, opcode, squeue, types};
+use protocol::proto::{ErrorCode, Reply};
+use protocol::time::Millis;
+use socket2::SockAddr;
+use tuning::backends::HttpUrl;
+use tuning::config::GatewayConfig;
+
+use crate::stats::ShardStats;
+use crate::uring::op::{OpKind, OpTag};
+use pool::{Endpoint, HttpClient, PoolLimits};
+
+/// Why the backend client could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A backend URL is malformed.
+    #[error("{key}: {why}")]
+    Url {
+        /// Config key of the URL.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A backend host name did not resolve.
+    #[error("{key}: cannot resolve `{host}`: {why}")]
+    Resolve {
+        /// Config key of the URL.
+        key: String,
+        /// The host.
+        host: String,
+        /// The resolver's message.
+        why: String,
+    },
+}
+
+/// Who a backend request is for.
+#[derive(Debug)]
+pub enum Owner {
+    /// An uplink of connection `key` (generation `generation`).
+    Uplink {
+        /// Connection slab key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The client's request id, echoed in the Reply.
+        request_id: u64,
+    },
+    /// The webhook auth of connection `key`.
+    Auth {
+        /// Connection slab key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// Cache key of the Hello.
+        cache_key: Box<str>,
+        /// `Hello.device`.
+        device: String,
+        /// Apps the client asked for.
+        apps: Vec<String>,
+    },
+    /// A batch of presence events.
+    Events,
+}
+
+/// What the webhook (or its cache) decided about a Hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Welcome the client as `user`.
+    Allow {
+        /// The user id the backend gave.
+        user: String,
+    },
+    /// Refuse with this code and message, then close.
+    Deny {
+        /// Wire error code.
+        code: ErrorCode,
+        /// Why, for the client.
+        reason: String,
+    },
+}
+
+/// A result for a client connection, drained by the shard.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this Reply to connection `key` if it is still generation `generation`.
+    Reply {
+        /// Connection slab key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The reply.
+        reply: Reply,
+    },
+    /// Finish the handshake of connection `key`.
+    Auth {
+        /// Connection slab key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The decision.
+        verdict: Verdict,
+        /// `Hello.device` (for the presence event).
+        device: String,
+        /// `Hello.apps` (for the presence event).
+        apps: Vec<String>,
+    },
+}
+
+/// One shard's backend client and its three users.
+#[derive(Debug)]
+pub struct Backend {
+    client: HttpClient<Owner>,
+    /// Uplink route table.
+    pub uplink: uplink::Uplinks,
+    /// Webhook auth, when `auth.mode = "webhook"`.
+    pub auth: Option<auth::WebhookAuth>,
+    /// Presence events, when `events.url` is set.
+    pub events: Option<events::Events>,
+    shard: usize,
+    timer_ts: Box<types::Timespec>,
+    timer_seq: u32,
+    timer_at: Option<Millis>,
+    /// Results for client connections, for the shard to apply.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Resolves `url` (config key `key`) into an endpoint.
+fn endpoint(key: &str, url: &str) -> Result<Endpoint, BackendError> {
+    let u = HttpUrl::parse(url).map_err(|why| BackendError::Url {
+        key: key.into(),
+        why,
+    })?;
+    let addr = (u.host.as_str(), u.port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+        .map_err(|why| BackendError::Resolve {
+            key: key.into(),
+            host: u.host.clone(),
+            why,
+        })?;
+    Ok(Endpoint {
+        addr: Box::new(SockAddr::from(addr)),
+        host: u.host_header(),
+        path: u.path,
+    })
+}
+
+impl Backend {
+    /// Sets up shard `shard`'s pools from the config (no connection is
+    /// opened until a request needs one).
+    pub fn new(cfg: &GatewayConfig, shard: usize) -> Result<Self, BackendError> {
+        let mut client = HttpClient::default();
+        let uplink = uplink::Uplinks::new(&cfg.uplink, &mut client)?;
+        let auth = auth::WebhookAuth::new(&cfg.auth, &mut client)?;
+        let events = events::Events::new(&cfg.events, &mut client)?;
+        Ok(Self {
+            client,
+            uplink,
+            auth,
+            events,
+            shard,
+            timer_ts: Box::new(types::Timespec::new()),
+            timer_seq: 0,
+            timer_at: None,
+            outcomes: Vec::new(),
+        })
+    }
+
+    /// Whether Hellos go to the auth webhook.
+    pub fn webhook_auth(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// Starts the webhook auth of a Hello; `Some` when decided at once
+    /// (cache hit, over the cap, backend down).
+    #[allow(clippy::too_many_arguments)]
+    pub fn authenticate(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        key: u32,
+        generation: u32,
+        hello: &protocol::proto::Hello,
+    ) -> Option<Verdict> {
+        let auth = self.auth.as_mut()?;
+        let v = auth.start(ring, now, stats, &mut self.client, key, generation, hello);
+        self.after(ring, now, stats);
+        v
+    }
+
+    /// Forwards an uplink; `Some(reply)` when it is answered at once (no
+    /// route, over the cap, backend down).
+    #[allow(clippy::too_many_arguments)]
+    pub fn uplink(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        key: u32,
+        generation: u32,
+        user: &str,
+        up: protocol::proto::Uplink,
+    ) -> Option<Reply> {
+        let r = self.uplink.forward(
+            ring,
+            now,
+            stats,
+            &mut self.client,
+            key,
+            generation,
+            user,
+            up,
+        );
+        self.after(ring, now, stats);
+        r
+    }
+
+    /// Records a session going online (Welcome sent).
+    pub fn online(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        p: events::Presence,
+    ) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.online(ring, now, stats, &mut self.client, self.shard, p);
+            self.after(ring, now, stats);
+        }
+    }
+
+    /// Remembers why connection `key` is closing (reported when it goes).
+    pub fn closing(&mut self, key: u32, generation: u32, reason: &'static str) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.closing(key, generation, reason);
+        }
+    }
+
+    /// Records a session going offline (its connection is gone).
+    pub fn offline(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        key: u32,
+        generation: u32,
+    ) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.offline(
+                ring,
+                now,
+                stats,
+                &mut self.client,
+                self.shard,
+                key,
+                generation,
+            );
+            self.after(ring, now, stats);
+        }
+    }
+
+    /// Handles a completion of a backend operation; results land in
+    /// [`Backend::outcomes`].
+    pub fn on_completion(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        stats: &mut ShardStats,
+        tag: OpTag,
+        res: i32,
+    ) {
+        match tag.kind {
+            OpKind::BackendTimer => {
+                if tag.index == self.timer_seq {
+                    self.timer_at = None;
+                }
+            }
+            OpKind::BackendLinkTimeout => return,
+            _ => self.client.on_completion(ring, now, tag, res),
+        }
+        self.after(ring, now, stats);
+    }
+
+    /// Expires deadlines, routes finished requests, flushes due event
+    /// batches and re-arms the timer.
+    fn after(&mut self, ring: &mut IoUring, now: Millis, stats: &mut ShardStats) {
+        self.client.expire(ring, now);
+        for _ in 0..4 {
+            if self.client.done.is_empty() {
+                break;
+            }
+            let done = std::mem::take(&mut self.client.done);
+            for d in done {
+                match d.owner {
+                    Owner::Uplink { .. } => {
+                        self.uplink.release();
+                        if let Some(o) = uplink::finish(stats, d.owner, d.result) {
+                            self.outcomes.push(o);
+                        }
+                    }
+                    Owner::Auth { .. } => {
+                        if let Some(a) = self.auth.as_mut()
+                            && let Some(o) = a.finish(now, stats, d.owner, d.result)
+                        {
+                            self.outcomes.push(o);
+                        }
+                    }
+                    Owner::Events => {
+                        if let Some(ev) = self.events.as_mut() {
+                            ev.finish(now, stats, d.result);
+                        }
+                    }
+                }
+            }
+            if let Some(ev) = self.events.as_mut() {
+                ev.tick(ring, now, stats, &mut self.client);
+            }
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.tick(ring, now, stats, &mut self.client);
+        }
+        stats.backend_connects = self.client.connects;
+        stats.backend_connect_errors = self.client.connect_errors;
+        stats.backend_in_flight = self.client.in_flight() as u64;
+        self.arm_timer(ring, now);
+    }
+
+    fn arm_timer(&mut self, ring: &mut IoUring, now: Millis) {
+        let next = [
+            self.client.next_deadline(),
+            self.events.as_ref().and_then(events::Events::next_wakeup),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            return;
+        };
+        if self.timer_at.is_some_and(|at| at <= next) {
+            return;
+        }
+        let ms = next.0.saturating_sub(now.0).max(1);
+        *self.timer_ts = types::Timespec::new()
+            .sec(ms / 1000)
+            .nsec(((ms % 1000) * 1_000_000) as u32);
+        self.timer_seq = self.timer_seq.wrapping_add(1);
+        self.timer_at = Some(next);
+        let entry = opcode::Timeout::new(&*self.timer_ts)
+            .build()
+            .user_data(OpTag::new(OpKind::BackendTimer, self.timer_seq).encode());
+        push(ring, entry);
+        // Submitted now: the kernel reads the timespec at submission.
+        if let Err(e) = ring.submit() {
+            tracing::warn!("submitting the backend timer failed: {e}");
+        }
+    }
+}
+
+/// Pushes an SQE, submitting to make room when the queue is full.
+pub(crate) fn push(ring: &mut IoUring, entry: squeue::Entry) {
+    loop {
+        // SAFETY: entries point into buffers owned by the backend client
+        // (connections, the timer's timespec) that outlive their operations.
+        if unsafe { ring.submission().push(&entry) }.is_ok() {
+            return;
+        }
+        if ring.submit().is_err() {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Pool limits shared by the three users.
+pub(crate) fn limits(
+    size: u32,
+    depth: u32,
+    connect_ms: u32,
+    request_ms: u32,
+    max: u32,
+) -> PoolLimits {
+    PoolLimits {
+        size,
+        depth,
+        connect_timeout_ms: connect_ms,
+        request_timeout_ms: request_ms,
+        down_hold_ms: connect_ms.min(1_000),
+        max_response: max as usize,
+    }
+}
