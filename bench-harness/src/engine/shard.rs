@@ -461,7 +461,7 @@ impl<'a> Shard<'a> {
             .is_some_and(|c| c.generation == tag.generation);
         if !current {
             if let Some(bid) = bid {
-                self.bufs.recycle(bid);
+                self.release_buffer(bid, res, flags);
             }
             if tag.op == Op::Send
                 && let Some(c) = self.conns.get_mut(tag.slot as usize)
@@ -616,6 +616,15 @@ impl<'a> Shard<'a> {
         self.maybe_reconnect(slot)
     }
 
+    /// Hands back a buffer whose bytes nobody will read.
+    fn release_buffer(&mut self, bid: u16, res: i32, flags: u32) {
+        let len = usize::try_from(res).unwrap_or(0);
+        let (_, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
+        if done {
+            self.bufs.recycle(bid);
+        }
+    }
+
     fn on_recv(
         &mut self,
         slot: u32,
@@ -627,11 +636,18 @@ impl<'a> Shard<'a> {
             && let Some(bid) = bid
         {
             let len = usize::try_from(res).unwrap_or(0);
-            let data = self.bufs.data(bid, len).to_vec();
-            self.bufs.recycle(bid);
+            let (data, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
+            let data = data.to_vec();
+            if done {
+                self.bufs.recycle(bid);
+            }
             self.feed(slot, &data)?;
         } else if let Some(bid) = bid {
-            self.bufs.recycle(bid);
+            self.release_buffer(bid, res, flags);
+        }
+        if res == -libc::ENOBUFS {
+            // The pool's window was too small for this burst: widen it.
+            self.bufs.grow();
         }
         if cqueue::more(flags) {
             return Ok(());
