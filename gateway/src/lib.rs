@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod backend;
 pub mod control;
+pub mod metrics;
 pub mod runtime;
 pub mod settings;
 pub mod shard;

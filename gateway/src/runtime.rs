@@ -5,13 +5,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use protocol::auth::TokenVerifier;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use shard_router::mailbox::{Doorbell, Mailboxes};
+
+use crate::metrics::MetricsHub;
 use crate::settings::Settings;
+use crate::shard::push::Message;
 use crate::shard::{Shard, ShardError};
 use crate::stats::PublishedStats;
 
@@ -48,6 +52,18 @@ pub struct Shared {
     pub doorbells: Vec<Arc<OwnedFd>>,
     /// Set once on SIGTERM/SIGINT.
     pub draining: AtomicBool,
+    /// Cross-shard mailboxes.
+    pub mailboxes: Mailboxes<Message>,
+    /// Next push id (one increment per accepted push, never per recipient).
+    pub next_push_id: AtomicU64,
+    /// The Prometheus renderer.
+    pub metrics: MetricsHub,
+}
+
+impl Doorbell for Shared {
+    fn ring(&self, to: usize) {
+        self.ring_doorbell(to);
+    }
 }
 
 impl Shared {
@@ -143,6 +159,9 @@ impl Gateway {
             stats: (0..n).map(|_| PublishedStats::default()).collect(),
             doorbells,
             draining: AtomicBool::new(false),
+            mailboxes: Mailboxes::new(n, settings.config.push.mailbox_capacity as usize),
+            next_push_id: AtomicU64::new(1),
+            metrics: MetricsHub::install(),
         });
         let settings = Arc::new(settings);
         let mut threads = Vec::with_capacity(n);

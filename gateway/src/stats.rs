@@ -81,6 +81,24 @@ counters! {
     slow_consumer_drops,
     /// Bytes queued towards clients now (a gauge).
     outbound_queued_bytes,
+    /// Pushes accepted by this shard's push API.
+    pushes_accepted,
+    /// Push requests refused (bad request).
+    pushes_rejected,
+    /// Pushes written to a recipient's queue on this shard.
+    deliveries,
+    /// Push ids acked by clients.
+    acks,
+    /// Times a cross-shard mailbox was full (the message waited locally).
+    mailbox_full,
+    /// Messages waiting in this shard's mailboxes now (a gauge).
+    mailbox_depth,
+    /// Topic subscriptions held on this shard (a gauge).
+    subscriptions,
+    /// Sessions in the part of the user directory this shard owns (a gauge).
+    directory_sessions,
+    /// Paced deliveries in progress (a gauge).
+    paced_deliveries,
     /// Uplink frames received (forwarded or answered by the gateway).
     uplink_requests,
     /// Uplinks answered with the backend's own response (any status).

@@ -27,6 +27,8 @@ pub struct SessionRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sessions {
     One(SessionRef),
+    // Boxed so the common one-session entry stays 16 bytes.
+    #[allow(clippy::box_collection)]
     Many(Box<Vec<SessionRef>>),
 }
 

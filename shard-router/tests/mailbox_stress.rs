@@ -3,6 +3,9 @@
 //! doorbells. Every message must arrive exactly once, in per-sender order,
 //! and the receiver must never sleep through mail.
 
+// A poisoned lock or a failed join here must fail the test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;

@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub admission: AdmissionConfig,
     /// Graceful shutdown on SIGTERM/SIGINT.
     pub shutdown: ShutdownConfig,
+    /// Push delivery.
+    pub push: PushConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -253,6 +255,27 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// Push delivery (the push API and cross-shard fan-out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Recipients per second for broadcast and topic pushes that name no
+    /// rate; 0 = as fast as possible. Pacing spreads a big push over time
+    /// so that clients reacting to it do not stampede the backends.
+    pub default_rate: u32,
+    /// Messages each cross-shard mailbox holds before senders wait.
+    pub mailbox_capacity: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            default_rate: 0,
+            mailbox_capacity: 65_536,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -442,6 +465,9 @@ impl GatewayConfig {
             for cidr in list {
                 parse_cidr(cidr).map_err(|why| invalid(key, why))?;
             }
+        }
+        if !(16..=1 << 22).contains(&self.push.mailbox_capacity) {
+            return Err(invalid("push.mailbox_capacity", "must be in 16..=4194304"));
         }
         if self.shutdown.kick_rate == 0 {
             return Err(invalid(

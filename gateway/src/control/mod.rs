@@ -3,7 +3,7 @@
 //! from the shard's own ring. Every shard serves it via SO_REUSEPORT.
 
 pub mod http;
-mod routes;
+pub mod routes;
 
 use std::os::fd::AsRawFd;
 
@@ -11,7 +11,6 @@ use io_uring::{IoUring, opcode, squeue, types};
 use slab::Slab;
 use socket2::Socket;
 
-use crate::runtime::Shared;
 use crate::uring::op::{OpKind, OpTag};
 
 const READ_CHUNK: usize = 8192;
@@ -27,6 +26,11 @@ struct ControlConn {
     close_after_send: bool,
     closing: bool,
     close_sent: bool,
+    /// A request was handed to the shard and is not answered yet; later
+    /// pipelined requests wait so responses keep their order.
+    awaiting: bool,
+    /// Whether the request being answered keeps the connection open.
+    keep_alive: bool,
 }
 
 /// One shard's control listener and its connections.
@@ -34,6 +38,7 @@ struct ControlConn {
 pub struct ControlServer {
     listener: Socket,
     conns: Slab<ControlConn>,
+    ready: Vec<(usize, http::Request)>,
 }
 
 fn push(ring: &mut IoUring, entry: squeue::Entry) {
@@ -55,6 +60,7 @@ impl ControlServer {
         Self {
             listener,
             conns: Slab::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -71,15 +77,39 @@ impl ControlServer {
         push(ring, entry);
     }
 
+    /// Requests parsed and waiting for the shard to answer with
+    /// [`ControlServer::respond`] (now or later), with their connection key.
+    pub fn take_ready(&mut self) -> Vec<(usize, http::Request)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Writes the answer to connection `key`'s pending request.
+    pub fn respond(&mut self, ring: &mut IoUring, key: usize, resp: &routes::Response) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !c.awaiting || c.closing {
+            return;
+        }
+        c.awaiting = false;
+        let keep = c.keep_alive && resp.status < 500;
+        http::write_response(
+            &mut c.outbuf,
+            resp.status,
+            resp.content_type,
+            &resp.body,
+            keep,
+        );
+        if !keep {
+            c.close_after_send = true;
+        }
+        if !c.send_in_flight {
+            self.arm_send(ring, key);
+        }
+    }
+
     /// Handles a completion of a control operation.
-    pub fn on_completion(
-        &mut self,
-        ring: &mut IoUring,
-        tag: OpTag,
-        res: i32,
-        _flags: u32,
-        shared: &Shared,
-    ) {
+    pub fn on_completion(&mut self, ring: &mut IoUring, tag: OpTag, res: i32, _flags: u32) {
         let key = tag.index as usize;
         match tag.kind {
             OpKind::ControlAccept => {
@@ -103,7 +133,7 @@ impl ControlServer {
                 }
                 // SAFETY: the kernel wrote `res` bytes into the spare capacity.
                 unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
-                self.serve(ring, key, shared);
+                self.serve(ring, key);
             }
             OpKind::ControlSend => {
                 let Some(c) = self.conns.get_mut(key) else {
@@ -124,7 +154,7 @@ impl ControlServer {
                         self.close(ring, key);
                     } else {
                         // Serve anything pipelined behind, then read on.
-                        self.serve(ring, key, shared);
+                        self.serve(ring, key);
                     }
                 }
             }
@@ -135,52 +165,35 @@ impl ControlServer {
         }
     }
 
-    fn serve(&mut self, ring: &mut IoUring, key: usize, shared: &Shared) {
+    /// Takes the next complete request off connection `key` and hands it
+    /// to the shard; reads on when none is complete.
+    fn serve(&mut self, ring: &mut IoUring, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.send_in_flight || c.closing {
+        if c.send_in_flight || c.closing || c.awaiting {
             return;
         }
-        let mut consumed = 0;
-        loop {
-            match http::parse_request(&c.inbuf[consumed..]) {
-                Ok(Some((req, used))) => {
-                    consumed += used;
-                    let resp = routes::route(&req, shared);
-                    let keep = req.keep_alive && resp.status < 500;
-                    http::write_response(
-                        &mut c.outbuf,
-                        resp.status,
-                        resp.content_type,
-                        &resp.body,
-                        keep,
-                    );
-                    if !keep {
-                        c.close_after_send = true;
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let status = if e == http::FramingError::TooLarge {
-                        413
-                    } else {
-                        400
-                    };
-                    let body = routes::error_body(&e.to_string());
-                    http::write_response(&mut c.outbuf, status, "application/json", &body, false);
-                    c.close_after_send = true;
-                    consumed = c.inbuf.len();
-                    break;
-                }
+        match http::parse_request(&c.inbuf) {
+            Ok(Some((req, used))) => {
+                c.inbuf.drain(..used);
+                c.awaiting = true;
+                c.keep_alive = req.keep_alive;
+                self.ready.push((key, req));
             }
-        }
-        c.inbuf.drain(..consumed);
-        if !c.outbuf.is_empty() {
-            self.arm_send(ring, key);
-        } else {
-            self.arm_recv(ring, key);
+            Ok(None) => self.arm_recv(ring, key),
+            Err(e) => {
+                let status = if e == http::FramingError::TooLarge {
+                    413
+                } else {
+                    400
+                };
+                let body = routes::error_body(&e.to_string());
+                http::write_response(&mut c.outbuf, status, "application/json", &body, false);
+                c.close_after_send = true;
+                c.inbuf.clear();
+                self.arm_send(ring, key);
+            }
         }
     }
 

@@ -1,8 +1,9 @@
-//! Routing of control requests to their handlers.
+//! Responses of the control listener and the endpoints that need nothing
+//! but the published figures (health, stats, metrics). Endpoints that act
+//! on sessions are answered by the shard (`shard::push::api`).
 
 use serde_json::json;
 
-use super::http::Request;
 use crate::runtime::Shared;
 use crate::stats::ShardStats;
 
@@ -17,11 +18,19 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-fn json_response(status: u16, value: &serde_json::Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json",
-        body: serde_json::to_vec(value).unwrap_or_default(),
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    /// A JSON error `{"error": message}`.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self::json(status, &json!({ "error": message }))
     }
 }
 
@@ -30,24 +39,13 @@ pub fn error_body(message: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({ "error": message })).unwrap_or_default()
 }
 
-/// Answers one request.
-pub fn route(req: &Request, shared: &Shared) -> Response {
-    let path = req.path.split('?').next().unwrap_or("");
-    match (req.method.as_str(), path) {
-        ("GET", "/healthz") => json_response(200, &json!({ "status": "ok" })),
-        ("GET", "/v1/stats") => json_response(200, &stats_json(shared)),
-        (_, "/healthz" | "/v1/stats") => {
-            json_response(405, &json!({ "error": "method not allowed" }))
-        }
-        _ => json_response(
-            404,
-            &json!({ "error": format!("no such endpoint: {path}") }),
-        ),
-    }
+/// `GET /healthz`.
+pub fn health() -> Response {
+    Response::json(200, &json!({ "status": "ok" }))
 }
 
-/// Per-shard counters and their totals.
-fn stats_json(shared: &Shared) -> serde_json::Value {
+/// `GET /v1/stats`: per-shard counters and their totals.
+pub fn stats(shared: &Shared) -> Response {
     let snapshots: Vec<ShardStats> = shared.stats.iter().map(|p| p.snapshot()).collect();
     let mut totals = vec![0u64; ShardStats::NAMES.len()];
     let shards: Vec<serde_json::Value> = snapshots
@@ -68,5 +66,14 @@ fn stats_json(shared: &Shared) -> serde_json::Value {
         .zip(totals)
         .map(|(n, v)| ((*n).to_string(), json!(v)))
         .collect();
-    json!({ "shards": shards, "totals": totals })
+    Response::json(200, &json!({ "shards": shards, "totals": totals }))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub fn metrics(shared: &Shared) -> Response {
+    Response {
+        status: 200,
+        content_type: "text/plain; version=0.0.4",
+        body: shared.metrics.render().into_bytes(),
+    }
 }

@@ -95,6 +95,7 @@ impl Shard {
 
     /// Reports a session that went online (both auth modes).
     pub(super) fn presence_online(&mut self, now: Millis, p: Presence) {
+        self.session_established(now, p.key, &p.device, &p.apps);
         self.backend.online(&mut self.ring, now, &mut self.stats, p);
     }
 

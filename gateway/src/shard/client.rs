@@ -191,8 +191,9 @@ impl Shard {
                 self.begin_close(now, key);
             }
             Event::Uplink(uplink) => self.forward_uplink(now, key, uplink),
-            // Topic membership and acks are kept by the push-delivery layer.
-            Event::Subscribe(_) | Event::Unsubscribe(_) | Event::Ack(_) => {}
+            Event::Subscribe(topics) => self.subscribe(now, key, topics),
+            Event::Unsubscribe(topics) => self.unsubscribe(now, key, topics),
+            Event::Ack(ids) => self.stats.acks += ids.len() as u64,
         }
     }
 
@@ -426,6 +427,8 @@ impl Shard {
             return;
         }
         let conn = self.conns.remove(key as usize);
+        let now = self.clock.now();
+        self.session_finished(now, key, &conn);
         self.stats.outbound_queued_bytes = self
             .stats
             .outbound_queued_bytes

@@ -44,6 +44,12 @@ pub struct Conn {
     pub user: Option<Box<str>>,
     /// Peer address, kept when admission control needs it.
     pub peer: Option<IpAddr>,
+    /// Local ids of the topics the session subscribes to (boxed: one
+    /// pointer for the many sessions that subscribe to nothing).
+    #[allow(clippy::box_collection)]
+    pub topics: Option<Box<Vec<shard_router::topics::TopicId>>>,
+    /// Apps declared in the Hello, as bits of the shard's app interner.
+    pub apps: u64,
     /// Earliest pending timer entry (`u64::MAX`: one later entry pending).
     pub timer_at: u64,
     /// Direct-descriptor slot of the socket.
@@ -53,6 +59,10 @@ pub struct Conn {
     /// When lingering ends (whole seconds of the shard clock), for a
     /// connection being closed.
     pub linger_until_s: u32,
+    /// Connected since (Unix seconds), once established.
+    pub since_s: u32,
+    /// Device label (shard's device interner id).
+    pub device: u16,
     /// Timer entries pending in the wheel.
     pub timer_entries: u8,
     /// Lifecycle flags (see [`flags`]).
@@ -67,6 +77,10 @@ impl Conn {
             outbound: Outbound::default(),
             user: None,
             peer,
+            topics: None,
+            apps: 0,
+            since_s: 0,
+            device: 0,
             timer_at: 0,
             fd,
             generation,

@@ -1,7 +1,12 @@
-//! Graceful shutdown of a shard: stop accepting, Kick every session with
-//! reconnect hints at a bounded rate, and stop once all are gone or the
-//! deadline passes.
+//! Draining a shard: stop accepting, Kick every session with reconnect
+//! hints at a bounded rate. Two kinds share the mechanism:
+//! - shutdown (SIGTERM/SIGINT): Kick going-away, then exit once every
+//!   session is gone or the deadline passes;
+//! - operator drain (`POST /v1/drain`): Kick drain, keep serving the
+//!   control API. A shutdown during an operator drain turns it into a
+//!   shutdown.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use io_uring::opcode;
@@ -16,9 +21,16 @@ use crate::uring::op::{OpKind, OpTag};
 #[derive(Debug)]
 pub(super) struct Drain {
     started: Millis,
-    deadline: Millis,
+    /// Exit by then (shutdown only).
+    deadline: Option<Millis>,
     queue: Vec<u32>,
     kicked: u64,
+    /// Kicks per second on this shard.
+    rate: u32,
+    code: KickCode,
+    reason: &'static str,
+    reconnect: Arc<[String]>,
+    retry_after_ms: u32,
 }
 
 /// How often a draining shard wakes up to send its next batch of Kicks.
@@ -26,13 +38,71 @@ const PACE_MS: u64 = 10;
 
 impl Shard {
     pub(super) fn on_doorbell(&mut self, now: Millis) {
-        if self.shared.draining.load(Ordering::Acquire) && self.drain.is_none() {
-            self.start_drain(now);
+        if !self.shared.draining.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = now.saturating_add(u64::from(self.settings.config.shutdown.deadline_ms));
+        match &mut self.drain {
+            None => {
+                let cfg = &self.settings.config.shutdown;
+                let (rate, reconnect, retry) = (
+                    cfg.kick_rate,
+                    cfg.reconnect.clone().into(),
+                    cfg.retry_after_ms,
+                );
+                self.start_drain(
+                    now,
+                    rate,
+                    reconnect,
+                    retry,
+                    KickCode::GoingAway,
+                    "server shutting down",
+                );
+                if let Some(d) = &mut self.drain {
+                    d.deadline = Some(deadline);
+                }
+            }
+            Some(d) if d.deadline.is_none() => {
+                tracing::info!(
+                    shard = self.index,
+                    "shutdown during an operator drain: exiting when done"
+                );
+                d.deadline = Some(deadline);
+            }
+            Some(_) => {}
         }
     }
 
-    fn start_drain(&mut self, now: Millis) {
-        let cfg = &self.settings.config.shutdown;
+    /// `POST /v1/drain` reached this shard.
+    pub(super) fn start_admin_drain(
+        &mut self,
+        now: Millis,
+        rate: u32,
+        reconnect: &Arc<[String]>,
+        retry_after_ms: u32,
+    ) {
+        if self.drain.is_some() {
+            return;
+        }
+        self.start_drain(
+            now,
+            rate,
+            reconnect.clone(),
+            retry_after_ms,
+            KickCode::Drain,
+            "node draining",
+        );
+    }
+
+    fn start_drain(
+        &mut self,
+        now: Millis,
+        rate: u32,
+        reconnect: Arc<[String]>,
+        retry_after_ms: u32,
+        code: KickCode,
+        reason: &'static str,
+    ) {
         let queue: Vec<u32> = self
             .conns
             .iter()
@@ -42,13 +112,20 @@ impl Shard {
         tracing::info!(
             shard = self.index,
             sessions = queue.len(),
+            rate,
+            ?code,
             "draining: no more accepts, kicking sessions"
         );
         self.drain = Some(Drain {
             started: now,
-            deadline: now.saturating_add(u64::from(cfg.deadline_ms)),
+            deadline: None,
             queue,
             kicked: 0,
+            rate: rate.max(1),
+            code,
+            reason,
+            reconnect,
+            retry_after_ms,
         });
         let tags: Vec<OpTag> = if self.multishot_accept {
             vec![OpTag::new(OpKind::AcceptMulti, 0)]
@@ -71,40 +148,37 @@ impl Shard {
     pub(super) fn drain_wakeup(&self, now: Millis) -> Option<Millis> {
         let d = self.drain.as_ref()?;
         if d.queue.is_empty() {
-            Some(d.deadline)
+            d.deadline
         } else {
             Some(now.saturating_add(PACE_MS))
         }
     }
 
-    /// Sends the Kicks the rate allows by `now`; `Some(true)` once the
-    /// shard is done (no connection left, or the deadline passed).
+    /// Sends the Kicks the rate allows by `now`; `Some(true)` once a
+    /// shutting-down shard is done (no connection left, or the deadline
+    /// passed).
     pub(super) fn drain_step(&mut self, now: Millis) -> Option<bool> {
         let d = self.drain.as_mut()?;
-        if self.conns.is_empty() {
-            return Some(true);
+        if let Some(deadline) = d.deadline {
+            if self.conns.is_empty() {
+                return Some(true);
+            }
+            if now >= deadline {
+                tracing::warn!(
+                    shard = self.index,
+                    left = self.conns.len(),
+                    "drain deadline passed; exiting with sessions open"
+                );
+                return Some(true);
+            }
         }
-        if now >= d.deadline {
-            tracing::warn!(
-                shard = self.index,
-                left = self.conns.len(),
-                "drain deadline passed; exiting with sessions open"
-            );
-            return Some(true);
-        }
-        let cfg = &self.settings.config.shutdown;
-        let allowed = u64::from(cfg.kick_rate) * now.since(d.started) / 1000 + 1;
+        let allowed = u64::from(d.rate) * now.since(d.started) / 1000 + 1;
         let budget = allowed.saturating_sub(d.kicked);
-        let mut batch = Vec::new();
-        while (batch.len() as u64) < budget {
-            let Some(key) = d.queue.pop() else {
-                break;
-            };
-            batch.push(key);
-        }
+        let take = (budget as usize).min(d.queue.len());
+        let batch = d.queue.split_off(d.queue.len() - take);
         d.kicked += batch.len() as u64;
-        let reconnect = cfg.reconnect.clone();
-        let retry_after = cfg.retry_after_ms;
+        let (code, reason, reconnect, retry) =
+            (d.code, d.reason, d.reconnect.clone(), d.retry_after_ms);
         for key in batch {
             let Some(conn) = self.conns.get_mut(key as usize) else {
                 continue;
@@ -112,13 +186,8 @@ impl Shard {
             if conn.has(flags::CLOSING) {
                 continue;
             }
-            conn.session.kick(
-                KickCode::GoingAway,
-                "server shutting down",
-                &reconnect,
-                retry_after,
-                &mut self.out,
-            );
+            conn.session
+                .kick(code, reason, &reconnect, retry, &mut self.out);
             self.handle_output(now, key);
         }
         Some(false)

@@ -6,8 +6,11 @@
 mod backend_glue;
 mod client;
 pub mod conn;
+mod control_glue;
 mod drain;
+mod names;
 pub mod outbound;
+pub mod push;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -22,8 +25,12 @@ use slab::Slab;
 use socket2::Socket;
 use tuning::config::ResolvedShard;
 
+use shard_router::directory::UserDirectory;
+use shard_router::topics::{LocalTopics, TopicShards};
+
 use crate::admission::Admission;
 use crate::control::ControlServer;
+use crate::metrics::ShardMetrics;
 use crate::runtime::Shared;
 use crate::settings::{REFUSAL_SLACK, Settings};
 use crate::stats::ShardStats;
@@ -152,6 +159,18 @@ pub struct Shard {
     drain: Option<drain::Drain>,
     last_publish: Millis,
     last_pool_review: Millis,
+    // Push delivery (see `push`).
+    directory: UserDirectory,
+    topic_owner: TopicShards,
+    topics: LocalTopics,
+    outboxes: push::Outboxes,
+    requests: push::PendingRequests,
+    paced: Vec<push::PacedJob>,
+    fanout_samples: Vec<u64>,
+    app_names: names::Interner,
+    device_names: names::Interner,
+    metrics: ShardMetrics,
+    outbox_waiting: bool,
 }
 
 impl Shard {
@@ -167,6 +186,7 @@ impl Shard {
         control_listener: Socket,
     ) -> Result<Self, ShardError> {
         let shard_cfg = settings.shards[index].clone();
+        let settings_shards = settings.shards.len();
         let s = &shard_cfg.settings;
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -237,6 +257,17 @@ impl Shard {
             drain: None,
             last_publish: Millis(0),
             last_pool_review: Millis(0),
+            directory: UserDirectory::default(),
+            topic_owner: TopicShards::default(),
+            topics: LocalTopics::default(),
+            outboxes: push::Outboxes::new(settings_shards),
+            requests: push::PendingRequests::default(),
+            paced: Vec::new(),
+            fanout_samples: Vec::new(),
+            app_names: names::Interner::new(names::MAX_APPS),
+            device_names: names::Interner::new(u16::MAX as usize),
+            metrics: ShardMetrics::new(index),
+            outbox_waiting: false,
         })
     }
 
@@ -275,7 +306,14 @@ impl Shard {
             let now = self.clock.now();
             self.process_completions(now);
             self.apply_backend_outcomes(now);
+            self.drain_mailboxes(now);
+            self.handle_control_requests(now);
             self.run_timers(now);
+            self.run_paced(now);
+            if !self.requests.is_empty() {
+                self.expire_requests(now);
+            }
+            self.outbox_waiting = self.flush_outboxes();
             self.rearm_receives();
             self.bufs.commit();
             if self.drain_step(now) == Some(true) {
@@ -297,7 +335,11 @@ impl Shard {
 
     fn publish(&mut self) {
         self.stats.connections = self.conns.len() as u64;
+        self.stats.mailbox_depth = self.shared.mailboxes.depth(self.index) as u64;
+        self.stats.directory_sessions = self.directory.len() as u64;
+        self.stats.paced_deliveries = self.paced.len() as u64;
         self.shared.stats[self.index].publish(&self.stats);
+        self.metrics.publish(&self.stats, &mut self.fanout_samples);
     }
 
     /// Submits queued SQEs and sleeps until a completion or the next timer.
@@ -306,6 +348,13 @@ impl Shard {
         let mut wake = self.wheel.next_wakeup();
         if let Some(d) = self.drain_wakeup(now) {
             wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        for d in [self.paced_wakeup(now), self.requests_wakeup()].into_iter().flatten() {
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        if self.outbox_waiting {
+            let soon = now.saturating_add(1);
+            wake = Some(wake.map_or(soon, |w| w.min(soon)));
         }
         if !self.rearm.is_empty() {
             wake = Some(now);
@@ -395,12 +444,7 @@ impl Shard {
             OpKind::ControlAccept
             | OpKind::ControlRecv
             | OpKind::ControlSend
-            | OpKind::ControlClose => {
-                self.publish();
-                let shared = self.shared.clone();
-                self.control
-                    .on_completion(&mut self.ring, tag, res, flags, &shared);
-            }
+            | OpKind::ControlClose => self.control.on_completion(&mut self.ring, tag, res, flags),
         }
     }
 

@@ -1,0 +1,116 @@
+//! Requests of the control listener answered by the shard: routing, the
+//! bearer-token check, and answers that arrive later (cross-shard).
+
+use protocol::time::Millis;
+
+use super::Shard;
+use crate::control::http::Request;
+use crate::control::routes::{self, Response};
+
+/// Paths the control listener serves (for 405 versus 404).
+const KNOWN: &[&str] = &[
+    "/healthz",
+    "/v1/stats",
+    "/metrics",
+    "/v1/push",
+    "/v1/push/batch",
+    "/v1/kick",
+    "/v1/drain",
+];
+
+/// Decodes `%XX` escapes of a path segment; `None` if malformed.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Shard {
+    /// Answers the requests the control listener has parsed.
+    pub(super) fn handle_control_requests(&mut self, now: Millis) {
+        for (key, req) in self.control.take_ready() {
+            if let Some(resp) = self.route_control(now, key, &req) {
+                self.respond(key, resp);
+            }
+        }
+    }
+
+    /// Writes `resp` to control connection `key` (now or later).
+    pub(super) fn respond(&mut self, key: usize, resp: Response) {
+        self.control.respond(&mut self.ring, key, &resp);
+    }
+
+    /// Whether `req` may use the control API: a bearer token is required
+    /// when the listener is bound to a non-loopback address.
+    fn authorized(&self, req: &Request) -> bool {
+        let listen = &self.settings.config.listen;
+        if listen.control.ip().is_loopback() {
+            return true;
+        }
+        let Some(token) = &listen.control_token else {
+            return false;
+        };
+        req.authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| t.trim() == token)
+    }
+
+    /// The response to `req`, or `None` when it comes later.
+    fn route_control(&mut self, now: Millis, key: usize, req: &Request) -> Option<Response> {
+        let path = req.path.split('?').next().unwrap_or("");
+        if path != "/healthz" && !self.authorized(req) {
+            return Some(Response::error(401, "missing or wrong bearer token"));
+        }
+        match (req.method.as_str(), path) {
+            ("GET", "/healthz") => Some(routes::health()),
+            ("GET", "/v1/stats") => {
+                self.publish();
+                Some(routes::stats(&self.shared))
+            }
+            ("GET", "/metrics") => {
+                self.publish();
+                Some(routes::metrics(&self.shared))
+            }
+            ("POST", "/v1/push") => Some(self.api_push(now, &req.body)),
+            ("POST", "/v1/push/batch") => Some(self.api_push_batch(now, &req.body)),
+            ("POST", "/v1/kick") => self.api_kick(now, key, &req.body),
+            ("POST", "/v1/drain") => Some(self.api_drain(now, &req.body)),
+            ("GET", p) if p.starts_with("/v1/users/") => {
+                match percent_decode(&p["/v1/users/".len()..]) {
+                    Some(user) => self.api_user(now, key, &user),
+                    None => Some(Response::error(400, "malformed user name in path")),
+                }
+            }
+            (_, p) if KNOWN.contains(&p) || p.starts_with("/v1/users/") => {
+                Some(Response::error(405, "method not allowed"))
+            }
+            _ => Some(Response::error(404, &format!("no such endpoint: {path}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_escapes_and_refuses_bad_ones() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    }
+}

@@ -1,0 +1,301 @@
+//! The backend-facing push API on the control listener: `/v1/push`,
+//! `/v1/push/batch`, `/v1/users/{user}`, `/v1/kick`, `/v1/drain`. Requests
+//! are validated here, turned into one encoded push (or a cross-shard
+//! request) and routed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use bytes::Bytes;
+use protocol::codec::encode_shared;
+use protocol::proto::{Frame, KickCode, Push, frame::Kind};
+use protocol::time::Millis;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Message, OUTBOX_LIMIT, PushJob, UserAction};
+use crate::control::routes::Response;
+use crate::shard::{Shard, wall_clock};
+
+/// Why a push request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not the JSON this endpoint takes.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// `to` must name exactly one of user, users, topic, all.
+    #[error("`to` must have exactly one of \"user\", \"users\", \"topic\" or \"all\": true")]
+    Target,
+    /// Both or neither of payload and payload_b64.
+    #[error("give exactly one of \"payload\" (UTF-8) or \"payload_b64\"")]
+    Payload,
+    /// payload_b64 is not base64.
+    #[error("payload_b64 is not valid base64: {0}")]
+    Base64(String),
+    /// The encoded push would exceed the frame limit.
+    #[error("push of {0} bytes exceeds max_frame")]
+    TooLarge(usize),
+    /// An empty user or topic name.
+    #[error("user and topic names must not be empty")]
+    EmptyName,
+}
+
+/// `to` of a push request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct To {
+    user: Option<String>,
+    users: Option<Vec<String>>,
+    topic: Option<String>,
+    all: Option<bool>,
+}
+
+/// A push request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushRequest {
+    to: To,
+    #[serde(default)]
+    app: String,
+    payload: Option<String>,
+    payload_b64: Option<String>,
+    #[serde(default)]
+    ack: bool,
+    /// Recipients per second (broadcast and topic pushes).
+    rate: Option<u32>,
+}
+
+/// Where a validated push goes.
+#[derive(Debug)]
+enum Destination {
+    Users(Vec<String>),
+    Topic(String),
+    All,
+}
+
+/// A kick request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickRequest {
+    user: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A drain request body.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    /// Kicks per second across the gateway.
+    rate: Option<u32>,
+    #[serde(default)]
+    reconnect: Vec<String>,
+    retry_after_ms: Option<u32>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Json(e.to_string()))
+}
+
+fn bad_request(e: &ApiError) -> Response {
+    Response::json(400, &json!({ "error": e.to_string() }))
+}
+
+impl Shard {
+    /// Answers `POST /v1/push`.
+    pub(in crate::shard) fn api_push(&mut self, now: Millis, body: &[u8]) -> Response {
+        if self.outboxes.backlog() > OUTBOX_LIMIT {
+            return Response::json(
+                503,
+                &json!({ "error": "busy: cross-shard mailboxes are full, retry later" }),
+            );
+        }
+        match self.accept_push(now, body) {
+            Ok(id) => Response::json(200, &json!({ "id": id })),
+            Err(e) => {
+                self.stats.pushes_rejected += 1;
+                bad_request(&e)
+            }
+        }
+    }
+
+    /// Answers `POST /v1/push/batch`: one push request per line (NDJSON);
+    /// each line gets its own result, in order.
+    pub(in crate::shard) fn api_push_batch(&mut self, now: Millis, body: &[u8]) -> Response {
+        if self.outboxes.backlog() > OUTBOX_LIMIT {
+            return Response::json(
+                503,
+                &json!({ "error": "busy: cross-shard mailboxes are full, retry later" }),
+            );
+        }
+        let mut results = Vec::new();
+        for line in body.split(|&b| b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            results.push(match self.accept_push(now, line) {
+                Ok(id) => json!({ "id": id }),
+                Err(e) => {
+                    self.stats.pushes_rejected += 1;
+                    json!({ "error": e.to_string() })
+                }
+            });
+        }
+        Response::json(200, &json!({ "results": results }))
+    }
+
+    fn accept_push(&mut self, now: Millis, body: &[u8]) -> Result<u64, ApiError> {
+        let req: PushRequest = parse(body)?;
+        let dest = match (req.to.user, req.to.users, req.to.topic, req.to.all) {
+            (Some(u), None, None, None | Some(false)) => Destination::Users(vec![u]),
+            (None, Some(us), None, None | Some(false)) => Destination::Users(us),
+            (None, None, Some(t), None | Some(false)) => Destination::Topic(t),
+            (None, None, None, Some(true)) => Destination::All,
+            _ => return Err(ApiError::Target),
+        };
+        let names_ok = match &dest {
+            Destination::Users(us) => us.iter().all(|u| !u.is_empty()),
+            Destination::Topic(t) => !t.is_empty(),
+            Destination::All => true,
+        };
+        if !names_ok {
+            return Err(ApiError::EmptyName);
+        }
+        let payload = match (req.payload, req.payload_b64) {
+            (Some(p), None) => Bytes::from(p.into_bytes()),
+            (None, Some(b)) => Bytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_err(|e| ApiError::Base64(e.to_string()))?,
+            ),
+            _ => return Err(ApiError::Payload),
+        };
+        let id = self.shared.next_push_id.fetch_add(1, Ordering::Relaxed);
+        let accepted_us = wall_clock().1.saturating_mul(1000);
+        let topic = match &dest {
+            Destination::Topic(t) => t.clone(),
+            _ => String::new(),
+        };
+        let frame = encode_shared(&Frame {
+            kind: Some(Kind::Push(Push {
+                id,
+                app: req.app.clone(),
+                topic,
+                payload,
+                ack: req.ack,
+                ts_us: accepted_us,
+            })),
+        });
+        if frame.len() > self.settings.server.max_frame as usize + protocol::codec::LENGTH_PREFIX {
+            return Err(ApiError::TooLarge(frame.len()));
+        }
+        let rate = req.rate.unwrap_or(self.settings.config.push.default_rate);
+        let job = Arc::new(PushJob {
+            id,
+            frame,
+            app: req.app.into(),
+            rate,
+            accepted_us,
+        });
+        self.stats.pushes_accepted += 1;
+        match dest {
+            Destination::Users(users) => {
+                for user in users {
+                    self.route_to_user(now, &user, &job);
+                }
+            }
+            Destination::Topic(topic) => self.route_to_topic(now, &topic, &job),
+            Destination::All => self.route_to_all(now, &job),
+        }
+        Ok(id)
+    }
+
+    /// Answers `GET /v1/users/{user}` (deferred until the shards reply).
+    pub(in crate::shard) fn api_user(
+        &mut self,
+        now: Millis,
+        control_key: usize,
+        user: &str,
+    ) -> Option<Response> {
+        if user.is_empty() {
+            return Some(bad_request(&ApiError::EmptyName));
+        }
+        self.begin_user_request(now, control_key, user, UserAction::Describe);
+        None
+    }
+
+    /// Answers `POST /v1/kick` (deferred until the shards reply).
+    pub(in crate::shard) fn api_kick(
+        &mut self,
+        now: Millis,
+        control_key: usize,
+        body: &[u8],
+    ) -> Option<Response> {
+        let req: KickRequest = match parse(body) {
+            Ok(r) => r,
+            Err(e) => return Some(bad_request(&e)),
+        };
+        if req.user.is_empty() {
+            return Some(bad_request(&ApiError::EmptyName));
+        }
+        let reason = req
+            .reason
+            .unwrap_or_else(|| "kicked by the operator".into());
+        let action = UserAction::Kick(KickCode::Admin as u32, reason.into());
+        self.begin_user_request(now, control_key, &req.user, action);
+        None
+    }
+
+    /// Answers `POST /v1/drain`: every shard stops accepting and kicks its
+    /// sessions (code drain, with reconnect hints) at the given rate.
+    pub(in crate::shard) fn api_drain(&mut self, now: Millis, body: &[u8]) -> Response {
+        let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            DrainRequest::default()
+        } else {
+            match parse(body) {
+                Ok(r) => r,
+                Err(e) => return bad_request(&e),
+            }
+        };
+        let shutdown = &self.settings.config.shutdown;
+        let rate = req.rate.unwrap_or(shutdown.kick_rate).max(1);
+        let reconnect: Arc<[String]> = if req.reconnect.is_empty() {
+            shutdown.reconnect.clone().into()
+        } else {
+            req.reconnect.into()
+        };
+        let retry_after = req.retry_after_ms.unwrap_or(shutdown.retry_after_ms);
+        let shards = self.settings.shards.len();
+        let per_shard = rate.div_ceil(shards as u32).max(1);
+        for shard in 0..shards {
+            self.send_to(
+                now,
+                shard,
+                Message::Drain(per_shard, reconnect.clone(), retry_after),
+            );
+        }
+        Response::json(200, &json!({ "draining": true, "rate": rate }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_requests_parse_and_unknown_fields_are_refused() {
+        let ok: PushRequest = parse(br#"{"to":{"topic":"t"},"payload":"hi","rate":10}"#).unwrap();
+        assert_eq!(ok.to.topic.as_deref(), Some("t"));
+        assert_eq!(ok.rate, Some(10));
+        assert!(matches!(
+            parse::<PushRequest>(br#"{"to":{"all":true},"payload":"x","bogus":1}"#),
+            Err(ApiError::Json(_))
+        ));
+        assert!(matches!(
+            parse::<PushRequest>(b"not json"),
+            Err(ApiError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,314 @@
+//! Delivery on the holding shard: recipients chosen (all, topic, user;
+//! filtered by app), the shard's own copy of the frame written to each,
+//! at once or paced at a rate; topic subscriptions; the session lifecycle
+//! hooks that keep the directory and topic owners up to date.
+
+use bytes::Bytes;
+use protocol::proto::{ErrorCode, KickCode};
+use protocol::time::Millis;
+use shard_router::directory::SessionRef;
+use shard_router::owner::owner_of;
+
+use super::{Message, PushJob, SessionInfo, Target, UserAction};
+use crate::shard::conn::{Conn, flags};
+use crate::shard::names::{app_mask, app_names};
+use crate::shard::{Shard, wall_clock};
+
+/// A paced delivery in progress on one shard.
+#[derive(Debug)]
+pub(crate) struct PacedJob {
+    frame: Bytes,
+    recipients: Vec<(u32, u32)>,
+    next: usize,
+    /// Recipients per second on this shard.
+    rate: u32,
+    started: Millis,
+    accepted_us: u64,
+}
+
+/// How often a shard with paced deliveries wakes up to send the next batch.
+pub const PACE_TICK_MS: u64 = 5;
+
+fn now_us() -> u64 {
+    wall_clock().1.saturating_mul(1000)
+}
+
+impl Shard {
+    /// Whether `conn` may receive a push for app bit `app` (`None` = any app).
+    fn wants(conn: &Conn, app: Option<u32>) -> bool {
+        conn.user.is_some()
+            && !conn.has(flags::CLOSING)
+            && app.is_none_or(|bit| conn.apps & (1u64 << bit) != 0)
+    }
+
+    /// Delivers `job` to this shard's recipients in `target`.
+    pub(super) fn deliver(&mut self, now: Millis, target: Target, job: &PushJob) {
+        let app = if job.app.is_empty() {
+            None
+        } else {
+            match self.app_names.id(&job.app) {
+                Some(bit) => Some(bit),
+                // Nobody here declared that app.
+                None => return,
+            }
+        };
+        let (recipients, pace): (Vec<(u32, u32)>, bool) = match &target {
+            Target::All => (
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| Self::wants(c, app))
+                    .map(|(k, c)| (k as u32, c.generation))
+                    .collect(),
+                true,
+            ),
+            Target::Topic(topic) => (
+                self.topics
+                    .subscribers(topic)
+                    .filter_map(|k| {
+                        let c = self.conns.get(k as usize)?;
+                        Self::wants(c, app).then_some((k, c.generation))
+                    })
+                    .collect(),
+                true,
+            ),
+            Target::User(user, sessions) => (
+                sessions
+                    .iter()
+                    .copied()
+                    .filter(|&(k, g)| {
+                        self.conns.get(k as usize).is_some_and(|c| {
+                            c.generation == g
+                                && c.user.as_deref() == Some(&**user)
+                                && Self::wants(c, app)
+                        })
+                    })
+                    .collect(),
+                false,
+            ),
+        };
+        let frame = Bytes::copy_from_slice(&job.frame);
+        let shards = self.settings.shards.len() as u32;
+        let rate = if pace {
+            job.rate.div_ceil(shards.max(1))
+        } else {
+            0
+        };
+        if rate == 0 {
+            for &(key, _) in &recipients {
+                self.deliver_one(now, key, &frame);
+            }
+            self.record_fanout(job.accepted_us);
+        } else {
+            self.paced.push(PacedJob {
+                frame,
+                recipients,
+                next: 0,
+                rate,
+                started: now,
+                accepted_us: job.accepted_us,
+            });
+        }
+    }
+
+    fn deliver_one(&mut self, now: Millis, key: u32, frame: &Bytes) {
+        self.stats.deliveries += 1;
+        self.stats.frames_out += 1;
+        self.enqueue(now, key, frame.clone());
+        self.flush(key);
+    }
+
+    fn record_fanout(&mut self, accepted_us: u64) {
+        if self.fanout_samples.len() < 4096 {
+            self.fanout_samples
+                .push(now_us().saturating_sub(accepted_us));
+        }
+    }
+
+    /// Sends what the paced deliveries' rates allow by `now`.
+    pub(in crate::shard) fn run_paced(&mut self, now: Millis) {
+        let mut jobs = std::mem::take(&mut self.paced);
+        for job in &mut jobs {
+            let allowed = u64::from(job.rate) * now.since(job.started) / 1000 + 1;
+            let until = (allowed as usize).min(job.recipients.len());
+            while job.next < until {
+                let (key, generation) = job.recipients[job.next];
+                job.next += 1;
+                if self
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| c.generation == generation && Self::wants(c, None))
+                {
+                    self.deliver_one(now, key, &job.frame);
+                }
+            }
+        }
+        jobs.retain(|j| {
+            let done = j.next >= j.recipients.len();
+            if done {
+                self.record_fanout(j.accepted_us);
+            }
+            !done
+        });
+        jobs.append(&mut self.paced);
+        self.paced = jobs;
+    }
+
+    /// When a shard with paced deliveries must wake up next.
+    pub(in crate::shard) fn paced_wakeup(&self, now: Millis) -> Option<Millis> {
+        (!self.paced.is_empty()).then(|| now.saturating_add(PACE_TICK_MS))
+    }
+
+    /// A session passed its handshake: remember its device, apps and start,
+    /// and tell its user's owner.
+    pub(in crate::shard) fn session_established(
+        &mut self,
+        now: Millis,
+        key: u32,
+        device: &str,
+        apps: &[String],
+    ) {
+        let device = self.device_names.intern(device).unwrap_or(0) as u16;
+        let mask = app_mask(&mut self.app_names, apps);
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        conn.device = device;
+        conn.apps = mask;
+        conn.since_s = u32::try_from(wall_clock().0).unwrap_or(u32::MAX);
+        let Some(user) = conn.user.clone() else {
+            return;
+        };
+        let r = SessionRef {
+            shard: self.index as u16,
+            key,
+            generation: conn.generation,
+        };
+        let owner = owner_of(&user, self.settings.shards.len());
+        self.send_to(now, owner, Message::SessionUp(user, r));
+    }
+
+    /// A session's slot is being freed: leave its topics and the directory.
+    pub(in crate::shard) fn session_finished(&mut self, now: Millis, key: u32, conn: &Conn) {
+        if let Some(topics) = &conn.topics {
+            for &id in topics.iter() {
+                if let Some(name) = self.topics.unsubscribe(id, key) {
+                    let owner = owner_of(&name, self.settings.shards.len());
+                    self.send_to(now, owner, Message::TopicLeave(name, self.index as u16));
+                }
+            }
+        }
+        if let Some(user) = &conn.user {
+            let r = SessionRef {
+                shard: self.index as u16,
+                key,
+                generation: conn.generation,
+            };
+            let owner = owner_of(user, self.settings.shards.len());
+            self.send_to(now, owner, Message::SessionDown(user.clone(), r));
+        }
+    }
+
+    /// Subscribes session `key` to `topics`.
+    pub(in crate::shard) fn subscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
+        let max = self.settings.server.max_topics as usize;
+        for topic in topics {
+            let Some(conn) = self.conns.get_mut(key as usize) else {
+                return;
+            };
+            if topic.is_empty() || topic.len() > 256 {
+                conn.session.fail(
+                    ErrorCode::BadFrame,
+                    "topic names are 1..=256 bytes",
+                    &mut self.out,
+                );
+                return self.handle_output(now, key);
+            }
+            let held = conn.topics.as_ref().map_or(0, |t| t.len());
+            if held >= max {
+                conn.session.fail(
+                    ErrorCode::TooManyTopics,
+                    "too many topics on this session",
+                    &mut self.out,
+                );
+                return self.handle_output(now, key);
+            }
+            let sub = self.topics.subscribe(&topic, key);
+            if sub.added {
+                conn.topics
+                    .get_or_insert_with(Default::default)
+                    .push(sub.id);
+                self.stats.subscriptions += 1;
+            }
+            if sub.first_on_shard {
+                let owner = owner_of(&topic, self.settings.shards.len());
+                self.send_to(
+                    now,
+                    owner,
+                    Message::TopicJoin(topic.into(), self.index as u16),
+                );
+            }
+        }
+    }
+
+    /// Unsubscribes session `key` from `topics`.
+    pub(in crate::shard) fn unsubscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
+        for topic in topics {
+            let Some(id) = self.topics.id_of(&topic) else {
+                continue;
+            };
+            let Some(conn) = self.conns.get_mut(key as usize) else {
+                return;
+            };
+            let Some(held) = conn.topics.as_mut() else {
+                return;
+            };
+            let Some(pos) = held.iter().position(|&t| t == id) else {
+                continue;
+            };
+            held.swap_remove(pos);
+            if held.is_empty() {
+                conn.topics = None;
+            }
+            self.stats.subscriptions = self.stats.subscriptions.saturating_sub(1);
+            if let Some(name) = self.topics.unsubscribe(id, key) {
+                let owner = owner_of(&name, self.settings.shards.len());
+                self.send_to(now, owner, Message::TopicLeave(name, self.index as u16));
+            }
+        }
+    }
+
+    /// Describes (and, for a kick, kicks) these sessions of `user`.
+    pub(super) fn act_on_sessions(
+        &mut self,
+        now: Millis,
+        user: &str,
+        sessions: &[(u32, u32)],
+        action: &UserAction,
+    ) -> Vec<SessionInfo> {
+        let mut infos = Vec::new();
+        for &(key, generation) in sessions {
+            let Some(conn) = self.conns.get_mut(key as usize) else {
+                continue;
+            };
+            if conn.generation != generation
+                || conn.user.as_deref() != Some(user)
+                || conn.has(flags::CLOSING)
+            {
+                continue;
+            }
+            infos.push(SessionInfo {
+                shard: self.index as u16,
+                session: format!("{:x}-{:x}", self.index, conn.generation),
+                device: self.device_names.name(u32::from(conn.device)).to_string(),
+                apps: app_names(&self.app_names, conn.apps),
+                since: u64::from(conn.since_s),
+            });
+            if let UserAction::Kick(code, reason) = action {
+                let code = KickCode::from_u32(*code).unwrap_or(KickCode::Admin);
+                conn.session.kick(code, reason, &[], 0, &mut self.out);
+                self.handle_output(now, key);
+            }
+        }
+        infos
+    }
+}

@@ -1,0 +1,287 @@
+//! Push delivery across shards: the messages shards send each other, and
+//! how a shard routes them. A push is encoded once where the API received
+//! it; owners (`hash(name) mod shards`) resolve users and topics to the
+//! shards that hold recipients; each holding shard writes the same bytes to
+//! its recipients.
+
+mod api;
+mod deliver;
+mod requests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::time::Millis;
+use shard_router::directory::SessionRef;
+use shard_router::owner::owner_of;
+
+use super::Shard;
+
+pub use api::ApiError;
+pub(crate) use deliver::PacedJob;
+pub(crate) use requests::PendingRequests;
+
+/// A push as it travels between shards: the frame encoded once, plus what
+/// delivery needs to know about it.
+#[derive(Debug)]
+pub struct PushJob {
+    /// Gateway-wide push id.
+    pub id: u64,
+    /// The whole `Push` frame, length prefix included.
+    pub frame: Bytes,
+    /// Only sessions that declared this app get it; empty = every session.
+    pub app: Box<str>,
+    /// Recipients per second across the gateway; 0 = as fast as possible.
+    pub rate: u32,
+    /// When the API accepted it, µs since the Unix epoch.
+    pub accepted_us: u64,
+}
+
+/// Who on a shard a delivery is for.
+#[derive(Debug)]
+pub enum Target {
+    /// Every session.
+    All,
+    /// Local subscribers of a topic.
+    Topic(Box<str>),
+    /// These sessions of this user (key, generation).
+    User(Box<str>, Vec<(u32, u32)>),
+}
+
+/// What a request about a user's sessions does.
+#[derive(Debug, Clone)]
+pub enum UserAction {
+    /// Report the sessions (presence).
+    Describe,
+    /// Kick the sessions with this code and reason.
+    Kick(u32, Box<str>),
+}
+
+/// Where the answer to a cross-shard request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRef {
+    /// Shard waiting for the answer.
+    pub shard: u16,
+    /// Its request id.
+    pub id: u32,
+}
+
+/// One session as presence reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Holding shard.
+    pub shard: u16,
+    /// Session id (as in its Welcome).
+    pub session: String,
+    /// Device label from its Hello.
+    pub device: String,
+    /// Apps from its Hello.
+    pub apps: Vec<String>,
+    /// Connected since, seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum Message {
+    /// To a user's owner: a session of the user is up.
+    SessionUp(Box<str>, SessionRef),
+    /// To a user's owner: a session of the user is gone.
+    SessionDown(Box<str>, SessionRef),
+    /// To a topic's owner: a shard got its first subscriber.
+    TopicJoin(Box<str>, u16),
+    /// To a topic's owner: a shard lost its last subscriber.
+    TopicLeave(Box<str>, u16),
+    /// To a user's owner: route this push to the user's sessions.
+    PushToUser(Box<str>, Arc<PushJob>),
+    /// To a topic's owner: route this push to the shards with subscribers.
+    PushToTopic(Box<str>, Arc<PushJob>),
+    /// To a holding shard: deliver this push to local recipients.
+    Deliver(Target, Arc<PushJob>),
+    /// To a user's owner: act on the user's sessions, answer `RequestRef`.
+    UserRequest(Box<str>, UserAction, RequestRef),
+    /// To a holding shard: act on these sessions of the user.
+    SessionsRequest(Box<str>, Vec<(u32, u32)>, UserAction, RequestRef),
+    /// To the requester: this many holding shards will answer.
+    RequestPlan(RequestRef, u16),
+    /// To the requester: the sessions one holding shard acted on.
+    RequestReply(RequestRef, Vec<SessionInfo>),
+    /// To every shard: kick all sessions (drain kind) at this rate per shard.
+    Drain(u32, Arc<[String]>, u32),
+}
+
+/// Messages held back per destination while its mailbox is full.
+#[derive(Debug, Default)]
+pub(crate) struct Outboxes {
+    queues: Vec<VecDeque<Message>>,
+}
+
+impl Outboxes {
+    /// Outboxes towards `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            queues: (0..shards).map(|_| VecDeque::new()).collect(),
+        }
+    }
+
+    /// Messages held back in all outboxes.
+    pub fn backlog(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+}
+
+/// Most messages a shard holds back for full mailboxes before the push API
+/// answers 503 (backpressure to the backend instead of unbounded memory).
+pub const OUTBOX_LIMIT: usize = 65_536;
+
+impl Shard {
+    fn shards(&self) -> usize {
+        self.settings.shards.len()
+    }
+
+    /// Sends `msg` to shard `to` (handled at once when `to` is this shard).
+    pub(super) fn send_to(&mut self, now: Millis, to: usize, msg: Message) {
+        if to == self.index {
+            self.handle_message(now, msg);
+            return;
+        }
+        let Some(outbox) = self.outboxes.queues.get_mut(to) else {
+            return;
+        };
+        if !outbox.is_empty() {
+            outbox.push_back(msg);
+            return;
+        }
+        if let Err(msg) = self
+            .shared
+            .mailboxes
+            .send(self.index, to, msg, &*self.shared)
+        {
+            self.stats.mailbox_full += 1;
+            outbox.push_back(msg);
+        }
+    }
+
+    /// Retries held-back messages; true while some are still waiting.
+    pub(super) fn flush_outboxes(&mut self) -> bool {
+        let mut waiting = false;
+        for to in 0..self.outboxes.queues.len() {
+            while let Some(msg) = self.outboxes.queues[to].pop_front() {
+                if let Err(msg) = self
+                    .shared
+                    .mailboxes
+                    .send(self.index, to, msg, &*self.shared)
+                {
+                    self.outboxes.queues[to].push_front(msg);
+                    waiting = true;
+                    break;
+                }
+            }
+        }
+        waiting
+    }
+
+    /// Handles every message waiting in this shard's mailboxes.
+    pub(super) fn drain_mailboxes(&mut self, now: Millis) {
+        let shared = self.shared.clone();
+        let mut batch = Vec::new();
+        shared.mailboxes.drain(self.index, |_, msg| batch.push(msg));
+        for msg in batch {
+            self.handle_message(now, msg);
+        }
+    }
+
+    /// Acts on one message.
+    fn handle_message(&mut self, now: Millis, msg: Message) {
+        match msg {
+            Message::SessionUp(user, r) => self.directory.add(&user, r),
+            Message::SessionDown(user, r) => {
+                self.directory.remove(&user, r);
+            }
+            Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
+            Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
+            Message::PushToUser(user, job) => {
+                for (shard, sessions) in self.holders_of(&user) {
+                    self.send_to(
+                        now,
+                        shard,
+                        Message::Deliver(Target::User(user.clone(), sessions), job.clone()),
+                    );
+                }
+            }
+            Message::PushToTopic(topic, job) => {
+                let shards: Vec<u16> = self.topic_owner.shards(&topic).to_vec();
+                for shard in shards {
+                    self.send_to(
+                        now,
+                        usize::from(shard),
+                        Message::Deliver(Target::Topic(topic.clone()), job.clone()),
+                    );
+                }
+            }
+            Message::Deliver(target, job) => self.deliver(now, target, &job),
+            Message::UserRequest(user, action, reply_to) => {
+                let holders = self.holders_of(&user);
+                self.send_to(
+                    now,
+                    usize::from(reply_to.shard),
+                    Message::RequestPlan(reply_to, holders.len() as u16),
+                );
+                for (shard, sessions) in holders {
+                    self.send_to(
+                        now,
+                        shard,
+                        Message::SessionsRequest(user.clone(), sessions, action.clone(), reply_to),
+                    );
+                }
+            }
+            Message::SessionsRequest(user, sessions, action, reply_to) => {
+                let infos = self.act_on_sessions(now, &user, &sessions, &action);
+                self.send_to(
+                    now,
+                    usize::from(reply_to.shard),
+                    Message::RequestReply(reply_to, infos),
+                );
+            }
+            Message::RequestPlan(req, expect) => self.request_plan(now, req.id, expect),
+            Message::RequestReply(req, infos) => self.request_reply(now, req.id, infos),
+            Message::Drain(rate, reconnect, retry_after_ms) => {
+                self.start_admin_drain(now, rate, &reconnect, retry_after_ms)
+            }
+        }
+    }
+
+    /// The user's sessions from this (owner) shard's directory, grouped by
+    /// holding shard.
+    fn holders_of(&self, user: &str) -> Vec<(usize, Vec<(u32, u32)>)> {
+        let mut by_shard: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
+        for r in self.directory.sessions(user) {
+            let shard = usize::from(r.shard);
+            match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, list)) => list.push((r.key, r.generation)),
+                None => by_shard.push((shard, vec![(r.key, r.generation)])),
+            }
+        }
+        by_shard
+    }
+
+    /// Routes a push for `user` to its owner.
+    fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
+        let owner = owner_of(user, self.shards());
+        self.send_to(now, owner, Message::PushToUser(user.into(), job.clone()));
+    }
+
+    /// Routes a push for `topic` to its owner.
+    fn route_to_topic(&mut self, now: Millis, topic: &str, job: &Arc<PushJob>) {
+        let owner = owner_of(topic, self.shards());
+        self.send_to(now, owner, Message::PushToTopic(topic.into(), job.clone()));
+    }
+
+    /// Sends a broadcast to every shard.
+    fn route_to_all(&mut self, now: Millis, job: &Arc<PushJob>) {
+        for shard in 0..self.shards() {
+            self.send_to(now, shard, Message::Deliver(Target::All, job.clone()));
+        }
+    }
+}
