@@ -24,6 +24,9 @@ pub struct Admission {
     deny: Vec<IpNet>,
     per_ip_cap: u32,
     per_ip: HashMap<IpAddr, u32>,
+    /// Address of each admitted connection (by slab key), kept only while
+    /// a per-IP cap is on so closing can release its count.
+    holders: HashMap<u32, IpAddr>,
 }
 
 impl Admission {
@@ -36,6 +39,7 @@ impl Admission {
             deny: parse(&cfg.deny),
             per_ip_cap: cfg.max_connections_per_ip,
             per_ip: HashMap::new(),
+            holders: HashMap::new(),
         }
     }
 
@@ -64,12 +68,18 @@ impl Admission {
         Ok(())
     }
 
-    /// Forgets one admitted connection of `ip`.
-    pub fn release(&mut self, ip: IpAddr) {
-        if self.per_ip_cap == 0 {
-            return;
+    /// Remembers that connection `key` was admitted from `ip`.
+    pub fn bind(&mut self, key: u32, ip: IpAddr) {
+        if self.per_ip_cap > 0 {
+            self.holders.insert(key, canonical(ip));
         }
-        let ip = canonical(ip);
+    }
+
+    /// Forgets connection `key`, releasing its address's count.
+    pub fn release(&mut self, key: u32) {
+        let Some(ip) = self.holders.remove(&key) else {
+            return;
+        };
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
@@ -120,11 +130,15 @@ mod tests {
         let mut a = Admission::new(&cfg(&[], &[], 2));
         let ip: IpAddr = "127.0.0.2".parse().unwrap();
         assert_eq!(a.admit(ip), Ok(()));
+        a.bind(1, ip);
         assert_eq!(a.admit(ip), Ok(()));
+        a.bind(2, ip);
         assert_eq!(a.admit(ip), Err(Refusal::PerIp));
         assert_eq!(a.admit("127.0.0.3".parse().unwrap()), Ok(()));
-        a.release(ip);
-        assert_eq!(a.admit(ip), Ok(()));
+        a.release(1);
+        a.release(1);
+        assert_eq!(a.admit(ip), Ok(()), "one release frees one slot");
+        assert_eq!(a.admit(ip), Err(Refusal::PerIp));
     }
 
     #[test]

@@ -271,7 +271,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             default_rate: 0,
-            mailbox_capacity: 65_536,
+            mailbox_capacity: 4_096,
         }
     }
 }

@@ -55,15 +55,17 @@ impl Shard {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let session = ServerSession::new(now, &self.settings.server);
-        // A refused peer was not counted by admission, so it is not released.
-        let counted_peer = if refusal.is_none() { peer } else { None };
-        let mut conn = Conn::new(session, fd, generation, counted_peer);
+        let mut conn = Conn::new(session, fd, generation);
         if refusal.is_some() {
             conn.clear(flags::IN_HANDSHAKE);
         } else {
             self.handshakes += 1;
         }
         let key = self.conns.insert(conn) as u32;
+        // A refused peer was not counted by admission, so it is not bound.
+        if let (None, Some(ip)) = (refusal, peer) {
+            self.admission.bind(key, ip);
+        }
         self.arm_recv(key);
         if let Some((code, message)) = refusal {
             if let Some(conn) = self.conns.get_mut(key as usize) {
@@ -433,9 +435,7 @@ impl Shard {
             .stats
             .outbound_queued_bytes
             .saturating_sub(u64::from(conn.outbound.queued_bytes()));
-        if let Some(ip) = conn.peer {
-            self.admission.release(ip);
-        }
+        self.admission.release(key);
         self.presence_gone(self.clock.now(), key, conn.generation);
     }
 

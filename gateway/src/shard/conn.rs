@@ -2,8 +2,6 @@
 //! direct descriptor, the outbound queue and the bookkeeping the close
 //! sequence needs. Kept small: a shard holds hundreds of thousands.
 
-use std::net::IpAddr;
-
 use protocol::server::ServerSession;
 use protocol::time::Millis;
 
@@ -42,8 +40,6 @@ pub struct Conn {
     pub outbound: Outbound,
     /// The authenticated user, once the handshake succeeded.
     pub user: Option<Box<str>>,
-    /// Peer address, kept when admission control needs it.
-    pub peer: Option<IpAddr>,
     /// Local ids of the topics the session subscribes to (boxed: one
     /// pointer for the many sessions that subscribe to nothing).
     #[allow(clippy::box_collection)]
@@ -71,12 +67,11 @@ pub struct Conn {
 
 impl Conn {
     /// A new connection on direct slot `fd`.
-    pub fn new(session: ServerSession, fd: u32, generation: u32, peer: Option<IpAddr>) -> Self {
+    pub fn new(session: ServerSession, fd: u32, generation: u32) -> Self {
         Self {
             session,
             outbound: Outbound::default(),
             user: None,
-            peer,
             topics: None,
             apps: 0,
             since_s: 0,

@@ -349,7 +349,10 @@ impl Shard {
         if let Some(d) = self.drain_wakeup(now) {
             wake = Some(wake.map_or(d, |w| w.min(d)));
         }
-        for d in [self.paced_wakeup(now), self.requests_wakeup()].into_iter().flatten() {
+        for d in [self.paced_wakeup(now), self.requests_wakeup()]
+            .into_iter()
+            .flatten()
+        {
             wake = Some(wake.map_or(d, |w| w.min(d)));
         }
         if self.outbox_waiting {

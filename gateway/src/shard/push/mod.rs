@@ -133,7 +133,7 @@ impl Outboxes {
 
 /// Most messages a shard holds back for full mailboxes before the push API
 /// answers 503 (backpressure to the backend instead of unbounded memory).
-pub const OUTBOX_LIMIT: usize = 65_536;
+pub const OUTBOX_LIMIT: usize = 16_384;
 
 impl Shard {
     fn shards(&self) -> usize {
