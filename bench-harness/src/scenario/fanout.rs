@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::load::{Load, LoadError};
-use super::sender::send_all;
+use super::sender::{SendPlan, send_all};
 use super::{Common, Outcome};
 use crate::histo::Latency;
 use crate::report::RunReport;
@@ -99,16 +99,16 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     let receivers = load.totals().established;
     let topic_for = topic.clone();
     let to = move |_i: u64| topic_for.clone();
-    let sent = send_all(
-        c.peer,
-        c.publish_addr(),
-        1,
-        a.messages,
-        a.msg_rate,
-        a.payload,
-        &to,
-        all,
-    );
+    let plan = SendPlan {
+        kind: c.peer,
+        addr: c.publish_addr(),
+        threads: 1,
+        total: a.messages,
+        rate: a.msg_rate,
+        payload: a.payload,
+        broadcast_all: all,
+    };
+    let sent = send_all(&plan, &to);
     let want = sent.sent * receivers;
     load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
         t.deliveries >= want
@@ -205,16 +205,16 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         x ^= x >> 31;
         format!("@u{}", x % n)
     };
-    let sent = send_all(
-        c.peer,
-        c.publish_addr(),
-        a.publishers,
-        a.pushes,
-        a.rate,
-        a.payload,
-        &to,
-        false,
-    );
+    let plan = SendPlan {
+        kind: c.peer,
+        addr: c.publish_addr(),
+        threads: a.publishers,
+        total: a.pushes,
+        rate: a.rate,
+        payload: a.payload,
+        broadcast_all: false,
+    };
+    let sent = send_all(&plan, &to);
     let want = sent.sent;
     load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
         t.deliveries >= want
