@@ -151,6 +151,7 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     for (k, v) in &sent.errors {
         *rep.failures.entry(format!("publish: {k}")).or_default() += v;
     }
+    rep.invalidate(publish_failures(&sent, plan.total));
     rep.invalidate(judge(
         &sent.lag,
         a.msg_rate,
@@ -162,6 +163,16 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         rep.invalidate(vec!["subscribers were not all ready in time".into()]);
     }
     Ok(Outcome::new(rep, load))
+}
+
+/// INVALID reasons when sends failed: the figures then describe fewer
+/// messages than asked for.
+fn publish_failures(s: &super::sender::SendOutcome, total: u64) -> Vec<String> {
+    if s.sent >= total {
+        return Vec::new();
+    }
+    let first = s.errors.keys().next().cloned().unwrap_or_default();
+    vec![format!("publisher: only {} of {total} sends succeeded ({first})", s.sent)]
 }
 
 /// Sends per second the publishers kept; schedules too short to time
@@ -238,6 +249,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     for (k, v) in &sent.errors {
         *rep.failures.entry(format!("publish: {k}")).or_default() += v;
     }
+    rep.invalidate(publish_failures(&sent, plan.total));
     rep.invalidate(judge(
         &sent.lag,
         a.rate,
