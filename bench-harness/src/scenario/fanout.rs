@@ -172,7 +172,10 @@ fn publish_failures(s: &super::sender::SendOutcome, total: u64) -> Vec<String> {
         return Vec::new();
     }
     let first = s.errors.keys().next().cloned().unwrap_or_default();
-    vec![format!("publisher: only {} of {total} sends succeeded ({first})", s.sent)]
+    vec![format!(
+        "publisher: only {} of {total} sends succeeded ({first})",
+        s.sent
+    )]
 }
 
 /// Sends per second the publishers kept; schedules too short to time
