@@ -104,7 +104,10 @@ impl Shard<'_> {
         };
         conn.recv_armed = false;
         let live = matches!(conn.phase, Phase::Handshaking | Phase::Established);
-        if res == -libc::ENOBUFS && live {
+        // The kernel ends a multishot receive when the buffer ring runs dry
+        // (ENOBUFS) or the completion queue overflows; the last completion
+        // may still carry data. Either way the connection is fine: re-arm.
+        if live && (res > 0 || res == -libc::ENOBUFS) {
             return self.arm_recv(slot);
         }
         if live {
