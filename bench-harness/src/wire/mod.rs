@@ -128,7 +128,7 @@ impl ClientWire {
     ) -> Option<Millis> {
         match self {
             Self::Gateway(c) => c.tick(now, ev, out),
-            Self::Mqtt(c) => c.tick(now, out),
+            Self::Mqtt(c) => c.tick(now, ev, out),
             Self::Nats(_) => None,
         }
     }

@@ -328,7 +328,10 @@ impl Shard<'_> {
                 .as_mut()
                 .and_then(|w| w.tick(now, &mut evs, &mut out));
             if let Some(at) = next {
-                self.timers.push(at, slot, generation);
+                // Never re-arm in the past: a session that reports an
+                // overdue deadline is looked at again next millisecond.
+                self.timers
+                    .push(at.max(now.saturating_add(1)), slot, generation);
             }
             self.send(slot, &out)?;
             for e in evs.drain(..) {
