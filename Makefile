@@ -69,7 +69,7 @@ bench:
 	$(CARGO) build --release --bin gateway --bin gateway-bench
 	mkdir -p $(dir $(BENCH_HTML)) $(dir $(BENCH_JSON))
 	BIN=$${CARGO_TARGET_DIR:-target}/release; \
-	timeout 1200 $$BIN/gateway-bench suite --gateway-bin $$BIN/gateway --runs $(BENCH_RUNS) \
+	timeout 1500 $$BIN/gateway-bench suite --gateway-bin $$BIN/gateway --runs $(BENCH_RUNS) \
 	  --md docs/BENCHMARKS.md --html $(BENCH_HTML) --json $(BENCH_JSON)
 
 # Host check against TUNE_CONNS connections (docs/TUNING.md). Warnings (exit 1)

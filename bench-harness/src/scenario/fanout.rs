@@ -144,7 +144,9 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     for s in res.seqs.iter().filter(|s| s.count > 0) {
         completion.record_us(s.last_us - s.first_us);
     }
-    rep.metric("completion_p99_us", completion.quantile_us(0.99) as f64);
+    if completion.count() > 0 {
+        rep.metric("completion_p99_us", completion.quantile_us(0.99) as f64);
+    }
     rep.histogram("delivery", &res.delivery);
     rep.histogram("completion", &completion);
     rep.histogram("publish_call", &sent.call);

@@ -60,6 +60,10 @@ pub struct SuiteArgs {
     /// JSON document of all runs.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Do not run anything: rebuild the table (and --md/--html) from the
+    /// JSON document of an earlier suite run.
+    #[arg(long)]
+    pub from_json: Option<PathBuf>,
 }
 
 /// Errors of the suite.
@@ -133,18 +137,54 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-fn med(runs: &[RunReport], scenario: &str, system: &str, conns: u32, metric: &str) -> Option<f64> {
+/// Runs of one table cell.
+fn cell<'a>(
+    runs: &'a [RunReport],
+    scenario: &'a str,
+    system: &'a str,
+    conns: u32,
+) -> impl Iterator<Item = &'a RunReport> {
+    runs.iter().filter(move |r| {
+        r.scenario == scenario && r.system == system && r.params["connections"] == conns
+    })
+}
+
+/// Median of a memory figure over runs whose connect phase completed
+/// (≥ 99 % established): memory does not depend on the harness's timing.
+fn med_memory(runs: &[RunReport], system: &str, conns: u32, metric: &str) -> Option<f64> {
     median(
-        runs.iter()
+        cell(runs, "connect", system, conns)
             .filter(|r| {
-                r.scenario == scenario
-                    && r.system == system
-                    && r.params["connections"] == conns
-                    && r.valid
+                r.metrics
+                    .get("connections_established")
+                    .is_some_and(|e| *e >= 0.99 * f64::from(conns))
             })
             .filter_map(|r| r.metrics.get(metric).copied())
             .collect(),
     )
+}
+
+/// Median of a timing figure over VALID runs; if there are none, over all
+/// runs, flagged (`true`): the harness could not keep its schedule there.
+fn med_timing(
+    runs: &[RunReport],
+    scenario: &str,
+    system: &str,
+    conns: u32,
+    metric: &str,
+) -> (Option<f64>, bool) {
+    let of = |valid_only: bool| {
+        median(
+            cell(runs, scenario, system, conns)
+                .filter(|r| r.valid || !valid_only)
+                .filter_map(|r| r.metrics.get(metric).copied())
+                .collect(),
+        )
+    };
+    match of(true) {
+        Some(v) => (Some(v), false),
+        None => (of(false), of(false).is_some()),
+    }
 }
 
 fn common(peer: PeerKind, target: SocketAddrV4, control: SocketAddr, secret: &str) -> Common {
@@ -176,8 +216,12 @@ fn run_one(runs: &mut Vec<RunReport>, what: &str, r: Result<Outcome, super::load
     }
 }
 
-/// Runs the suite; returns every run.
-pub fn run(a: &SuiteArgs) -> Result<Vec<RunReport>, SuiteError> {
+/// Runs the suite; `after_round` sees every run so far after each round
+/// (so a time limit never loses finished rounds). Returns every run.
+pub fn run(
+    a: &SuiteArgs,
+    after_round: &mut dyn FnMut(&[RunReport]),
+) -> Result<Vec<RunReport>, SuiteError> {
     let secret = format!("suite-{}", crate::stamp::wall_us());
     let nofile = host_limits().nofile;
     // Peers hold one fd per connection; leave room for their own files.
@@ -274,6 +318,7 @@ pub fn run(a: &SuiteArgs) -> Result<Vec<RunReport>, SuiteError> {
             drop(guard_gw);
             drop(guard_peer);
         }
+        after_round(&runs);
     }
     Ok(runs)
 }
@@ -326,23 +371,27 @@ pub fn table(runs: &[RunReport]) -> String {
     );
     let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
     for (sys, n) in &rows {
-        let rss = med(runs, "connect", sys, *n, "target_rss_bytes_per_conn");
-        let slab = med(runs, "connect", sys, *n, "kernel_slab_bytes_per_conn");
-        let cps = med(runs, "connect", sys, *n, "connections_per_s");
-        let dps = med(runs, "fanout", sys, *n, "deliveries_per_s");
-        let p99 = med(runs, "fanout", sys, *n, "completion_p99_us");
+        let rss = med_memory(runs, sys, *n, "target_rss_bytes_per_conn");
+        let slab = med_memory(runs, sys, *n, "kernel_slab_bytes_per_conn");
+        let (cps, cps_flag) = med_timing(runs, "connect", sys, *n, "connections_per_s");
+        let (dps, dps_flag) = med_timing(runs, "fanout", sys, *n, "deliveries_per_s");
+        let (p99, p99_flag) = med_timing(runs, "fanout", sys, *n, "completion_p99_us");
+        let dag = |flag: bool| if flag { " †" } else { "" };
         // The floor's completion for the same N: N sends split over 2 threads.
         let floor_p99 = floor_bcast.map(|us| us * f64::from(*n) / 1000.0);
         let _ = writeln!(
             t,
-            "| {sys} | {n} | {} | {} | {} ({}) | {} ({}) | {} ({}) |",
+            "| {sys} | {n} | {} | {} | {}{} ({}) | {}{} ({}) | {}{} ({}) |",
             f(rss, 1.0, 0),
             f(slab, 1.0, 0),
             f(cps, 1.0, 0),
+            dag(cps_flag),
             ratio(cps, floor_cps),
             f(dps, 1.0, 0),
+            dag(dps_flag),
             ratio(dps, floor_dps),
             f(p99, 1000.0, 2),
+            dag(p99_flag),
             ratio(p99, floor_p99),
         );
     }
@@ -354,6 +403,13 @@ pub fn table(runs: &[RunReport]) -> String {
         f(floor_cps, 1.0, 0),
         f(floor_dps, 1.0, 0),
         f(floor_bcast, 1000.0, 3),
+    );
+    let _ = writeln!(
+        t,
+        "\n† no VALID run: the median of the INVALID runs, where the harness could not keep its own \
+         schedule (it shares the cores with the system measured), so a rate is a lower bound and a \
+         latency includes harness delay. Memory columns use every run whose connections were all \
+         established. – : not measured (e.g. the run failed)."
     );
     t
 }
@@ -401,6 +457,7 @@ mod tests {
                 &[
                     ("target_rss_bytes_per_conn", 100.0 * v),
                     ("connections_per_s", 20_000.0),
+                    ("connections_established", 1000.0),
                 ],
             ));
             runs.push(rep(
@@ -423,6 +480,35 @@ mod tests {
         assert!(row.contains("400000 (4.00×)"), "{row}");
         // Floor for 1000 conns: 4000 µs per 1k → 4 ms; 8 ms is 2×.
         assert!(row.contains("8.00 (2.00×)"), "{row}");
+    }
+
+    #[test]
+    fn invalid_only_cells_are_flagged_and_memory_needs_all_established() {
+        let mut a = rep(
+            "connect",
+            "nats",
+            100,
+            &[
+                ("connections_per_s", 900.0),
+                ("target_rss_bytes_per_conn", 20_000.0),
+                ("connections_established", 100.0),
+            ],
+        );
+        a.invalidate(vec!["lag".into()]);
+        let b = rep(
+            "connect",
+            "nats",
+            100,
+            &[
+                ("target_rss_bytes_per_conn", 1.0),
+                ("connections_established", 50.0),
+            ],
+        );
+        let t = table(&[a, b]);
+        let row = t.lines().find(|l| l.starts_with("| nats")).unwrap();
+        assert!(row.contains("| 20000 |"), "{row}");
+        assert!(row.contains("900 †"), "{row}");
+        assert!(t.contains("† no VALID run"));
     }
 
     #[test]
