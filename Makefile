@@ -4,7 +4,7 @@
 CARGO        ?= cargo
 FUZZ_SECONDS ?= 60
 # Debian packages the test suite needs on a fresh machine (installed when missing).
-TEST_DEBS    ?= python3
+TEST_DEBS    ?= python3 mosquitto mosquitto-clients nats-server
 
 .PHONY: run test build lint fmt fuzz bench tune doc deps clean
 
@@ -55,8 +55,22 @@ fuzz:
 	$(CARGO) fuzz run --sanitizer none $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) fuzz/seeds -- \
 	  -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
 
+# Side-by-side benchmark (docs/BENCHMARKS.md): gateway vs mosquitto vs
+# nats-server on connect (memory per connection, connect rate) and fanout
+# (deliveries/s, completion p99), each beside the floor of the same run, at
+# the largest counts the host allows; medians of BENCH_RUNS rounds. Writes
+# the table into docs/BENCHMARKS.md and the report to $(BENCH_HTML).
+BENCH_RUNS   ?= 3
+BENCH_HTML   ?= target/bench/report.html
+BENCH_JSON   ?= target/bench/report.json
 bench:
-	@echo "benchmarks land with gateway-bench"
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
+	@command -v nats-server >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; }
+	$(CARGO) build --release --bin gateway --bin gateway-bench
+	mkdir -p $(dir $(BENCH_HTML)) $(dir $(BENCH_JSON))
+	BIN=$${CARGO_TARGET_DIR:-target}/release; \
+	timeout 1500 $$BIN/gateway-bench suite --gateway-bin $$BIN/gateway --runs $(BENCH_RUNS) \
+	  --md docs/BENCHMARKS.md --html $(BENCH_HTML) --json $(BENCH_JSON)
 
 # Host check against TUNE_CONNS connections (docs/TUNING.md). Warnings (exit 1)
 # do not fail make; blocking findings (exit 2) do.

@@ -77,7 +77,7 @@ pub enum PreflightError {
     NoShards,
     /// The file-descriptor limit is too small even for one connection per shard.
     #[error(
-        "RLIMIT_NOFILE is {nofile}: each shard needs {RESERVED_FDS} reserved descriptors plus its connections; raise `ulimit -n` (LimitNOFILE=)"
+        "pre-flight: RLIMIT_NOFILE is {nofile}: each shard needs {RESERVED_FDS} reserved descriptors plus its connections; raise `ulimit -n` (LimitNOFILE=)"
     )]
     NofileTooSmall {
         /// The limit seen.
@@ -85,7 +85,7 @@ pub enum PreflightError {
     },
     /// The requested workers cannot hold the connections.
     #[error(
-        "{connections} connections need {needed} worker processes at {per_process} connections each \
+        "pre-flight: {connections} connections need {needed} worker processes at {per_process} connections each \
          ({shards} shards x RLIMIT_NOFILE {nofile} minus {RESERVED_FDS} reserved), but --workers is {workers}: \
          raise --workers to {needed}, raise --shards, or raise RLIMIT_NOFILE"
     )]
@@ -105,7 +105,7 @@ pub enum PreflightError {
     },
     /// Not enough loopback source addresses in 127.0.0.0/8 from the first one.
     #[error(
-        "{connections} connections need {needed} source addresses at {ports_per_source} ports each, \
+        "pre-flight: {connections} connections need {needed} source addresses at {ports_per_source} ports each, \
          but only {available} fit in 127.0.0.0/8 from {first}: widen net.ipv4.ip_local_port_range or lower the count"
     )]
     SourceAddresses {
@@ -122,7 +122,7 @@ pub enum PreflightError {
     },
     /// Not enough memory.
     #[error(
-        "{connections} connections need about {need_mb} MB (kernel ~{kernel_mb} MB + harness ~{harness_mb} MB) \
+        "pre-flight: {connections} connections need about {need_mb} MB (kernel ~{kernel_mb} MB + harness ~{harness_mb} MB) \
          but MemAvailable is {avail_mb} MB: lower the count or free memory"
     )]
     Memory {

@@ -268,17 +268,12 @@ pub fn worker_main() -> Result<(), WorkerError> {
     });
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let p = progress(&links, start)?;
-                writeln!(out, "{}", serde_json::to_string(&WorkerLine::Progress(p))?)
-                    .map_err(|source| WorkerError::Io { index: 0, source })?;
-                out.flush()
-                    .map_err(|source| WorkerError::Io { index: 0, source })?;
-            }
-            _ => break,
-        }
+    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+        let p = progress(&links, start)?;
+        writeln!(out, "{}", serde_json::to_string(&WorkerLine::Progress(p))?)
+            .map_err(|source| WorkerError::Io { index: 0, source })?;
+        out.flush()
+            .map_err(|source| WorkerError::Io { index: 0, source })?;
     }
     for l in &links {
         l.stop.store(true, Ordering::Relaxed);

@@ -1,6 +1,9 @@
 //! `gateway-bench connect` and `churn` against the real gateway; the
 //! INVALID marking when the harness cannot keep its schedule.
 
+// Test code: a failed step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bench_common;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! `gateway-bench floor`: plain blocking loopback sends and reads, and the
 //! HTML report it writes.
 
+// Test code: a failed step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bench_common;
 
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! (`mosquitto_sub`, nats-server's monitoring endpoint) so that a figure
 //! is never a strawman.
 
+// Test code: a failed step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bench_common;
 
 use std::io::Read;

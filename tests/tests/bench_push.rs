@@ -1,6 +1,9 @@
 //! `gateway-bench fanout`, `unicast` and `uplink` against the real gateway
 //! (push API of DESIGN.md §4, uplink forwarding to the mock backend).
 
+// Test code: a failed step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bench_common;
 
 use std::time::Duration;

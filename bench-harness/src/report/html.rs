@@ -25,7 +25,14 @@ fn esc(s: &str) -> String {
 }
 
 fn label(r: &RunReport) -> String {
-    format!("{} / {}", r.scenario, r.system)
+    match r
+        .params
+        .get("connections")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(n) => format!("{} n={n}", r.system),
+        None => r.system.clone(),
+    }
 }
 
 /// (1/(1-q), µs) points of a histogram's percentile spectrum.
@@ -56,6 +63,9 @@ fn plot_spectrum(runs: &[&RunReport], name: &str) -> Result<String, String> {
         .flat_map(|(_, p)| p.iter().map(|x| x.1))
         .fold(10.0, f64::max)
         * 1.5;
+    let values = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let ymin = (values().map(|x| x.1).fold(f64::MAX, f64::min) / 2.0).max(1.0);
+    let xmax = values().map(|x| x.0).fold(10.0, f64::max) * 2.0;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760, 380)).into_drawing_area();
@@ -68,13 +78,14 @@ fn plot_spectrum(runs: &[&RunReport], name: &str) -> Result<String, String> {
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d((1.0f64..1e6).log_scale(), (1.0f64..ymax).log_scale())
+            .build_cartesian_2d((1.0f64..xmax).log_scale(), (ymin..ymax).log_scale())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("µs")
-            .x_label_formatter(&|x| format!("{:.4}%", 100.0 * (1.0 - 1.0 / x)))
+            .x_label_formatter(&|x| format!("{:.3}%", 100.0 * (1.0 - 1.0 / x)))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (name, pts)) in series.iter().enumerate() {
@@ -91,7 +102,7 @@ fn plot_spectrum(runs: &[&RunReport], name: &str) -> Result<String, String> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -136,7 +147,7 @@ fn plot_timeline(
             .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(35)
-            .y_label_area_size(70)
+            .y_label_area_size(80)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)
             .map_err(|e| e.to_string())?;
         chart
@@ -158,7 +169,7 @@ fn plot_timeline(
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -198,7 +209,7 @@ pub fn render(title: &str, intro: &str, runs: &[RunReport]) -> Result<String, St
         let names: BTreeSet<&String> = rs.iter().flat_map(|r| r.metrics.keys()).collect();
         let _ = write!(h, "<h2>{}</h2><table><tr><th>metric</th>", esc(sc));
         for r in &rs {
-            let _ = write!(h, "<th>{}</th>", esc(&r.system));
+            let _ = write!(h, "<th>{}</th>", esc(&label(r)));
         }
         h.push_str("</tr>");
         for n in names {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::load::{Load, LoadError};
-use super::sender::send_all;
+use super::sender::{SendPlan, send_all};
 use super::{Common, Outcome};
 use crate::histo::Latency;
 use crate::report::RunReport;
@@ -99,16 +99,16 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     let receivers = load.totals().established;
     let topic_for = topic.clone();
     let to = move |_i: u64| topic_for.clone();
-    let sent = send_all(
-        c.peer,
-        c.publish_addr(),
-        1,
-        a.messages,
-        a.msg_rate,
-        a.payload,
-        &to,
-        all,
-    );
+    let plan = SendPlan {
+        kind: c.peer,
+        addr: c.publish_addr(),
+        threads: 1,
+        total: a.messages,
+        rate: a.msg_rate,
+        payload: a.payload,
+        broadcast_all: all,
+    };
+    let sent = send_all(&plan, &to);
     let want = sent.sent * receivers;
     load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
         t.deliveries >= want
@@ -144,13 +144,16 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     for s in res.seqs.iter().filter(|s| s.count > 0) {
         completion.record_us(s.last_us - s.first_us);
     }
-    rep.metric("completion_p99_us", completion.quantile_us(0.99) as f64);
+    if completion.count() > 0 {
+        rep.metric("completion_p99_us", completion.quantile_us(0.99) as f64);
+    }
     rep.histogram("delivery", &res.delivery);
     rep.histogram("completion", &completion);
     rep.histogram("publish_call", &sent.call);
     for (k, v) in &sent.errors {
         *rep.failures.entry(format!("publish: {k}")).or_default() += v;
     }
+    rep.invalidate(publish_failures(&sent, plan.total));
     rep.invalidate(judge(
         &sent.lag,
         a.msg_rate,
@@ -162,6 +165,19 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         rep.invalidate(vec!["subscribers were not all ready in time".into()]);
     }
     Ok(Outcome::new(rep, load))
+}
+
+/// INVALID reasons when sends failed: the figures then describe fewer
+/// messages than asked for.
+fn publish_failures(s: &super::sender::SendOutcome, total: u64) -> Vec<String> {
+    if s.sent >= total {
+        return Vec::new();
+    }
+    let first = s.errors.keys().next().cloned().unwrap_or_default();
+    vec![format!(
+        "publisher: only {} of {total} sends succeeded ({first})",
+        s.sent
+    )]
 }
 
 /// Sends per second the publishers kept; schedules too short to time
@@ -205,16 +221,16 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         x ^= x >> 31;
         format!("@u{}", x % n)
     };
-    let sent = send_all(
-        c.peer,
-        c.publish_addr(),
-        a.publishers,
-        a.pushes,
-        a.rate,
-        a.payload,
-        &to,
-        false,
-    );
+    let plan = SendPlan {
+        kind: c.peer,
+        addr: c.publish_addr(),
+        threads: a.publishers,
+        total: a.pushes,
+        rate: a.rate,
+        payload: a.payload,
+        broadcast_all: false,
+    };
+    let sent = send_all(&plan, &to);
     let want = sent.sent;
     load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
         t.deliveries >= want
@@ -238,6 +254,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     for (k, v) in &sent.errors {
         *rep.failures.entry(format!("publish: {k}")).or_default() += v;
     }
+    rep.invalidate(publish_failures(&sent, plan.total));
     rep.invalidate(judge(
         &sent.lag,
         a.rate,

@@ -52,6 +52,10 @@ pub struct FloorFigures {
     pub deliveries_per_s: f64,
     /// Per-round completion (first → last read), µs.
     pub completion: Latency,
+    /// Loopback pairs set up per second (blocking connect + accept).
+    pub connects_per_s: f64,
+    /// Kernel Slab growth per pair while they were set up, bytes.
+    pub slab_bytes_per_pair: f64,
 }
 
 /// The frame the gateway would send for a push of `payload` bytes.
@@ -70,6 +74,9 @@ pub fn push_frame(payload: usize) -> Vec<u8> {
     out
 }
 
+/// One sender/reader thread pair's figures: send µs, read µs, per round (first, last) arrival µs.
+type ThreadFigures = (f64, f64, Vec<(u64, u64)>);
+
 /// Runs the floor measurement.
 pub fn measure(a: &FloorArgs) -> std::io::Result<FloorFigures> {
     let cap = host_limits().nofile.saturating_sub(RESERVED_FDS * 2) / 2;
@@ -79,6 +86,8 @@ pub fn measure(a: &FloorArgs) -> std::io::Result<FloorFigures> {
     let addr = listener.local_addr()?;
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
+    let slab0 = crate::procfs::meminfo_kb("Slab");
+    let setup = Instant::now();
     for _ in 0..pairs {
         let c = TcpStream::connect(addr)?;
         let (s, _) = listener.accept()?;
@@ -87,13 +96,15 @@ pub fn measure(a: &FloorArgs) -> std::io::Result<FloorFigures> {
         receivers.push(c);
     }
     drop(listener);
+    let setup_s = setup.elapsed().as_secs_f64();
+    let slab1 = crate::procfs::meminfo_kb("Slab");
     let frame = push_frame(a.payload);
     let rounds = a.messages.max(1);
     let per = pairs.div_ceil(threads) as usize;
     let t0 = Instant::now();
     // Each sender thread has a reader thread for the same sockets, so
     // every delivery is a separate send and a separate read.
-    let results: Vec<(f64, f64, Vec<(u64, u64)>)> = std::thread::scope(|sc| {
+    let results: Vec<ThreadFigures> = std::thread::scope(|sc| {
         let mut hs = Vec::new();
         for (tx, rx) in senders.chunks_mut(per).zip(receivers.chunks_mut(per)) {
             let frame = &frame;
@@ -143,6 +154,10 @@ pub fn measure(a: &FloorArgs) -> std::io::Result<FloorFigures> {
         pairs,
         ..FloorFigures::default()
     };
+    f.connects_per_s = (f64::from(pairs) / setup_s.max(1e-6)).round();
+    if let (Some(a), Some(b)) = (slab0, slab1) {
+        f.slab_bytes_per_pair = (b.saturating_sub(a) * 1024) as f64 / f64::from(pairs);
+    }
     // Per thread: its sends are sequential, so its wall time / its sends.
     let per_thread = n / results.len().max(1) as f64;
     f.send_us = results.iter().map(|r| r.0).sum::<f64>() / results.len().max(1) as f64 / per_thread;
@@ -180,6 +195,8 @@ pub fn run(a: &FloorArgs) -> std::io::Result<RunReport> {
     rep.metric("send_us", (f.send_us * 1000.0).round() / 1000.0);
     rep.metric("read_us", (f.read_us * 1000.0).round() / 1000.0);
     rep.metric("deliveries_per_s", f.deliveries_per_s);
+    rep.metric("connections_per_s", f.connects_per_s);
+    rep.metric("kernel_slab_bytes_per_pair", f.slab_bytes_per_pair.round());
     // One broadcast to N connections split over the threads, from the send cost.
     rep.metric(
         "broadcast_us_per_1k_conns",

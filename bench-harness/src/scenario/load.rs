@@ -57,7 +57,7 @@ pub struct LoadSpec {
 #[non_exhaustive]
 pub enum LoadError {
     /// The host cannot do it.
-    #[error("pre-flight: {0}")]
+    #[error(transparent)]
     Preflight(#[from] PreflightError),
     /// Worker trouble.
     #[error(transparent)]

@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod floor;
 pub mod load;
 pub mod sender;
+pub mod suite;
 pub mod uplink;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -27,18 +27,38 @@ pub struct SendOutcome {
     pub last_sent_us: u64,
 }
 
-/// Sends `total` messages at `rate`/s over `threads` publisher connections;
-/// message `i` goes to `to(i)`.
-pub fn send_all(
-    kind: PeerKind,
-    addr: SocketAddr,
-    threads: u32,
-    total: u64,
-    rate: f64,
-    payload: usize,
-    to: &(dyn Fn(u64) -> String + Sync),
-    broadcast_all: bool,
-) -> SendOutcome {
+/// What to send.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPlan {
+    /// Protocol of the system under test.
+    pub kind: PeerKind,
+    /// Push API or broker address.
+    pub addr: SocketAddr,
+    /// Publisher connections (threads).
+    pub threads: u32,
+    /// Messages in total.
+    pub total: u64,
+    /// Messages per second (≤ 0: back to back).
+    pub rate: f64,
+    /// Payload bytes.
+    pub payload: usize,
+    /// Broadcast to every connection (the gateway's `{"all": true}`).
+    pub broadcast_all: bool,
+}
+
+/// Sends `plan.total` messages at `plan.rate`/s over `plan.threads`
+/// publisher connections; message `i` goes to `to(i)` (`@user` for a
+/// user, else a topic).
+pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOutcome {
+    let SendPlan {
+        kind,
+        addr,
+        threads,
+        total,
+        rate,
+        payload,
+        broadcast_all,
+    } = *plan;
     let threads = threads.max(1);
     let start = Instant::now() + Duration::from_millis(20);
     let start_wall = wall_us() + 20_000;
@@ -90,8 +110,8 @@ pub fn send_all(
                         let dest = to(i);
                         let target = if broadcast_all {
                             To::All
-                        } else if dest.starts_with('@') {
-                            To::User(&dest[1..])
+                        } else if let Some(user) = dest.strip_prefix('@') {
+                            To::User(user)
                         } else {
                             To::Topic(&dest)
                         };

@@ -76,10 +76,11 @@ impl GatewayClient {
     ) -> Option<Millis> {
         let was_closed = self.session.is_closed();
         self.session.handle_timeout(now, out);
-        if !was_closed && self.session.is_closed() {
-            if let Some(why) = self.session.close_reason() {
-                ev.push(WireEvent::Closed(close_label(why)));
-            }
+        if !was_closed
+            && self.session.is_closed()
+            && let Some(why) = self.session.close_reason()
+        {
+            ev.push(WireEvent::Closed(close_label(why)));
         }
         self.session.deadline()
     }

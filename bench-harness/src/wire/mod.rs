@@ -73,7 +73,7 @@ pub struct Identity {
 #[derive(Debug)]
 pub enum ClientWire {
     /// Gateway protocol v1.
-    Gateway(gateway::GatewayClient),
+    Gateway(Box<gateway::GatewayClient>),
     /// MQTT 3.1.1.
     Mqtt(mqtt::MqttClient),
     /// Core NATS.
@@ -85,7 +85,7 @@ impl ClientWire {
     #[must_use]
     pub fn new(kind: PeerKind, id: &Identity, now: Millis) -> Self {
         match kind {
-            PeerKind::Gateway => Self::Gateway(gateway::GatewayClient::new(id, now)),
+            PeerKind::Gateway => Self::Gateway(Box::new(gateway::GatewayClient::new(id, now))),
             PeerKind::Mqtt => Self::Mqtt(mqtt::MqttClient::new(id, 0, now)),
             PeerKind::MqttQos1 => Self::Mqtt(mqtt::MqttClient::new(id, 1, now)),
             PeerKind::Nats => Self::Nats(nats::NatsClient::new(now)),
@@ -128,7 +128,7 @@ impl ClientWire {
     ) -> Option<Millis> {
         match self {
             Self::Gateway(c) => c.tick(now, ev, out),
-            Self::Mqtt(c) => c.tick(now, out),
+            Self::Mqtt(c) => c.tick(now, ev, out),
             Self::Nats(_) => None,
         }
     }

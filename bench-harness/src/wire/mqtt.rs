@@ -186,7 +186,11 @@ pub struct MqttClient {
     established: bool,
     closed: bool,
     next_packet_id: u16,
+    handshake_deadline: Millis,
 }
+
+/// How long a client waits for CONNACK.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 impl MqttClient {
     /// A client for `id` subscribing at `qos`.
@@ -202,6 +206,7 @@ impl MqttClient {
             established: false,
             closed: false,
             next_packet_id: 1,
+            handshake_deadline: now.saturating_add(HANDSHAKE_TIMEOUT_MS),
         }
     }
 
@@ -211,6 +216,7 @@ impl MqttClient {
         let ka = u16::try_from(self.keepalive_ms.div_ceil(1000)).unwrap_or(u16::MAX);
         connect(&self.client_id, ka, out);
         self.next_ping = now.saturating_add(self.keepalive_ms);
+        self.handshake_deadline = now.saturating_add(HANDSHAKE_TIMEOUT_MS);
     }
 
     /// Writes SUBSCRIBE.
@@ -278,10 +284,27 @@ impl MqttClient {
         }
     }
 
-    /// Sends PINGREQ every keepalive; returns the next ping time.
-    pub fn tick(&mut self, now: Millis, out: &mut Vec<u8>) -> Option<Millis> {
+    /// Sends PINGREQ every keepalive once established; before that, closes
+    /// when no CONNACK came in [`HANDSHAKE_TIMEOUT_MS`]. Returns when to
+    /// call again.
+    pub fn tick(
+        &mut self,
+        now: Millis,
+        ev: &mut Vec<WireEvent>,
+        out: &mut Vec<u8>,
+    ) -> Option<Millis> {
         if self.closed {
             return None;
+        }
+        if !self.established {
+            if now >= self.handshake_deadline {
+                self.closed = true;
+                ev.push(WireEvent::Closed(
+                    "mqtt: no CONNACK (handshake timeout)".into(),
+                ));
+                return None;
+            }
+            return Some(self.handshake_deadline);
         }
         if self.established && now >= self.next_ping {
             out.extend_from_slice(&[ptype::PINGREQ << 4, 0]);
@@ -384,8 +407,21 @@ mod tests {
         );
         assert_eq!(out, [0x40, 2, 0, 5]);
         out.clear();
-        assert_eq!(c.tick(Millis(30_000), &mut out), Some(Millis(60_000)));
+        assert_eq!(
+            c.tick(Millis(30_000), &mut ev, &mut out),
+            Some(Millis(60_000))
+        );
         assert_eq!(out, [0xc0, 0]);
+        // No CONNACK: the deadline is the handshake timeout, then it closes.
+        let mut slow = MqttClient::new(&id(), 0, Millis(0));
+        slow.start(Millis(0), &mut out);
+        ev.clear();
+        assert_eq!(
+            slow.tick(Millis(50_000 - 40_001), &mut ev, &mut out),
+            Some(Millis(10_000))
+        );
+        assert_eq!(slow.tick(Millis(10_000), &mut ev, &mut out), None);
+        assert!(matches!(&ev[0], WireEvent::Closed(m) if m.contains("handshake timeout")));
     }
 
     #[test]

@@ -1,0 +1,236 @@
+//! Connection set-up and tear-down: the linked socket → setsockopt → bind →
+//! connect chain into a direct-descriptor slot, the handshake start,
+//! shutdown/close, churn reconnects.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use io_uring::{opcode, squeue, types};
+use protocol::auth::{Claims, mint_hs256};
+
+use super::{ONE, Shard, ShardError, TOKEN_TTL_S};
+use crate::engine::conn::Phase;
+use crate::engine::ops::{Op, Tag};
+use crate::stamp::wall_us;
+use crate::wire::{ClientWire, Identity};
+
+impl Shard<'_> {
+    pub(super) fn identity(&self, slot: u32) -> Result<Identity, ShardError> {
+        let user = format!("u{}", self.plan.first_user + u64::from(slot));
+        let token = if self.plan.peer == crate::wire::PeerKind::Gateway {
+            let claims = Claims {
+                sub: user.clone(),
+                exp: Some(wall_us() / 1_000_000 + TOKEN_TTL_S),
+                ..Claims::default()
+            };
+            mint_hs256(self.plan.jwt_secret.as_bytes(), &claims).map_err(|e| ShardError::Token {
+                shard: self.plan.index,
+                reason: e.to_string(),
+            })?
+        } else {
+            String::new()
+        };
+        Ok(Identity {
+            user,
+            token,
+            heartbeat_ms: self.plan.heartbeat_ms,
+        })
+    }
+    pub(super) fn start_connect(
+        &mut self,
+        slot: u32,
+        intended_ns: u64,
+        is_reconnect: bool,
+    ) -> Result<(), ShardError> {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        conn.generation = conn.generation.wrapping_add(1);
+        conn.phase = Phase::Connecting;
+        conn.intended_ns = intended_ns;
+        conn.is_reconnect = is_reconnect;
+        conn.reconnect_after_close = false;
+        conn.wire = None;
+        conn.seen = Vec::new();
+        let generation = conn.generation;
+        self.link.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        self.res.attempts += 1;
+        let tag = |op| {
+            Tag {
+                op,
+                generation,
+                slot,
+            }
+            .encode()
+        };
+        let fixed = types::Fixed(slot);
+        let link = squeue::Flags::IO_LINK;
+        let quiet = squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS;
+        let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
+            return Ok(());
+        };
+        let sock = opcode::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0)
+            .file_index(Some(dest))
+            .build()
+            .flags(quiet)
+            .user_data(tag(Op::Socket));
+        self.push(sock)?;
+        let optval = (&raw const ONE).cast::<libc::c_void>();
+        let optlen = std::mem::size_of::<libc::c_int>() as u32;
+        let nodelay = opcode::SetSockOpt::new(
+            fixed,
+            libc::IPPROTO_TCP as u32,
+            libc::TCP_NODELAY as u32,
+            optval,
+            optlen,
+        )
+        .build()
+        .flags(quiet)
+        .user_data(tag(Op::SockOpt));
+        self.push(nodelay)?;
+        if !self.sources.is_empty() {
+            let src: *const libc::sockaddr_in =
+                &raw const self.sources[slot as usize % self.sources.len()];
+            let noport = opcode::SetSockOpt::new(
+                fixed,
+                libc::IPPROTO_IP as u32,
+                libc::IP_BIND_ADDRESS_NO_PORT as u32,
+                optval,
+                optlen,
+            )
+            .build()
+            .flags(quiet)
+            .user_data(tag(Op::SockOpt));
+            self.push(noport)?;
+            let bind = opcode::Bind::new(
+                fixed,
+                src.cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+            .build()
+            .flags(quiet)
+            .user_data(tag(Op::Bind));
+            self.push(bind)?;
+        }
+        let _ = link;
+        let connect = opcode::Connect::new(
+            fixed,
+            (&raw const *self.target).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+        .build()
+        .user_data(tag(Op::Connect));
+        self.push(connect)
+    }
+    pub(super) fn on_connect(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
+        let elapsed = self.elapsed_since_intended(slot);
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        if res < 0 {
+            let was_dead = conn.phase == Phase::Dead;
+            conn.phase = Phase::Dead;
+            if !was_dead {
+                self.note_failure(format!("connect: {}", io::Error::from_raw_os_error(-res)));
+            }
+            if !self.conns[slot as usize].is_reconnect {
+                self.resolve_attempt();
+            }
+            return self.close_slot(slot, false);
+        }
+        self.res.connect.record_us(elapsed);
+        conn.phase = Phase::Handshaking;
+        let id = self.identity(slot)?;
+        let now = self.now_ms();
+        let mut wire = ClientWire::new(self.plan.peer, &id, now);
+        self.out.clear();
+        wire.start(now, &mut self.out);
+        if let Some(topic) = &self.plan.subscribe {
+            wire.subscribe(&topic.replace("{user}", &id.user), &mut self.out);
+        }
+        let conn = &mut self.conns[slot as usize];
+        conn.wire = Some(wire);
+        let generation = conn.generation;
+        let out = std::mem::take(&mut self.out);
+        self.send(slot, &out)?;
+        self.out = out;
+        self.arm_recv(slot)?;
+        self.timers
+            .push(now.saturating_add(10_000), slot, generation);
+        Ok(())
+    }
+    pub(super) fn elapsed_since_intended(&self, slot: u32) -> u64 {
+        let intended = self.conns.get(slot as usize).map_or(0, |c| c.intended_ns);
+        let now = self.ns_of(Instant::now());
+        now.saturating_sub(intended) / 1000
+    }
+    pub(super) fn lose(&mut self, slot: u32) -> Result<(), ShardError> {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        let was = conn.phase;
+        conn.phase = Phase::Dead;
+        if was == Phase::Established {
+            self.established_now = self.established_now.saturating_sub(1);
+            self.link
+                .counters
+                .established
+                .store(self.established_now, Ordering::Relaxed);
+        } else if was == Phase::Handshaking && !conn.is_reconnect {
+            self.resolve_attempt();
+        }
+        self.close_slot(slot, false)
+    }
+    pub(super) fn close_slot(&mut self, slot: u32, reconnect: bool) -> Result<(), ShardError> {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        conn.reconnect_after_close = reconnect;
+        if reconnect {
+            conn.phase = Phase::Closing;
+        }
+        let generation = conn.generation;
+        let tag = |op| {
+            Tag {
+                op,
+                generation,
+                slot,
+            }
+            .encode()
+        };
+        let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(tag(Op::Shutdown));
+        self.push(shut)?;
+        let close = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(tag(Op::Close));
+        self.push(close)
+    }
+    pub(super) fn on_close(&mut self, slot: u32) -> Result<(), ShardError> {
+        self.maybe_reconnect(slot)
+    }
+    pub(super) fn maybe_reconnect(&mut self, slot: u32) -> Result<(), ShardError> {
+        let now = self.ns_of(Instant::now());
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        if conn.phase == Phase::Closing && conn.reconnect_after_close && !conn.send_in_flight {
+            conn.reconnect_after_close = false;
+            conn.phase = Phase::Idle;
+            // The reconnect was meant to start when the churn event was due.
+            let intended = conn.intended_ns.min(now);
+            return self.start_connect(slot, intended, true);
+        }
+        Ok(())
+    }
+    pub(super) fn resolve_attempt(&mut self) {
+        self.resolved += 1;
+    }
+    pub(super) fn note_failure(&mut self, why: String) {
+        *self.res.failures.entry(why).or_default() += 1;
+        self.link.counters.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
