@@ -218,7 +218,7 @@ fn broadcast_reaches_every_connection_exactly_once() {
 #[test]
 fn app_filtering() {
     let gw = Gateway::start(2, "");
-    let mut with = |apps: &[&str], user: &str| {
+    let with = |apps: &[&str], user: &str| {
         let mut c = Client::connect_with(
             gw.client,
             ClientConfig {
