@@ -116,6 +116,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -167,8 +168,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     cfg.validate(cpus)?;
     startup_check(&cfg, cpus)?;
     let settings = Settings::new(cfg, cpus)?;
-    let secret = match &settings.config.auth.jwt_secret {
+    let auth = &settings.config.auth;
+    let hs256_in_use = auth.mode == tuning::backends::AuthMode::Jwt
+        && auth.algorithm == tuning::backends::JwtAlgorithm::HS256;
+    let secret = match &auth.jwt_secret {
         Some(s) => s.as_bytes().to_vec(),
+        None if !hs256_in_use => random_secret(),
         None => {
             tracing::warn!(
                 "no JWT secret (auth.jwt_secret or GATEWAY_JWT_SECRET): using a random one, so every client will be refused until you set one"

@@ -107,9 +107,15 @@ impl Gateway {
     /// Starts the gateway with `shards` shards and extra TOML `config`
     /// (sections other than `[listen]`, whose addresses are chosen here).
     pub fn start(shards: usize, config: &str) -> Self {
+        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::start_with_control(shards, config, control)
+    }
+
+    /// Like [`Gateway::start`], with the control listener on `control`
+    /// (readiness is still probed over 127.0.0.1).
+    pub fn start_with_control(shards: usize, config: &str, control: SocketAddr) -> Self {
         let dir = TempDir::new("gw");
         let client: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let path = dir.0.join("gateway.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.0.join("gateway.log")).expect("log file");
@@ -129,10 +135,11 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("spawn gateway");
+        let probe = SocketAddr::from(([127, 0, 0, 1], control.port()));
         let gw = Self {
             child: Some(child),
             client,
-            control,
+            control: probe,
             _dir: dir,
         };
         gw.wait_ready();

@@ -529,3 +529,39 @@ fn drain_kicks_everyone_with_hints_and_stops_accepting() {
     );
     assert_eq!(get(&gw, "/healthz").0, 200, "control API keeps serving");
 }
+
+#[test]
+fn a_control_listener_off_loopback_requires_the_bearer_token() {
+    let port = e2e_tests::free_port();
+    let gw = Gateway::start_with_control(
+        2,
+        "[listen]\ncontrol_token = \"let-me-in\"\n",
+        format!("0.0.0.0:{port}").parse().unwrap(),
+    );
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let request = |auth: Option<&str>| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(local).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let auth = auth
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /v1/stats HTTP/1.1\r\n{auth}connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        e2e_tests::parse_response(&out).map(|(st, _)| st)
+    };
+    assert_eq!(request(None), Some(401));
+    assert_eq!(request(Some("wrong")), Some(401));
+    assert_eq!(request(Some("let-me-in")), Some(200));
+    assert_eq!(
+        http(local, "GET", "/healthz", "").unwrap().0,
+        200,
+        "health stays open"
+    );
+    drop(gw);
+}

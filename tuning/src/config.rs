@@ -412,6 +412,21 @@ impl GatewayConfig {
 
     /// Checks ranges and cross-field consistency; the error names the key.
     pub fn validate(&self, online_cpus: usize) -> Result<(), ConfigError> {
+        if !self.listen.control.ip().is_loopback()
+            && self
+                .listen
+                .control_token
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "listen.control_token",
+                format!(
+                    "required when the control listener ({}) is not on a loopback address: the push API would be open to the network",
+                    self.listen.control
+                ),
+            ));
+        }
         if self.listen.backlog == 0 {
             return Err(invalid("listen.backlog", "must be at least 1"));
         }
@@ -601,6 +616,16 @@ mod tests {
         });
         let back = GatewayConfig::from_toml(&cfg.to_toml(), "inline").unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn an_exposed_control_listener_needs_a_token() {
+        let mut cfg = GatewayConfig::default();
+        cfg.listen.control = "0.0.0.0:7101".parse().unwrap();
+        let msg = cfg.validate(2).unwrap_err().to_string();
+        assert!(msg.contains("listen.control_token"), "{msg}");
+        cfg.listen.control_token = Some("s3cret".into());
+        cfg.validate(2).unwrap();
     }
 
     #[test]
