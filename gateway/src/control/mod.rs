@@ -17,6 +17,7 @@ const READ_CHUNK: usize = 8192;
 
 #[derive(Debug, Default)]
 struct ControlConn {
+    generation: u32,
     fd: i32,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
@@ -38,7 +39,16 @@ struct ControlConn {
 pub struct ControlServer {
     listener: Socket,
     conns: Slab<ControlConn>,
-    ready: Vec<(usize, http::Request)>,
+    ready: Vec<(Caller, http::Request)>,
+    next_generation: u32,
+}
+
+/// Who asked: a control connection, told apart from a later connection
+/// that reuses its slot, so a late answer never reaches the wrong caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    key: usize,
+    generation: u32,
 }
 
 fn push(ring: &mut IoUring, entry: squeue::Entry) {
@@ -61,6 +71,7 @@ impl ControlServer {
             listener,
             conns: Slab::new(),
             ready: Vec::new(),
+            next_generation: 0,
         }
     }
 
@@ -79,16 +90,18 @@ impl ControlServer {
 
     /// Requests parsed and waiting for the shard to answer with
     /// [`ControlServer::respond`] (now or later), with their connection key.
-    pub fn take_ready(&mut self) -> Vec<(usize, http::Request)> {
+    pub fn take_ready(&mut self) -> Vec<(Caller, http::Request)> {
         std::mem::take(&mut self.ready)
     }
 
-    /// Writes the answer to connection `key`'s pending request.
-    pub fn respond(&mut self, ring: &mut IoUring, key: usize, resp: &routes::Response) {
+    /// Writes the answer to `caller`'s pending request (dropped if that
+    /// connection is gone).
+    pub fn respond(&mut self, ring: &mut IoUring, caller: Caller, resp: &routes::Response) {
+        let key = caller.key;
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if !c.awaiting || c.closing {
+        if c.generation != caller.generation || !c.awaiting || c.closing {
             return;
         }
         c.awaiting = false;
@@ -115,8 +128,11 @@ impl ControlServer {
             OpKind::ControlAccept => {
                 self.arm_accept(ring);
                 if res >= 0 {
+                    let generation = self.next_generation;
+                    self.next_generation = self.next_generation.wrapping_add(1);
                     let key = self.conns.insert(ControlConn {
                         fd: res,
+                        generation,
                         ..Default::default()
                     });
                     self.arm_recv(ring, key);
@@ -179,7 +195,11 @@ impl ControlServer {
                 c.inbuf.drain(..used);
                 c.awaiting = true;
                 c.keep_alive = req.keep_alive;
-                self.ready.push((key, req));
+                let caller = Caller {
+                    key,
+                    generation: c.generation,
+                };
+                self.ready.push((caller, req));
             }
             Ok(None) => self.arm_recv(ring, key),
             Err(e) => {

@@ -4,6 +4,7 @@
 use protocol::time::Millis;
 
 use super::Shard;
+use crate::control::Caller;
 use crate::control::http::Request;
 use crate::control::routes::{self, Response};
 
@@ -39,16 +40,16 @@ fn percent_decode(segment: &str) -> Option<String> {
 impl Shard {
     /// Answers the requests the control listener has parsed.
     pub(super) fn handle_control_requests(&mut self, now: Millis) {
-        for (key, req) in self.control.take_ready() {
-            if let Some(resp) = self.route_control(now, key, &req) {
-                self.respond(key, resp);
+        for (caller, req) in self.control.take_ready() {
+            if let Some(resp) = self.route_control(now, caller, &req) {
+                self.respond(caller, resp);
             }
         }
     }
 
-    /// Writes `resp` to control connection `key` (now or later).
-    pub(super) fn respond(&mut self, key: usize, resp: Response) {
-        self.control.respond(&mut self.ring, key, &resp);
+    /// Writes `resp` to `caller` (now or later).
+    pub(super) fn respond(&mut self, caller: Caller, resp: Response) {
+        self.control.respond(&mut self.ring, caller, &resp);
     }
 
     /// Whether `req` may use the control API: a bearer token is required
@@ -68,7 +69,7 @@ impl Shard {
     }
 
     /// The response to `req`, or `None` when it comes later.
-    fn route_control(&mut self, now: Millis, key: usize, req: &Request) -> Option<Response> {
+    fn route_control(&mut self, now: Millis, key: Caller, req: &Request) -> Option<Response> {
         let path = req.path.split('?').next().unwrap_or("");
         if path != "/healthz" && !self.authorized(req) {
             return Some(Response::error(401, "missing or wrong bearer token"));

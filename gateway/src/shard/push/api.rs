@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Message, OUTBOX_LIMIT, PushJob, UserAction};
+use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::shard::{Shard, wall_clock};
 
@@ -216,7 +217,7 @@ impl Shard {
     pub(in crate::shard) fn api_user(
         &mut self,
         now: Millis,
-        control_key: usize,
+        control_key: Caller,
         user: &str,
     ) -> Option<Response> {
         if user.is_empty() {
@@ -230,7 +231,7 @@ impl Shard {
     pub(in crate::shard) fn api_kick(
         &mut self,
         now: Millis,
-        control_key: usize,
+        control_key: Caller,
         body: &[u8],
     ) -> Option<Response> {
         let req: KickRequest = match parse(body) {

@@ -9,6 +9,7 @@ use serde_json::json;
 use slab::Slab;
 
 use super::{Message, RequestRef, SessionInfo, UserAction};
+use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::shard::Shard;
 
@@ -17,7 +18,7 @@ pub const REQUEST_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug)]
 struct Pending {
-    control_key: usize,
+    control_key: Caller,
     user: String,
     kick: bool,
     started: Millis,
@@ -45,7 +46,7 @@ impl Shard {
     pub(super) fn begin_user_request(
         &mut self,
         now: Millis,
-        control_key: usize,
+        control_key: Caller,
         user: &str,
         action: UserAction,
     ) {
