@@ -10,6 +10,12 @@ use std::net::Ipv4Addr;
 /// default `ip_local_port_range` is 32768–60999, about 28k ports.
 pub const DEFAULT_PORTS_PER_SOURCE: u32 = 28_232;
 
+/// Share of a source address's ports the plan fills at most: the kernel
+/// searches the port range for a free (source, port, destination) tuple on
+/// every connect, so a nearly full range makes each connect scan thousands
+/// of ports. Spreading over more sources keeps connects O(1).
+pub const SOURCE_FILL: f64 = 0.25;
+
 /// Descriptors each harness process keeps for itself (pipes, listeners,
 /// the ring, stdio, publishers).
 pub const RESERVED_FDS: u32 = 64;
@@ -178,6 +184,8 @@ pub fn plan(req: &Request, host: &HostLimits) -> Result<Plan, PreflightError> {
     }
     let ports = host.ports_per_source.max(1);
     let n_sources = req.connections.div_ceil(ports);
+    // Spread wider than the minimum when the address space allows.
+    let spread = (f64::from(req.connections) / (f64::from(ports) * SOURCE_FILL)).ceil() as u32;
     // 127.0.0.0/8 from the first address up to 127.255.255.254.
     let first = u32::from(req.first_source);
     let last = u32::from(Ipv4Addr::new(127, 255, 255, 254));
@@ -195,7 +203,9 @@ pub fn plan(req: &Request, host: &HostLimits) -> Result<Plan, PreflightError> {
             ports_per_source: ports,
         });
     }
-    let sources = (0..n_sources).map(|i| Ipv4Addr::from(first + i)).collect();
+    let sources = (0..spread.clamp(n_sources, available))
+        .map(|i| Ipv4Addr::from(first + i))
+        .collect();
     let conns = u64::from(req.connections);
     let kernel_bytes = if req.target_is_local {
         conns * KERNEL_BYTES_PER_LOOPBACK_PAIR
@@ -300,10 +310,10 @@ mod tests {
         let p = plan(&req(40_000, 2, 0), &host()).unwrap();
         assert_eq!(p.workers, 2);
         assert_eq!(p.per_worker, vec![20_000, 20_000]);
-        assert_eq!(
-            p.sources,
-            vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)]
-        );
+        // 2 sources would do; 6 keep every port range at most a quarter full.
+        assert_eq!(p.sources.len(), 6);
+        assert_eq!(p.sources[0], Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(p.sources[5], Ipv4Addr::new(127, 0, 0, 7));
         assert_eq!(p.slots_per_shard, 10_000);
         let p = plan(&req(39_872, 2, 0), &host()).unwrap();
         assert_eq!(p.workers, 1);

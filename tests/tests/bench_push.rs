@@ -13,7 +13,6 @@ use bench_harness::backend::{BackendArgs, MockBackend};
 use e2e_tests::Gateway;
 
 #[test]
-#[ignore = "needs POST /v1/push (issue 4, in progress): run with --ignored once it lands"]
 fn fanout_topic_broadcast_reaches_every_subscriber_once() {
     let gw = Gateway::start(2, "");
     let (target, control) = (gw.client.to_string(), gw.control.to_string());
@@ -49,7 +48,6 @@ fn fanout_topic_broadcast_reaches_every_subscriber_once() {
 }
 
 #[test]
-#[ignore = "needs POST /v1/push (issue 4, in progress): run with --ignored once it lands"]
 fn fanout_to_all_and_unicast_to_random_users() {
     let gw = Gateway::start(2, "");
     let (target, control) = (gw.client.to_string(), gw.control.to_string());

@@ -93,10 +93,13 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                         if i % u64::from(threads) != u64::from(t) {
                             continue;
                         }
-                        out.lag.record_us(
-                            u64::try_from(now.saturating_duration_since(due).as_micros())
-                                .unwrap_or(u64::MAX),
-                        );
+                        // Back to back (no rate) has no schedule to be late on.
+                        if rate > 0.0 {
+                            out.lag.record_us(
+                                u64::try_from(now.saturating_duration_since(due).as_micros())
+                                    .unwrap_or(u64::MAX),
+                            );
+                        }
                         let intended_us = start_wall
                             + u64::try_from(due.saturating_duration_since(start).as_micros())
                                 .unwrap_or(0);
