@@ -44,6 +44,30 @@ pub enum To<'a> {
     User(&'a str),
 }
 
+fn push_target(to: To<'_>) -> serde_json::Value {
+    match to {
+        To::All => serde_json::json!({"all": true}),
+        To::Topic(t) => serde_json::json!({"topic": t}),
+        To::User(u) => serde_json::json!({"user": u}),
+    }
+}
+
+fn nats_subject(to: To<'_>) -> String {
+    match to {
+        To::All => "all".to_string(),
+        To::Topic(t) => t.to_string(),
+        To::User(u) => format!("u.{u}"),
+    }
+}
+
+fn mqtt_topic(to: To<'_>) -> String {
+    match to {
+        To::All => "all".to_string(),
+        To::Topic(t) => t.to_string(),
+        To::User(u) => format!("u/{u}"),
+    }
+}
+
 /// A publisher for one kind of system.
 #[derive(Debug)]
 pub struct Publisher {
@@ -124,17 +148,77 @@ impl Publisher {
         Ok(())
     }
 
+    /// Sends several messages back to back in one go: the gateway gets one
+    /// `POST /v1/push/batch`, the brokers one write of pipelined publishes
+    /// (MQTT QoS 1 stays stop-and-wait, as its protocol requires).
+    /// Returns how many were accepted.
+    pub fn send_batch(&mut self, items: &[(To<'_>, String)]) -> Result<u64, PublishError> {
+        match self.kind {
+            PeerKind::Gateway => self.push_batch(items),
+            PeerKind::MqttQos1 => {
+                for (to, payload) in items {
+                    self.send(*to, payload)?;
+                }
+                Ok(items.len() as u64)
+            }
+            PeerKind::Mqtt | PeerKind::Nats => {
+                let mut out = Vec::new();
+                for (to, payload) in items {
+                    match self.kind {
+                        PeerKind::Nats => {
+                            nats::publish(&nats_subject(*to), payload.as_bytes(), &mut out)
+                        }
+                        _ => mqtt::publish(
+                            &mqtt_topic(*to),
+                            payload.as_bytes(),
+                            0,
+                            self.packet_id,
+                            &mut out,
+                        ),
+                    }
+                }
+                self.write(&out)?;
+                Ok(items.len() as u64)
+            }
+        }
+    }
+
+    fn push_batch(&mut self, items: &[(To<'_>, String)]) -> Result<u64, PublishError> {
+        let mut body = String::new();
+        for (to, payload) in items {
+            body.push_str(
+                &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
+                    .to_string(),
+            );
+            body.push('\n');
+        }
+        let req = format!(
+            "POST /v1/push/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.write(req.as_bytes())?;
+        let (status, body) = self.read_http()?;
+        if status != 200 {
+            return Err(PublishError::Status { status, body });
+        }
+        let accepted = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["results"]
+                    .as_array()
+                    .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
+            })
+            .unwrap_or(0);
+        Ok(accepted as u64)
+    }
+
     /// Sends one message with `payload` to `to`.
     pub fn send(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
         match self.kind {
             PeerKind::Gateway => self.push(to, payload),
             PeerKind::Mqtt | PeerKind::MqttQos1 => {
                 let qos = u8::from(self.kind == PeerKind::MqttQos1);
-                let topic = match to {
-                    To::All => "all".to_string(),
-                    To::Topic(t) => t.to_string(),
-                    To::User(u) => format!("u/{u}"),
-                };
+                let topic = mqtt_topic(to);
                 let mut out = Vec::new();
                 self.packet_id = self.packet_id.wrapping_add(1).max(1);
                 mqtt::publish(&topic, payload.as_bytes(), qos, self.packet_id, &mut out);
@@ -150,11 +234,7 @@ impl Publisher {
                 Ok(())
             }
             PeerKind::Nats => {
-                let subject = match to {
-                    To::All => "all".to_string(),
-                    To::Topic(t) => t.to_string(),
-                    To::User(u) => format!("u.{u}"),
-                };
+                let subject = nats_subject(to);
                 let mut out = Vec::new();
                 nats::publish(&subject, payload.as_bytes(), &mut out);
                 self.write(&out)
@@ -173,12 +253,8 @@ impl Publisher {
     }
 
     fn push(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
-        let to = match to {
-            To::All => serde_json::json!({"all": true}),
-            To::Topic(t) => serde_json::json!({"topic": t}),
-            To::User(u) => serde_json::json!({"user": u}),
-        };
-        let body = serde_json::json!({"to": to, "payload": payload, "ack": false}).to_string();
+        let body = serde_json::json!({"to": push_target(to), "payload": payload, "ack": false})
+            .to_string();
         let req = format!(
             "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

@@ -40,6 +40,10 @@ pub struct FanoutArgs {
     /// Seconds to wait for the last deliveries after the last send.
     #[arg(long, default_value_t = 10.0)]
     pub drain_secs: f64,
+    /// Back to back (`--msg-rate 0`): broadcasts per publish request
+    /// (the gateway's `/v1/push/batch`; pipelined publishes on the brokers).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
     /// Give up waiting for the connect phase after this many seconds.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_secs: f64,
@@ -107,6 +111,7 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         rate: a.msg_rate,
         payload: a.payload,
         broadcast_all: all,
+        batch: a.batch,
     };
     let sent = send_all(&plan, &to);
     let want = sent.sent * receivers;
@@ -229,6 +234,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         rate: a.rate,
         payload: a.payload,
         broadcast_all: false,
+        batch: 1,
     };
     let sent = send_all(&plan, &to);
     let want = sent.sent;

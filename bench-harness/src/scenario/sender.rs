@@ -44,6 +44,8 @@ pub struct SendPlan {
     pub payload: usize,
     /// Broadcast to every connection (the gateway's `{"all": true}`).
     pub broadcast_all: bool,
+    /// Back to back only: messages sent per request (1 = one at a time).
+    pub batch: u32,
 }
 
 /// Sends `plan.total` messages at `plan.rate`/s over `plan.threads`
@@ -58,7 +60,9 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
         rate,
         payload,
         broadcast_all,
+        batch,
     } = *plan;
+    let batch = if rate > 0.0 { 1 } else { batch.max(1) as usize };
     let threads = threads.max(1);
     let start = Instant::now() + Duration::from_millis(20);
     let start_wall = wall_us() + 20_000;
@@ -79,6 +83,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                         }
                     };
                     let mut sched = Schedule::new(start, rate, total);
+                    let mut pending: Vec<(String, String)> = Vec::with_capacity(batch);
                     while !sched.done() {
                         let now = Instant::now();
                         let Some((i, due)) = sched.pop_due(now) else {
@@ -110,20 +115,44 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                             },
                             payload,
                         );
-                        let dest = to(i);
-                        let target = if broadcast_all {
-                            To::All
-                        } else if let Some(user) = dest.strip_prefix('@') {
-                            To::User(user)
-                        } else {
-                            To::Topic(&dest)
-                        };
+                        pending.push((to(i), body));
+                        if pending.len() < batch && !sched.done() {
+                            continue;
+                        }
+                        let items: Vec<(To<'_>, String)> = pending
+                            .iter()
+                            .map(|(dest, body)| {
+                                let target = if broadcast_all {
+                                    To::All
+                                } else if let Some(user) = dest.strip_prefix('@') {
+                                    To::User(user)
+                                } else {
+                                    To::Topic(dest)
+                                };
+                                (target, body.clone())
+                            })
+                            .collect();
                         let t0 = Instant::now();
                         out.last_sent_us = wall_us();
-                        match publisher.send(target, &body) {
-                            Ok(()) => out.sent += 1,
-                            Err(e) => *out.errors.entry(e.to_string()).or_default() += 1,
+                        let result = if items.len() == 1 {
+                            publisher.send(items[0].0, &items[0].1).map(|()| 1)
+                        } else {
+                            publisher.send_batch(&items)
+                        };
+                        match result {
+                            Ok(n) => {
+                                out.sent += n;
+                                let refused = items.len() as u64 - n;
+                                if refused > 0 {
+                                    *out.errors.entry("refused in batch".into()).or_default() +=
+                                        refused;
+                                }
+                            }
+                            Err(e) => {
+                                *out.errors.entry(e.to_string()).or_default() += items.len() as u64
+                            }
                         }
+                        pending.clear();
                         out.call
                             .record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
                     }

@@ -48,6 +48,10 @@ pub struct SuiteArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
+    /// Broadcasts per publish request in fanout runs (every system gets
+    /// the same: one push batch, or one write of pipelined publishes).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
     /// Repetitions (the table shows medians).
     #[arg(long, default_value_t = 3)]
     pub runs: u32,
@@ -307,6 +311,7 @@ pub fn run(
                     all: kind == PeerKind::Gateway,
                     payload: a.payload,
                     drain_secs: 30.0,
+                    batch: a.batch,
                     timeout_secs: 120.0,
                 };
                 run_one(

@@ -10,21 +10,24 @@ use super::outbound::Outbound;
 /// Lifecycle flags of a connection (bit set).
 pub mod flags {
     /// A multishot receive is armed.
-    pub const RECV_ARMED: u8 = 1;
+    pub const RECV_ARMED: u16 = 1;
     /// The handshake is still counted against `max_handshakes`.
-    pub const IN_HANDSHAKE: u8 = 2;
+    pub const IN_HANDSHAKE: u16 = 2;
     /// Closing: no more input is processed; flush, then shut down.
-    pub const CLOSING: u8 = 4;
+    pub const CLOSING: u16 = 4;
     /// Shutdown(SHUT_WR) submitted; lingering for the peer's EOF.
-    pub const SHUTDOWN_SENT: u8 = 8;
+    pub const SHUTDOWN_SENT: u16 = 8;
     /// Close of the descriptor submitted.
-    pub const CLOSE_SENT: u8 = 16;
+    pub const CLOSE_SENT: u16 = 16;
     /// Close of the descriptor completed.
-    pub const CLOSE_DONE: u8 = 32;
+    pub const CLOSE_DONE: u16 = 32;
     /// The peer closed its side (EOF seen).
-    pub const PEER_EOF: u8 = 64;
+    pub const PEER_EOF: u16 = 64;
     /// The receive must be re-armed (it stopped for lack of buffers).
-    pub const NEEDS_REARM: u8 = 128;
+    pub const NEEDS_REARM: u16 = 128;
+    /// Pushes were queued this loop iteration; a send starts at its end,
+    /// so frames delivered together leave in one send.
+    pub const FLUSH_PENDING: u16 = 256;
 }
 
 /// How long a closing connection waits for the peer's EOF after our FIN,
@@ -62,7 +65,7 @@ pub struct Conn {
     /// Timer entries pending in the wheel.
     pub timer_entries: u8,
     /// Lifecycle flags (see [`flags`]).
-    pub flags: u8,
+    pub flags: u16,
 }
 
 impl Conn {
@@ -86,17 +89,17 @@ impl Conn {
     }
 
     /// Whether flag `f` is set.
-    pub fn has(&self, f: u8) -> bool {
+    pub fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
     /// Sets flag `f`.
-    pub fn set(&mut self, f: u8) {
+    pub fn set(&mut self, f: u16) {
         self.flags |= f;
     }
 
     /// Clears flag `f`.
-    pub fn clear(&mut self, f: u8) {
+    pub fn clear(&mut self, f: u16) {
         self.flags &= !f;
     }
 

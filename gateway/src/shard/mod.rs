@@ -171,6 +171,7 @@ pub struct Shard {
     device_names: names::Interner,
     metrics: ShardMetrics,
     outbox_waiting: bool,
+    pending_flush: Vec<u32>,
 }
 
 impl Shard {
@@ -268,6 +269,7 @@ impl Shard {
             device_names: names::Interner::new(u16::MAX as usize),
             metrics: ShardMetrics::new(index),
             outbox_waiting: false,
+            pending_flush: Vec::new(),
         })
     }
 
@@ -314,6 +316,7 @@ impl Shard {
                 self.expire_requests(now);
             }
             self.outbox_waiting = self.flush_outboxes();
+            self.flush_deliveries();
             self.rearm_receives();
             self.bufs.commit();
             if self.drain_step(now) == Some(true) {

@@ -69,7 +69,7 @@ struct PushRequest {
 }
 
 /// Where a validated push goes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Destination {
     Users(Vec<String>),
     Topic(String),
@@ -132,22 +132,62 @@ impl Shard {
             );
         }
         let mut results = Vec::new();
+        // Consecutive unpaced pushes to the same broadcast or topic (same app)
+        // travel as one job whose frames are concatenated: each recipient
+        // then gets one enqueue and one send for the whole run.
+        let mut run: Option<(Destination, PushJob)> = None;
         for line in body.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            results.push(match self.accept_push(now, line) {
-                Ok(id) => json!({ "id": id }),
+            match self.prepare_push(line) {
+                Ok((dest, job)) => {
+                    results.push(json!({ "id": job.id }));
+                    self.stats.pushes_accepted += 1;
+                    let mergeable = job.rate == 0 && !matches!(dest, Destination::Users(_));
+                    match &mut run {
+                        Some((d, acc)) if mergeable && *d == dest && acc.app == job.app => {
+                            let mut frame =
+                                bytes::BytesMut::with_capacity(acc.frame.len() + job.frame.len());
+                            frame.extend_from_slice(&acc.frame);
+                            frame.extend_from_slice(&job.frame);
+                            acc.frame = frame.freeze();
+                            acc.frames += 1;
+                        }
+                        _ => {
+                            if let Some((d, acc)) = run.take() {
+                                self.route(now, d, acc);
+                            }
+                            if mergeable {
+                                run = Some((dest, job));
+                            } else {
+                                self.route(now, dest, job);
+                            }
+                        }
+                    }
+                }
                 Err(e) => {
                     self.stats.pushes_rejected += 1;
-                    json!({ "error": e.to_string() })
+                    results.push(json!({ "error": e.to_string() }));
                 }
-            });
+            }
+        }
+        if let Some((d, acc)) = run.take() {
+            self.route(now, d, acc);
         }
         Response::json(200, &json!({ "results": results }))
     }
 
     fn accept_push(&mut self, now: Millis, body: &[u8]) -> Result<u64, ApiError> {
+        let (dest, job) = self.prepare_push(body)?;
+        let id = job.id;
+        self.stats.pushes_accepted += 1;
+        self.route(now, dest, job);
+        Ok(id)
+    }
+
+    /// Validates a push request and encodes its frame.
+    fn prepare_push(&mut self, body: &[u8]) -> Result<(Destination, PushJob), ApiError> {
         let req: PushRequest = parse(body)?;
         let dest = match (req.to.user, req.to.users, req.to.topic, req.to.all) {
             (Some(u), None, None, None | Some(false)) => Destination::Users(vec![u]),
@@ -193,14 +233,20 @@ impl Shard {
             return Err(ApiError::TooLarge(frame.len()));
         }
         let rate = req.rate.unwrap_or(self.settings.config.push.default_rate);
-        let job = Arc::new(PushJob {
+        let job = PushJob {
             id,
             frame,
+            frames: 1,
             app: req.app.into(),
             rate,
             accepted_us,
-        });
-        self.stats.pushes_accepted += 1;
+        };
+        Ok((dest, job))
+    }
+
+    /// Sends a prepared push on its way.
+    fn route(&mut self, now: Millis, dest: Destination, job: PushJob) {
+        let job = Arc::new(job);
         match dest {
             Destination::Users(users) => {
                 for user in users {
@@ -210,7 +256,6 @@ impl Shard {
             Destination::Topic(topic) => self.route_to_topic(now, &topic, &job),
             Destination::All => self.route_to_all(now, &job),
         }
-        Ok(id)
     }
 
     /// Answers `GET /v1/users/{user}` (deferred until the shards reply).

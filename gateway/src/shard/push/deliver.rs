@@ -95,7 +95,7 @@ impl Shard {
         };
         if rate == 0 {
             for &(key, _) in &recipients {
-                self.deliver_one(now, key, &frame);
+                self.deliver_one(now, key, &frame, job.frames);
             }
             self.record_fanout(job.accepted_us);
         } else {
@@ -110,11 +110,32 @@ impl Shard {
         }
     }
 
-    fn deliver_one(&mut self, now: Millis, key: u32, frame: &Bytes) {
-        self.stats.deliveries += 1;
-        self.stats.frames_out += 1;
+    fn deliver_one(&mut self, now: Millis, key: u32, frame: &Bytes, frames: u32) {
+        self.stats.deliveries += u64::from(frames);
+        self.stats.frames_out += u64::from(frames);
         self.enqueue(now, key, frame.clone());
-        self.flush(key);
+        if let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flags::FLUSH_PENDING)
+        {
+            conn.set(flags::FLUSH_PENDING);
+            self.pending_flush.push(key);
+        }
+    }
+
+    /// Starts the sends of everything delivered this loop iteration: all
+    /// the frames a connection got in one iteration leave in one send.
+    pub(in crate::shard) fn flush_deliveries(&mut self) {
+        let mut keys = std::mem::take(&mut self.pending_flush);
+        for key in keys.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key as usize) {
+                conn.clear(flags::FLUSH_PENDING);
+                self.flush(key);
+            }
+        }
+        if keys.capacity() > 65_536 {
+            keys = Vec::new();
+        }
+        self.pending_flush = keys;
     }
 
     fn record_fanout(&mut self, accepted_us: u64) {
@@ -138,7 +159,7 @@ impl Shard {
                     .get(key as usize)
                     .is_some_and(|c| c.generation == generation && Self::wants(c, None))
                 {
-                    self.deliver_one(now, key, &job.frame);
+                    self.deliver_one(now, key, &job.frame, 1);
                 }
             }
         }

@@ -28,8 +28,11 @@ pub(crate) use requests::PendingRequests;
 pub struct PushJob {
     /// Gateway-wide push id.
     pub id: u64,
-    /// The whole `Push` frame, length prefix included.
+    /// The whole `Push` frame, length prefix included (or several whole
+    /// frames back to back, for a run of batched pushes).
     pub frame: Bytes,
+    /// How many frames `frame` holds.
+    pub frames: u32,
     /// Only sessions that declared this app get it; empty = every session.
     pub app: Box<str>,
     /// Recipients per second across the gateway; 0 = as fast as possible.
