@@ -105,13 +105,17 @@ fn bad_request(e: &ApiError) -> Response {
 }
 
 impl Shard {
+    /// 503 while too many cross-shard messages wait for full mailboxes:
+    /// backpressure to the backend instead of unbounded memory.
+    fn busy(&self) -> Option<Response> {
+        (self.outboxes.backlog() > OUTBOX_LIMIT)
+            .then(|| Response::error(503, "busy: cross-shard mailboxes are full, retry later"))
+    }
+
     /// Answers `POST /v1/push`.
     pub(in crate::shard) fn api_push(&mut self, now: Millis, body: &[u8]) -> Response {
-        if self.outboxes.backlog() > OUTBOX_LIMIT {
-            return Response::json(
-                503,
-                &json!({ "error": "busy: cross-shard mailboxes are full, retry later" }),
-            );
+        if let Some(busy) = self.busy() {
+            return busy;
         }
         match self.accept_push(now, body) {
             Ok(id) => Response::json(200, &json!({ "id": id })),
@@ -125,11 +129,8 @@ impl Shard {
     /// Answers `POST /v1/push/batch`: one push request per line (NDJSON);
     /// each line gets its own result, in order.
     pub(in crate::shard) fn api_push_batch(&mut self, now: Millis, body: &[u8]) -> Response {
-        if self.outboxes.backlog() > OUTBOX_LIMIT {
-            return Response::json(
-                503,
-                &json!({ "error": "busy: cross-shard mailboxes are full, retry later" }),
-            );
+        if let Some(busy) = self.busy() {
+            return busy;
         }
         let mut results = Vec::new();
         // Consecutive unpaced pushes to the same broadcast or topic (same app)
