@@ -14,6 +14,10 @@ pub struct Schedule {
     interval_ns: f64,
     total: u64,
     next: u64,
+    /// Distance between this schedule's events (its share of a schedule
+    /// split over several senders).
+    step: u64,
+    first: u64,
 }
 
 impl Schedule {
@@ -26,6 +30,22 @@ impl Schedule {
             interval_ns,
             total,
             next: 0,
+            step: 1,
+            first: 0,
+        }
+    }
+
+    /// Share `part` of `parts` of the schedule `new(start, rate, total)`:
+    /// events `part`, `part + parts`, … at their times in the whole. Each
+    /// sender of a split schedule sleeps `parts` intervals between events
+    /// instead of walking past everybody else's.
+    #[must_use]
+    pub fn share(start: Instant, rate: f64, total: u64, part: u64, parts: u64) -> Self {
+        Self {
+            next: part,
+            step: parts.max(1),
+            first: part,
+            ..Self::new(start, rate, total)
         }
     }
 
@@ -45,7 +65,7 @@ impl Schedule {
             return None;
         }
         let i = self.next;
-        self.next += 1;
+        self.next += self.step;
         Some((i, due))
     }
 
@@ -66,6 +86,9 @@ impl Schedule {
     #[must_use]
     pub fn issued(&self) -> u64 {
         self.next
+            .min(self.total.max(self.first))
+            .saturating_sub(self.first)
+            .div_ceil(self.step)
     }
 
     /// Whether every event was issued.
@@ -141,6 +164,34 @@ mod tests {
         assert_eq!(s.next_due(), None);
         let mut burst = Schedule::new(t0, 0.0, 3);
         assert_eq!(std::iter::from_fn(|| burst.pop_due(t0)).count(), 3);
+    }
+
+    #[test]
+    fn shares_split_the_schedule_without_overlap() {
+        let t0 = Instant::now();
+        let whole: Vec<_> = {
+            let mut s = Schedule::new(t0, 1000.0, 10);
+            std::iter::from_fn(|| s.pop_due(t0 + Duration::from_secs(1))).collect()
+        };
+        let mut merged = Vec::new();
+        for part in 0..3 {
+            let mut s = Schedule::share(t0, 1000.0, 10, part, 3);
+            assert_eq!(s.issued(), 0);
+            let mine: Vec<_> =
+                std::iter::from_fn(|| s.pop_due(t0 + Duration::from_secs(1))).collect();
+            assert!(mine.iter().all(|(i, _)| i % 3 == part));
+            assert_eq!(s.issued(), mine.len() as u64);
+            assert!(s.done());
+            merged.extend(mine);
+        }
+        merged.sort();
+        assert_eq!(
+            merged, whole,
+            "the shares are the whole schedule, same times"
+        );
+        let mut late = Schedule::share(t0, 1000.0, 10, 1, 3);
+        assert_eq!(late.next_due(), Some(t0 + Duration::from_millis(1)));
+        assert_eq!(late.pop_due(t0), None, "event 1 is not due at t0");
     }
 
     #[test]

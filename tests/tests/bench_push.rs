@@ -93,6 +93,39 @@ fn fanout_to_all_and_unicast_to_random_users() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.metric("deliveries"), 500.0, "{}", r.stdout);
     assert_eq!(r.count("delivery"), 500);
+    assert_eq!(r.metric("pushes_sent"), 500.0, "every answer counted");
+    assert_eq!(r.metric("users_not_connected"), 0.0);
+    // Paced connects, two pipelined publishers, pushes that fall due
+    // together sharing one `/v1/push/batch`.
+    let r = bench(
+        &[
+            "unicast",
+            "--max-lag-us",
+            LAG,
+            "--target",
+            &target,
+            "--control",
+            &control,
+            "-n",
+            "300",
+            "--connect-rate",
+            "2000",
+            "--pushes",
+            "2000",
+            "--rate",
+            "4000",
+            "--publishers",
+            "2",
+            "--batch",
+            "16",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.metric("pushes_sent"), 2000.0, "{}", r.stdout);
+    assert_eq!(r.metric("deliveries"), 2000.0, "{}", r.stdout);
+    assert_eq!(r.metric("duplicates"), 0.0);
+    assert_eq!(r.count("delivery"), 2000);
 }
 
 #[test]

@@ -40,8 +40,10 @@ pub struct FanoutArgs {
     /// Seconds to wait for the last deliveries after the last send.
     #[arg(long, default_value_t = 10.0)]
     pub drain_secs: f64,
-    /// Back to back (`--msg-rate 0`): broadcasts per publish request
-    /// (the gateway's `/v1/push/batch`; pipelined publishes on the brokers).
+    /// Most broadcasts per publish request (the gateway's
+    /// `/v1/push/batch`; pipelined publishes on the brokers). Back to back
+    /// every request is full; with a rate, a request carries what fell due
+    /// while the previous one was out.
     #[arg(long, default_value_t = 1)]
     pub batch: u32,
     /// Give up waiting for the connect phase after this many seconds.
@@ -55,6 +57,10 @@ pub struct UnicastArgs {
     /// Connected users.
     #[arg(long, short = 'n', default_value_t = 1000)]
     pub connections: u32,
+    /// Connections per second while connecting (0 = as fast as possible;
+    /// a storm past the target's handshake cap leaves users unconnected).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
     /// Pushes to send.
     #[arg(long, default_value_t = 10_000)]
     pub pushes: u64,
@@ -70,6 +76,15 @@ pub struct UnicastArgs {
     /// Seconds to wait for the last deliveries.
     #[arg(long, default_value_t = 5.0)]
     pub drain_secs: f64,
+    /// Most pushes per publish request (the gateway's `/v1/push/batch`;
+    /// pipelined publishes on the brokers): a request carries the pushes
+    /// that fell due while the previous one was out, so batching adds no
+    /// delay. 1 = one request per push.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
+    /// Give up waiting for the connect phase after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout_secs: f64,
 }
 
 fn subscription(peer: PeerKind, topic: &str, all: bool) -> Option<String> {
@@ -205,7 +220,7 @@ fn achieved(s: &super::sender::SendOutcome, rate: f64) -> f64 {
 
 /// Runs `unicast`.
 pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
-    let mut spec = c.spec(a.connections, 0.0);
+    let mut spec = c.spec(a.connections, a.connect_rate);
     spec.subscribe = match c.peer {
         PeerKind::Gateway => None,
         PeerKind::Nats => Some("u.{user}".into()),
@@ -215,10 +230,13 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     spec.expected_msgs = a.pushes;
     let needs_sub = spec.subscribe.is_some();
     let mut load = Load::start(&spec)?;
-    let ready = load.wait_until(Duration::from_secs(120), |t| {
+    let ready = load.wait_until(Duration::from_secs_f64(a.timeout_secs), |t| {
         t.connect_done && (!needs_sub || t.subscribed >= t.established)
     })?;
     load.hold(Duration::from_millis(300))?;
+    // Pushes go to every user id, so each user must be connected: a push to
+    // an unconnected user would count as lost.
+    let unconnected = u64::from(a.connections).saturating_sub(load.totals().established);
     let n = u64::from(a.connections.max(1));
     // Random users, deterministic per message index.
     let to = move |i: u64| {
@@ -234,7 +252,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         rate: a.rate,
         payload: a.payload,
         broadcast_all: false,
-        batch: 1,
+        batch: a.batch,
     };
     let sent = send_all(&plan, &to);
     let want = sent.sent;
@@ -245,11 +263,19 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     let mut rep = RunReport::new(
         "unicast",
         c.peer.label(),
-        serde_json::json!({"connections": a.connections, "pushes": a.pushes, "rate": a.rate, "payload": a.payload,
-            "publishers": a.publishers, "shards": c.shards, "workers": load.workers()}),
+        serde_json::json!({"connections": a.connections, "connect_rate": a.connect_rate, "pushes": a.pushes, "rate": a.rate, "payload": a.payload,
+            "publishers": a.publishers, "batch": a.batch, "shards": c.shards, "workers": load.workers()}),
     );
-    super::connect_figures(&mut rep, &res, 0.0, c.budget());
+    super::connect_figures(&mut rep, &res, a.connect_rate, c.budget());
     let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
+    rep.metric("users_not_connected", unconnected as f64);
+    if unconnected > 0 {
+        rep.invalidate(vec![format!(
+            "{unconnected} of {} users were not connected when pushing began, so pushes to them \
+             count as lost; lower --connect-rate (see the failures above)",
+            a.connections
+        )]);
+    }
     rep.metric("pushes_sent", sent.sent as f64);
     rep.metric("deliveries", unique as f64);
     rep.metric("lost", want.saturating_sub(unique) as f64);

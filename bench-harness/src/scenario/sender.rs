@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::histo::Latency;
-use crate::publish::{Publisher, To};
+use crate::publish::pipelined::PipelinedPush;
+use crate::publish::{PublishError, Publisher, To};
 use crate::schedule::Schedule;
 use crate::stamp::{self, Stamp, wall_us};
 use crate::wire::PeerKind;
@@ -44,8 +45,87 @@ pub struct SendPlan {
     pub payload: usize,
     /// Broadcast to every connection (the gateway's `{"all": true}`).
     pub broadcast_all: bool,
-    /// Back to back only: messages sent per request (1 = one at a time).
+    /// Most messages per request (1 = one at a time). Back to back, every
+    /// request is full; with a rate, a request carries the messages that
+    /// fell due while the previous one was out, so batching adds no delay.
     pub batch: u32,
+}
+
+/// Requests one push API connection may have unanswered.
+const PUSH_WINDOW: usize = 256;
+
+/// Where one publisher thread's messages go.
+enum Sink {
+    /// A broker: publishes are written and not answered (MQTT QoS 1 waits
+    /// for each PUBACK, as its flow requires).
+    Broker(Publisher),
+    /// The gateway's push API, pipelined: requests do not wait for the
+    /// answers to earlier ones.
+    PushApi(PipelinedPush),
+}
+
+impl Sink {
+    fn connect(kind: PeerKind, addr: SocketAddr) -> Result<Self, PublishError> {
+        Ok(match kind {
+            PeerKind::Gateway => Self::PushApi(PipelinedPush::connect(addr, PUSH_WINDOW)?),
+            _ => Self::Broker(Publisher::connect(kind, addr)?),
+        })
+    }
+
+    /// Sends `items` in one request (or one write of pipelined publishes).
+    fn send(&mut self, items: &[(To<'_>, String)], out: &mut SendOutcome) {
+        let t0 = Instant::now();
+        match self {
+            Self::Broker(publisher) => {
+                let result = if let [(to, body)] = items {
+                    publisher.send(*to, body).map(|()| 1)
+                } else {
+                    publisher.send_batch(items)
+                };
+                match result {
+                    Ok(n) => out.sent += n,
+                    Err(e) => *out.errors.entry(e.to_string()).or_default() += items.len() as u64,
+                }
+                out.call
+                    .record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            // Counted when the answers are in (`finish`).
+            Self::PushApi(api) => {
+                if let Err(e) = api.submit(items) {
+                    *out.errors.entry(e.to_string()).or_default() += items.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Waits until the target has taken everything sent.
+    fn finish(self, out: &mut SendOutcome) {
+        match self {
+            Self::Broker(mut publisher) => {
+                if let Err(e) = publisher.flush() {
+                    *out.errors.entry(e.to_string()).or_default() += 1;
+                }
+            }
+            Self::PushApi(api) => {
+                let answers = api.finish();
+                out.sent += answers.accepted;
+                for (k, v) in answers.errors {
+                    *out.errors.entry(k).or_default() += v;
+                }
+                let _ = out.call.merge(&answers.call);
+            }
+        }
+    }
+}
+
+/// Makes this thread's sleeps end within microseconds of their deadline
+/// (the default 50 µs timer slack would show up as schedule lag).
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only
+    // changes this thread's timer slack; failure leaves the default.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
 }
 
 /// Sends `plan.total` messages at `plan.rate`/s over `plan.threads`
@@ -62,7 +142,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
         broadcast_all,
         batch,
     } = *plan;
-    let batch = if rate > 0.0 { 1 } else { batch.max(1) as usize };
+    let batch = batch.max(1) as usize;
     let threads = threads.max(1);
     let start = Instant::now() + Duration::from_millis(20);
     let start_wall = wall_us() + 20_000;
@@ -74,7 +154,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                         first_intended_us: start_wall,
                         ..SendOutcome::default()
                     };
-                    let mut publisher = match Publisher::connect(kind, addr) {
+                    let mut sink = match Sink::connect(kind, addr) {
                         Ok(p) => p,
                         Err(e) => {
                             out.errors
@@ -82,42 +162,53 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                             return out;
                         }
                     };
-                    let mut sched = Schedule::new(start, rate, total);
+                    precise_sleeps();
+                    let mut sched =
+                        Schedule::share(start, rate, total, u64::from(t), u64::from(threads));
                     let mut pending: Vec<(String, String)> = Vec::with_capacity(batch);
                     while !sched.done() {
                         let now = Instant::now();
                         let Some((i, due)) = sched.pop_due(now) else {
                             if let Some(next) = sched.next_due() {
                                 let wait = next.saturating_duration_since(now);
-                                if wait > Duration::from_micros(200) {
-                                    std::thread::sleep(wait - Duration::from_micros(100));
+                                // Sleep rather than spin: spinning publishers
+                                // would take the CPU the target needs.
+                                if wait > Duration::from_micros(20) {
+                                    std::thread::sleep(wait - Duration::from_micros(10));
+                                } else {
+                                    std::hint::spin_loop();
                                 }
                             }
                             continue;
                         };
-                        if i % u64::from(threads) != u64::from(t) {
-                            continue;
-                        }
-                        // Back to back (no rate) has no schedule to be late on.
-                        if rate > 0.0 {
-                            out.lag.record_us(
-                                u64::try_from(now.saturating_duration_since(due).as_micros())
-                                    .unwrap_or(u64::MAX),
+                        // Take every event already due, up to `batch`: back
+                        // to back that fills the batch; with a rate it is
+                        // whatever fell due while the last request was out.
+                        let mut next = Some((i, due));
+                        while let Some((i, due)) = next {
+                            // Back to back (no rate) has no schedule to be late on.
+                            if rate > 0.0 {
+                                out.lag.record_us(
+                                    u64::try_from(now.saturating_duration_since(due).as_micros())
+                                        .unwrap_or(u64::MAX),
+                                );
+                            }
+                            let intended_us = start_wall
+                                + u64::try_from(due.saturating_duration_since(start).as_micros())
+                                    .unwrap_or(0);
+                            let body = stamp::encode(
+                                Stamp {
+                                    seq: i,
+                                    intended_us,
+                                },
+                                payload,
                             );
-                        }
-                        let intended_us = start_wall
-                            + u64::try_from(due.saturating_duration_since(start).as_micros())
-                                .unwrap_or(0);
-                        let body = stamp::encode(
-                            Stamp {
-                                seq: i,
-                                intended_us,
-                            },
-                            payload,
-                        );
-                        pending.push((to(i), body));
-                        if pending.len() < batch && !sched.done() {
-                            continue;
+                            pending.push((to(i), body));
+                            next = if pending.len() < batch {
+                                sched.pop_due(now)
+                            } else {
+                                None
+                            };
                         }
                         let items: Vec<(To<'_>, String)> = pending
                             .iter()
@@ -132,33 +223,11 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                                 (target, body.clone())
                             })
                             .collect();
-                        let t0 = Instant::now();
                         out.last_sent_us = wall_us();
-                        let result = if items.len() == 1 {
-                            publisher.send(items[0].0, &items[0].1).map(|()| 1)
-                        } else {
-                            publisher.send_batch(&items)
-                        };
-                        match result {
-                            Ok(n) => {
-                                out.sent += n;
-                                let refused = items.len() as u64 - n;
-                                if refused > 0 {
-                                    *out.errors.entry("refused in batch".into()).or_default() +=
-                                        refused;
-                                }
-                            }
-                            Err(e) => {
-                                *out.errors.entry(e.to_string()).or_default() += items.len() as u64
-                            }
-                        }
+                        sink.send(&items, &mut out);
                         pending.clear();
-                        out.call
-                            .record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
                     }
-                    if let Err(e) = publisher.flush() {
-                        *out.errors.entry(e.to_string()).or_default() += 1;
-                    }
+                    sink.finish(&mut out);
                     out
                 })
             })

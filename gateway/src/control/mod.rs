@@ -15,12 +15,20 @@ use crate::uring::op::{OpKind, OpTag};
 
 const READ_CHUNK: usize = 8192;
 
+/// Answer bytes a connection may have waiting before the server stops
+/// taking its pipelined requests (a client that sends and never reads
+/// cannot grow them without bound).
+const MAX_UNSENT: usize = 1 << 20;
+
 #[derive(Debug, Default)]
 struct ControlConn {
     generation: u32,
     fd: i32,
     inbuf: Vec<u8>,
+    /// Answers being sent (the kernel reads from it while a send is out).
     outbuf: Vec<u8>,
+    /// Answers written while a send is out; they go next, in one send.
+    queued: Vec<u8>,
     sent: usize,
     recv_in_flight: bool,
     send_in_flight: bool,
@@ -32,6 +40,19 @@ struct ControlConn {
     awaiting: bool,
     /// Whether the request being answered keeps the connection open.
     keep_alive: bool,
+    /// Listed in `ControlServer::unsent` for the next `flush_sends`.
+    listed: bool,
+}
+
+impl ControlConn {
+    /// Where an answer is written now: behind the send in flight, if any.
+    fn answers(&mut self) -> &mut Vec<u8> {
+        if self.send_in_flight {
+            &mut self.queued
+        } else {
+            &mut self.outbuf
+        }
+    }
 }
 
 /// One shard's control listener and its connections.
@@ -40,6 +61,8 @@ pub struct ControlServer {
     listener: Socket,
     conns: Slab<ControlConn>,
     ready: Vec<(Caller, http::Request)>,
+    /// Connections with answers written since the last `flush_sends`.
+    unsent: Vec<usize>,
     next_generation: u32,
 }
 
@@ -71,6 +94,7 @@ impl ControlServer {
             listener,
             conns: Slab::new(),
             ready: Vec::new(),
+            unsent: Vec::new(),
             next_generation: 0,
         }
     }
@@ -95,7 +119,9 @@ impl ControlServer {
     }
 
     /// Writes the answer to `caller`'s pending request (dropped if that
-    /// connection is gone).
+    /// connection is gone) and hands on the request pipelined behind it,
+    /// if complete. Answers leave at the next [`ControlServer::flush_sends`],
+    /// so a burst of pipelined requests is answered in one send.
     pub fn respond(&mut self, ring: &mut IoUring, caller: Caller, resp: &routes::Response) {
         let key = caller.key;
         let Some(c) = self.conns.get_mut(key) else {
@@ -107,7 +133,7 @@ impl ControlServer {
         c.awaiting = false;
         let keep = c.keep_alive && resp.status < 500;
         http::write_response(
-            &mut c.outbuf,
+            c.answers(),
             resp.status,
             resp.content_type,
             &resp.body,
@@ -116,8 +142,37 @@ impl ControlServer {
         if !keep {
             c.close_after_send = true;
         }
-        if !c.send_in_flight {
-            self.arm_send(ring, key);
+        self.mark_unsent(key);
+        self.serve(ring, key);
+    }
+
+    /// Whether requests are waiting in [`ControlServer::take_ready`].
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Starts the sends of the answers written since the last call.
+    pub fn flush_sends(&mut self, ring: &mut IoUring) {
+        let mut keys = std::mem::take(&mut self.unsent);
+        for key in keys.drain(..) {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            c.listed = false;
+            if !c.send_in_flight && !c.closing && c.sent < c.outbuf.len() {
+                self.arm_send(ring, key);
+            }
+        }
+        self.unsent = keys;
+    }
+
+    fn mark_unsent(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key)
+            && !c.listed
+            && !c.send_in_flight
+        {
+            c.listed = true;
+            self.unsent.push(key);
         }
     }
 
@@ -163,16 +218,20 @@ impl ControlServer {
                 c.sent += res as usize;
                 if c.sent < c.outbuf.len() {
                     self.arm_send(ring, key);
-                } else {
-                    c.outbuf.clear();
-                    c.sent = 0;
-                    if c.close_after_send {
-                        self.close(ring, key);
-                    } else {
-                        // Serve anything pipelined behind, then read on.
-                        self.serve(ring, key);
-                    }
+                    return;
                 }
+                c.outbuf.clear();
+                c.sent = 0;
+                if !c.queued.is_empty() {
+                    // Answers written meanwhile go out together.
+                    std::mem::swap(&mut c.outbuf, &mut c.queued);
+                    self.arm_send(ring, key);
+                } else if c.close_after_send {
+                    self.close(ring, key);
+                    return;
+                }
+                // Serve anything held back behind unsent answers.
+                self.serve(ring, key);
             }
             OpKind::ControlClose => {
                 self.conns.try_remove(key);
@@ -182,12 +241,17 @@ impl ControlServer {
     }
 
     /// Takes the next complete request off connection `key` and hands it
-    /// to the shard; reads on when none is complete.
+    /// to the shard; reads on when none is complete. One request at a time
+    /// is with the shard, so answers keep the order of the requests.
     fn serve(&mut self, ring: &mut IoUring, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.send_in_flight || c.closing || c.awaiting {
+        if c.closing
+            || c.awaiting
+            || c.close_after_send
+            || c.outbuf.len() + c.queued.len() > MAX_UNSENT
+        {
             return;
         }
         match http::parse_request(&c.inbuf) {
@@ -209,10 +273,10 @@ impl ControlServer {
                     400
                 };
                 let body = routes::error_body(&e.to_string());
-                http::write_response(&mut c.outbuf, status, "application/json", &body, false);
+                http::write_response(c.answers(), status, "application/json", &body, false);
                 c.close_after_send = true;
                 c.inbuf.clear();
-                self.arm_send(ring, key);
+                self.mark_unsent(key);
             }
         }
     }

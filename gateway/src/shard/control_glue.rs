@@ -39,10 +39,14 @@ fn percent_decode(segment: &str) -> Option<String> {
 
 impl Shard {
     /// Answers the requests the control listener has parsed.
+    /// Answering a request hands on the one pipelined behind it, so this
+    /// runs until none is left; their answers leave in one send.
     pub(super) fn handle_control_requests(&mut self, now: Millis) {
-        for (caller, req) in self.control.take_ready() {
-            if let Some(resp) = self.route_control(now, caller, &req) {
-                self.respond(caller, resp);
+        while self.control.has_ready() {
+            for (caller, req) in self.control.take_ready() {
+                if let Some(resp) = self.route_control(now, caller, &req) {
+                    self.respond(caller, resp);
+                }
             }
         }
     }

@@ -317,6 +317,7 @@ impl Shard {
             }
             self.outbox_waiting = self.flush_outboxes();
             self.flush_deliveries();
+            self.control.flush_sends(&mut self.ring);
             self.rearm_receives();
             self.bufs.commit();
             if self.drain_step(now) == Some(true) {

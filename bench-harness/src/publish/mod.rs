@@ -1,6 +1,9 @@
 //! The sending side of `fanout` and `unicast`: the gateway's push API over
-//! HTTP/1.1 keep-alive, an MQTT publisher and a NATS publisher, all
-//! blocking (the coordinator runs them on their own threads).
+//! HTTP/1.1 keep-alive (stop-and-wait here, pipelined in [`pipelined`]), an
+//! MQTT publisher and a NATS publisher, all blocking (the coordinator runs
+//! them on their own threads).
+
+pub mod pipelined;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +52,99 @@ fn push_target(to: To<'_>) -> serde_json::Value {
         To::All => serde_json::json!({"all": true}),
         To::Topic(t) => serde_json::json!({"topic": t}),
         To::User(u) => serde_json::json!({"user": u}),
+    }
+}
+
+/// `POST /v1/push` of one push.
+fn push_request(to: To<'_>, payload: &str) -> String {
+    let body =
+        serde_json::json!({"to": push_target(to), "payload": payload, "ack": false}).to_string();
+    format!(
+        "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `POST /v1/push/batch` of several pushes.
+fn batch_request(items: &[(To<'_>, String)]) -> String {
+    let mut body = String::new();
+    for (to, payload) in items {
+        body.push_str(
+            &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
+                .to_string(),
+        );
+        body.push('\n');
+    }
+    format!(
+        "POST /v1/push/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Pushes a `/v1/push/batch` answer says were accepted.
+fn batch_accepted(body: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["results"]
+                .as_array()
+                .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
+        })
+        .unwrap_or(0) as u64
+}
+
+/// Reads more of `stream` into `buf`.
+fn fill(stream: &mut TcpStream, addr: SocketAddr, buf: &mut Vec<u8>) -> Result<(), PublishError> {
+    let mut chunk = [0u8; 8192];
+    let n = stream
+        .read(&mut chunk)
+        .map_err(|source| PublishError::Io { addr, source })?;
+    if n == 0 {
+        return Err(PublishError::Io {
+            addr,
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        });
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+/// Reads one HTTP response (status, body) off `stream`, `buf` holding
+/// what was read past the previous one.
+fn read_http(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    buf: &mut Vec<u8>,
+) -> Result<(u16, String), PublishError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let status = resp.code.unwrap_or(0);
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                if buf.len() < head + len {
+                    fill(stream, addr, buf)?;
+                    continue;
+                }
+                let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
+                buf.drain(..head + len);
+                return Ok((status, body));
+            }
+            Ok(httparse::Status::Partial) => fill(stream, addr, buf)?,
+            Err(e) => return Err(PublishError::Protocol(format!("bad HTTP response: {e}"))),
+        }
     }
 }
 
@@ -132,20 +228,7 @@ impl Publisher {
     }
 
     fn fill(&mut self) -> Result<(), PublishError> {
-        let addr = self.addr;
-        let mut chunk = [0u8; 8192];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .map_err(|source| PublishError::Io { addr, source })?;
-        if n == 0 {
-            return Err(PublishError::Io {
-                addr,
-                source: std::io::ErrorKind::UnexpectedEof.into(),
-            });
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+        fill(&mut self.stream, self.addr, &mut self.buf)
     }
 
     /// Sends several messages back to back in one go: the gateway gets one
@@ -184,32 +267,12 @@ impl Publisher {
     }
 
     fn push_batch(&mut self, items: &[(To<'_>, String)]) -> Result<u64, PublishError> {
-        let mut body = String::new();
-        for (to, payload) in items {
-            body.push_str(
-                &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
-                    .to_string(),
-            );
-            body.push('\n');
-        }
-        let req = format!(
-            "POST /v1/push/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.write(req.as_bytes())?;
+        self.write(batch_request(items).as_bytes())?;
         let (status, body) = self.read_http()?;
         if status != 200 {
             return Err(PublishError::Status { status, body });
         }
-        let accepted = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v["results"]
-                    .as_array()
-                    .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
-            })
-            .unwrap_or(0);
-        Ok(accepted as u64)
+        Ok(batch_accepted(&body))
     }
 
     /// Sends one message with `payload` to `to`.
@@ -253,13 +316,7 @@ impl Publisher {
     }
 
     fn push(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
-        let body = serde_json::json!({"to": push_target(to), "payload": payload, "ack": false})
-            .to_string();
-        let req = format!(
-            "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.write(req.as_bytes())?;
+        self.write(push_request(to, payload).as_bytes())?;
         let (status, body) = self.read_http()?;
         if status != 200 {
             return Err(PublishError::Status { status, body });
@@ -268,36 +325,7 @@ impl Publisher {
     }
 
     fn read_http(&mut self) -> Result<(u16, String), PublishError> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.buf) {
-                Ok(httparse::Status::Complete(head)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let len = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| {
-                            std::str::from_utf8(h.value)
-                                .ok()?
-                                .trim()
-                                .parse::<usize>()
-                                .ok()
-                        })
-                        .unwrap_or(0);
-                    if self.buf.len() < head + len {
-                        self.fill()?;
-                        continue;
-                    }
-                    let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
-                    self.buf.drain(..head + len);
-                    return Ok((status, body));
-                }
-                Ok(httparse::Status::Partial) => self.fill()?,
-                Err(e) => return Err(PublishError::Protocol(format!("bad HTTP response: {e}"))),
-            }
-        }
+        read_http(&mut self.stream, self.addr, &mut self.buf)
     }
 
     fn read_mqtt(&mut self) -> Result<MqttReply, PublishError> {

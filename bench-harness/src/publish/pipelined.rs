@@ -1,0 +1,228 @@
+//! The gateway's push API driven open-loop: each request is written at its
+//! intended time without waiting for the answers to earlier ones (HTTP/1.1
+//! pipelining), and a reader thread matches answers to requests in order.
+//! A stop-and-wait publisher would stop sending while an answer is slow,
+//! hiding exactly the stalls a latency figure must show (coordinated
+//! omission); the brokers' publishers never wait either.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{PublishError, To, batch_accepted, batch_request, push_request, read_http};
+use crate::histo::Latency;
+
+/// What the answers said, once every request was answered (or failed).
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Pushes the gateway accepted.
+    pub accepted: u64,
+    /// Pushes not accepted, by reason.
+    pub errors: BTreeMap<String, u64>,
+    /// Request written → answer read, µs, one sample per request.
+    pub call: Latency,
+}
+
+/// A request in flight: when it was written and how many pushes it holds.
+#[derive(Debug)]
+struct Sent {
+    at: Instant,
+    pushes: u64,
+}
+
+/// What the writer and the answer reader share. The writer announces a
+/// request before writing it, so an answer always finds its request here;
+/// the reader sleeps only in `read`, never on the writer.
+#[derive(Debug, Default)]
+struct Pipeline {
+    in_flight: Mutex<VecDeque<Sent>>,
+    /// The writer has written its last request.
+    done: AtomicBool,
+}
+
+impl Pipeline {
+    fn unanswered(&self) -> usize {
+        self.in_flight.lock().map_or(0, |q| q.len())
+    }
+}
+
+/// One pipelined connection to the push API.
+#[derive(Debug)]
+pub struct PipelinedPush {
+    addr: SocketAddr,
+    stream: TcpStream,
+    shared: Arc<Pipeline>,
+    window: usize,
+    reader: Option<JoinHandle<Answers>>,
+}
+
+impl PipelinedPush {
+    /// Connects to the control listener at `addr`; at most `window`
+    /// requests are unanswered at once (the writer waits past that, and
+    /// the wait shows as schedule lag).
+    pub fn connect(addr: SocketAddr, window: usize) -> Result<Self, PublishError> {
+        let io = |source| PublishError::Io { addr, source };
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let mut answers_in = stream.try_clone().map_err(io)?;
+        answers_in
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .map_err(io)?;
+        let shared = Arc::new(Pipeline::default());
+        let pipeline = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name("push-answers".into())
+            .spawn(move || read_answers(&mut answers_in, addr, &pipeline))
+            .map_err(io)?;
+        Ok(Self {
+            addr,
+            stream,
+            shared,
+            window: window.max(1),
+            reader: Some(reader),
+        })
+    }
+
+    /// Writes one request carrying `items` (`/v1/push` for one,
+    /// `/v1/push/batch` for more) without waiting for its answer.
+    pub fn submit(&mut self, items: &[(To<'_>, String)]) -> Result<(), PublishError> {
+        let request = match items {
+            [] => return Ok(()),
+            [(to, payload)] => push_request(*to, payload),
+            _ => batch_request(items),
+        };
+        while self.shared.unanswered() >= self.window {
+            if self.reader.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err(PublishError::Protocol(
+                    "the answer reader stopped early".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        if let Ok(mut q) = self.shared.in_flight.lock() {
+            q.push_back(Sent {
+                at: Instant::now(),
+                pushes: items.len() as u64,
+            });
+        }
+        let addr = self.addr;
+        self.stream
+            .write_all(request.as_bytes())
+            .map_err(|source| PublishError::Io { addr, source })
+    }
+
+    /// Waits for every answer and returns what they said.
+    pub fn finish(mut self) -> Answers {
+        self.shared.done.store(true, Ordering::SeqCst);
+        if self.shared.unanswered() == 0 {
+            // The reader may be waiting in `read` for an answer that will
+            // never come: end that read.
+            let _ = self.stream.shutdown(Shutdown::Read);
+        }
+        let mut answers = self
+            .reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_else(|| {
+                let mut a = Answers::default();
+                a.errors.insert("the answer reader panicked".into(), 1);
+                a
+            });
+        // Written after the reader gave up: never answered.
+        if let Ok(mut q) = self.shared.in_flight.lock() {
+            for r in q.drain(..) {
+                count(
+                    &mut answers,
+                    "no answer (connection failed)".into(),
+                    r.pushes,
+                );
+            }
+        }
+        answers
+    }
+}
+
+/// Longest wait for an answer to a request in flight.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn count(out: &mut Answers, why: String, pushes: u64) {
+    *out.errors.entry(why).or_default() += pushes;
+}
+
+/// Reads answers in order and matches each to the oldest request in
+/// flight, until the writer is done and everything is answered; after a
+/// read error the requests in flight count as failed.
+fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline) -> Answers {
+    let mut out = Answers::default();
+    let mut buf = Vec::new();
+    loop {
+        let answer = read_http(stream, addr, &mut buf);
+        let oldest = shared.in_flight.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(req) = oldest else {
+            // Nothing was in flight: the end of the run, or a quiet spell.
+            if shared.done.load(Ordering::SeqCst) {
+                break;
+            }
+            match answer {
+                Err(PublishError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    count(&mut out, e.to_string(), 1);
+                    break;
+                }
+                Ok((status, _)) => {
+                    count(&mut out, format!("unrequested answer {status}"), 1);
+                    continue;
+                }
+            }
+        };
+        out.call
+            .record_us(u64::try_from(req.at.elapsed().as_micros()).unwrap_or(u64::MAX));
+        match answer {
+            Ok((200, body)) => {
+                let accepted = if req.pushes == 1 {
+                    1
+                } else {
+                    batch_accepted(&body)
+                };
+                out.accepted += accepted;
+                if accepted < req.pushes {
+                    count(&mut out, "refused in batch".into(), req.pushes - accepted);
+                }
+            }
+            Ok((status, body)) => {
+                count(
+                    &mut out,
+                    PublishError::Status { status, body }.to_string(),
+                    req.pushes,
+                );
+            }
+            Err(e) => {
+                // The connection is unusable: fail what is in flight, and
+                // what the writer still sends fails on its own write.
+                let why = e.to_string();
+                count(&mut out, why.clone(), req.pushes);
+                if let Ok(mut q) = shared.in_flight.lock() {
+                    for r in q.drain(..) {
+                        count(&mut out, why.clone(), r.pushes);
+                    }
+                }
+                break;
+            }
+        }
+        if shared.done.load(Ordering::SeqCst) && shared.unanswered() == 0 {
+            break;
+        }
+    }
+    out
+}
