@@ -1,5 +1,6 @@
 //! One connection slot of a shard.
 
+use super::seen::Seen;
 use crate::wire::ClientWire;
 
 /// Where a slot is in its life.
@@ -44,8 +45,8 @@ pub struct Conn {
     pub send_in_flight: bool,
     /// Whether the multishot receive is armed.
     pub recv_armed: bool,
-    /// Stamped sequences received (bitmap), for duplicate detection.
-    pub seen: Vec<u64>,
+    /// Stamped sequences received, for duplicate detection.
+    pub seen: Seen,
 }
 
 impl Conn {
@@ -64,29 +65,13 @@ impl Conn {
             queued: Vec::new(),
             send_in_flight: false,
             recv_armed: false,
-            seen: Vec::new(),
+            seen: Seen::Nothing,
         }
     }
 
     /// Marks sequence `seq` seen; `false` if it was already (a duplicate).
     pub fn mark_seen(&mut self, seq: u64, expected: u64) -> bool {
-        let Ok(idx) = usize::try_from(seq / 64) else {
-            return true;
-        };
-        if seq >= expected {
-            return true;
-        }
-        if self.seen.is_empty() {
-            let words = usize::try_from(expected.div_ceil(64)).unwrap_or(0);
-            self.seen = vec![0; words];
-        }
-        let Some(word) = self.seen.get_mut(idx) else {
-            return true;
-        };
-        let bit = 1u64 << (seq % 64);
-        let fresh = *word & bit == 0;
-        *word |= bit;
-        fresh
+        self.seen.mark(seq, expected)
     }
 
     /// Appends bytes to send; returns whether a Send must be submitted now.

@@ -10,6 +10,7 @@
 
 mod conn;
 mod ops;
+mod seen;
 mod shard;
 mod timers;
 

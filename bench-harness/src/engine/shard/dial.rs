@@ -12,6 +12,7 @@ use protocol::auth::{Claims, mint_hs256};
 use super::{ONE, Shard, ShardError, TOKEN_TTL_S};
 use crate::engine::conn::Phase;
 use crate::engine::ops::{Op, Tag};
+use crate::engine::seen::Seen;
 use crate::stamp::wall_us;
 use crate::wire::{ClientWire, Identity};
 
@@ -52,7 +53,7 @@ impl Shard<'_> {
         conn.is_reconnect = is_reconnect;
         conn.reconnect_after_close = false;
         conn.wire = None;
-        conn.seen = Vec::new();
+        conn.seen = Seen::Nothing;
         let generation = conn.generation;
         self.link.counters.attempts.fetch_add(1, Ordering::Relaxed);
         self.res.attempts += 1;
