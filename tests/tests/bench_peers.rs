@@ -256,3 +256,69 @@ fn nats_launcher_listens_on_loopback_only() {
     assert!(peer.addr.ip().is_loopback());
     assert!(std::net::TcpStream::connect(peer.addr).is_ok());
 }
+
+#[test]
+fn suite_compares_every_system_side_by_side_in_one_run() {
+    let dir = e2e_tests::TempDir::new("suite");
+    let md = dir.0.join("BENCHMARKS.md");
+    std::fs::write(&md, "# Benchmarks\n\nhand-written text stays\n").unwrap();
+    let gateway = e2e_tests::binary("gateway");
+    let r = bench(
+        &[
+            "suite",
+            "--gateway-bin",
+            gateway.to_str().unwrap(),
+            "--runs",
+            "1",
+            "--connections",
+            "150",
+            "--gateway-connections",
+            "150",
+            "--connect-rate",
+            "2000",
+            "--messages",
+            "2",
+            "--unicast-rate",
+            "300",
+            "--unicast-secs",
+            "1",
+            "--unicast-users",
+            "100",
+            "--md",
+            md.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("hand-written text stays"), "{text}");
+    let scenarios: Vec<(String, String)> = r.doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            (
+                run["scenario"].as_str().unwrap_or("").to_string(),
+                run["system"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for system in ["gateway", "mqtt-qos0", "nats"] {
+        for scenario in ["connect", "fanout", "unicast"] {
+            assert!(
+                scenarios.contains(&(scenario.to_string(), system.to_string())),
+                "{scenario} on {system} missing: {scenarios:?}"
+            );
+        }
+        assert!(
+            text.contains(&format!("| {system} | 150 |")),
+            "connect/fan-out row of {system}:\n{text}"
+        );
+        let unicast = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {system} | 1 |")))
+            .unwrap_or_else(|| panic!("unicast row of {system}:\n{text}"));
+        assert!(unicast.ends_with("| 0 |"), "nothing lost: {unicast}");
+    }
+    assert!(text.contains("300 pushes/s"), "{text}");
+}

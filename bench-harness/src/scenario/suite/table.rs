@@ -1,136 +1,15 @@
-//! `suite`: the `make bench` comparison. Starts the gateway, mosquitto and
-//! nats-server on loopback, runs `floor`, `connect` and `fanout` against
-//! each at the largest counts the host allows, several times, and writes
-//! the medians as a Markdown table (into docs/BENCHMARKS.md between
-//! markers) plus the HTML and JSON reports of every run.
+//! The suite's Markdown: medians of the runs per system and count, each
+//! beside the floor measured in the same rounds, spliced into
+//! docs/BENCHMARKS.md between markers.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::connect::ConnectArgs;
-use super::fanout::FanoutArgs;
-use super::floor::FloorArgs;
-use super::{Common, Outcome};
-use crate::peers::{PeerError, PeerProc, start_mosquitto, start_nats};
-use crate::preflight::{RESERVED_FDS, host_limits};
 use crate::report::RunReport;
-use crate::wire::PeerKind;
 
 /// Start marker of the generated table in the Markdown file.
 pub const MD_BEGIN: &str = "<!-- gateway-bench suite: begin -->";
 /// End marker.
 pub const MD_END: &str = "<!-- gateway-bench suite: end -->";
-
-/// Options of `suite`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SuiteArgs {
-    /// The gateway binary to start.
-    #[arg(long, default_value = "target/release/gateway")]
-    pub gateway_bin: PathBuf,
-    /// Connections for the gateway (0 = the most two shards' descriptor tables allow, minus slack).
-    #[arg(long, default_value_t = 0)]
-    pub gateway_connections: u32,
-    /// Connections for every system side by side (0 = what one peer
-    /// process can hold under RLIMIT_NOFILE, minus slack).
-    #[arg(long, default_value_t = 0)]
-    pub connections: u32,
-    /// Connections per second offered to every system (the same for all;
-    /// a storm beyond the gateway's handshake admission limit is refused
-    /// with `overloaded`, by design).
-    #[arg(long, default_value_t = 3_000.0)]
-    pub connect_rate: f64,
-    /// Broadcasts per fanout run (back to back).
-    #[arg(long, default_value_t = 20)]
-    pub messages: u64,
-    /// Payload bytes.
-    #[arg(long, default_value_t = 256)]
-    pub payload: usize,
-    /// Broadcasts per publish request in fanout runs (every system gets
-    /// the same: one push batch, or one write of pipelined publishes).
-    #[arg(long, default_value_t = 1)]
-    pub batch: u32,
-    /// Repetitions (the table shows medians).
-    #[arg(long, default_value_t = 3)]
-    pub runs: u32,
-    /// Markdown file to update between the suite markers.
-    #[arg(long)]
-    pub md: Option<PathBuf>,
-    /// HTML report of all runs.
-    #[arg(long)]
-    pub html: Option<PathBuf>,
-    /// JSON document of all runs.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Do not run anything: rebuild the table (and --md/--html) from the
-    /// JSON document of an earlier suite run.
-    #[arg(long)]
-    pub from_json: Option<PathBuf>,
-}
-
-/// Errors of the suite.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SuiteError {
-    /// A peer did not start.
-    #[error(transparent)]
-    Peer(#[from] PeerError),
-    /// The gateway did not start.
-    #[error("gateway: {0}")]
-    Gateway(String),
-    /// I/O.
-    #[error("suite I/O: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-struct GatewayProc(Child);
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, std::io::Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn start_gateway(
-    bin: &PathBuf,
-    secret: &str,
-) -> Result<(GatewayProc, SocketAddrV4, SocketAddr), SuiteError> {
-    let client = SocketAddrV4::new([127, 0, 0, 1].into(), free_port()?);
-    let control = SocketAddr::V4(SocketAddrV4::new([127, 0, 0, 1].into(), free_port()?));
-    let child = Command::new(bin)
-        .args([
-            "--listen",
-            &client.to_string(),
-            "--control",
-            &control.to_string(),
-            "--shards",
-            "2",
-        ])
-        .env("GATEWAY_JWT_SECRET", secret)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| SuiteError::Gateway(format!("cannot start {}: {e}", bin.display())))?;
-    let gw = GatewayProc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(client).is_ok() {
-            return Ok((gw, client, control));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(SuiteError::Gateway("did not listen within 10 s".into()))
-}
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
@@ -189,143 +68,6 @@ fn med_timing(
         Some(v) => (Some(v), false),
         None => (of(false), of(false).is_some()),
     }
-}
-
-fn common(peer: PeerKind, target: SocketAddrV4, control: SocketAddr, secret: &str) -> Common {
-    Common {
-        peer,
-        target,
-        control,
-        // One ring per worker: on a small box the harness shares the cores
-        // with the system it measures.
-        shards: 1,
-        workers: 0,
-        first_source: [127, 0, 0, 2].into(),
-        heartbeat_ms: 30_000,
-        jwt_secret: secret.into(),
-        max_lag_us: 10_000,
-        json: None,
-        html: None,
-        hdr_log: None,
-    }
-}
-
-fn run_one(runs: &mut Vec<RunReport>, what: &str, r: Result<Outcome, super::load::LoadError>) {
-    match r {
-        Ok(o) => {
-            print!("{}", o.report.summary_text());
-            runs.push(o.report);
-        }
-        Err(e) => eprintln!("suite: {what}: {e}"),
-    }
-}
-
-/// Runs the suite; `after_round` sees every run so far after each round
-/// (so a time limit never loses finished rounds). Returns every run.
-pub fn run(
-    a: &SuiteArgs,
-    after_round: &mut dyn FnMut(&[RunReport]),
-) -> Result<Vec<RunReport>, SuiteError> {
-    let secret = format!("suite-{}", crate::stamp::wall_us());
-    let nofile = host_limits().nofile;
-    // Peers hold one fd per connection; leave room for their own files.
-    let side = if a.connections > 0 {
-        a.connections
-    } else {
-        nofile.saturating_sub(1000).max(100)
-    };
-    let big = if a.gateway_connections > 0 {
-        a.gateway_connections
-    } else {
-        (nofile.saturating_sub(RESERVED_FDS + 1000)) * 2
-    };
-    let mut runs = Vec::new();
-    for round in 0..a.runs.max(1) {
-        eprintln!("suite: round {} of {}", round + 1, a.runs);
-        let floor = FloorArgs {
-            connections: side,
-            messages: 5,
-            payload: a.payload,
-            threads: 2,
-            json: None,
-            html: None,
-        };
-        match super::floor::run(&floor) {
-            Ok(r) => runs.push(r),
-            Err(e) => eprintln!("suite: floor: {e}"),
-        }
-        let systems: [(&str, PeerKind); 3] = [
-            ("gateway", PeerKind::Gateway),
-            ("mosquitto", PeerKind::Mqtt),
-            ("nats", PeerKind::Nats),
-        ];
-        for (name, kind) in systems {
-            let (guard_gw, guard_peer, target, control, pid): (
-                Option<GatewayProc>,
-                Option<PeerProc>,
-                SocketAddrV4,
-                SocketAddr,
-                u32,
-            ) = match kind {
-                PeerKind::Gateway => {
-                    let (g, t, c) = start_gateway(&a.gateway_bin, &secret)?;
-                    let pid = g.0.id();
-                    (Some(g), None, t, c, pid)
-                }
-                PeerKind::Nats => {
-                    let p = start_nats(free_port()?)?;
-                    let (t, pid) = (p.addr, p.pid());
-                    (None, Some(p), t, SocketAddr::V4(t), pid)
-                }
-                _ => {
-                    let p = start_mosquitto(free_port()?)?;
-                    let (t, pid) = (p.addr, p.pid());
-                    (None, Some(p), t, SocketAddr::V4(t), pid)
-                }
-            };
-            let c = common(kind, target, control, &secret);
-            let mut counts = vec![side];
-            if kind == PeerKind::Gateway && big > side {
-                counts.push(big);
-            }
-            for &n in &counts {
-                let args = ConnectArgs {
-                    connections: n,
-                    rate: a.connect_rate,
-                    hold_secs: 2.0,
-                    settle_secs: 2.0,
-                    gateway_pid: Some(pid),
-                    timeout_secs: 120.0,
-                };
-                run_one(
-                    &mut runs,
-                    &format!("{name} connect {n}"),
-                    super::connect::run(&c, &args),
-                );
-                let f = FanoutArgs {
-                    connections: n,
-                    connect_rate: a.connect_rate,
-                    messages: a.messages,
-                    msg_rate: 0.0,
-                    topic: "bench".into(),
-                    all: kind == PeerKind::Gateway,
-                    payload: a.payload,
-                    drain_secs: 30.0,
-                    batch: a.batch,
-                    timeout_secs: 120.0,
-                };
-                run_one(
-                    &mut runs,
-                    &format!("{name} fanout {n}"),
-                    super::fanout::run_fanout(&c, &f),
-                );
-            }
-            drop(guard_gw);
-            drop(guard_peer);
-        }
-        after_round(&runs);
-    }
-    Ok(runs)
 }
 
 /// The Markdown comparison table (medians of valid runs) for `runs`.
@@ -416,6 +158,79 @@ pub fn table(runs: &[RunReport]) -> String {
          latency includes harness delay. Memory columns use every run whose connections were all \
          established. – : not measured (e.g. the run failed)."
     );
+    t.push_str(&unicast_table(runs));
+    t
+}
+
+/// Median of a delivery-latency percentile over the VALID unicast runs
+/// of `system` (flagged `true` when only INVALID runs exist).
+fn med_unicast(
+    runs: &[RunReport],
+    system: &str,
+    pick: fn(&crate::histo::Summary) -> u64,
+) -> (Option<f64>, bool) {
+    let of = |valid_only: bool| {
+        median(
+            runs.iter()
+                .filter(|r| r.scenario == "unicast" && r.system == system)
+                .filter(|r| r.valid || !valid_only)
+                .filter_map(|r| r.histograms.get("delivery"))
+                .map(|h| pick(&h.summary) as f64)
+                .collect(),
+        )
+    };
+    match of(true) {
+        Some(v) => (Some(v), false),
+        None => (of(false), of(false).is_some()),
+    }
+}
+
+/// The unicast comparison: push-to-client latency per system (medians
+/// of the per-run percentiles), empty when no unicast ran.
+fn unicast_table(runs: &[RunReport]) -> String {
+    let Some(first) = runs.iter().find(|r| r.scenario == "unicast") else {
+        return String::new();
+    };
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\nUnicast: {} pushes/s open-loop to random users among {} connected, one publisher \
+         (the gateway through `POST /v1/push`, pipelined; the brokers one topic per user). \
+         Push-to-client latency from the intended send time, µs, median over runs of each \
+         run's percentile:\n",
+        first.params["rate"].as_f64().unwrap_or(0.0),
+        first.params["connections"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(t, "| system | runs | p50 | p99 | p99.9 | lost (sum) |");
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|");
+    let mut systems: Vec<&str> = Vec::new();
+    for r in runs.iter().filter(|r| r.scenario == "unicast") {
+        if !systems.contains(&r.system.as_str()) {
+            systems.push(&r.system);
+        }
+    }
+    for sys in systems {
+        let of_sys = || {
+            runs.iter()
+                .filter(move |r| r.scenario == "unicast" && r.system == sys)
+        };
+        let cell = |(v, flag): (Option<f64>, bool)| {
+            v.map_or("–".to_string(), |x| {
+                format!("{x:.0}{}", if flag { " †" } else { "" })
+            })
+        };
+        let lost: f64 = of_sys()
+            .filter_map(|r| r.metrics.get("lost").copied())
+            .sum();
+        let _ = writeln!(
+            t,
+            "| {sys} | {} | {} | {} | {} | {lost:.0} |",
+            of_sys().count(),
+            cell(med_unicast(runs, sys, |s| s.p50_us)),
+            cell(med_unicast(runs, sys, |s| s.p99_us)),
+            cell(med_unicast(runs, sys, |s| s.p999_us)),
+        );
+    }
     t
 }
 
@@ -514,6 +329,48 @@ mod tests {
         assert!(row.contains("| 20000 |"), "{row}");
         assert!(row.contains("900 †"), "{row}");
         assert!(t.contains("† no VALID run"));
+    }
+
+    #[test]
+    fn unicast_rows_take_medians_of_valid_runs() {
+        let mut runs = Vec::new();
+        for (p99, lost) in [(900, 0.0), (700, 0.0), (1500, 2.0)] {
+            let mut r = RunReport::new(
+                "unicast",
+                "gateway",
+                serde_json::json!({"connections": 100, "rate": 20000.0}),
+            );
+            let mut h = crate::histo::Latency::new();
+            h.record_n_us(100, 980);
+            h.record_n_us(p99, 20);
+            r.histogram("delivery", &h);
+            r.metric("lost", lost);
+            runs.push(r);
+        }
+        let mut bad = runs[0].clone();
+        bad.system = "nats".into();
+        bad.invalidate(vec!["lag".into()]);
+        runs.push(bad);
+        let t = table(&runs);
+        assert!(t.contains("20000 pushes/s"), "{t}");
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("| gateway | 3 |"))
+            .unwrap();
+        let p99 = row
+            .split('|')
+            .nth(4)
+            .unwrap()
+            .trim()
+            .parse::<f64>()
+            .unwrap();
+        assert!(
+            (895.0..=905.0).contains(&p99),
+            "median of ~700/900/1500: {row}"
+        );
+        assert!(row.ends_with("| 2 |"), "{row}");
+        let nats = t.lines().find(|l| l.starts_with("| nats")).unwrap();
+        assert!(nats.contains('†'), "{nats}");
     }
 
     #[test]
