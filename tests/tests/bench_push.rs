@@ -111,9 +111,9 @@ fn fanout_to_all_and_unicast_to_random_users() {
             "--connect-rate",
             "2000",
             "--pushes",
-            "2000",
+            "3000",
             "--rate",
-            "4000",
+            "2000",
             "--publishers",
             "2",
             "--batch",
@@ -122,10 +122,10 @@ fn fanout_to_all_and_unicast_to_random_users() {
         Duration::from_secs(30),
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.metric("pushes_sent"), 2000.0, "{}", r.stdout);
-    assert_eq!(r.metric("deliveries"), 2000.0, "{}", r.stdout);
+    assert_eq!(r.metric("pushes_sent"), 3000.0, "{}", r.stdout);
+    assert_eq!(r.metric("deliveries"), 3000.0, "{}", r.stdout);
     assert_eq!(r.metric("duplicates"), 0.0);
-    assert_eq!(r.count("delivery"), 2000);
+    assert_eq!(r.count("delivery"), 3000);
 }
 
 #[test]
