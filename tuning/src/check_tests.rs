@@ -235,7 +235,7 @@ fn memlock_and_ram() {
     assert_eq!(
         sev(&r, "rlimit.memlock"),
         Severity::Ok,
-        "6.8 charges rings to memcg"
+        "6.12 charges rings to memcg"
     );
     host.sysctl("kernel.osrelease", "5.10.0");
     let r = check(&host.root(), &low, &target(100_000, 4));
@@ -263,7 +263,7 @@ fn io_uring_features_reads_release_and_sysctl() {
     let host = FakeHost::stock();
     host.sysctl("kernel.io_uring_disabled", "2");
     let u = io_uring_features(&host.root(), &healthy_facts());
-    assert_eq!(u.kernel, Some(KernelVersion::new(6, 8)));
+    assert_eq!(u.kernel, Some(KernelVersion::new(6, 12)));
     assert_eq!(u.disabled, Some(2));
 }
 

@@ -22,7 +22,7 @@ impl FakeHost {
     /// A 4-CPU, 16 GiB host with stock kernel 6.8 sysctls.
     pub(crate) fn stock() -> Self {
         let host = Self::new();
-        host.sysctl("kernel.osrelease", "6.8.0-45-generic");
+        host.sysctl("kernel.osrelease", "6.12.0-45-generic");
         host.sysctl("kernel.io_uring_disabled", "0");
         host.sysctl("fs.nr_open", "1048576");
         host.sysctl("fs.file-max", "9223372036854775807");

@@ -160,41 +160,48 @@ pub enum Feature {
     BufRing,
     /// Sparse direct-descriptor tables.
     SparseFiles,
+    /// Incremental consumption of provided buffers (optional).
+    BufRingInc,
+    /// Single-shot accept (peer addresses for admission rules; the
+    /// control listener).
+    Accept,
+    /// Single-shot receive (control listener, backend connections).
+    Recv,
     /// Send on fixed files.
     Send,
-    /// Zero-copy send (optional).
-    SendZc,
-    /// Cross-shard wake-ups with `IORING_OP_MSG_RING`.
-    MsgRing,
+    /// Half-closing a client after its final Kick or Error.
+    Shutdown,
+    /// Connecting to backends.
+    Connect,
+    /// Bounding a backend connect in time.
+    LinkTimeout,
     /// Timeouts (timer wheel tick).
     Timeout,
     /// Cancelling in-flight requests.
     AsyncCancel,
     /// Closing direct descriptors.
     Close,
-    /// Classic provided buffers.
-    ProvideBuffers,
-    /// Poll (readiness for the control plane and eventfds).
-    PollAdd,
     /// Read (eventfd doorbells).
     Read,
 }
 
 impl Feature {
     /// Every feature, in report order.
-    pub const ALL: [Feature; 13] = [
+    pub const ALL: [Feature; 15] = [
         Feature::AcceptMulti,
         Feature::RecvMulti,
         Feature::BufRing,
+        Feature::BufRingInc,
         Feature::SparseFiles,
+        Feature::Accept,
+        Feature::Recv,
         Feature::Send,
-        Feature::SendZc,
-        Feature::MsgRing,
+        Feature::Shutdown,
+        Feature::Connect,
+        Feature::LinkTimeout,
         Feature::Timeout,
         Feature::AsyncCancel,
         Feature::Close,
-        Feature::ProvideBuffers,
-        Feature::PollAdd,
         Feature::Read,
     ];
 
@@ -205,14 +212,16 @@ impl Feature {
             Self::RecvMulti => "recv-multishot",
             Self::BufRing => "buf-ring",
             Self::SparseFiles => "sparse-files",
+            Self::BufRingInc => "buf-ring-inc",
+            Self::Accept => "accept",
+            Self::Recv => "recv",
             Self::Send => "send",
-            Self::SendZc => "send-zc",
-            Self::MsgRing => "msg-ring",
+            Self::Shutdown => "shutdown",
+            Self::Connect => "connect",
+            Self::LinkTimeout => "link-timeout",
             Self::Timeout => "timeout",
             Self::AsyncCancel => "async-cancel",
             Self::Close => "close",
-            Self::ProvideBuffers => "provide-buffers",
-            Self::PollAdd => "poll-add",
             Self::Read => "read",
         }
     }
@@ -222,16 +231,17 @@ impl Feature {
         Some(match self {
             Self::AcceptMulti => opcode::AcceptMulti::CODE,
             Self::RecvMulti => opcode::RecvMulti::CODE,
+            Self::Accept => opcode::Accept::CODE,
+            Self::Recv => opcode::Recv::CODE,
             Self::Send => opcode::Send::CODE,
-            Self::SendZc => opcode::SendZc::CODE,
-            Self::MsgRing => opcode::MsgRingData::CODE,
+            Self::Shutdown => opcode::Shutdown::CODE,
+            Self::Connect => opcode::Connect::CODE,
+            Self::LinkTimeout => opcode::LinkTimeout::CODE,
             Self::Timeout => opcode::Timeout::CODE,
             Self::AsyncCancel => opcode::AsyncCancel::CODE,
             Self::Close => opcode::Close::CODE,
-            Self::ProvideBuffers => opcode::ProvideBuffers::CODE,
-            Self::PollAdd => opcode::PollAdd::CODE,
             Self::Read => opcode::Read::CODE,
-            Self::BufRing | Self::SparseFiles => return None,
+            Self::BufRing | Self::BufRingInc | Self::SparseFiles => return None,
         })
     }
 
@@ -240,17 +250,21 @@ impl Feature {
     pub fn min_kernel(self) -> KernelVersion {
         match self {
             Self::AcceptMulti | Self::BufRing | Self::SparseFiles => KernelVersion::new(5, 19),
-            Self::RecvMulti | Self::SendZc => KernelVersion::new(6, 0),
-            Self::MsgRing => KernelVersion::new(5, 18),
-            Self::Send | Self::AsyncCancel | Self::Timeout => KernelVersion::new(5, 5),
-            Self::Close | Self::ProvideBuffers | Self::Read => KernelVersion::new(5, 6),
-            Self::PollAdd => KernelVersion::new(5, 1),
+            Self::RecvMulti => KernelVersion::new(6, 0),
+            Self::BufRingInc => KernelVersion::new(6, 12),
+            Self::Accept
+            | Self::Connect
+            | Self::LinkTimeout
+            | Self::AsyncCancel
+            | Self::Timeout => KernelVersion::new(5, 5),
+            Self::Recv | Self::Send | Self::Close | Self::Read => KernelVersion::new(5, 6),
+            Self::Shutdown => KernelVersion::new(5, 11),
         }
     }
 
     /// Whether the gateway refuses to start without it.
     pub fn required(self) -> bool {
-        !matches!(self, Self::SendZc)
+        !matches!(self, Self::BufRingInc)
     }
 
     /// What the gateway uses it for.
@@ -264,15 +278,25 @@ impl Feature {
                 "provided buffer ring = the shard's buffer pool (register_buf_ring, 5.19)"
             }
             Self::SparseFiles => "sparse direct-descriptor table for client sockets (5.19)",
+            Self::BufRingInc => {
+                "a small frame uses only its bytes of a receive buffer (IOU_PBUF_RING_INC, 6.12); optional: without it every receive takes a whole buffer and idle connections cost more"
+            }
+            Self::Accept => {
+                "single-shot accepts when admission rules need peer addresses, and the control listener (IORING_OP_ACCEPT)"
+            }
+            Self::Recv => "control listener and backend connections (IORING_OP_RECV)",
             Self::Send => "fixed-file sends (IORING_OP_SEND)",
-            Self::SendZc => "zero-copy sends for large pushes (IORING_OP_SEND_ZC, 6.0); optional",
-            Self::MsgRing => "cross-shard doorbell (IORING_OP_MSG_RING, 5.18)",
+            Self::Shutdown => {
+                "half-close after a final Kick or Error so the client reads it (IORING_OP_SHUTDOWN, 5.11)"
+            }
+            Self::Connect => {
+                "connections to backends: auth webhook, uplinks, presence events (IORING_OP_CONNECT)"
+            }
+            Self::LinkTimeout => "connect timeouts to backends (IORING_OP_LINK_TIMEOUT)",
             Self::Timeout => "timer wheel tick (IORING_OP_TIMEOUT)",
             Self::AsyncCancel => "cancelling multishot requests on close/shutdown",
             Self::Close => "closing direct descriptors (IORING_OP_CLOSE)",
-            Self::ProvideBuffers => "re-providing buffers (IORING_OP_PROVIDE_BUFFERS)",
-            Self::PollAdd => "readiness of control-plane sockets (IORING_OP_POLL_ADD)",
-            Self::Read => "eventfd doorbells (IORING_OP_READ)",
+            Self::Read => "cross-shard doorbells on eventfds (IORING_OP_READ)",
         }
     }
 }
@@ -384,7 +408,9 @@ fn feature_problem(
         ))
     };
     match (feature, buf_ring, sparse) {
-        (Feature::BufRing | Feature::RecvMulti, Err(e), _) => refused("register_buf_ring", *e),
+        (Feature::BufRing | Feature::BufRingInc | Feature::RecvMulti, Err(e), _) => {
+            refused("register_buf_ring", *e)
+        }
         (Feature::SparseFiles | Feature::AcceptMulti, _, Err(e)) => {
             refused("register_files_sparse", *e)
         }

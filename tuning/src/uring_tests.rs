@@ -37,12 +37,12 @@ fn kernel_versions_parse() {
 #[test]
 fn everything_present_on_a_new_kernel() {
     let u = evaluate(
-        Some(KernelVersion::new(6, 8)),
+        Some(KernelVersion::new(6, 12)),
         Some(0),
         RingProbe::all_supported(),
     );
     assert!(u.missing_required().is_empty());
-    assert!(u.has(Feature::SendZc));
+    assert!(u.has(Feature::BufRingInc));
     assert!(u.findings().iter().all(|f| f.severity == Severity::Ok));
     assert_eq!(u.findings().len(), 3 + Feature::ALL.len());
 }
@@ -73,7 +73,7 @@ fn seccomp_block_is_named() {
         Some(0),
         RingProbe::SetupFailed { errno: libc::EPERM },
     );
-    assert_eq!(u.missing_required().len(), 12);
+    assert_eq!(u.missing_required().len(), Feature::ALL.len() - 1);
     let setup = u
         .findings()
         .into_iter()
@@ -108,21 +108,23 @@ fn missing_opcodes_and_registrations() {
     let u = evaluate(
         Some(KernelVersion::new(6, 8)),
         Some(0),
-        ready_without(opcode::MsgRingData::CODE),
+        ready_without(opcode::Connect::CODE),
     );
-    assert_eq!(u.missing_required(), vec![Feature::MsgRing]);
+    assert_eq!(u.missing_required(), vec![Feature::Connect]);
+    // Incremental buffers came with 6.12: older kernels only warn.
     let u = evaluate(
         Some(KernelVersion::new(6, 8)),
         Some(0),
-        ready_without(opcode::SendZc::CODE),
+        RingProbe::all_supported(),
     );
     assert!(u.missing_required().is_empty());
-    let zc = u
+    let inc = u
         .findings()
         .into_iter()
-        .find(|f| f.key == "io_uring.op.send-zc")
+        .find(|f| f.key == "io_uring.op.buf-ring-inc")
         .unwrap();
-    assert_eq!(zc.severity, Severity::Warn);
+    assert_eq!(inc.severity, Severity::Warn);
+    assert!(inc.why.contains("older than 6.12"), "{}", inc.why);
     let u = evaluate(
         Some(KernelVersion::new(6, 8)),
         Some(0),
