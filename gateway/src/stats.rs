@@ -19,9 +19,13 @@ macro_rules! counters {
             /// Counter names, in the order of [`ShardStats::values`].
             pub const NAMES: &'static [&'static str] = &[$( stringify!($field) ),*];
 
-            /// Counter values, in the order of [`ShardStats::NAMES`].
-            pub fn values(&self) -> Vec<u64> {
-                vec![$( self.$field ),*]
+            /// How many counters there are.
+            pub const COUNT: usize = Self::NAMES.len();
+
+            /// Counter values, in the order of [`ShardStats::NAMES`]; an
+            /// array, so publishing every 250 ms allocates nothing.
+            pub fn values(&self) -> [u64; Self::COUNT] {
+                [$( self.$field ),*]
             }
 
             fn from_values(v: &[u64]) -> Self {
