@@ -1,7 +1,7 @@
 //! The sending side of `fanout` and `unicast`: the gateway's push API over
-//! HTTP/1.1 keep-alive (stop-and-wait here, pipelined in [`pipelined`]), an
-//! MQTT publisher and a NATS publisher, all blocking (the coordinator runs
-//! them on their own threads).
+//! pipelined HTTP/1.1 ([`pipelined`]), and here an MQTT publisher and a
+//! NATS publisher, all blocking (the coordinator runs them on their own
+//! threads).
 
 pub mod pipelined;
 
@@ -47,52 +47,6 @@ pub enum To<'a> {
     User(&'a str),
 }
 
-fn push_target(to: To<'_>) -> serde_json::Value {
-    match to {
-        To::All => serde_json::json!({"all": true}),
-        To::Topic(t) => serde_json::json!({"topic": t}),
-        To::User(u) => serde_json::json!({"user": u}),
-    }
-}
-
-/// `POST /v1/push` of one push.
-fn push_request(to: To<'_>, payload: &str) -> String {
-    let body =
-        serde_json::json!({"to": push_target(to), "payload": payload, "ack": false}).to_string();
-    format!(
-        "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// `POST /v1/push/batch` of several pushes.
-fn batch_request(items: &[(To<'_>, String)]) -> String {
-    let mut body = String::new();
-    for (to, payload) in items {
-        body.push_str(
-            &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
-                .to_string(),
-        );
-        body.push('\n');
-    }
-    format!(
-        "POST /v1/push/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// Pushes a `/v1/push/batch` answer says were accepted.
-fn batch_accepted(body: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v["results"]
-                .as_array()
-                .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
-        })
-        .unwrap_or(0) as u64
-}
-
 /// Reads more of `stream` into `buf`.
 fn fill(stream: &mut TcpStream, addr: SocketAddr, buf: &mut Vec<u8>) -> Result<(), PublishError> {
     let mut chunk = [0u8; 8192];
@@ -109,43 +63,9 @@ fn fill(stream: &mut TcpStream, addr: SocketAddr, buf: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// Reads one HTTP response (status, body) off `stream`, `buf` holding
-/// what was read past the previous one.
-fn read_http(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    buf: &mut Vec<u8>,
-) -> Result<(u16, String), PublishError> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(buf) {
-            Ok(httparse::Status::Complete(head)) => {
-                let status = resp.code.unwrap_or(0);
-                let len = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    })
-                    .unwrap_or(0);
-                if buf.len() < head + len {
-                    fill(stream, addr, buf)?;
-                    continue;
-                }
-                let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
-                buf.drain(..head + len);
-                return Ok((status, body));
-            }
-            Ok(httparse::Status::Partial) => fill(stream, addr, buf)?,
-            Err(e) => return Err(PublishError::Protocol(format!("bad HTTP response: {e}"))),
-        }
-    }
+/// The gateway is not a broker: its push API has its own publisher.
+fn not_a_broker() -> PublishError {
+    PublishError::Protocol("the gateway's push API is published to by PipelinedPush".into())
 }
 
 fn nats_subject(to: To<'_>) -> String {
@@ -175,7 +95,8 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects to `addr` (the control listener for the gateway, the broker for peers).
+    /// Connects to the broker at `addr` (the gateway's push API is
+    /// [`pipelined::PipelinedPush`]).
     pub fn connect(kind: PeerKind, addr: SocketAddr) -> Result<Self, PublishError> {
         let io = |source| PublishError::Io { addr, source };
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
@@ -191,7 +112,7 @@ impl Publisher {
             packet_id: 1,
         };
         match kind {
-            PeerKind::Gateway => {}
+            PeerKind::Gateway => return Err(not_a_broker()),
             PeerKind::Mqtt | PeerKind::MqttQos1 => {
                 let mut out = Vec::new();
                 let id = format!(
@@ -231,13 +152,12 @@ impl Publisher {
         fill(&mut self.stream, self.addr, &mut self.buf)
     }
 
-    /// Sends several messages back to back in one go: the gateway gets one
-    /// `POST /v1/push/batch`, the brokers one write of pipelined publishes
-    /// (MQTT QoS 1 stays stop-and-wait, as its protocol requires).
-    /// Returns how many were accepted.
-    pub fn send_batch(&mut self, items: &[(To<'_>, String)]) -> Result<u64, PublishError> {
+    /// Sends several messages back to back in one write of pipelined
+    /// publishes (MQTT QoS 1 stays stop-and-wait, as its protocol
+    /// requires). Returns how many were accepted.
+    pub fn send_batch(&mut self, items: &[(To<'_>, &str)]) -> Result<u64, PublishError> {
         match self.kind {
-            PeerKind::Gateway => self.push_batch(items),
+            PeerKind::Gateway => Err(not_a_broker()),
             PeerKind::MqttQos1 => {
                 for (to, payload) in items {
                     self.send(*to, payload)?;
@@ -266,19 +186,10 @@ impl Publisher {
         }
     }
 
-    fn push_batch(&mut self, items: &[(To<'_>, String)]) -> Result<u64, PublishError> {
-        self.write(batch_request(items).as_bytes())?;
-        let (status, body) = self.read_http()?;
-        if status != 200 {
-            return Err(PublishError::Status { status, body });
-        }
-        Ok(batch_accepted(&body))
-    }
-
     /// Sends one message with `payload` to `to`.
     pub fn send(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
         match self.kind {
-            PeerKind::Gateway => self.push(to, payload),
+            PeerKind::Gateway => Err(not_a_broker()),
             PeerKind::Mqtt | PeerKind::MqttQos1 => {
                 let qos = u8::from(self.kind == PeerKind::MqttQos1);
                 let topic = mqtt_topic(to);
@@ -306,26 +217,13 @@ impl Publisher {
     }
 
     /// Waits until the peer has processed everything sent so far (NATS
-    /// PING/PONG; the push API and QoS 1 are already synchronous).
+    /// PING/PONG; QoS 1 is already synchronous).
     pub fn flush(&mut self) -> Result<(), PublishError> {
         if self.kind == PeerKind::Nats {
             self.write(b"PING\r\n")?;
             self.nats_until_pong()?;
         }
         Ok(())
-    }
-
-    fn push(&mut self, to: To<'_>, payload: &str) -> Result<(), PublishError> {
-        self.write(push_request(to, payload).as_bytes())?;
-        let (status, body) = self.read_http()?;
-        if status != 200 {
-            return Err(PublishError::Status { status, body });
-        }
-        Ok(())
-    }
-
-    fn read_http(&mut self) -> Result<(u16, String), PublishError> {
-        read_http(&mut self.stream, self.addr, &mut self.buf)
     }
 
     fn read_mqtt(&mut self) -> Result<MqttReply, PublishError> {

@@ -13,8 +13,93 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{PublishError, To, batch_accepted, batch_request, push_request, read_http};
+use super::{PublishError, To, fill};
 use crate::histo::Latency;
+
+fn push_target(to: To<'_>) -> serde_json::Value {
+    match to {
+        To::All => serde_json::json!({"all": true}),
+        To::Topic(t) => serde_json::json!({"topic": t}),
+        To::User(u) => serde_json::json!({"user": u}),
+    }
+}
+
+/// `POST /v1/push` of one push.
+fn push_request(to: To<'_>, payload: &str) -> String {
+    let body =
+        serde_json::json!({"to": push_target(to), "payload": payload, "ack": false}).to_string();
+    format!(
+        "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `POST /v1/push/batch` of several pushes.
+fn batch_request(items: &[(To<'_>, &str)]) -> String {
+    let mut body = String::new();
+    for (to, payload) in items {
+        body.push_str(
+            &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
+                .to_string(),
+        );
+        body.push('\n');
+    }
+    format!(
+        "POST /v1/push/batch HTTP/1.1\r\nhost: bench\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Pushes a `/v1/push/batch` answer says were accepted.
+fn batch_accepted(body: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["results"]
+                .as_array()
+                .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
+        })
+        .unwrap_or(0) as u64
+}
+
+/// Reads one HTTP response (status, body) off `stream`, `buf` holding
+/// what was read past the previous one.
+fn read_http(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    buf: &mut Vec<u8>,
+) -> Result<(u16, String), PublishError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let status = resp.code.unwrap_or(0);
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                if buf.len() < head + len {
+                    fill(stream, addr, buf)?;
+                    continue;
+                }
+                let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
+                buf.drain(..head + len);
+                return Ok((status, body));
+            }
+            Ok(httparse::Status::Partial) => fill(stream, addr, buf)?,
+            Err(e) => return Err(PublishError::Protocol(format!("bad HTTP response: {e}"))),
+        }
+    }
+}
 
 /// What the answers said, once every request was answered (or failed).
 #[derive(Debug, Default)]
@@ -89,7 +174,7 @@ impl PipelinedPush {
 
     /// Writes one request carrying `items` (`/v1/push` for one,
     /// `/v1/push/batch` for more) without waiting for its answer.
-    pub fn submit(&mut self, items: &[(To<'_>, String)]) -> Result<(), PublishError> {
+    pub fn submit(&mut self, items: &[(To<'_>, &str)]) -> Result<(), PublishError> {
         let request = match items {
             [] => return Ok(()),
             [(to, payload)] => push_request(*to, payload),

@@ -73,7 +73,7 @@ impl Sink {
     }
 
     /// Sends `items` in one request (or one write of pipelined publishes).
-    fn send(&mut self, items: &[(To<'_>, String)], out: &mut SendOutcome) {
+    fn send(&mut self, items: &[(To<'_>, &str)], out: &mut SendOutcome) {
         let t0 = Instant::now();
         match self {
             Self::Broker(publisher) => {
@@ -210,7 +210,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                                 None
                             };
                         }
-                        let items: Vec<(To<'_>, String)> = pending
+                        let items: Vec<(To<'_>, &str)> = pending
                             .iter()
                             .map(|(dest, body)| {
                                 let target = if broadcast_all {
@@ -220,7 +220,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                                 } else {
                                     To::Topic(dest)
                                 };
-                                (target, body.clone())
+                                (target, body.as_str())
                             })
                             .collect();
                         out.last_sent_us = wall_us();
