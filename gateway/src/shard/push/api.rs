@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use base64::Engine;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use protocol::codec::encode_shared;
 use protocol::proto::{Frame, KickCode, Push, frame::Kind};
 use protocol::time::Millis;
@@ -135,8 +135,10 @@ impl Shard {
         let mut results = Vec::new();
         // Consecutive unpaced pushes to the same broadcast or topic (same app)
         // travel as one job whose frames are concatenated: each recipient
-        // then gets one enqueue and one send for the whole run.
-        let mut run: Option<(Destination, PushJob)> = None;
+        // then gets one enqueue and one send for the whole run. From the
+        // second push on, the frames gather in one buffer, frozen when the
+        // run ends.
+        let mut run: Option<(Destination, PushJob, Option<BytesMut>)> = None;
         for line in body.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -147,20 +149,18 @@ impl Shard {
                     self.stats.pushes_accepted += 1;
                     let mergeable = job.rate == 0 && !matches!(dest, Destination::Users(_));
                     match &mut run {
-                        Some((d, acc)) if mergeable && *d == dest && acc.app == job.app => {
-                            let mut frame =
-                                bytes::BytesMut::with_capacity(acc.frame.len() + job.frame.len());
-                            frame.extend_from_slice(&acc.frame);
-                            frame.extend_from_slice(&job.frame);
-                            acc.frame = frame.freeze();
+                        Some((d, acc, frames)) if mergeable && *d == dest && acc.app == job.app => {
+                            frames
+                                .get_or_insert_with(|| BytesMut::from(&acc.frame[..]))
+                                .extend_from_slice(&job.frame);
                             acc.frames += 1;
                         }
                         _ => {
-                            if let Some((d, acc)) = run.take() {
-                                self.route(now, d, acc);
+                            if let Some(done) = run.take() {
+                                self.route_run(now, done);
                             }
                             if mergeable {
-                                run = Some((dest, job));
+                                run = Some((dest, job, None));
                             } else {
                                 self.route(now, dest, job);
                             }
@@ -173,8 +173,8 @@ impl Shard {
                 }
             }
         }
-        if let Some((d, acc)) = run.take() {
-            self.route(now, d, acc);
+        if let Some(done) = run.take() {
+            self.route_run(now, done);
         }
         Response::json(200, &json!({ "results": results }))
     }
@@ -243,6 +243,15 @@ impl Shard {
             accepted_us,
         };
         Ok((dest, job))
+    }
+
+    /// Sends a run of pushes on its way, its frames as one.
+    fn route_run(&mut self, now: Millis, run: (Destination, PushJob, Option<BytesMut>)) {
+        let (dest, mut job, frames) = run;
+        if let Some(frames) = frames {
+            job.frame = frames.freeze();
+        }
+        self.route(now, dest, job);
     }
 
     /// Sends a prepared push on its way.
