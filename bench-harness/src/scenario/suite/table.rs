@@ -56,17 +56,25 @@ fn med_timing(
     conns: u32,
     metric: &str,
 ) -> (Option<f64>, bool) {
-    let of = |valid_only: bool| {
+    valid_first(|valid_only| {
         median(
             cell(runs, scenario, system, conns)
                 .filter(|r| r.valid || !valid_only)
                 .filter_map(|r| r.metrics.get(metric).copied())
                 .collect(),
         )
-    };
+    })
+}
+
+/// `of(true)` (VALID runs only) if it has a figure, else `of(false)` (all
+/// runs) flagged `true`.
+fn valid_first(of: impl Fn(bool) -> Option<f64>) -> (Option<f64>, bool) {
     match of(true) {
         Some(v) => (Some(v), false),
-        None => (of(false), of(false).is_some()),
+        None => {
+            let all = of(false);
+            (all, all.is_some())
+        }
     }
 }
 
@@ -169,7 +177,7 @@ fn med_unicast(
     system: &str,
     pick: fn(&crate::histo::Summary) -> u64,
 ) -> (Option<f64>, bool) {
-    let of = |valid_only: bool| {
+    valid_first(|valid_only| {
         median(
             runs.iter()
                 .filter(|r| r.scenario == "unicast" && r.system == system)
@@ -178,11 +186,7 @@ fn med_unicast(
                 .map(|h| pick(&h.summary) as f64)
                 .collect(),
         )
-    };
-    match of(true) {
-        Some(v) => (Some(v), false),
-        None => (of(false), of(false).is_some()),
-    }
+    })
 }
 
 /// The unicast comparison: push-to-client latency per system (medians
