@@ -331,6 +331,18 @@ impl Client {
         self.send_raw(&out);
     }
 
+    /// The next push within `timeout`, skipping other events; `None` on
+    /// timeout or close.
+    pub fn next_push(&mut self, timeout: Duration) -> Option<protocol::proto::Push> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if let ClientEvent::Push(p) = self.next_event(left)? {
+                return Some(p);
+            }
+        }
+    }
+
     /// The next event within `timeout` (reading from the socket as needed);
     /// `None` on timeout or once the connection is closed and drained.
     pub fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {

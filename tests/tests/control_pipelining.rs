@@ -10,20 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use e2e_tests::{Client, Gateway};
-use protocol::client::ClientEvent;
 use serde_json::{Value, json};
-
-/// The payload of the next push `c` gets within `timeout`.
-fn next_push(c: &mut Client, timeout: Duration) -> Option<String> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.checked_duration_since(std::time::Instant::now())?;
-        match c.next_event(left)? {
-            ClientEvent::Push(p) => return Some(String::from_utf8_lossy(&p.payload).into_owned()),
-            _ => continue,
-        }
-    }
-}
 
 /// Reads responses off `s` until `n` are complete: (status, body, whether
 /// the server said it closes).
@@ -122,8 +109,8 @@ fn pipelined_requests_are_answered_in_order() {
             .collect();
         let mut got = Vec::new();
         while got.len() < want.len() {
-            match next_push(c, Duration::from_secs(3)) {
-                Some(p) => got.push(p),
+            match c.next_push(Duration::from_secs(3)) {
+                Some(p) => got.push(String::from_utf8_lossy(&p.payload).into_owned()),
                 None => break,
             }
         }

@@ -21,18 +21,10 @@ fn shard_of(c: &Client) -> u32 {
 /// takes whatever else is already on its way (a short grace), so a
 /// duplicate shows up as a second entry.
 fn pushes(c: &mut Client, window: Duration) -> Vec<Push> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + window;
-    while Instant::now() < deadline {
-        match c.next_event(deadline - Instant::now()) {
-            Some(ClientEvent::Push(p)) => {
-                got.push(p);
-                break;
-            }
-            Some(_) => {}
-            None => return got,
-        }
-    }
+    let Some(first) = c.next_push(window) else {
+        return Vec::new();
+    };
+    let mut got = vec![first];
     got.extend(later_pushes(c, Duration::from_millis(5)));
     got
 }
