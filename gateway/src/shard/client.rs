@@ -11,7 +11,6 @@ use super::conn::{Conn, LINGER_S, flags};
 use super::outbound::Enqueued;
 use super::{BUF_GROUP, Shard, wall_clock};
 use crate::admission::Refusal;
-use crate::timer::TimerRef;
 use crate::uring::op::{OpKind, OpTag};
 
 impl Shard {
@@ -429,6 +428,7 @@ impl Shard {
             return;
         }
         let conn = self.conns.remove(key as usize);
+        self.wheel.cancel(key);
         let now = self.clock.now();
         self.session_finished(now, key, &conn);
         self.stats.outbound_queued_bytes = self
@@ -439,30 +439,23 @@ impl Shard {
         self.presence_gone(self.clock.now(), key, conn.generation);
     }
 
-    pub(super) fn on_timer(&mut self, now: Millis, r: TimerRef) {
-        let Some(conn) = self.conns.get_mut(r.key as usize) else {
+    pub(super) fn on_timer(&mut self, now: Millis, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.generation != r.generation {
-            return;
-        }
-        conn.timer_entries = conn.timer_entries.saturating_sub(1);
-        if conn.timer_entries > 0 {
-            conn.timer_at = u64::MAX;
-        }
         let due = conn
             .deadline(&self.settings.server)
             .is_some_and(|d| d <= now);
         if due {
             if conn.has(flags::CLOSING) {
-                self.submit_close(r.key);
+                self.submit_close(key);
                 return;
             }
             conn.session
                 .handle_timeout(now, &self.settings.server, &mut self.out);
-            self.handle_output(now, r.key);
+            self.handle_output(now, key);
         } else {
-            self.arm_timer(r.key);
+            self.arm_timer(key);
         }
     }
 }

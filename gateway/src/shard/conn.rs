@@ -49,8 +49,6 @@ pub struct Conn {
     pub topics: Option<Box<Vec<shard_router::topics::TopicId>>>,
     /// Apps declared in the Hello, as bits of the shard's app interner.
     pub apps: u64,
-    /// Earliest pending timer entry (`u64::MAX`: one later entry pending).
-    pub timer_at: u64,
     /// Direct-descriptor slot of the socket.
     pub fd: u32,
     /// Generation: tells this connection from an earlier one in its slot.
@@ -62,8 +60,6 @@ pub struct Conn {
     pub since_s: u32,
     /// Device label (shard's device interner id).
     pub device: u16,
-    /// Timer entries pending in the wheel.
-    pub timer_entries: u8,
     /// Lifecycle flags (see [`flags`]).
     pub flags: u16,
 }
@@ -79,11 +75,9 @@ impl Conn {
             apps: 0,
             since_s: 0,
             device: 0,
-            timer_at: 0,
             fd,
             generation,
             linger_until_s: 0,
-            timer_entries: 0,
             flags: flags::IN_HANDSHAKE,
         }
     }

@@ -34,7 +34,7 @@ use crate::metrics::ShardMetrics;
 use crate::runtime::Shared;
 use crate::settings::{REFUSAL_SLACK, Settings};
 use crate::stats::ShardStats;
-use crate::timer::{TimerRef, TimerWheel};
+use crate::timer::TimerWheel;
 use crate::uring::bufring::{BufRing, BufRingError};
 use crate::uring::op::{OpKind, OpTag};
 
@@ -152,7 +152,7 @@ pub struct Shard {
     clock: Clock,
     out: Output,
     cqes: Vec<(u64, i32, u32)>,
-    fired: Vec<TimerRef>,
+    fired: Vec<u32>,
     rearm: Vec<u32>,
     handshakes: u32,
     next_generation: u32,
@@ -506,28 +506,19 @@ impl Shard {
     fn run_timers(&mut self, now: Millis) {
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.advance(now, &mut fired);
-        for r in fired.drain(..) {
-            self.on_timer(now, r);
+        for key in fired.drain(..) {
+            self.on_timer(now, key);
         }
         self.fired = fired;
     }
 
     /// Makes sure the wheel will visit connection `key` by its deadline.
     fn arm_timer(&mut self, key: u32) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
+        let Some(conn) = self.conns.get(key as usize) else {
             return;
         };
-        let Some(deadline) = conn.deadline(&self.settings.server) else {
-            return;
-        };
-        if conn.timer_entries == 0 || deadline.0 < conn.timer_at {
-            conn.timer_entries = conn.timer_entries.saturating_add(1);
-            conn.timer_at = deadline.0;
-            let r = TimerRef {
-                key,
-                generation: conn.generation,
-            };
-            self.wheel.insert(deadline, r);
+        if let Some(deadline) = conn.deadline(&self.settings.server) {
+            self.wheel.arm(key, deadline);
         }
     }
 }

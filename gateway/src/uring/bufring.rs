@@ -113,6 +113,9 @@ pub struct BufRing {
     incremental: bool,
     /// Bytes of each buffer already handed out (incremental mode).
     filled: Box<[u32]>,
+    /// Buffers the kernel has written since their pages were last
+    /// released: resident memory.
+    dirty: Box<[bool]>,
 }
 
 impl BufRing {
@@ -163,6 +166,7 @@ impl BufRing {
             window,
             incremental: false,
             filled: vec![0; entries].into_boxed_slice(),
+            dirty: vec![false; entries].into_boxed_slice(),
         };
         for bid in 0..this.window.target {
             this.push_entry(bid as u16);
@@ -231,6 +235,7 @@ impl BufRing {
         let start = start.min(self.buf_size as usize);
         let len = len.min(self.buf_size as usize - start);
         let done = !(self.incremental && buf_more);
+        self.dirty[bid as usize] = true;
         if done {
             self.filled[bid as usize] = 0;
             self.provided = self.provided.saturating_sub(1);
@@ -271,9 +276,17 @@ impl BufRing {
         }
     }
 
-    fn release_pages(&self, bid: u16) {
-        // SAFETY: a resting buffer is owned by neither the kernel nor a
-        // reader, so dropping its pages loses nothing.
+    /// Gives buffer `bid`'s pages back to the OS if the kernel wrote them.
+    ///
+    /// The caller makes sure nobody holds unread bytes in it: it is resting,
+    /// or queued in the kernel's ring behind the buffer being filled.
+    fn release_pages(&mut self, bid: u16) {
+        if !std::mem::take(&mut self.dirty[bid as usize]) {
+            return;
+        }
+        // SAFETY: the range is buffer `bid` inside the mapping; anonymous
+        // private pages read back as zeros after this, which nobody reads
+        // before the kernel writes them again.
         unsafe {
             libc::madvise(
                 self.buf_ptr(bid).cast(),
@@ -290,9 +303,37 @@ impl BufRing {
     }
 
     /// Periodic review: shrink the window to what recent traffic needed.
-    /// Buffers beyond it come to rest as they are recycled.
+    ///
+    /// Buffers beyond the new window come to rest as the kernel consumes
+    /// them, which takes minutes when traffic is light (an idle connection
+    /// sends a few bytes every 30 s). Their pages are released right away
+    /// instead, so a connect storm does not leave its buffers resident.
+    ///
+    /// Call between [`take`](Self::take)s of every completion so far, while
+    /// the kernel is not running the shard's receives: with
+    /// `IORING_SETUP_DEFER_TASKRUN` it fills buffers only inside the shard's
+    /// own `io_uring_enter`.
     pub fn review(&mut self) {
+        let before = self.window.target;
         self.window.review();
+        if self.window.target < before {
+            self.release_queued_surplus();
+        }
+    }
+
+    /// Releases the pages of the buffers queued in the kernel's ring past
+    /// the window. The kernel fills the ring from its head, `provided`
+    /// entries behind the tail, so these are at least a whole window away
+    /// from the buffer it is filling.
+    fn release_queued_surplus(&mut self) {
+        let mask = self.entries - 1;
+        let head = self.local_tail.wrapping_sub(self.provided as u16);
+        for i in self.window.target..self.provided {
+            let idx = (head.wrapping_add(i as u16) & mask) as usize;
+            // SAFETY: idx < entries, and the ring area holds `entries` entries.
+            let bid = unsafe { (*self.base.as_ptr().cast::<BufRingEntry>().add(idx)).bid() };
+            self.release_pages(bid % self.entries);
+        }
     }
 
     fn fill_window(&mut self) {
