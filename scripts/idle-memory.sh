@@ -10,7 +10,8 @@
 #   - user-space RSS delta / N (VmRSS of the gateway, before vs after),
 #   - kernel memory delta / N (/proc/meminfo Slab, before vs after; includes
 #     both ends of each loopback pair, so the gateway's share is about half),
-#   - gateway CPU while idle over HOLD_SECS (utime+stime from /proc/PID/stat).
+#   - gateway CPU while idle over HOLD_SECS: tick-sampled utime+stime from
+#     /proc/PID/stat, and the scheduler's exact run time of its threads.
 set -euo pipefail
 N=${1:-39000}
 HOLD=${2:-60}
@@ -19,9 +20,14 @@ cargo build --release --bins -q || exit 1
 PORT=${PORT:-17600}
 CTL=${CTL:-17601}
 export GATEWAY_JWT_SECRET=bench-secret
+# SO_REUSEPORT would let a second gateway share the port and split the
+# connections between two processes: refuse instead.
+if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
+  echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
+fi
 ./target/release/gateway --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
 GW=$!
-trap 'kill $GW 2>/dev/null; kill ${HOLDERS[*]:-} 2>/dev/null || true' EXIT
+trap 'kill ${HOLDERS[*]:-} 2>/dev/null; kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf 127.0.0.1:$CTL/healthz >/dev/null && break; sleep 0.1; done
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' /proc/$GW/status; }
@@ -48,19 +54,24 @@ for _ in $(seq 100); do
 done
 sleep 2
 RSS1=$(rss); SLAB1=$(slab)
-T0=$(awk '{print $14 + $15}' /proc/$GW/stat)
+# Two clocks for the same CPU time: the tick-sampled utime+stime of
+# /proc/PID/stat (what top shows) and the scheduler's exact run time of
+# every thread (/proc/PID/task/*/schedstat, ns). Both include the loopback
+# peer's receive softirq that runs inside the gateway's sends.
+sched() { cat /proc/$GW/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+T0=$(awk '{print $14 + $15}' /proc/$GW/stat); S0=$(sched)
 sleep "$HOLD"
-T1=$(awk '{print $14 + $15}' /proc/$GW/stat)
+T1=$(awk '{print $14 + $15}' /proc/$GW/stat); S1=$(sched)
 RSS2=$(rss); SLAB2=$(slab)
 EXH=$(curl -s 127.0.0.1:$CTL/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["buffer_pool_exhausted"])')
 TICKS=$(getconf CLK_TCK)
-python3 - "$N" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" "$T0" "$T1" "$TICKS" "$HOLD" "$c" "$RSS2" "$SLAB2" "$EXH" <<'PY'
+python3 - "$N" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" "$T0" "$T1" "$TICKS" "$HOLD" "$c" "$RSS2" "$SLAB2" "$EXH" "$S0" "$S1" <<'PY'
 import sys
-n, rss0, rss1, slab0, slab1, t0, t1, ticks, hold, conns, rss2, slab2, exh = map(float, sys.argv[1:])
+n, rss0, rss1, slab0, slab1, t0, t1, ticks, hold, conns, rss2, slab2, exh, s0, s1 = map(float, sys.argv[1:])
 print(f"connections held        {int(conns)} (asked {int(n)})")
 print(f"gateway RSS             {rss0/1024:.1f} MiB -> {rss1/1024:.1f} MiB")
 print(f"user-space per conn     {(rss1-rss0)*1024/n:.0f} B right after connecting, {(rss2-rss0)*1024/n:.0f} B after the hold")
 print(f"kernel Slab per conn    {(slab1-slab0)*1024/n:.0f} B right after connecting, {(slab2-slab0)*1024/n:.0f} B after the hold (both ends of each loopback pair)")
 print(f"receive pool ran dry    {int(exh)} times (connect storm)")
-print(f"idle CPU over {int(hold)} s     {100*(t1-t0)/ticks/hold:.2f} % of one core")
+print(f"idle CPU over {int(hold)} s     {100*(t1-t0)/ticks/hold:.2f} % of one core (tick-sampled utime+stime), {100*(s1-s0)/1e9/hold:.2f} % (scheduler run time)")
 PY

@@ -91,6 +91,9 @@ counters! {
     pushes_rejected,
     /// Pushes written to a recipient's queue on this shard.
     deliveries,
+    /// Pushes to a user this shard's push API sent straight to the holding
+    /// shards from its route cache, skipping the owner hop.
+    route_cache_hits,
     /// Push ids acked by clients.
     acks,
     /// Times a cross-shard mailbox was full (the message waited locally).

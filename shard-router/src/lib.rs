@@ -9,6 +9,8 @@
 //! - [`topics`]: the topic → shard-set index kept by each topic's owner
 //!   shard, and each shard's local topic → subscribers index.
 //! - [`owner`]: the stable hash that picks owners.
+//! - [`routes`]: the cache that lets the shard that accepted a push to a
+//!   user skip the owner hop, keeping per-user order.
 //!
 //! Payloads travel as [`bytes::Bytes`] encoded once; a receiving shard
 //! copies them once into its own buffer so the per-recipient reference
@@ -17,4 +19,5 @@
 pub mod directory;
 pub mod mailbox;
 pub mod owner;
+pub mod routes;
 pub mod topics;

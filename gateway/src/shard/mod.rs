@@ -26,6 +26,7 @@ use socket2::Socket;
 use tuning::config::ResolvedShard;
 
 use shard_router::directory::UserDirectory;
+use shard_router::routes::{RouteCache, RouteWatchers};
 use shard_router::topics::{LocalTopics, TopicShards};
 
 use crate::admission::Admission;
@@ -48,6 +49,9 @@ const ACCEPT_POOL: usize = 32;
 const WHEEL_SLOTS: usize = 4096;
 /// How often a shard copies its counters to where others can read them.
 const PUBLISH_MS: u64 = 250;
+/// Most users whose routes one shard's push API caches (about 40 bytes
+/// each); the cache starts over when full.
+const ROUTE_CACHE_USERS: usize = 65_536;
 /// How often the receive pool's window is fitted to recent traffic.
 const POOL_REVIEW_MS: u64 = 2_000;
 
@@ -161,6 +165,10 @@ pub struct Shard {
     last_pool_review: Millis,
     // Push delivery (see `push`).
     directory: UserDirectory,
+    /// Users' sessions learnt from their owners (push API side).
+    routes: RouteCache,
+    /// Which shards cache the routes of users this shard owns.
+    route_watchers: RouteWatchers,
     topic_owner: TopicShards,
     topics: LocalTopics,
     outboxes: push::Outboxes,
@@ -259,6 +267,8 @@ impl Shard {
             last_publish: Millis(0),
             last_pool_review: Millis(0),
             directory: UserDirectory::default(),
+            routes: RouteCache::new(ROUTE_CACHE_USERS),
+            route_watchers: RouteWatchers::default(),
             topic_owner: TopicShards::default(),
             topics: LocalTopics::default(),
             outboxes: push::Outboxes::new(settings_shards),

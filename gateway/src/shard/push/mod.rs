@@ -14,7 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use protocol::time::Millis;
 use shard_router::directory::SessionRef;
-use shard_router::owner::owner_of;
+use shard_router::owner::{owner_of, stable_hash};
+use shard_router::routes::cacheable;
 
 use super::Shard;
 
@@ -70,6 +71,15 @@ pub struct RequestRef {
     pub id: u32,
 }
 
+/// A push through a user's owner that asks for the user's route back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteAsk {
+    /// Shard that accepted the push.
+    pub shard: u16,
+    /// Its question number (see `shard_router::routes`).
+    pub seq: u32,
+}
+
 /// One session as presence reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionInfo {
@@ -96,8 +106,14 @@ pub enum Message {
     TopicJoin(Box<str>, u16),
     /// To a topic's owner: a shard lost its last subscriber.
     TopicLeave(Box<str>, u16),
-    /// To a user's owner: route this push to the user's sessions.
-    PushToUser(Box<str>, Arc<PushJob>),
+    /// To a user's owner: route this push to the user's sessions, and
+    /// answer with the route if asked and cacheable.
+    PushToUser(Box<str>, Arc<PushJob>, Option<RouteAsk>),
+    /// To a shard that asked: the user's (hash's) sessions, answering
+    /// question `seq`.
+    Route(u64, u32, Box<[SessionRef]>),
+    /// To a shard that cached a route: the user's sessions changed.
+    ForgetRoute(u64),
     /// To a topic's owner: route this push to the shards with subscribers.
     PushToTopic(Box<str>, Arc<PushJob>),
     /// To a holding shard: deliver this push to local recipients.
@@ -198,13 +214,17 @@ impl Shard {
     /// Acts on one message.
     fn handle_message(&mut self, now: Millis, msg: Message) {
         match msg {
-            Message::SessionUp(user, r) => self.directory.add(&user, r),
+            Message::SessionUp(user, r) => {
+                self.directory.add(&user, r);
+                self.routes_changed(now, &user);
+            }
             Message::SessionDown(user, r) => {
                 self.directory.remove(&user, r);
+                self.routes_changed(now, &user);
             }
             Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
             Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
-            Message::PushToUser(user, job) => {
+            Message::PushToUser(user, job, ask) => {
                 for (shard, sessions) in self.holders_of(&user) {
                     self.send_to(
                         now,
@@ -212,7 +232,14 @@ impl Shard {
                         Message::Deliver(Target::User(user.clone(), sessions), job.clone()),
                     );
                 }
+                if let Some(ask) = ask {
+                    self.answer_route(now, &user, ask);
+                }
             }
+            Message::Route(user, seq, sessions) => {
+                self.routes.learn(user, seq, sessions);
+            }
+            Message::ForgetRoute(user) => self.routes.forget(user),
             Message::PushToTopic(topic, job) => {
                 let shards: Vec<u16> = self.topic_owner.shards(&topic).to_vec();
                 for shard in shards {
@@ -258,21 +285,72 @@ impl Shard {
     /// The user's sessions from this (owner) shard's directory, grouped by
     /// holding shard.
     fn holders_of(&self, user: &str) -> Vec<(usize, Vec<(u32, u32)>)> {
-        let mut by_shard: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
-        for r in self.directory.sessions(user) {
-            let shard = usize::from(r.shard);
-            match by_shard.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, list)) => list.push((r.key, r.generation)),
-                None => by_shard.push((shard, vec![(r.key, r.generation)])),
-            }
-        }
-        by_shard
+        group_by_shard(self.directory.sessions(user))
     }
 
-    /// Routes a push for `user` to its owner.
+    /// Routes a push for `user`: straight to the holding shards when this
+    /// shard has the route cached, else through the user's owner (asking
+    /// for the route when the owner is another shard).
     fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
         let owner = owner_of(user, self.shards());
-        self.send_to(now, owner, Message::PushToUser(user.into(), job.clone()));
+        if owner == self.index {
+            self.send_to(
+                now,
+                owner,
+                Message::PushToUser(user.into(), job.clone(), None),
+            );
+            return;
+        }
+        let hash = stable_hash(user);
+        if let Some(sessions) = self.routes.known(hash) {
+            let by_shard = group_by_shard(sessions);
+            self.stats.route_cache_hits += 1;
+            for (shard, sessions) in by_shard {
+                self.send_to(
+                    now,
+                    shard,
+                    Message::Deliver(Target::User(user.into(), sessions), job.clone()),
+                );
+            }
+            return;
+        }
+        let ask = self.routes.ask(hash).map(|seq| RouteAsk {
+            shard: self.index as u16,
+            seq,
+        });
+        self.send_to(
+            now,
+            owner,
+            Message::PushToUser(user.into(), job.clone(), ask),
+        );
+    }
+
+    /// As a user's owner, after routing a push: gives the asking shard the
+    /// user's route if it may cache it.
+    fn answer_route(&mut self, now: Millis, user: &str, ask: RouteAsk) {
+        let sessions = self.directory.sessions(user);
+        if !cacheable(sessions, ask.shard, self.index as u16) {
+            return;
+        }
+        let hash = stable_hash(user);
+        if !self.route_watchers.watch(hash, ask.shard) {
+            return;
+        }
+        let sessions = sessions.into();
+        self.send_to(
+            now,
+            usize::from(ask.shard),
+            Message::Route(hash, ask.seq, sessions),
+        );
+    }
+
+    /// As a user's owner: the user's sessions changed, so shards that
+    /// cached the route must forget it.
+    fn routes_changed(&mut self, now: Millis, user: &str) {
+        let hash = stable_hash(user);
+        for shard in self.route_watchers.take(hash) {
+            self.send_to(now, usize::from(shard), Message::ForgetRoute(hash));
+        }
     }
 
     /// Routes a push for `topic` to its owner.
@@ -287,4 +365,17 @@ impl Shard {
             self.send_to(now, shard, Message::Deliver(Target::All, job.clone()));
         }
     }
+}
+
+/// Sessions grouped by holding shard: (shard, [(key, generation)]).
+fn group_by_shard(sessions: &[SessionRef]) -> Vec<(usize, Vec<(u32, u32)>)> {
+    let mut by_shard: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
+    for r in sessions {
+        let shard = usize::from(r.shard);
+        match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, list)) => list.push((r.key, r.generation)),
+            None => by_shard.push((shard, vec![(r.key, r.generation)])),
+        }
+    }
+    by_shard
 }
