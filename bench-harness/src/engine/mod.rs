@@ -51,6 +51,8 @@ pub struct ShardPlan {
     pub jwt_secret: String,
     /// Reconnects per second once all are connected (churn).
     pub churn_rate: f64,
+    /// Reconnects to do in total (churn).
+    pub churn_total: u64,
     /// Uplink requests per second once all are connected.
     pub uplink_rate: f64,
     /// Uplink requests to send in total.

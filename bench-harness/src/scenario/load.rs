@@ -40,6 +40,8 @@ pub struct LoadSpec {
     pub subscribe: Option<String>,
     /// Reconnects per second in total.
     pub churn_rate: f64,
+    /// Reconnects in total (spread over the shards exactly).
+    pub churn_total: u64,
     /// Uplinks per second in total, and how many.
     pub uplink_rate: f64,
     /// Uplinks in total.
@@ -121,7 +123,9 @@ impl Load {
             },
             &host,
         )?;
-        let total_shards = f64::from(plan.workers * spec.shards);
+        let shard_count = u64::from(plan.workers * spec.shards);
+        let total_shards = shard_count as f64;
+        let mut shard_no = 0u64;
         let (tx, rx) = mpsc::channel();
         let mut procs = Vec::new();
         let mut first_user = 0u64;
@@ -144,6 +148,8 @@ impl Load {
                     heartbeat_ms: spec.heartbeat_ms,
                     jwt_secret: spec.jwt_secret.clone(),
                     churn_rate: spec.churn_rate / total_shards,
+                    churn_total: spec.churn_total / shard_count
+                        + u64::from(shard_no < spec.churn_total % shard_count),
                     uplink_rate: spec.uplink_rate / total_shards,
                     uplink_total: (spec.uplink_total as f64 / total_shards).ceil() as u64,
                     uplink_route: spec.uplink_route.clone(),
@@ -152,6 +158,7 @@ impl Load {
                     start_wall_us,
                 });
                 first_user += u64::from(n);
+                shard_no += 1;
             }
             procs.push(WorkerProc::spawn(w, &WorkerPlan { shards }, tx.clone())?);
         }

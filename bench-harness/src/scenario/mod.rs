@@ -84,6 +84,7 @@ impl Common {
             jwt_secret: self.jwt_secret.clone(),
             subscribe: None,
             churn_rate: 0.0,
+            churn_total: 0,
             uplink_rate: 0.0,
             uplink_total: 0,
             uplink_route: String::new(),

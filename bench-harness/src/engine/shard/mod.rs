@@ -134,6 +134,7 @@ struct Shard<'a> {
     last_connect_issue: Option<Instant>,
     churn_started: Option<Instant>,
     churn_issued: u64,
+    churn_last: Option<Instant>,
 }
 
 impl<'a> Shard<'a> {
@@ -193,6 +194,7 @@ impl<'a> Shard<'a> {
             last_connect_issue: None,
             churn_started: None,
             churn_issued: 0,
+            churn_last: None,
         })
     }
     fn now_ms(&self) -> Millis {
@@ -290,6 +292,7 @@ impl<'a> Shard<'a> {
                 self.record_lag(now, due);
                 self.churn_started.get_or_insert(due);
                 self.churn_issued += 1;
+                self.churn_last = Some(now);
                 self.churn_one(self.ns_of(due))?;
             }
             self.churn = Some(churn);
@@ -315,12 +318,13 @@ impl<'a> Shard<'a> {
             .counters
             .connect_done
             .store(true, Ordering::Relaxed);
-        // Open-ended schedules: they run until the coordinator stops the shard.
+        // Bounded schedules: a slow coordinator (late to see the connect
+        // phase end, or to stop the shard) must not stretch the run.
         self.churn = Some(Schedule::new(
             now,
             self.plan.churn_rate,
             if self.plan.churn_rate > 0.0 {
-                u64::MAX
+                self.plan.churn_total
             } else {
                 0
             },
@@ -401,10 +405,12 @@ impl<'a> Shard<'a> {
                 0.0
             };
         }
-        if let Some(start) = self.churn_started {
-            let span = start.elapsed().as_secs_f64();
-            if span > 0.0 {
-                self.res.churn_issue_rate = self.churn_issued as f64 / span;
+        // Intervals between the first and the last issue, as for connects:
+        // a bounded schedule ends before the coordinator stops the shard.
+        if let (Some(start), Some(last)) = (self.churn_started, self.churn_last) {
+            let span = last.saturating_duration_since(start).as_secs_f64();
+            if self.churn_issued > 1 && span > 0.0 {
+                self.res.churn_issue_rate = (self.churn_issued - 1) as f64 / span;
             }
         }
         self.res
