@@ -20,7 +20,7 @@ pub struct ChurnArgs {
     /// Seconds of churn: connections × fraction × seconds reconnects are
     /// scheduled, and the run ends once they are all back (or a drain
     /// allowance after their schedule).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 10.0)]
     pub hold_secs: f64,
 }
 

@@ -18,16 +18,16 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Seconds to hold once all are connected.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 5.0)]
     pub hold_secs: f64,
     /// Seconds to let memory settle before measuring it.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 2.0)]
     pub settle_secs: f64,
     /// Pid of the system under test: report its RSS per connection.
     #[arg(long, alias = "pid")]
     pub gateway_pid: Option<u32>,
     /// Give up waiting for the connect phase after this many seconds.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 120.0)]
     pub timeout_secs: f64,
 }
 

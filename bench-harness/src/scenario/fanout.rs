@@ -38,7 +38,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
     /// Seconds to wait for the last deliveries after the last send.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 10.0)]
     pub drain_secs: f64,
     /// Most broadcasts per publish request (the gateway's
     /// `/v1/push/batch`; pipelined publishes on the brokers). Back to back
@@ -47,7 +47,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 1)]
     pub batch: u32,
     /// Give up waiting for the connect phase after this many seconds.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 120.0)]
     pub timeout_secs: f64,
 }
 
@@ -74,7 +74,7 @@ pub struct UnicastArgs {
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
     /// Seconds to wait for the last deliveries.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 5.0)]
     pub drain_secs: f64,
     /// Most pushes per publish request (the gateway's `/v1/push/batch`;
     /// pipelined publishes on the brokers): a request carries the pushes
@@ -83,7 +83,7 @@ pub struct UnicastArgs {
     #[arg(long, default_value_t = 1)]
     pub batch: u32,
     /// Give up waiting for the connect phase after this many seconds.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 120.0)]
     pub timeout_secs: f64,
 }
 

@@ -17,6 +17,25 @@ use crate::report::RunReport;
 use crate::schedule::{LagBudget, judge};
 use crate::wire::PeerKind;
 
+/// Longest duration a `--*-secs` option takes: about eleven days.
+const MAX_SECS: f64 = 1e6;
+
+/// Parses a `--*-secs` option: a finite number of seconds from 0 to
+/// [`MAX_SECS`], so that it always converts to a `Duration`.
+///
+/// # Errors
+/// Says what is wrong with the text.
+pub fn seconds(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if (0.0..=MAX_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{text} seconds is out of range (0 to {MAX_SECS})"))
+    }
+}
+
 /// Options every load scenario shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
@@ -170,5 +189,19 @@ pub fn connect_figures(
             budget,
             "connect schedule",
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn seconds_are_finite_and_in_range() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        assert_eq!(seconds("0"), Ok(0.0));
+        for bad in ["-1", "NaN", "inf", "1e7", "soon", ""] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
     }
 }

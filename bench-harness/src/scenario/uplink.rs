@@ -28,7 +28,7 @@ pub struct UplinkArgs {
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
     /// Seconds to wait for the last replies.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 5.0)]
     pub drain_secs: f64,
 }
 

@@ -55,7 +55,7 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 20_000.0)]
     pub unicast_rate: f64,
     /// Seconds of pushing per unicast run.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 10.0)]
     pub unicast_secs: f64,
     /// Connected users of the unicast runs (at most the side-by-side count).
     #[arg(long, default_value_t = 10_000)]
