@@ -38,6 +38,16 @@ fn push(gw: &Gateway, user: &str, payload: &str) {
     assert_eq!(status, 200, "{text}");
 }
 
+/// Pushes `prefix0`, `prefix1`, … (`n` of them) to `user`, each on its
+/// own control connection, and returns the payloads in the order sent.
+fn push_series(gw: &Gateway, user: &str, prefix: &str, n: usize) -> Vec<String> {
+    let sent: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    for payload in &sent {
+        push(gw, user, payload);
+    }
+    sent
+}
+
 /// Waits until the directory lists `n` sessions of `user`, then a little
 /// more so every shard has heard that the user's sessions changed.
 fn wait_sessions(gw: &Gateway, user: &str, n: usize) {
@@ -121,29 +131,20 @@ fn a_cached_route_follows_the_users_sessions() {
     wait_sessions(&gw, "mover", 1);
     // Fresh connections land on either shard: the one that is not the
     // owner learns the route and then uses it.
-    for n in 0..24 {
-        push(&gw, "mover", &format!("a{n}"));
-    }
-    let want: Vec<String> = (0..24).map(|n| format!("a{n}")).collect();
+    let want = push_series(&gw, "mover", "a", 24);
     assert_eq!(payloads(&mut first, want.len()), want);
     assert!(cache_hits(&gw) > 0, "the route was never cached");
 
     // A second device: routes cached with one session must not miss it.
     let mut second = Client::established(gw.client, "mover");
     wait_sessions(&gw, "mover", 2);
-    for n in 0..16 {
-        push(&gw, "mover", &format!("b{n}"));
-    }
-    let want: Vec<String> = (0..16).map(|n| format!("b{n}")).collect();
+    let want = push_series(&gw, "mover", "b", 16);
     assert_eq!(payloads(&mut first, want.len()), want);
     assert_eq!(payloads(&mut second, want.len()), want);
 
     // The first device leaves: pushes keep reaching the second one.
     drop(first);
     wait_sessions(&gw, "mover", 1);
-    for n in 0..16 {
-        push(&gw, "mover", &format!("c{n}"));
-    }
-    let want: Vec<String> = (0..16).map(|n| format!("c{n}")).collect();
+    let want = push_series(&gw, "mover", "c", 16);
     assert_eq!(payloads(&mut second, want.len()), want);
 }
