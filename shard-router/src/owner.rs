@@ -13,10 +13,16 @@ pub fn stable_hash(name: &str) -> u64 {
 
 /// The shard that owns `name` among `shards` shards.
 pub fn owner_of(name: &str, shards: usize) -> usize {
+    owner_of_hash(stable_hash(name), shards)
+}
+
+/// The shard that owns the name whose [`stable_hash`] is `hash`, for a
+/// caller that needs the hash anyway (one pass over the name, not two).
+pub fn owner_of_hash(hash: u64, shards: usize) -> usize {
     if shards <= 1 {
         return 0;
     }
-    (stable_hash(name) % shards as u64) as usize
+    (hash % shards as u64) as usize
 }
 
 #[cfg(test)]
@@ -32,6 +38,9 @@ mod tests {
             assert_eq!(o, owner_of("alice", n));
         }
         assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        for n in 0..8 {
+            assert_eq!(owner_of_hash(stable_hash("alice"), n), owner_of("alice", n));
+        }
     }
 
     #[test]

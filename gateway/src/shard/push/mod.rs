@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use protocol::time::Millis;
 use shard_router::directory::SessionRef;
-use shard_router::owner::{owner_of, stable_hash};
+use shard_router::owner::{owner_of, owner_of_hash, stable_hash};
 use shard_router::routes::cacheable;
 
 use super::Shard;
@@ -292,7 +292,8 @@ impl Shard {
     /// shard has the route cached, else through the user's owner (asking
     /// for the route when the owner is another shard).
     fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
-        let owner = owner_of(user, self.shards());
+        let hash = stable_hash(user);
+        let owner = owner_of_hash(hash, self.shards());
         if owner == self.index {
             self.send_to(
                 now,
@@ -301,7 +302,6 @@ impl Shard {
             );
             return;
         }
-        let hash = stable_hash(user);
         if let Some(sessions) = self.routes.known(hash) {
             let by_shard = group_by_shard(sessions);
             self.stats.route_cache_hits += 1;
