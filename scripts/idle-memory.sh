@@ -4,9 +4,14 @@
 #
 #   scripts/idle-memory.sh [N] [HOLD_SECS]
 #
+# GATEWAY_CONFIG=file.toml runs the gateway with that config instead of
+# the embedded defaults (e.g. `[shard] idle_batch_ms = 0` to compare).
+#
 # Starts the release gateway on 2 shards, opens N connections from holder
 # processes (8000 each, over 127.0.0.2.. so no process exceeds its fd limit),
-# heartbeating every 30 s, and reports:
+# heartbeating every 30 s with each holder's Pings spread evenly over the
+# 30 s (as a population of clients that connected at different times would
+# send them), and reports:
 #   - user-space RSS delta / N (VmRSS of the gateway, before vs after),
 #   - kernel memory delta / N (/proc/meminfo Slab, before vs after; includes
 #     both ends of each loopback pair, so the gateway's share is about half),
@@ -15,8 +20,9 @@
 #     thread, exited ones included (cputime_adjust), so it is exact to its
 #     10 ms unit. (A sum of /proc/PID/task/*/schedstat is not: it loses the
 #     time of threads that exit during the hold, such as io_uring's io-wq
-#     workers.) Use a hold that is a multiple of the 30 s heartbeat: the
-#     connect storm clusters the Pings.
+#     workers.) The window starts SETTLE (10) s after the connect storm,
+#     once the shards batch their wake-ups (shard.idle_batch_after_ms);
+#   - how often the gateway's threads went to sleep (wake-ups per second).
 set -euo pipefail
 N=${1:-39000}
 HOLD=${2:-60}
@@ -30,7 +36,7 @@ export GATEWAY_JWT_SECRET=bench-secret
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
   echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
 fi
-./target/release/gateway --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
+./target/release/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
 GW=$!
 trap 'kill ${HOLDERS[*]:-} 2>/dev/null; kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf 127.0.0.1:$CTL/healthz >/dev/null && break; sleep 0.1; done
@@ -59,22 +65,29 @@ for _ in $(seq 100); do
 done
 sleep 2
 RSS1=$(rss); SLAB1=$(slab)
+# Measure CPU in the steady idle state: the shards batch their wake-ups
+# once they have seen only client traffic for shard.idle_batch_after_ms
+# (10 s by default; the connect storm counts as traffic to wait on).
+sleep "${SETTLE:-10}"
 # The figure includes the loopback peer's receive softirq that runs inside
 # the gateway's sends (and leaves out the gateway's own receive work, which
 # runs inside the holders' sends).
-T0=$(awk '{print $14 + $15}' /proc/$GW/stat)
+# Sleeps of the gateway's threads (shards, io-wq workers alive at the time).
+wakes() { cat /proc/$GW/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+T0=$(awk '{print $14 + $15}' /proc/$GW/stat); W0=$(wakes)
 sleep "$HOLD"
-T1=$(awk '{print $14 + $15}' /proc/$GW/stat)
+T1=$(awk '{print $14 + $15}' /proc/$GW/stat); W1=$(wakes)
 RSS2=$(rss); SLAB2=$(slab)
 EXH=$(curl -s 127.0.0.1:$CTL/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["buffer_pool_exhausted"])')
 TICKS=$(getconf CLK_TCK)
-python3 - "$N" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" "$T0" "$T1" "$TICKS" "$HOLD" "$c" "$RSS2" "$SLAB2" "$EXH" <<'PY'
+python3 - "$N" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" "$T0" "$T1" "$TICKS" "$HOLD" "$c" "$RSS2" "$SLAB2" "$EXH" "$W0" "$W1" <<'PY'
 import sys
-n, rss0, rss1, slab0, slab1, t0, t1, ticks, hold, conns, rss2, slab2, exh = map(float, sys.argv[1:])
+n, rss0, rss1, slab0, slab1, t0, t1, ticks, hold, conns, rss2, slab2, exh, w0, w1 = map(float, sys.argv[1:])
 print(f"connections held        {int(conns)} (asked {int(n)})")
 print(f"gateway RSS             {rss0/1024:.1f} MiB -> {rss1/1024:.1f} MiB")
 print(f"user-space per conn     {(rss1-rss0)*1024/n:.0f} B right after connecting, {(rss2-rss0)*1024/n:.0f} B after the hold")
 print(f"kernel Slab per conn    {(slab1-slab0)*1024/n:.0f} B right after connecting, {(slab2-slab0)*1024/n:.0f} B after the hold (both ends of each loopback pair)")
 print(f"receive pool ran dry    {int(exh)} times (connect storm)")
 print(f"idle CPU over {int(hold)} s     {100*(t1-t0)/ticks/hold:.2f} % of one core (utime+stime)")
+print(f"gateway wake-ups        {(w1-w0)/hold:.0f} per second (voluntary context switches)")
 PY

@@ -166,22 +166,72 @@ fn main() {
     });
     let end = Instant::now() + Duration::from_secs(args.hold_secs);
     let beat = Duration::from_millis(u64::from(args.heartbeat_ms.max(100)));
-    let mut ping_id = 0u64;
-    while Instant::now() < end {
-        match rx.recv_timeout(beat.min(end.saturating_duration_since(Instant::now()))) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                ping_id += 1;
-                let ping = frame(Kind::Ping(Ping { id: ping_id }));
-                for s in &mut conns {
-                    let _ = s.write_all(&ping);
-                    // Drain the Pongs so receive buffers never fill.
-                    let _ = s.set_nonblocking(true);
-                    let mut sink = [0u8; 256];
-                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-                    let _ = s.set_nonblocking(false);
-                }
-            }
+    let mut beats = PingSchedule::new(Instant::now(), beat, conns.len());
+    for s in &conns {
+        let _ = s.set_nonblocking(true);
+    }
+    let ping = frame(Kind::Ping(Ping { id: 1 }));
+    let mut sink = [0u8; 256];
+    loop {
+        let now = Instant::now();
+        while let Some(i) = beats.due(now) {
+            let s = &mut conns[i];
+            // Drain the last Pong first, so receive buffers never fill.
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            let _ = s.write(&ping);
         }
+        let wait = beats.next_at().min(end).saturating_duration_since(now);
+        if now >= end {
+            break;
+        }
+        match rx.recv_timeout(wait) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// When each connection pings: connection `i` of `n` at offset
+/// `i × beat / n` within every beat, so the Pings of the whole population
+/// are spread evenly over time, as those of clients that connected at
+/// different moments would be (a burst of every Ping at once would let
+/// the gateway answer them in a few large batches, which flatters it).
+struct PingSchedule {
+    start: Instant,
+    beat: Duration,
+    n: usize,
+    /// Pings sent so far, over all rounds.
+    sent: u64,
+}
+
+impl PingSchedule {
+    fn new(start: Instant, beat: Duration, n: usize) -> Self {
+        Self {
+            start,
+            beat,
+            n,
+            sent: 0,
+        }
+    }
+
+    /// When the next Ping is due.
+    fn next_at(&self) -> Instant {
+        if self.n == 0 {
+            return self.start + Duration::from_secs(u64::from(u32::MAX));
+        }
+        let n = self.n as u64;
+        let (round, i) = (self.sent / n, self.sent % n);
+        let offset = self.beat.as_nanos() as u64 * i / n;
+        self.start + self.beat * round as u32 + Duration::from_nanos(offset)
+    }
+
+    /// The connection whose Ping is due by `now`, if any.
+    fn due(&mut self, now: Instant) -> Option<usize> {
+        if self.n == 0 || self.next_at() > now {
+            return None;
+        }
+        let i = (self.sent % self.n as u64) as usize;
+        self.sent += 1;
+        Some(i)
     }
 }
