@@ -94,6 +94,10 @@ counters! {
     /// Pushes to a user this shard's push API sent straight to the holding
     /// shards from its route cache, skipping the owner hop.
     route_cache_hits,
+    /// Waits in which the shard let completions gather for up to
+    /// `shard.idle_batch_ms`, because it had seen only client traffic
+    /// (heartbeats) for `shard.idle_batch_after_ms`.
+    batched_waits,
     /// Push ids acked by clients.
     acks,
     /// Times a cross-shard mailbox was full (the message waited locally).

@@ -11,6 +11,7 @@ mod drain;
 mod names;
 pub mod outbound;
 pub mod push;
+mod wake;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,6 +41,7 @@ use crate::uring::bufring::{BufRing, BufRingError};
 use crate::uring::op::{OpKind, OpTag};
 
 use conn::Conn;
+use wake::WakeBatching;
 
 /// Buffer group id of the shard's receive pool.
 const BUF_GROUP: u16 = 0;
@@ -180,6 +182,7 @@ pub struct Shard {
     metrics: ShardMetrics,
     outbox_waiting: bool,
     pending_flush: Vec<u32>,
+    wake: WakeBatching,
 }
 
 impl Shard {
@@ -206,6 +209,7 @@ impl Shard {
                 shard: index,
                 source,
             })?;
+        let min_wait = ring.params().is_feature_min_timeout();
         let slots = s.max_connections + REFUSAL_SLACK;
         ring.submitter()
             .register_files_sparse(slots)
@@ -222,6 +226,12 @@ impl Shard {
                 }
             })?;
         let clock = Clock(Instant::now());
+        let wake = WakeBatching::new(
+            s.idle_batch_ms,
+            s.idle_batch_after_ms,
+            min_wait,
+            clock.now(),
+        );
         let admission = Admission::new(&settings.config.admission);
         let multishot_accept = !admission.needs_peer_address();
         let pool = if multishot_accept { 0 } else { ACCEPT_POOL };
@@ -280,6 +290,7 @@ impl Shard {
             metrics: ShardMetrics::new(index),
             outbox_waiting: false,
             pending_flush: Vec::new(),
+            wake,
         })
     }
 
@@ -311,6 +322,7 @@ impl Shard {
             max_connections = self.shard_cfg.settings.max_connections,
             accept = if self.multishot_accept { "multishot" } else { "pool (peer addresses)" },
             incremental_buffers = self.bufs.is_incremental(),
+            idle_wake_batching = self.wake.is_enabled(),
             "shard running"
         );
         loop {
@@ -376,15 +388,31 @@ impl Shard {
         if !self.rearm.is_empty() {
             wake = Some(now);
         }
-        let result = match wake {
-            None => self.ring.submitter().submit_and_wait(1),
-            Some(at) => {
-                let ms = at.0.saturating_sub(now.0);
+        let timeout_ms = wake.map(|at| at.0.saturating_sub(now.0));
+        let batch = self
+            .wake
+            .batch(now, timeout_ms.map(|ms| ms.saturating_mul(1000)));
+        let (want, min_wait_us) = match batch {
+            Some(b) => {
+                self.stats.batched_waits += 1;
+                (b.completions, b.window_us)
+            }
+            None => (1, 0),
+        };
+        let result = match timeout_ms {
+            None if min_wait_us == 0 => self.ring.submitter().submit_and_wait(1),
+            None => {
+                let args = types::SubmitArgs::new().min_wait_usec(min_wait_us);
+                self.ring.submitter().submit_with_args(want as usize, &args)
+            }
+            Some(ms) => {
                 let ts = types::Timespec::new()
                     .sec(ms / 1000)
                     .nsec(((ms % 1000) * 1_000_000) as u32);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                let args = types::SubmitArgs::new()
+                    .timespec(&ts)
+                    .min_wait_usec(min_wait_us);
+                self.ring.submitter().submit_with_args(want as usize, &args)
             }
         };
         match result {
@@ -429,6 +457,9 @@ impl Shard {
     }
 
     fn dispatch(&mut self, now: Millis, tag: OpTag, res: i32, flags: u32) {
+        if !tag.kind.is_client_traffic() {
+            self.wake.note_busy(now);
+        }
         match tag.kind {
             OpKind::AcceptMulti => {
                 if !cqueue::more(flags) {

@@ -45,6 +45,18 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Whether completions of this kind are the steady traffic of client
+    /// connections (frames in and out, closes) that heartbeats alone
+    /// produce, rather than work someone waits on (a push, a control
+    /// request, a backend reply, a new connection). A shard batches its
+    /// wake-ups only while it sees nothing but client traffic.
+    pub fn is_client_traffic(self) -> bool {
+        matches!(
+            self,
+            Self::Recv | Self::Send | Self::Shutdown | Self::Close | Self::Cancel
+        )
+    }
+
     fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             1 => Self::AcceptMulti,
