@@ -28,6 +28,14 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Clock ticks per second, the unit of [`cpu_ticks`].
+#[must_use]
+pub fn ticks_per_sec() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; no memory involved.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
 /// The kB value of `key` in a /proc "key: value kB" text.
 #[must_use]
 pub fn field_kb(text: &str, key: &str) -> Option<u64> {
@@ -54,5 +62,6 @@ mod tests {
         assert!(rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
         assert!(meminfo_kb("Slab").is_some());
         assert!(cpu_ticks(std::process::id()).is_some());
+        assert!(ticks_per_sec() >= 100);
     }
 }

@@ -1,5 +1,8 @@
 //! `connect`: N connections at R/s, handshake, hold for D with heartbeats;
-//! with the target's pid, its RSS and the kernel's Slab per connection.
+//! with the target's pid, its RSS and the kernel's Slab per connection, and
+//! its CPU over the hold (connect at N / heartbeat per second to spread the
+//! heartbeats evenly, as clients that connected at different times send
+//! them).
 
 use std::time::Duration;
 
@@ -41,7 +44,11 @@ pub fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, LoadError> {
     let held = load.totals().established;
     let rss1 = a.gateway_pid.and_then(procfs::rss_kb);
     let slab1 = procfs::meminfo_kb("Slab");
+    let cpu0 = a.gateway_pid.and_then(procfs::cpu_ticks);
+    let hold_start = std::time::Instant::now();
     load.hold(Duration::from_secs_f64(a.hold_secs))?;
+    let cpu1 = a.gateway_pid.and_then(procfs::cpu_ticks);
+    let held_secs = hold_start.elapsed().as_secs_f64();
     let still = load.totals().established;
     let workers = load.workers();
     let res = load.finish()?;
@@ -60,6 +67,14 @@ pub fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, LoadError> {
                 ((a1.saturating_sub(a0) * 1024) as f64 / held as f64).round(),
             );
             rep.metric("target_rss_mb", (a1 / 1024) as f64);
+        }
+        if let (Some(t0), Some(t1)) = (cpu0, cpu1) {
+            // The target's CPU while it holds idle, heartbeating connections.
+            let secs = (t1.saturating_sub(t0)) as f64 / procfs::ticks_per_sec() as f64;
+            rep.metric(
+                "target_cpu_pct_of_core_during_hold",
+                (1e4 * secs / held_secs.max(1e-3)).round() / 100.0,
+            );
         }
         if let (Some(s0), Some(s1)) = (slab0, slab1) {
             rep.metric(
