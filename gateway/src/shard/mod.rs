@@ -395,7 +395,9 @@ impl Shard {
         let (want, min_wait_us) = match batch {
             Some(b) => {
                 self.stats.batched_waits += 1;
-                (b.completions, b.window_us)
+                // Never more than the completion queue holds comfortably.
+                let room = (self.ring.params().cq_entries() / 2).max(1);
+                (b.completions.min(room), b.window_us)
             }
             None => (1, 0),
         };
