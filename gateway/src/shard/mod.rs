@@ -210,6 +210,7 @@ impl Shard {
                 source,
             })?;
         let min_wait = ring.params().is_feature_min_timeout();
+        let cq_entries = ring.params().cq_entries();
         let slots = s.max_connections + REFUSAL_SLACK;
         ring.submitter()
             .register_files_sparse(slots)
@@ -230,6 +231,7 @@ impl Shard {
             s.idle_batch_ms,
             s.idle_batch_after_ms,
             min_wait,
+            cq_entries,
             clock.now(),
         );
         let admission = Admission::new(&settings.config.admission);
@@ -395,9 +397,7 @@ impl Shard {
         let (want, min_wait_us) = match batch {
             Some(b) => {
                 self.stats.batched_waits += 1;
-                // Never more than the completion queue holds comfortably.
-                let room = (self.ring.params().cq_entries() / 2).max(1);
-                (b.completions.min(room), b.window_us)
+                (b.completions, b.window_us)
             }
             None => (1, 0),
         };

@@ -17,7 +17,8 @@
 use protocol::time::Millis;
 
 /// Completions that end a batched wait early: a burst of this many wakes
-/// the shard before the window is over.
+/// the shard before the window is over (fewer when the completion queue
+/// is small, see [`WakeBatching::new`]).
 pub const BATCH_COMPLETIONS: u32 = 128;
 
 /// How the shard waits next.
@@ -35,6 +36,8 @@ pub struct Batch {
 pub struct WakeBatching {
     /// Window while quiet, µs; 0 when batching is off.
     window_us: u32,
+    /// Completions that end a batched wait early.
+    completions: u32,
     /// How long only client traffic must be seen before batching.
     quiet_after_ms: u64,
     /// When something someone waits on last happened.
@@ -43,9 +46,17 @@ pub struct WakeBatching {
 
 impl WakeBatching {
     /// A policy with a `window_ms` window after `quiet_after_ms` of client
-    /// traffic only, starting busy at `now`. Off when `window_ms` is 0 or
-    /// the kernel cannot do min-wait (`supported`).
-    pub fn new(window_ms: u32, quiet_after_ms: u32, supported: bool, now: Millis) -> Self {
+    /// traffic only, starting busy at `now`, for a ring whose completion
+    /// queue has `cq_entries` slots (a batch never asks for more than half
+    /// of them). Off when `window_ms` is 0 or the kernel cannot do min-wait
+    /// (`supported`).
+    pub fn new(
+        window_ms: u32,
+        quiet_after_ms: u32,
+        supported: bool,
+        cq_entries: u32,
+        now: Millis,
+    ) -> Self {
         let window_us = if supported {
             window_ms.saturating_mul(1000)
         } else {
@@ -53,6 +64,7 @@ impl WakeBatching {
         };
         Self {
             window_us,
+            completions: BATCH_COMPLETIONS.min(cq_entries / 2).max(1),
             quiet_after_ms: u64::from(quiet_after_ms),
             last_busy: now,
         }
@@ -81,7 +93,7 @@ impl WakeBatching {
             None => self.window_us,
         };
         (window_us > 0).then_some(Batch {
-            completions: BATCH_COMPLETIONS,
+            completions: self.completions,
             window_us,
         })
     }
@@ -93,7 +105,7 @@ mod tests {
 
     #[test]
     fn batches_only_after_a_quiet_period() {
-        let mut w = WakeBatching::new(20, 1000, true, Millis(5_000));
+        let mut w = WakeBatching::new(20, 1000, true, 4096, Millis(5_000));
         assert!(w.is_enabled());
         assert_eq!(w.batch(Millis(5_999), None), None, "still busy");
         let quiet = Batch {
@@ -108,7 +120,7 @@ mod tests {
 
     #[test]
     fn the_window_never_outlasts_the_next_timer() {
-        let w = WakeBatching::new(20, 100, true, Millis(0));
+        let w = WakeBatching::new(20, 100, true, 4096, Millis(0));
         let at = Millis(1_000);
         assert_eq!(w.batch(at, Some(5_000)).map(|b| b.window_us), Some(5_000));
         assert_eq!(w.batch(at, Some(90_000)).map(|b| b.window_us), Some(20_000));
@@ -116,11 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_fits_in_half_the_completion_queue() {
+        let small = WakeBatching::new(20, 100, true, 64, Millis(0));
+        let b = small.batch(Millis(1_000), None).map(|b| b.completions);
+        assert_eq!(b, Some(32));
+        let tiny = WakeBatching::new(20, 100, true, 1, Millis(0));
+        assert_eq!(
+            tiny.batch(Millis(1_000), None).map(|b| b.completions),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn off_when_configured_off_or_unsupported() {
-        let off = WakeBatching::new(0, 100, true, Millis(0));
+        let off = WakeBatching::new(0, 100, true, 4096, Millis(0));
         assert!(!off.is_enabled());
         assert_eq!(off.batch(Millis(10_000), None), None);
-        let old_kernel = WakeBatching::new(20, 100, false, Millis(0));
+        let old_kernel = WakeBatching::new(20, 100, false, 4096, Millis(0));
         assert!(!old_kernel.is_enabled());
         assert_eq!(old_kernel.batch(Millis(10_000), None), None);
     }
