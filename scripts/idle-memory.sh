@@ -38,7 +38,14 @@ if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
 fi
 ./target/release/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
 GW=$!
-trap 'kill ${HOLDERS[*]:-} 2>/dev/null; kill $GW 2>/dev/null; wait $GW 2>/dev/null || true' EXIT
+# The holders run inside `sleep | e2e-holder` subshells: killing a subshell
+# leaves its holder running (and pinging a closed gateway into the next
+# run's measurement), so they are found by their target port.
+stop_holders() {
+  pkill -f "e2e-holder --target 127.0.0.1:$PORT " 2>/dev/null || true
+  for _ in $(seq 50); do pgrep -f "e2e-holder --target 127.0.0.1:$PORT " >/dev/null || return 0; sleep 0.1; done
+}
+trap 'kill ${HOLDERS[*]:-} 2>/dev/null || true; stop_holders; kill $GW 2>/dev/null || true; wait $GW 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf 127.0.0.1:$CTL/healthz >/dev/null && break; sleep 0.1; done
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' /proc/$GW/status; }

@@ -244,6 +244,47 @@ pub fn http(
     parse_response(&raw).ok_or_else(|| std::io::Error::other("bad HTTP response"))
 }
 
+/// Reads HTTP responses off `s` (a keep-alive connection) until `n` are
+/// complete: (status, body, whether the server said it closes).
+pub fn read_responses(s: &mut TcpStream, n: usize) -> Vec<(u16, String, bool)> {
+    let mut raw = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while out.len() < n {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = resp.parse(&raw).unwrap() {
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+            };
+            let len: usize = header("content-length").unwrap().parse().unwrap();
+            if raw.len() >= head + len {
+                let closes = header("connection").as_deref() == Some("close");
+                let body = String::from_utf8_lossy(&raw[head..head + len]).into_owned();
+                out.push((resp.code.unwrap(), body, closes));
+                raw.drain(..head + len);
+                continue;
+            }
+        }
+        let got = s.read(&mut chunk).unwrap();
+        assert!(got > 0, "connection closed after {} answers", out.len());
+        raw.extend_from_slice(&chunk[..got]);
+    }
+    out
+}
+
+/// One HTTP/1.1 request as written on the wire; keep-alive unless `close`.
+pub fn http_request(method: &str, path: &str, body: &str, close: bool) -> String {
+    let connection = if close { "connection: close\r\n" } else { "" };
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\n{connection}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Splits a raw HTTP response into status and body.
 pub fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(raw);

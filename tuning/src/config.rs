@@ -110,10 +110,11 @@ pub struct ShardConfig {
     /// acks, closes) for `idle_batch_after_ms`, it lets completions gather
     /// for up to this long before it wakes, instead of waking for each
     /// one: on idle connections the wake-ups cost more than the Pings.
-    /// The first push, control request, backend reply or new connection
-    /// after such a quiet spell waits at most this long; then the shard
-    /// wakes promptly again. 0 turns batching off. Needs Linux 6.12
-    /// (io_uring min-wait); older kernels run without it.
+    /// Pushes, control requests and new connections still wake the shard
+    /// at once and end the quiet spell; frames from clients (a Pong's
+    /// Ping, an Uplink, a Subscribe) wait at most this long. 0 turns
+    /// batching off. Needs Linux 6.12 (io_uring min-wait); older kernels
+    /// run without it.
     pub idle_batch_ms: u32,
     /// How long a shard must see only client traffic before it batches
     /// wake-ups (see `idle_batch_ms`).
@@ -133,7 +134,7 @@ impl Default for ShardConfig {
             outbound_queue_bytes: 256 * 1024,
             slow_consumer: SlowConsumerPolicy::Disconnect,
             timer_tick_ms: 100,
-            idle_batch_ms: 20,
+            idle_batch_ms: 100,
             idle_batch_after_ms: 10_000,
         }
     }

@@ -99,6 +99,11 @@ impl ControlServer {
         }
     }
 
+    /// The listener's descriptor (for the shard's urgent watch).
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener.as_raw_fd()
+    }
+
     /// Arms one accept on the listener.
     pub fn arm_accept(&mut self, ring: &mut IoUring) {
         let entry = opcode::Accept::new(

@@ -11,6 +11,7 @@ mod drain;
 mod names;
 pub mod outbound;
 pub mod push;
+mod waiting;
 mod wake;
 
 use std::io;
@@ -39,6 +40,7 @@ use crate::stats::ShardStats;
 use crate::timer::TimerWheel;
 use crate::uring::bufring::{BufRing, BufRingError};
 use crate::uring::op::{OpKind, OpTag};
+use crate::uring::urgent::UrgentWatch;
 
 use conn::Conn;
 use wake::WakeBatching;
@@ -102,6 +104,14 @@ pub enum ShardError {
         shard: usize,
         /// What failed.
         source: crate::backend::BackendError,
+    },
+    /// The epoll instance of the urgent watch could not be set up.
+    #[error("shard {shard}: cannot set up the urgent watch (epoll): {source}")]
+    Urgent {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
     },
     /// Waiting on the ring failed.
     #[error("shard {shard}: io_uring_enter failed: {source}")]
@@ -183,6 +193,8 @@ pub struct Shard {
     outbox_waiting: bool,
     pending_flush: Vec<u32>,
     wake: WakeBatching,
+    /// Ends a batched wait when a push, request or connection arrives.
+    urgent: UrgentWatch,
 }
 
 impl Shard {
@@ -241,6 +253,18 @@ impl Shard {
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
         let doorbell = shared.doorbells[index].clone();
+        let control = ControlServer::new(control_listener);
+        let urgent = UrgentWatch::new()
+            .and_then(|u| {
+                u.add(doorbell.as_raw_fd())?;
+                u.add(listener.as_raw_fd())?;
+                u.add(control.listener_fd())?;
+                Ok(u)
+            })
+            .map_err(|source| ShardError::Urgent {
+                shard: index,
+                source,
+            })?;
         let tick = s.timer_tick_ms;
         let max_connections = s.max_connections as usize;
         let backend = crate::backend::Backend::new(&settings.config, index).map_err(|source| {
@@ -254,7 +278,7 @@ impl Shard {
             bufs,
             index,
             shard_cfg,
-            control: ControlServer::new(control_listener),
+            control,
             backend,
             settings,
             shared,
@@ -293,6 +317,7 @@ impl Shard {
             outbox_waiting: false,
             pending_flush: Vec::new(),
             wake,
+            urgent,
         })
     }
 
@@ -370,70 +395,6 @@ impl Shard {
         self.metrics.publish(&self.stats, &mut self.fanout_samples);
     }
 
-    /// Submits queued SQEs and sleeps until a completion or the next timer.
-    fn wait(&mut self) -> Result<(), ShardError> {
-        let now = self.clock.now();
-        let mut wake = self.wheel.next_wakeup();
-        if let Some(d) = self.drain_wakeup(now) {
-            wake = Some(wake.map_or(d, |w| w.min(d)));
-        }
-        for d in [self.paced_wakeup(now), self.requests_wakeup()]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(d, |w| w.min(d)));
-        }
-        if self.outbox_waiting {
-            let soon = now.saturating_add(1);
-            wake = Some(wake.map_or(soon, |w| w.min(soon)));
-        }
-        if !self.rearm.is_empty() {
-            wake = Some(now);
-        }
-        let timeout_ms = wake.map(|at| at.0.saturating_sub(now.0));
-        let batch = self
-            .wake
-            .batch(now, timeout_ms.map(|ms| ms.saturating_mul(1000)));
-        let (want, min_wait_us) = match batch {
-            Some(b) => {
-                self.stats.batched_waits += 1;
-                (b.completions, b.window_us)
-            }
-            None => (1, 0),
-        };
-        let result = match timeout_ms {
-            None if min_wait_us == 0 => self.ring.submitter().submit_and_wait(1),
-            None => {
-                let args = types::SubmitArgs::new().min_wait_usec(min_wait_us);
-                self.ring.submitter().submit_with_args(want as usize, &args)
-            }
-            Some(ms) => {
-                let ts = types::Timespec::new()
-                    .sec(ms / 1000)
-                    .nsec(((ms % 1000) * 1_000_000) as u32);
-                let args = types::SubmitArgs::new()
-                    .timespec(&ts)
-                    .min_wait_usec(min_wait_us);
-                self.ring.submitter().submit_with_args(want as usize, &args)
-            }
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(source) => Err(ShardError::Enter {
-                shard: self.index,
-                source,
-            }),
-        }
-    }
-
     fn process_completions(&mut self, now: Millis) {
         // Completions are copied out first: handling them queues new SQEs.
         loop {
@@ -461,6 +422,9 @@ impl Shard {
     fn dispatch(&mut self, now: Millis, tag: OpTag, res: i32, flags: u32) {
         if !tag.kind.is_client_traffic() {
             self.wake.note_busy(now);
+        }
+        if tag.kind == OpKind::ControlAccept && res >= 0 {
+            self.watch_control_conn(res);
         }
         match tag.kind {
             OpKind::AcceptMulti => {
@@ -491,6 +455,8 @@ impl Shard {
                 self.arm_doorbell();
                 self.on_doorbell(now);
             }
+            OpKind::UrgentPoll => self.urgent.on_poll_done(),
+            OpKind::UrgentTimeout => {}
             OpKind::ControlAccept
             | OpKind::ControlRecv
             | OpKind::ControlSend

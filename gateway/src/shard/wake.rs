@@ -11,8 +11,10 @@
 //! Anything someone is waiting on (a push arriving by the control API or a
 //! mailbox, a control request, a backend reply, a new connection) ends the
 //! quiet spell, and the shard wakes for every completion again until the
-//! next one. So the batching never slows a busy gateway, and on a quiet one
-//! the first such event waits at most one window.
+//! next one. So the batching never slows a busy gateway. On a quiet one,
+//! the urgent watch (`crate::uring::urgent`) ends a batched wait as soon as
+//! a push, a control request or a connection arrives; only client frames
+//! wait for the window.
 
 use protocol::time::Millis;
 

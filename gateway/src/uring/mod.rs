@@ -1,5 +1,7 @@
 //! The thin io_uring shell: how operations are named in completion
-//! entries, and the provided-buffer ring that is the shard's receive pool.
+//! entries, the provided-buffer ring that is the shard's receive pool, and
+//! the watch that ends a batched wait when someone is waiting.
 
 pub mod bufring;
 pub mod op;
+pub mod urgent;

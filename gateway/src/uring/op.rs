@@ -42,6 +42,10 @@ pub enum OpKind {
     BackendClose = 17,
     /// The backend module's timer (request deadlines, event batching).
     BackendTimer = 18,
+    /// The poll of the shard's urgent descriptors (see `uring::urgent`).
+    UrgentPoll = 19,
+    /// The zero timeout linked to that poll (result ignored).
+    UrgentTimeout = 20,
 }
 
 impl OpKind {
@@ -77,6 +81,8 @@ impl OpKind {
             16 => Self::BackendRecv,
             17 => Self::BackendClose,
             18 => Self::BackendTimer,
+            19 => Self::UrgentPoll,
+            20 => Self::UrgentTimeout,
             _ => return None,
         })
     }
@@ -123,6 +129,7 @@ mod tests {
             OpKind::Recv,
             OpKind::Cancel,
             OpKind::ControlClose,
+            OpKind::UrgentTimeout,
         ] {
             for index in [0, 1, u32::MAX] {
                 let t = OpTag::new(kind, index);

@@ -1,0 +1,109 @@
+//! How a shard sleeps: one `io_uring_enter` that submits what is queued
+//! and waits for completions, for the next timer, or, on a quiet shard,
+//! for a batch of completions (see [`super::wake`]), ended early by the
+//! urgent watch ([`crate::uring::urgent`]) when someone is waiting.
+
+use io_uring::{squeue, types};
+
+use super::{Shard, ShardError};
+
+impl Shard {
+    /// Submits queued SQEs and sleeps until a completion or the next timer.
+    pub(super) fn wait(&mut self) -> Result<(), ShardError> {
+        let now = self.clock.now();
+        let mut wake = self.wheel.next_wakeup();
+        if let Some(d) = self.drain_wakeup(now) {
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        for d in [self.paced_wakeup(now), self.requests_wakeup()]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        if self.outbox_waiting {
+            let soon = now.saturating_add(1);
+            wake = Some(wake.map_or(soon, |w| w.min(soon)));
+        }
+        if !self.rearm.is_empty() {
+            wake = Some(now);
+        }
+        let timeout_ms = wake.map(|at| at.0.saturating_sub(now.0));
+        let batch = self
+            .wake
+            .batch(now, timeout_ms.map(|ms| ms.saturating_mul(1000)));
+        let (want, min_wait_us) = match batch {
+            Some(b) => {
+                self.stats.batched_waits += 1;
+                self.arm_urgent_watch();
+                (b.completions, b.window_us)
+            }
+            None => (1, 0),
+        };
+        let result = match timeout_ms {
+            None if min_wait_us == 0 => self.ring.submitter().submit_and_wait(1),
+            None => {
+                let args = types::SubmitArgs::new().min_wait_usec(min_wait_us);
+                self.ring.submitter().submit_with_args(want as usize, &args)
+            }
+            Some(ms) => {
+                let ts = types::Timespec::new()
+                    .sec(ms / 1000)
+                    .nsec(((ms % 1000) * 1_000_000) as u32);
+                let args = types::SubmitArgs::new()
+                    .timespec(&ts)
+                    .min_wait_usec(min_wait_us);
+                self.ring.submitter().submit_with_args(want as usize, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(ShardError::Enter {
+                shard: self.index,
+                source,
+            }),
+        }
+    }
+
+    /// Arms the urgent watch for a batched wait, unless it is armed.
+    fn arm_urgent_watch(&mut self) {
+        if let Some(entries) = self.urgent.arm() {
+            self.push_linked(&entries);
+        }
+    }
+
+    /// Queues a chain of linked entries in one piece: a chain split over
+    /// two submissions would lose its link.
+    fn push_linked(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            // SAFETY: every entry built by the shard points into memory the
+            // shard keeps alive until the entry's completion arrives.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!(shard = self.index, "submit with a full queue failed: {e}");
+            }
+        }
+    }
+
+    /// Adds a new control connection to the urgent watch, so a request on
+    /// it ends a batched wait. Without it the request still gets answered,
+    /// only up to one batching window later.
+    pub(super) fn watch_control_conn(&mut self, fd: i32) {
+        if let Err(e) = self.urgent.add(fd) {
+            tracing::warn!(
+                shard = self.index,
+                "control connection not watched (requests may wait one idle_batch_ms): {e}"
+            );
+        }
+    }
+}
