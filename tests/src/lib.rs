@@ -183,10 +183,21 @@ impl Gateway {
 
     /// Polls `total(name)` until it equals `want` or 5 s pass; returns the last value.
     pub fn wait_total(&self, name: &str, want: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_total_until(name, Duration::from_secs(5), |v| v == want)
+    }
+
+    /// Polls `total(name)` until `done` accepts it or `within` passes
+    /// (counters are published every 250 ms); returns the last value.
+    pub fn wait_total_until(
+        &self,
+        name: &str,
+        within: Duration,
+        done: impl Fn(u64) -> bool,
+    ) -> u64 {
+        let deadline = Instant::now() + within;
         loop {
             let v = self.total(name);
-            if v == want || Instant::now() > deadline {
+            if done(v) || Instant::now() > deadline {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(50));

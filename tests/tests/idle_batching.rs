@@ -90,17 +90,9 @@ fn start_fresh_windows(gw: &Gateway, clients: &mut [Client]) -> u64 {
     before
 }
 
-/// Whether the shards count more than `before` batched waits within 2 s
-/// (the counters are published every 250 ms).
+/// Whether the shards count more than `before` batched waits within 2 s.
 fn batched_since(gw: &Gateway, before: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if gw.total("batched_waits") > before {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    gw.wait_total_until("batched_waits", Duration::from_secs(2), |v| v > before) > before
 }
 
 #[test]

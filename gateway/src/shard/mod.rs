@@ -324,11 +324,17 @@ impl Shard {
     /// Queues an SQE, flushing the submission queue to the kernel when it
     /// is full. Memory the entry points to must stay put until completion.
     fn push(&mut self, entry: squeue::Entry) {
+        self.push_linked(std::slice::from_ref(&entry));
+    }
+
+    /// Queues entries in one piece, flushing the submission queue first
+    /// when they do not fit: a chain of linked entries split over two
+    /// submissions would lose its link.
+    fn push_linked(&mut self, entries: &[squeue::Entry]) {
         loop {
             // SAFETY: every entry built by the shard points into memory the
             // shard keeps alive until the entry's completion arrives.
-            let pushed = unsafe { self.ring.submission().push(&entry) };
-            if pushed.is_ok() {
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
                 return;
             }
             if let Err(e) = self.ring.submit() {

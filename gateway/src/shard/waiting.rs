@@ -3,7 +3,7 @@
 //! for a batch of completions (see [`super::wake`]), ended early by the
 //! urgent watch ([`crate::uring::urgent`]) when someone is waiting.
 
-use io_uring::{squeue, types};
+use io_uring::types;
 
 use super::{Shard, ShardError};
 
@@ -77,21 +77,6 @@ impl Shard {
     fn arm_urgent_watch(&mut self) {
         if let Some(entries) = self.urgent.arm() {
             self.push_linked(&entries);
-        }
-    }
-
-    /// Queues a chain of linked entries in one piece: a chain split over
-    /// two submissions would lose its link.
-    fn push_linked(&mut self, entries: &[squeue::Entry]) {
-        loop {
-            // SAFETY: every entry built by the shard points into memory the
-            // shard keeps alive until the entry's completion arrives.
-            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
-                return;
-            }
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!(shard = self.index, "submit with a full queue failed: {e}");
-            }
         }
     }
 
