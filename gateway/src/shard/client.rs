@@ -8,7 +8,7 @@ use protocol::server::{CloseReason, Event, ServerSession};
 use protocol::time::Millis;
 
 use super::conn::{Conn, LINGER_S, flags};
-use super::outbound::Enqueued;
+use super::outbound::{Enqueued, Frame};
 use super::{BUF_GROUP, Shard, wall_clock};
 use crate::admission::Refusal;
 use crate::uring::op::{OpKind, OpTag};
@@ -163,10 +163,10 @@ impl Shard {
         loop {
             if !self.out.transmit.is_empty() {
                 let frames = count_frames(&self.out.transmit);
-                let bytes = Bytes::copy_from_slice(&self.out.transmit);
+                let frame = Frame::copied(&self.out.transmit);
                 self.out.transmit.clear();
                 self.stats.frames_out += frames;
-                self.enqueue(now, key, bytes);
+                self.enqueue(now, key, frame);
             }
             if self.out.events.is_empty() {
                 break;
@@ -270,8 +270,8 @@ impl Shard {
         }
     }
 
-    /// Queues `bytes` to connection `key`, applying the slow-consumer policy.
-    pub(super) fn enqueue(&mut self, now: Millis, key: u32, bytes: Bytes) {
+    /// Queues `frame` to connection `key`, applying the slow-consumer policy.
+    pub(super) fn enqueue(&mut self, now: Millis, key: u32, frame: impl Into<Frame>) {
         let cap = self.shard_cfg.settings.outbound_queue_bytes;
         let policy = self.shard_cfg.settings.slow_consumer;
         let Some(conn) = self.conns.get_mut(key as usize) else {
@@ -281,7 +281,9 @@ impl Shard {
             return;
         }
         let before = conn.outbound.queued_bytes();
-        let outcome = conn.outbound.push(bytes, cap, policy);
+        let outcome = conn
+            .outbound
+            .push(frame.into(), cap, policy, &mut self.queues);
         let after = conn.outbound.queued_bytes();
         self.stats.outbound_queued_bytes =
             (self.stats.outbound_queued_bytes + u64::from(after)).saturating_sub(u64::from(before));
@@ -290,7 +292,7 @@ impl Shard {
             Enqueued::QueuedDropping(n) => self.stats.slow_consumer_drops += u64::from(n),
             Enqueued::Overflow => {
                 self.stats.slow_consumer_disconnects += 1;
-                conn.outbound.clear();
+                conn.outbound.clear(&mut self.queues);
                 conn.set(flags::PEER_EOF);
                 self.begin_close(now, key);
             }
@@ -322,11 +324,11 @@ impl Shard {
         };
         let before = conn.outbound.queued_bytes();
         if res >= 0 {
-            conn.outbound.complete_send(res as usize);
+            conn.outbound.complete_send(res as usize, &mut self.queues);
             self.stats.bytes_out += res as u64;
         } else {
-            conn.outbound.complete_send(0);
-            conn.outbound.clear();
+            conn.outbound.complete_send(0, &mut self.queues);
+            conn.outbound.clear(&mut self.queues);
             conn.set(flags::PEER_EOF);
         }
         let after = conn.outbound.queued_bytes();

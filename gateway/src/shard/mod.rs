@@ -162,6 +162,8 @@ pub struct Shard {
     control: ControlServer,
     backend: crate::backend::Backend,
     conns: Slab<Conn>,
+    /// Outbound queue storage reused across connections.
+    queues: outbound::QueuePool,
     wheel: TimerWheel,
     admission: Admission,
     stats: ShardStats,
@@ -289,6 +291,7 @@ impl Shard {
             accept_addrs,
             multishot_accept,
             conns: Slab::with_capacity(max_connections.min(1 << 20)),
+            queues: outbound::QueuePool::default(),
             wheel: TimerWheel::new(clock.now(), tick, WHEEL_SLOTS),
             admission,
             stats: ShardStats::default(),

@@ -1,6 +1,11 @@
 //! A connection's bounded outbound queue: frames waiting to be written,
 //! shared push payloads included without copying, with the slow-consumer
 //! policy applied when the queue would exceed its byte cap.
+//!
+//! An idle connection's traffic is a Pong every heartbeat. That path
+//! allocates nothing: the Pong is held inline in its [`Frame`] and the
+//! queue's storage comes from the shard's [`QueuePool`] and goes back to
+//! it once the send completes.
 
 use std::collections::VecDeque;
 
@@ -9,6 +14,62 @@ use tuning::config::SlowConsumerPolicy;
 
 /// Most bytes merged into one send when several frames are queued.
 pub const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Longest frame held inline (a Pong is at most 17 bytes); sized so that
+/// an inline frame is no larger than a shared one.
+const INLINE_MAX: usize = 38;
+
+/// Queues kept for reuse by one shard; more idle ones are freed.
+const POOL_MAX: usize = 256;
+
+/// Deque slots a pooled queue keeps (enough for a few small frames).
+const POOLED_SLOTS: usize = 4;
+
+/// One frame (or several, back to back) waiting to be written.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Bytes shared with other queues (a push encoded once for all its
+    /// recipients) or too long to hold inline.
+    Shared(Bytes),
+    /// A short frame held in place, so queueing it allocates nothing.
+    Inline {
+        /// Bytes of `data` in use.
+        len: u8,
+        /// The frame; only `..len` is meaningful.
+        data: [u8; INLINE_MAX],
+    },
+}
+
+impl Frame {
+    /// A frame holding a copy of `bytes`: inline when short enough.
+    pub fn copied(bytes: &[u8]) -> Self {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_MAX => {
+                let mut data = [0; INLINE_MAX];
+                data[..bytes.len()].copy_from_slice(bytes);
+                Self::Inline { len, data }
+            }
+            _ => Self::Shared(Bytes::copy_from_slice(bytes)),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Shared(b) => b,
+            Self::Inline { len, data } => &data[..usize::from(*len)],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Self::Shared(bytes)
+    }
+}
 
 /// What happened to a frame offered to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +83,42 @@ pub enum Enqueued {
     Overflow,
 }
 
+/// Drained queues of one shard, reused by the next connection that has
+/// something to send: a heartbeat's Pong then costs no allocation, and
+/// the queue it lands in was written recently (still in cache).
+#[derive(Debug, Default)]
+pub struct QueuePool {
+    /// Boxed because the box is what is reused: a connection's `Outbound`
+    /// holds one, and handing it over is a pointer move, not a malloc.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Queue>>,
+}
+
+impl QueuePool {
+    fn take(&mut self) -> Box<Queue> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Keeps `q` (drained: nothing waiting or in flight) for reuse.
+    fn give(&mut self, mut q: Box<Queue>) {
+        debug_assert!(q.current.is_none() && q.waiting.is_empty() && q.queued == 0);
+        if self.free.len() < POOL_MAX {
+            q.waiting.shrink_to(POOLED_SLOTS);
+            self.free.push(q);
+        }
+    }
+
+    /// Queues held for reuse.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Whether no queue is held for reuse.
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
 /// Frames waiting to be written to one connection. One pointer when
 /// nothing waits (the common case for an idle connection); the queue's
 /// storage exists only while frames are queued or a send is in flight.
@@ -32,24 +129,31 @@ pub struct Outbound {
 
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
-    /// Bytes queued (including the part of the front already sent).
+    /// The frame being written, once a send started. It lives here, not in
+    /// `waiting`, so its bytes stay put while the kernel reads them: the
+    /// deque moves its elements when it grows or drops from the front.
+    current: Option<Frame>,
+    /// Bytes of `current` already written.
+    current_sent: u32,
+    /// Frames not yet started, oldest first.
+    waiting: VecDeque<Frame>,
+    /// Bytes queued: `waiting` plus the unwritten part of `current`.
     queued: u32,
-    /// Bytes of the front frame already written.
-    front_sent: u32,
-    /// Whether the front frame is being written by an in-flight send.
+    /// Whether `current` is being written by an in-flight send.
     in_flight: bool,
 }
 
 impl Outbound {
-    /// Bytes waiting, including a partly sent front frame.
+    /// Bytes waiting, including a partly sent frame.
     pub fn queued_bytes(&self) -> u32 {
         self.inner.as_ref().map_or(0, |q| q.queued)
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.inner.as_ref().is_none_or(|q| q.frames.is_empty())
+        self.inner
+            .as_ref()
+            .is_none_or(|q| q.current.is_none() && q.waiting.is_empty())
     }
 
     /// Whether a send is in flight.
@@ -57,66 +161,73 @@ impl Outbound {
         self.inner.as_ref().is_some_and(|q| q.in_flight)
     }
 
-    /// Frees the queue's storage once nothing waits and nothing is in flight.
-    fn release_if_idle(&mut self) {
-        if self
+    /// Returns the queue's storage to `pool` once nothing waits and
+    /// nothing is in flight.
+    fn release_if_idle(&mut self, pool: &mut QueuePool) {
+        let idle = self
             .inner
             .as_ref()
-            .is_some_and(|q| q.frames.is_empty() && !q.in_flight)
-        {
-            self.inner = None;
+            .is_some_and(|q| q.current.is_none() && q.waiting.is_empty() && !q.in_flight);
+        if idle && let Some(q) = self.inner.take() {
+            pool.give(q);
         }
     }
 
     /// Offers `frame`; `cap` is the byte cap and `policy` what to do when
-    /// it would be exceeded.
-    pub fn push(&mut self, frame: Bytes, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
-        let q = self.inner.get_or_insert_with(Box::default);
+    /// it would be exceeded. Storage comes from `pool` when needed.
+    pub fn push(
+        &mut self,
+        frame: Frame,
+        cap: u32,
+        policy: SlowConsumerPolicy,
+        pool: &mut QueuePool,
+    ) -> Enqueued {
+        let q = self.inner.get_or_insert_with(|| pool.take());
         let outcome = q.push(frame, cap, policy);
-        self.release_if_idle();
+        self.release_if_idle(pool);
         outcome
     }
 
     /// The bytes to write next, marking a send in flight; `None` when a
     /// send is already in flight or nothing waits. Several small frames
-    /// are merged into one buffer so one send carries them all.
+    /// are merged into one buffer so one send carries them all. The bytes
+    /// stay where they are until [`Outbound::complete_send`].
     pub fn start_send(&mut self) -> Option<&[u8]> {
         self.inner.as_mut()?.start_send()
     }
 
     /// Accounts a completed send of `written` bytes; returns the number of
     /// bytes that left the queue.
-    pub fn complete_send(&mut self, written: usize) -> usize {
+    pub fn complete_send(&mut self, written: usize, pool: &mut QueuePool) -> usize {
         let n = self.inner.as_mut().map_or(0, |q| q.complete_send(written));
-        self.release_if_idle();
+        self.release_if_idle(pool);
         n
     }
 
     /// Drops everything not in flight (the connection is going away).
-    pub fn clear(&mut self) {
+    pub fn clear(&mut self, pool: &mut QueuePool) {
         if let Some(q) = self.inner.as_mut() {
             q.clear();
         }
-        self.release_if_idle();
+        self.release_if_idle(pool);
     }
 }
 
 impl Queue {
-    fn push(&mut self, frame: Bytes, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
+    fn push(&mut self, frame: Frame, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         if self.queued.saturating_add(len) <= cap {
             self.queued += len;
-            self.frames.push_back(frame);
+            self.waiting.push_back(frame);
             return Enqueued::Queued;
         }
         if policy == SlowConsumerPolicy::Disconnect || len > cap {
             return Enqueued::Overflow;
         }
-        // Drop from the front, sparing a frame that is being written.
-        let keep_front = usize::from(self.in_flight || self.front_sent > 0);
+        // Drop the oldest waiting frames; `current` is being written.
         let mut dropped = 0;
-        while self.queued.saturating_add(len) > cap && self.frames.len() > keep_front {
-            let Some(old) = self.frames.remove(keep_front) else {
+        while self.queued.saturating_add(len) > cap {
+            let Some(old) = self.waiting.pop_front() else {
                 break;
             };
             self.queued -= old.len() as u32;
@@ -126,26 +237,29 @@ impl Queue {
             return Enqueued::Overflow;
         }
         self.queued += len;
-        self.frames.push_back(frame);
+        self.waiting.push_back(frame);
         Enqueued::QueuedDropping(dropped)
     }
 
     fn start_send(&mut self) -> Option<&[u8]> {
-        if self.in_flight || self.frames.is_empty() {
+        if self.in_flight {
             return None;
         }
-        if self.front_sent == 0 && self.frames.len() > 1 {
-            self.coalesce();
+        if self.current.is_none() {
+            self.current = Some(self.take_next()?);
+            self.current_sent = 0;
         }
         self.in_flight = true;
-        let front = self.frames.front()?;
-        Some(&front[self.front_sent as usize..])
+        let current = self.current.as_ref()?.as_slice();
+        Some(&current[self.current_sent as usize..])
     }
 
-    fn coalesce(&mut self) {
+    /// Takes the oldest waiting frame, merged with those behind it as far
+    /// as [`COALESCE_LIMIT`] allows.
+    fn take_next(&mut self) -> Option<Frame> {
         let mut total = 0;
         let mut n = 0;
-        for f in &self.frames {
+        for f in &self.waiting {
             if n > 0 && total + f.len() > COALESCE_LIMIT {
                 break;
             }
@@ -153,39 +267,41 @@ impl Queue {
             n += 1;
         }
         if n < 2 {
-            return;
+            return self.waiting.pop_front();
         }
         let mut merged = BytesMut::with_capacity(total);
-        for f in self.frames.drain(..n) {
-            merged.extend_from_slice(&f);
+        for f in self.waiting.drain(..n) {
+            merged.extend_from_slice(f.as_slice());
         }
-        self.frames.push_front(merged.freeze());
+        Some(Frame::Shared(merged.freeze()))
     }
 
     fn complete_send(&mut self, written: usize) -> usize {
         self.in_flight = false;
-        let Some(front) = self.frames.front() else {
+        let Some(current) = self.current.as_ref() else {
             return 0;
         };
-        let remaining = front.len() - self.front_sent as usize;
+        let remaining = current.len() - self.current_sent as usize;
         let written = written.min(remaining);
         if written == remaining {
-            self.frames.pop_front();
-            self.queued -= remaining as u32;
-            self.front_sent = 0;
+            self.current = None;
+            self.current_sent = 0;
         } else {
-            self.front_sent += written as u32;
-            self.queued -= written as u32;
+            self.current_sent += written as u32;
         }
+        self.queued -= written as u32;
         written
     }
 
     fn clear(&mut self) {
-        let keep = usize::from(self.in_flight);
-        while self.frames.len() > keep {
-            if let Some(f) = self.frames.pop_back() {
-                self.queued -= f.len() as u32;
-            }
+        for f in self.waiting.drain(..) {
+            self.queued -= f.len() as u32;
+        }
+        if !self.in_flight
+            && let Some(f) = self.current.take()
+        {
+            self.queued -= (f.len() - self.current_sent as usize) as u32;
+            self.current_sent = 0;
         }
     }
 }
@@ -194,107 +310,219 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn b(n: usize, fill: u8) -> Bytes {
-        Bytes::from(vec![fill; n])
+    const BIG: u32 = 1 << 20;
+
+    fn b(n: usize, fill: u8) -> Frame {
+        Frame::Shared(Bytes::from(vec![fill; n]))
+    }
+
+    /// A queue and the pool it draws on.
+    #[derive(Default)]
+    struct Fixture {
+        q: Outbound,
+        pool: QueuePool,
+    }
+
+    impl Fixture {
+        fn push(&mut self, f: Frame, cap: u32, p: SlowConsumerPolicy) -> Enqueued {
+            self.q.push(f, cap, p, &mut self.pool)
+        }
+        fn send(&mut self) -> Option<Vec<u8>> {
+            self.q.start_send().map(<[u8]>::to_vec)
+        }
+        fn complete(&mut self, n: usize) -> usize {
+            self.q.complete_send(n, &mut self.pool)
+        }
     }
 
     #[test]
     fn queues_under_the_cap_and_overflows_past_it() {
-        let mut q = Outbound::default();
-        assert_eq!(
-            q.push(b(600, 1), 1000, SlowConsumerPolicy::Disconnect),
-            Enqueued::Queued
-        );
-        assert_eq!(
-            q.push(b(600, 2), 1000, SlowConsumerPolicy::Disconnect),
-            Enqueued::Overflow
-        );
-        assert_eq!(q.queued_bytes(), 600);
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::Disconnect;
+        assert_eq!(t.push(b(600, 1), 1000, p), Enqueued::Queued);
+        assert_eq!(t.push(b(600, 2), 1000, p), Enqueued::Overflow);
+        assert_eq!(t.q.queued_bytes(), 600);
     }
 
     #[test]
     fn drop_oldest_spares_the_frame_in_flight() {
-        let mut q = Outbound::default();
+        let mut t = Fixture::default();
         let p = SlowConsumerPolicy::DropOldest;
-        q.push(b(400, 1), 1000, p);
-        assert_eq!(q.start_send().map(<[u8]>::len), Some(400));
-        q.push(b(300, 2), 1000, p);
-        q.push(b(300, 3), 1000, p);
-        assert_eq!(q.push(b(500, 4), 1000, p), Enqueued::QueuedDropping(2));
-        assert_eq!(q.queued_bytes(), 900);
-        assert_eq!(q.complete_send(400), 400);
-        assert_eq!(q.start_send().map(|s| s[0]), Some(4));
+        t.push(b(400, 1), 1000, p);
+        assert_eq!(t.send().map(|s| s.len()), Some(400));
+        t.push(b(300, 2), 1000, p);
+        t.push(b(300, 3), 1000, p);
+        assert_eq!(t.push(b(500, 4), 1000, p), Enqueued::QueuedDropping(2));
+        assert_eq!(t.q.queued_bytes(), 900);
+        assert_eq!(t.complete(400), 400);
+        assert_eq!(t.send().map(|s| s[0]), Some(4));
+    }
+
+    #[test]
+    fn drop_oldest_spares_a_partly_written_frame() {
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::DropOldest;
+        t.push(b(400, 1), 1000, p);
+        t.send();
+        t.complete(100);
+        t.push(b(300, 2), 1000, p);
+        assert_eq!(t.push(b(600, 3), 1000, p), Enqueued::QueuedDropping(1));
+        assert_eq!(t.q.queued_bytes(), 900);
+        assert_eq!(t.send().map(|s| (s.len(), s[0])), Some((300, 1)));
     }
 
     #[test]
     fn a_frame_larger_than_the_cap_overflows_under_any_policy() {
-        let mut q = Outbound::default();
-        assert_eq!(
-            q.push(b(2000, 1), 1000, SlowConsumerPolicy::DropOldest),
-            Enqueued::Overflow
-        );
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::DropOldest;
+        assert_eq!(t.push(b(2000, 1), 1000, p), Enqueued::Overflow);
     }
 
     #[test]
     fn small_frames_are_coalesced_into_one_send() {
-        let mut q = Outbound::default();
+        let mut t = Fixture::default();
         for i in 0..5 {
-            q.push(b(10, i), 1 << 20, SlowConsumerPolicy::Disconnect);
+            t.push(b(10, i), BIG, SlowConsumerPolicy::Disconnect);
         }
-        let s = q.start_send().unwrap().to_vec();
+        let s = t.send().unwrap();
         assert_eq!(s.len(), 50);
         assert_eq!(&s[..10], &[0; 10]);
         assert_eq!(&s[40..], &[4; 10]);
-        assert!(q.start_send().is_none(), "one send in flight at a time");
-        assert_eq!(q.complete_send(50), 50);
-        assert!(q.is_empty());
-        assert_eq!(q.queued_bytes(), 0);
+        assert!(t.send().is_none(), "one send in flight at a time");
+        assert_eq!(t.complete(50), 50);
+        assert!(t.q.is_empty());
+        assert_eq!(t.q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn coalescing_stops_at_the_limit() {
+        let mut t = Fixture::default();
+        let half = COALESCE_LIMIT / 2 + 1;
+        for i in 0..3 {
+            t.push(b(half, i), BIG, SlowConsumerPolicy::Disconnect);
+        }
+        assert_eq!(t.send().map(|s| s.len()), Some(half));
+        t.complete(half);
+        assert_eq!(t.send().map(|s| s.len()), Some(half));
     }
 
     #[test]
     fn partial_sends_resume_where_they_stopped() {
-        let mut q = Outbound::default();
-        q.push(
-            Bytes::from_static(b"abcdef"),
-            100,
-            SlowConsumerPolicy::Disconnect,
-        );
-        assert_eq!(q.start_send().unwrap(), b"abcdef");
-        q.complete_send(2);
-        q.push(
-            Bytes::from_static(b"gh"),
-            100,
-            SlowConsumerPolicy::Disconnect,
-        );
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::Disconnect;
+        t.push(Frame::copied(b"abcdef"), 100, p);
+        assert_eq!(t.send().unwrap(), b"abcdef");
+        t.complete(2);
+        t.push(Frame::copied(b"gh"), 100, p);
         assert_eq!(
-            q.start_send().unwrap(),
+            t.send().unwrap(),
             b"cdef",
-            "no coalescing behind a partial front"
+            "no coalescing behind a partial frame"
         );
-        q.complete_send(4);
-        assert_eq!(q.start_send().unwrap(), b"gh");
-        q.complete_send(2);
-        assert!(q.is_empty());
+        t.complete(4);
+        assert_eq!(t.send().unwrap(), b"gh");
+        t.complete(2);
+        assert!(t.q.is_empty());
     }
 
     #[test]
-    fn storage_exists_only_while_needed() {
-        let mut q = Outbound::default();
-        assert!(q.inner.is_none());
-        q.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
-        q.start_send();
-        q.complete_send(10);
-        assert!(q.inner.is_none(), "drained queue keeps no storage");
+    fn the_bytes_in_flight_stay_put_while_the_queue_grows() {
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::DropOldest;
+        t.push(Frame::copied(b"pong"), 1000, p);
+        let at = t.q.start_send().map(<[u8]>::as_ptr);
+        for i in 0..64 {
+            t.push(Frame::copied(&[i; 10]), 1000, p);
+        }
+        t.push(b(990, 9), 1000, p);
+        assert_eq!(t.q.start_send(), None, "still in flight");
+        let current = t.q.inner.as_ref().and_then(|q| q.current.as_ref());
+        let current = current.map(|f| f.as_slice().as_ptr());
+        assert_eq!(current, at, "the kernel's pointer is still valid");
+        assert_eq!(t.complete(4), 4);
+        assert_eq!(t.send().map(|s| s.len()), Some(990));
+    }
+
+    #[test]
+    fn short_frames_are_inline_and_long_ones_shared() {
+        assert!(matches!(
+            Frame::copied(&[1; INLINE_MAX]),
+            Frame::Inline { .. }
+        ));
+        assert!(matches!(
+            Frame::copied(&[1; INLINE_MAX + 1]),
+            Frame::Shared(_)
+        ));
+        assert_eq!(Frame::copied(&[7; 17]).as_slice(), &[7; 17]);
+        assert_eq!(
+            std::mem::size_of::<Frame>(),
+            std::mem::size_of::<Bytes>() + 8,
+            "an inline frame is no larger than a shared one needs"
+        );
+    }
+
+    #[test]
+    fn storage_exists_only_while_needed_and_is_reused() {
+        let mut t = Fixture::default();
+        assert!(t.q.inner.is_none());
+        t.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
+        let storage = t.q.inner.as_deref().map(std::ptr::from_ref);
+        t.send();
+        t.complete(10);
+        assert!(t.q.inner.is_none(), "drained queue keeps no storage");
+        assert_eq!(t.pool.len(), 1, "its storage went back to the pool");
         assert_eq!(std::mem::size_of::<Outbound>(), 8);
+        let mut other = Outbound::default();
+        other.push(
+            Frame::copied(b"x"),
+            100,
+            SlowConsumerPolicy::Disconnect,
+            &mut t.pool,
+        );
+        assert_eq!(other.inner.as_deref().map(std::ptr::from_ref), storage);
+        assert!(t.pool.is_empty());
+    }
+
+    #[test]
+    fn the_pool_is_bounded() {
+        let mut pool = QueuePool::default();
+        let mut queues: Vec<Outbound> = (0..POOL_MAX + 10).map(|_| Outbound::default()).collect();
+        for q in &mut queues {
+            q.push(
+                Frame::copied(b"p"),
+                100,
+                SlowConsumerPolicy::Disconnect,
+                &mut pool,
+            );
+            q.start_send();
+        }
+        for q in &mut queues {
+            q.complete_send(1, &mut pool);
+        }
+        assert_eq!(pool.len(), POOL_MAX);
     }
 
     #[test]
     fn clear_keeps_only_the_frame_in_flight() {
-        let mut q = Outbound::default();
-        q.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
-        q.start_send();
-        q.push(b(10, 2), 100, SlowConsumerPolicy::Disconnect);
-        q.clear();
-        assert_eq!(q.queued_bytes(), 10);
+        let mut t = Fixture::default();
+        t.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
+        t.send();
+        t.push(b(10, 2), 100, SlowConsumerPolicy::Disconnect);
+        t.q.clear(&mut t.pool);
+        assert_eq!(t.q.queued_bytes(), 10);
+        t.complete(10);
+        assert!(t.q.is_empty());
+        assert_eq!(t.pool.len(), 1);
+    }
+
+    #[test]
+    fn clear_drops_a_partly_written_frame_not_in_flight() {
+        let mut t = Fixture::default();
+        t.push(b(10, 1), 100, SlowConsumerPolicy::Disconnect);
+        t.send();
+        t.complete(4);
+        t.q.clear(&mut t.pool);
+        assert_eq!(t.q.queued_bytes(), 0);
+        assert!(t.q.is_empty());
     }
 }
