@@ -45,9 +45,10 @@ for r in $(seq "$ROUNDS"); do
   run gateway gateway 17900
   ./target/release/gateway --config "$OUT/no-batching.toml" --listen 127.0.0.1:17900 --control 127.0.0.1:17901 --shards 2 2>>"$OUT/gw-nb.log" & PID=$!
   run gateway-no-batching gateway 17900
-  printf 'listener 17902 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest stderr\nlog_type error\n' > "$OUT/mosquitto.conf"
-  /usr/sbin/mosquitto -c "$OUT/mosquitto.conf" 2>"$OUT/mosquitto.log" & PID=$!
+  # `gateway-bench peer` execs the peer with the config `make bench` uses,
+  # so $! is the peer's own pid.
+  ./target/release/gateway-bench peer mosquitto --port 17902 --dir "$OUT" 2>"$OUT/mosquitto.log" & PID=$!
   run mosquitto mqtt 17902
-  /usr/sbin/nats-server -a 127.0.0.1 -p 17903 2>"$OUT/nats.log" & PID=$!
+  ./target/release/gateway-bench peer nats-server --port 17903 2>"$OUT/nats.log" & PID=$!
   run nats-server nats 17903
 done

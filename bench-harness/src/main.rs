@@ -62,12 +62,55 @@ enum Scenario {
     Floor(scenario::floor::FloorArgs),
     /// The `make bench` comparison: gateway vs mosquitto vs nats-server.
     Suite(scenario::suite::SuiteArgs),
+    /// Runs mosquitto or nats-server in the foreground, as the side-by-side
+    /// runs start it (loopback only, same config), for scripts that start
+    /// a peer themselves: the process becomes the peer, so its pid is the
+    /// one to measure (`connect --gateway-pid`).
+    Peer(PeerArgs),
     // Mock backend (issue 5), owned by the backend module's author.
     /// Mock backend: auth webhook, uplink echo (delay, error rate), events sink.
     Backend(bench_harness::backend::BackendArgs),
     /// Internal: a worker process (started by the harness itself).
     #[command(name = "__worker", hide = true)]
     Worker,
+}
+
+/// A peer server `gateway-bench peer` can run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PeerServer {
+    /// mosquitto 2.x (MQTT).
+    Mosquitto,
+    /// nats-server 2.x.
+    NatsServer,
+}
+
+#[derive(Debug, clap::Args)]
+struct PeerArgs {
+    /// Which peer.
+    #[arg(value_enum)]
+    server: PeerServer,
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    port: u16,
+    /// Where to write its config (default: a directory under the system's
+    /// temporary directory, named after the peer and port).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
+    use bench_harness::peers;
+    let peer = match args.server {
+        PeerServer::Mosquitto => {
+            let dir = args.dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("gateway-bench-peer-mosquitto-{}", args.port))
+            });
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            peers::mosquitto_command(args.port, &dir)?
+        }
+        PeerServer::NatsServer => peers::nats_command(args.port),
+    };
+    Err(peers::exec(peer).into())
 }
 
 fn write_outputs(common: &Common, out: &Outcome) -> anyhow::Result<()> {
@@ -118,6 +161,7 @@ fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Worker => worker::worker_main().context("worker"),
         Scenario::Backend(args) => bench_harness::backend::run(args),
+        Scenario::Peer(args) => run_peer(&args),
         Scenario::Connect { common, args } => {
             write_outputs(&common, &scenario::connect::run(&common, &args)?)
         }

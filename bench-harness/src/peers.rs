@@ -118,54 +118,96 @@ pub fn mosquitto_config(port: u16) -> String {
     )
 }
 
-/// Starts mosquitto on 127.0.0.1:`port`.
-pub fn start_mosquitto(port: u16) -> Result<PeerProc, PeerError> {
+/// A peer as the harness runs it: binary, arguments and config, ready to
+/// spawn (side-by-side runs) or to exec (`gateway-bench peer`, for
+/// scripts that measure the peer's own process).
+#[derive(Debug)]
+pub struct PeerCommand {
+    /// Binary name, for messages.
+    pub what: &'static str,
+    /// Debian package that provides it.
+    pub package: &'static str,
+    /// The command line.
+    pub command: Command,
+}
+
+/// mosquitto on 127.0.0.1:`port`, its config written into `dir`.
+pub fn mosquitto_command(port: u16, dir: &std::path::Path) -> Result<PeerCommand, PeerError> {
     let what = "mosquitto";
-    let dir = workdir(what, port).map_err(|source| PeerError::Config { what, source })?;
     let conf = dir.join("mosquitto.conf");
     std::fs::write(&conf, mosquitto_config(port))
-        .map_err(|source| PeerError::Config { what, source })?;
-    let log = std::fs::File::create(dir.join("peer.log"))
         .map_err(|source| PeerError::Config { what, source })?;
     let bin = ["/usr/sbin/mosquitto", "mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("mosquitto");
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|source| PeerError::Spawn {
-            what,
-            package: "mosquitto",
-            source,
-        })?;
-    let addr = SocketAddrV4::new([127, 0, 0, 1].into(), port);
-    if let Err(e) = wait_listening(&mut child, what, addr, &dir) {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(e);
+    let mut command = Command::new(bin);
+    command.arg("-c").arg(&conf);
+    Ok(PeerCommand {
+        what,
+        package: "mosquitto",
+        command,
+    })
+}
+
+/// nats-server on 127.0.0.1:`port`. Its defaults suit the runs:
+/// max_connections 64k, max_payload 1 MB, no monitor port.
+#[must_use]
+pub fn nats_command(port: u16) -> PeerCommand {
+    let mut command = Command::new("nats-server");
+    command.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+    PeerCommand {
+        what: "nats-server",
+        package: "nats-server",
+        command,
     }
-    Ok(PeerProc { child, addr, dir })
+}
+
+/// Starts mosquitto on 127.0.0.1:`port`.
+pub fn start_mosquitto(port: u16) -> Result<PeerProc, PeerError> {
+    let dir = workdir("mosquitto", port).map_err(|source| PeerError::Config {
+        what: "mosquitto",
+        source,
+    })?;
+    let peer = mosquitto_command(port, &dir)?;
+    spawn(peer, port, dir)
 }
 
 /// Starts nats-server on 127.0.0.1:`port`.
 pub fn start_nats(port: u16) -> Result<PeerProc, PeerError> {
-    let what = "nats-server";
-    let dir = workdir("nats", port).map_err(|source| PeerError::Config { what, source })?;
+    let dir = workdir("nats", port).map_err(|source| PeerError::Config {
+        what: "nats-server",
+        source,
+    })?;
+    spawn(nats_command(port), port, dir)
+}
+
+/// Replaces this process with `peer` (its stdio inherited), so the caller's
+/// pid is the peer's: what a script measures is the peer itself. Returns
+/// only if the exec failed.
+#[must_use]
+pub fn exec(mut peer: PeerCommand) -> PeerError {
+    use std::os::unix::process::CommandExt;
+    PeerError::Spawn {
+        what: peer.what,
+        package: peer.package,
+        source: peer.command.exec(),
+    }
+}
+
+/// Runs `peer` with its log in `dir` and waits until it listens on `port`.
+fn spawn(mut peer: PeerCommand, port: u16, dir: PathBuf) -> Result<PeerProc, PeerError> {
+    let what = peer.what;
     let log = std::fs::File::create(dir.join("peer.log"))
         .map_err(|source| PeerError::Config { what, source })?;
-    // max_connections defaults to 64k; max_payload 1 MB; no monitor port unless asked.
-    let mut child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+    let mut child = peer
+        .command
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .map_err(|source| PeerError::Spawn {
             what,
-            package: "nats-server",
+            package: peer.package,
             source,
         })?;
     let addr = SocketAddrV4::new([127, 0, 0, 1].into(), port);
@@ -187,5 +229,26 @@ mod tests {
         assert!(c.contains("listener 18830 127.0.0.1\n"));
         assert!(c.contains("allow_anonymous true\n"));
         assert!(c.contains("max_connections -1\n"));
+    }
+
+    #[test]
+    fn mosquitto_command_writes_its_config_and_points_at_it() {
+        let dir = workdir("mosquitto-command-test", 18_831).unwrap();
+        let peer = mosquitto_command(18_831, &dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        let args: Vec<_> = peer.command.get_args().collect();
+        assert_eq!(args, [std::ffi::OsStr::new("-c"), conf.as_os_str()]);
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            mosquitto_config(18_831)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nats_command_listens_on_loopback_only() {
+        let peer = nats_command(18_832);
+        let args: Vec<_> = peer.command.get_args().filter_map(|a| a.to_str()).collect();
+        assert_eq!(args, ["-a", "127.0.0.1", "-p", "18832"]);
     }
 }
