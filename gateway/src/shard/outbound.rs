@@ -16,8 +16,8 @@ use tuning::config::SlowConsumerPolicy;
 pub const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// Longest frame held inline (a Pong is at most 17 bytes): as much as fits
-/// in the 40 bytes a `Frame` takes anyway (a shared frame's 32 and the tag,
-/// padded), so holding frames inline costs no extra queue space.
+/// without making a `Frame` larger than a shared frame and its tag need
+/// (32 + 8 bytes; a queue slot was 32 bytes before frames could be inline).
 const INLINE_MAX: usize = 38;
 
 /// Queues kept for reuse by one shard; more idle ones are freed.
