@@ -130,13 +130,15 @@ pub struct Outbound {
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// The frame being written, once a send started. It lives here, not in
-    /// `waiting`, so its bytes stay put while the kernel reads them: the
-    /// deque moves its elements when it grows or drops from the front.
+    /// The oldest frame: the one being written, partly written, or next.
+    /// It lives here, not in `waiting`, so its bytes stay put while the
+    /// kernel reads them (the deque moves its elements when it grows or
+    /// drops from the front), and so a lone frame needs no deque storage.
+    /// `None` only when nothing is queued.
     current: Option<Frame>,
     /// Bytes of `current` already written.
     current_sent: u32,
-    /// Frames not yet started, oldest first.
+    /// Frames behind `current`, oldest first.
     waiting: VecDeque<Frame>,
     /// Bytes queued: `waiting` plus the unwritten part of `current`.
     queued: u32,
@@ -217,64 +219,80 @@ impl Outbound {
 impl Queue {
     fn push(&mut self, frame: Frame, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        if self.queued.saturating_add(len) <= cap {
-            self.queued += len;
-            self.waiting.push_back(frame);
-            return Enqueued::Queued;
-        }
-        if policy == SlowConsumerPolicy::Disconnect || len > cap {
-            return Enqueued::Overflow;
-        }
-        // Drop the oldest waiting frames; `current` is being written.
         let mut dropped = 0;
-        while self.queued.saturating_add(len) > cap {
-            let Some(old) = self.waiting.pop_front() else {
-                break;
-            };
-            self.queued -= old.len() as u32;
-            dropped += 1;
-        }
         if self.queued.saturating_add(len) > cap {
-            return Enqueued::Overflow;
+            if policy == SlowConsumerPolicy::Disconnect || len > cap {
+                return Enqueued::Overflow;
+            }
+            while self.queued.saturating_add(len) > cap {
+                let Some(old) = self.drop_oldest() else {
+                    return Enqueued::Overflow;
+                };
+                self.queued -= old.len() as u32;
+                dropped += 1;
+            }
         }
         self.queued += len;
-        self.waiting.push_back(frame);
-        Enqueued::QueuedDropping(dropped)
+        if self.current.is_none() {
+            self.current = Some(frame);
+            self.current_sent = 0;
+        } else {
+            self.waiting.push_back(frame);
+        }
+        if dropped == 0 {
+            Enqueued::Queued
+        } else {
+            Enqueued::QueuedDropping(dropped)
+        }
+    }
+
+    /// Removes the oldest frame that no write has started on; a frame
+    /// being or partly written is spared.
+    fn drop_oldest(&mut self) -> Option<Frame> {
+        if self.in_flight || self.current_sent > 0 {
+            return self.waiting.pop_front();
+        }
+        let oldest = self.current.take();
+        self.current = self.waiting.pop_front();
+        oldest
     }
 
     fn start_send(&mut self) -> Option<&[u8]> {
         if self.in_flight {
             return None;
         }
-        if self.current.is_none() {
-            self.current = Some(self.take_next()?);
-            self.current_sent = 0;
+        if self.current_sent == 0 && !self.waiting.is_empty() {
+            self.coalesce();
         }
-        self.in_flight = true;
         let current = self.current.as_ref()?.as_slice();
+        self.in_flight = true;
         Some(&current[self.current_sent as usize..])
     }
 
-    /// Takes the oldest waiting frame, merged with those behind it as far
-    /// as [`COALESCE_LIMIT`] allows.
-    fn take_next(&mut self) -> Option<Frame> {
-        let mut total = 0;
+    /// Merges the waiting frames into `current` (not started), as far as
+    /// [`COALESCE_LIMIT`] allows, so one send carries them all.
+    fn coalesce(&mut self) {
+        let Some(first) = self.current.as_ref() else {
+            return;
+        };
+        let mut total = first.len();
         let mut n = 0;
         for f in &self.waiting {
-            if n > 0 && total + f.len() > COALESCE_LIMIT {
+            if total + f.len() > COALESCE_LIMIT {
                 break;
             }
             total += f.len();
             n += 1;
         }
-        if n < 2 {
-            return self.waiting.pop_front();
+        if n == 0 {
+            return;
         }
         let mut merged = BytesMut::with_capacity(total);
+        merged.extend_from_slice(first.as_slice());
         for f in self.waiting.drain(..n) {
             merged.extend_from_slice(f.as_slice());
         }
-        Some(Frame::Shared(merged.freeze()))
+        self.current = Some(Frame::Shared(merged.freeze()));
     }
 
     fn complete_send(&mut self, written: usize) -> usize {
@@ -285,7 +303,7 @@ impl Queue {
         let remaining = current.len() - self.current_sent as usize;
         let written = written.min(remaining);
         if written == remaining {
-            self.current = None;
+            self.current = self.waiting.pop_front();
             self.current_sent = 0;
         } else {
             self.current_sent += written as u32;
@@ -370,6 +388,26 @@ mod tests {
         assert_eq!(t.push(b(600, 3), 1000, p), Enqueued::QueuedDropping(1));
         assert_eq!(t.q.queued_bytes(), 900);
         assert_eq!(t.send().map(|s| (s.len(), s[0])), Some((300, 1)));
+    }
+
+    #[test]
+    fn drop_oldest_drops_a_frame_not_yet_started() {
+        let mut t = Fixture::default();
+        let p = SlowConsumerPolicy::DropOldest;
+        t.push(b(400, 1), 1000, p);
+        t.push(b(400, 2), 1000, p);
+        assert_eq!(t.push(b(500, 3), 1000, p), Enqueued::QueuedDropping(1));
+        assert_eq!(t.q.queued_bytes(), 900);
+        assert_eq!(t.send().map(|s| (s.len(), s[0], s[400])), Some((900, 2, 3)));
+    }
+
+    #[test]
+    fn a_lone_frame_needs_no_deque_storage() {
+        let mut t = Fixture::default();
+        t.push(Frame::copied(b"pong"), 100, SlowConsumerPolicy::Disconnect);
+        let capacity = t.q.inner.as_ref().map(|q| q.waiting.capacity());
+        assert_eq!(capacity, Some(0));
+        assert_eq!(t.send().unwrap(), b"pong");
     }
 
     #[test]
