@@ -33,12 +33,15 @@ pub enum Frame {
     /// recipients) or too long to hold inline.
     Shared(Bytes),
     /// A short frame held in place, so queueing it allocates nothing.
-    Inline {
-        /// Bytes of `data` in use.
-        len: u8,
-        /// The frame; only `..len` is meaningful.
-        data: [u8; INLINE_MAX],
-    },
+    Inline(InlineFrame),
+}
+
+/// A frame of at most [`INLINE_MAX`] bytes, stored in place; made only by
+/// [`Frame::copied`], so its length is always in bounds.
+#[derive(Debug, Clone)]
+pub struct InlineFrame {
+    len: u8,
+    data: [u8; INLINE_MAX],
 }
 
 impl Frame {
@@ -48,7 +51,7 @@ impl Frame {
             Ok(len) if bytes.len() <= INLINE_MAX => {
                 let mut data = [0; INLINE_MAX];
                 data[..bytes.len()].copy_from_slice(bytes);
-                Self::Inline { len, data }
+                Self::Inline(InlineFrame { len, data })
             }
             _ => Self::Shared(Bytes::copy_from_slice(bytes)),
         }
@@ -57,7 +60,7 @@ impl Frame {
     fn as_slice(&self) -> &[u8] {
         match self {
             Self::Shared(b) => b,
-            Self::Inline { len, data } => &data[..usize::from(*len)],
+            Self::Inline(f) => &f.data[..usize::from(f.len)],
         }
     }
 
@@ -484,10 +487,7 @@ mod tests {
 
     #[test]
     fn short_frames_are_inline_and_long_ones_shared() {
-        assert!(matches!(
-            Frame::copied(&[1; INLINE_MAX]),
-            Frame::Inline { .. }
-        ));
+        assert!(matches!(Frame::copied(&[1; INLINE_MAX]), Frame::Inline(_)));
         assert!(matches!(
             Frame::copied(&[1; INLINE_MAX + 1]),
             Frame::Shared(_)
