@@ -245,11 +245,7 @@ pub fn http(
 ) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
+    s.write_all(http_request(method, path, body, true).as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw).ok_or_else(|| std::io::Error::other("bad HTTP response"))
