@@ -11,20 +11,17 @@ impl Shard {
     /// Submits queued SQEs and sleeps until a completion or the next timer.
     pub(super) fn wait(&mut self) -> Result<(), ShardError> {
         let now = self.clock.now();
-        let mut wake = self.wheel.next_wakeup();
-        if let Some(d) = self.drain_wakeup(now) {
-            wake = Some(wake.map_or(d, |w| w.min(d)));
-        }
-        for d in [self.paced_wakeup(now), self.requests_wakeup()]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(d, |w| w.min(d)));
-        }
-        if self.outbox_waiting {
-            let soon = now.saturating_add(1);
-            wake = Some(wake.map_or(soon, |w| w.min(soon)));
-        }
+        let outbox = self.outbox_waiting.then(|| now.saturating_add(1));
+        let mut wake = [
+            self.wheel.next_wakeup(),
+            self.drain_wakeup(now),
+            self.paced_wakeup(now),
+            self.requests_wakeup(),
+            outbox,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if !self.rearm.is_empty() {
             wake = Some(now);
         }
