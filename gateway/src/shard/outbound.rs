@@ -105,7 +105,7 @@ impl QueuePool {
 
     /// Keeps `q` (drained: nothing waiting or in flight) for reuse.
     fn give(&mut self, mut q: Box<Queue>) {
-        debug_assert!(q.current.is_none() && q.waiting.is_empty() && q.queued == 0);
+        debug_assert!(q.is_empty() && q.queued == 0);
         if self.free.len() < POOL_MAX {
             q.waiting.shrink_to(POOLED_SLOTS);
             self.free.push(q);
@@ -157,9 +157,7 @@ impl Outbound {
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(|q| q.current.is_none() && q.waiting.is_empty())
+        self.inner.as_ref().is_none_or(|q| q.is_empty())
     }
 
     /// Whether a send is in flight.
@@ -173,7 +171,7 @@ impl Outbound {
         let idle = self
             .inner
             .as_ref()
-            .is_some_and(|q| q.current.is_none() && q.waiting.is_empty() && !q.in_flight);
+            .is_some_and(|q| q.is_empty() && !q.in_flight);
         if idle && let Some(q) = self.inner.take() {
             pool.give(q);
         }
@@ -220,6 +218,11 @@ impl Outbound {
 }
 
 impl Queue {
+    /// Whether nothing is queued (`current` is taken before `waiting`).
+    fn is_empty(&self) -> bool {
+        self.current.is_none() && self.waiting.is_empty()
+    }
+
     fn push(&mut self, frame: Frame, cap: u32, policy: SlowConsumerPolicy) -> Enqueued {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let mut dropped = 0;
