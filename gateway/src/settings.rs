@@ -60,6 +60,10 @@ pub fn server_config(p: &ProtocolConfig) -> ServerConfig {
         heartbeat_max_ms: p.heartbeat_max_ms,
         idle_factor: p.idle_factor,
         max_topics: p.max_topics,
+        max_topic_len: p.max_topic_len,
+        max_apps: p.max_apps,
+        max_app_len: p.max_app_len,
+        max_device_len: p.max_device_len,
     }
 }
 

@@ -110,6 +110,13 @@ counters! {
     directory_sessions,
     /// Paced deliveries in progress (a gauge).
     paced_deliveries,
+    /// Distinct app names held by this shard's sessions now (a gauge).
+    app_names,
+    /// Distinct device labels held by this shard's sessions now (a gauge).
+    device_labels,
+    /// Hellos refused because the shard already told apart as many
+    /// distinct apps as it can (64) among its live sessions.
+    refused_app_table,
     /// Uplink frames received (forwarded or answered by the gateway).
     uplink_requests,
     /// Uplinks answered with the backend's own response (any status).

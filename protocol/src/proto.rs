@@ -56,12 +56,12 @@ mod tests {
 
     #[test]
     fn codes_round_trip_through_u32() {
-        for v in 0..=16u32 {
+        for v in 0..=17u32 {
             let c = ErrorCode::from_u32(v).unwrap();
             assert_eq!(c.as_u32(), v);
             assert!(c.as_str_name().starts_with("ERROR_CODE_"));
         }
-        assert_eq!(ErrorCode::from_u32(17), None);
+        assert_eq!(ErrorCode::from_u32(18), None);
         assert_eq!(ErrorCode::from_u32(u32::MAX), None);
         assert_eq!(ErrorCode::TokenExpired.as_u32(), 7);
         for v in 0..=5u32 {

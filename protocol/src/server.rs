@@ -64,6 +64,14 @@ pub struct ServerConfig {
     pub idle_factor: f64,
     /// Most topics in one `Subscribe` or `Unsubscribe`.
     pub max_topics: u32,
+    /// Longest topic name in a `Subscribe`, in bytes.
+    pub max_topic_len: u32,
+    /// Most apps one `Hello` may declare.
+    pub max_apps: u32,
+    /// Longest app name in a `Hello`, in bytes.
+    pub max_app_len: u32,
+    /// Longest device label in a `Hello`, in bytes.
+    pub max_device_len: u32,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +84,10 @@ impl Default for ServerConfig {
             heartbeat_max_ms: 300_000,
             idle_factor: 2.5,
             max_topics: 64,
+            max_topic_len: 256,
+            max_apps: 16,
+            max_app_len: 64,
+            max_device_len: 128,
         }
     }
 }
@@ -478,14 +490,16 @@ impl ServerSession {
             return Flow::Stop;
         };
         if self.state == SessionState::AwaitingHello {
-            return self.on_first_frame(kind, out);
+            return self.on_first_frame(kind, cfg, out);
         }
         self.mark = now;
         match kind {
             Kind::Ping(ping) => send(out, Kind::Pong(Pong { id: ping.id })),
             Kind::Pong(_) => {}
             Kind::Subscribe(sub) => {
-                if !self.check_topics(sub.topics.len(), cfg, out) {
+                if !self.check_topics(sub.topics.len(), cfg, out)
+                    || !self.check_topic_names(&sub.topics, cfg, out)
+                {
                     return Flow::Stop;
                 }
                 out.events.push(Event::Subscribe(sub.topics));
@@ -519,9 +533,13 @@ impl ServerSession {
         Flow::Continue
     }
 
-    fn on_first_frame(&mut self, kind: Kind, out: &mut Output) -> Flow {
+    fn on_first_frame(&mut self, kind: Kind, cfg: &ServerConfig, out: &mut Output) -> Flow {
         match kind {
             Kind::Hello(hello) if hello.version == PROTOCOL_VERSION => {
+                if let Some(msg) = hello_over_limits(&hello, cfg) {
+                    self.protocol_error(ErrorCode::LimitExceeded, &msg, out);
+                    return Flow::Stop;
+                }
                 self.state = SessionState::Authenticating;
                 self.heartbeat_ms = hello.heartbeat_ms;
                 out.events.push(Event::Hello(hello));
@@ -553,6 +571,29 @@ impl ServerSession {
         true
     }
 
+    /// Topic names must be 1 to `max_topic_len` bytes.
+    fn check_topic_names(
+        &mut self,
+        topics: &[String],
+        cfg: &ServerConfig,
+        out: &mut Output,
+    ) -> bool {
+        if topics.iter().any(String::is_empty) {
+            self.protocol_error(ErrorCode::BadFrame, "empty topic name", out);
+            return false;
+        }
+        if let Some(t) = topics.iter().find(|t| t.len() > cfg.max_topic_len as usize) {
+            let msg = format!(
+                "topic name of {} bytes; the limit is {}",
+                t.len(),
+                cfg.max_topic_len
+            );
+            self.protocol_error(ErrorCode::LimitExceeded, &msg, out);
+            return false;
+        }
+        true
+    }
+
     fn protocol_error(&mut self, code: ErrorCode, message: &str, out: &mut Output) {
         self.close_with_error(code, message, CloseReason::ProtocolError(code), out);
     }
@@ -573,6 +614,38 @@ impl ServerSession {
         self.pending = Vec::new();
         out.events.push(Event::Closed(reason));
     }
+}
+
+/// What in `hello` exceeds the configured limits, if anything. Checked
+/// before the gateway interns or forwards any of it, so no client input
+/// larger than these limits is kept for the session's life.
+fn hello_over_limits(hello: &Hello, cfg: &ServerConfig) -> Option<String> {
+    if hello.apps.len() > cfg.max_apps as usize {
+        return Some(format!(
+            "{} apps in Hello; the limit is {}",
+            hello.apps.len(),
+            cfg.max_apps
+        ));
+    }
+    if let Some(app) = hello
+        .apps
+        .iter()
+        .find(|a| a.len() > cfg.max_app_len as usize)
+    {
+        return Some(format!(
+            "app name of {} bytes; the limit is {}",
+            app.len(),
+            cfg.max_app_len
+        ));
+    }
+    if hello.device.len() > cfg.max_device_len as usize {
+        return Some(format!(
+            "device label of {} bytes; the limit is {}",
+            hello.device.len(),
+            cfg.max_device_len
+        ));
+    }
+    None
 }
 
 fn send(out: &mut Output, kind: Kind) {

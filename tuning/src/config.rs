@@ -181,6 +181,18 @@ pub struct ProtocolConfig {
     pub idle_factor: f64,
     /// Most topics one Subscribe may name, and most a session may hold.
     pub max_topics: u32,
+    /// Longest topic name a Subscribe may carry, in bytes.
+    pub max_topic_len: u32,
+    /// Most apps one Hello may declare (`Hello.apps`).
+    pub max_apps: u32,
+    /// Longest app name a Hello may declare, in bytes.
+    pub max_app_len: u32,
+    /// Longest device label a Hello may carry (`Hello.device`), in bytes.
+    pub max_device_len: u32,
+    /// How long a connection the gateway closes (after a Kick or an Error)
+    /// may take to flush its last frames, and then to send its FIN after
+    /// ours, before the socket is closed regardless.
+    pub close_linger_ms: u32,
 }
 
 impl Default for ProtocolConfig {
@@ -193,6 +205,11 @@ impl Default for ProtocolConfig {
             heartbeat_max_ms: 300_000,
             idle_factor: 2.5,
             max_topics: 64,
+            max_topic_len: 256,
+            max_apps: 16,
+            max_app_len: 64,
+            max_device_len: 128,
+            close_linger_ms: 200,
         }
     }
 }
@@ -487,6 +504,19 @@ impl GatewayConfig {
                 "protocol.handshake_timeout_ms",
                 "must be at least 1",
             ));
+        }
+        for (key, value, max) in [
+            ("protocol.max_topic_len", p.max_topic_len, 4096),
+            ("protocol.max_apps", p.max_apps, 64),
+            ("protocol.max_app_len", p.max_app_len, 1024),
+            ("protocol.max_device_len", p.max_device_len, 4096),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be in 1..={max}")));
+            }
+        }
+        if p.close_linger_ms > 60_000 {
+            return Err(invalid("protocol.close_linger_ms", "must be at most 60000"));
         }
         for (key, list) in [
             ("admission.allow", &self.admission.allow),

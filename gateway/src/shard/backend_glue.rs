@@ -4,12 +4,12 @@
 //! for a connection that has gone is dropped).
 
 use bytes::Bytes;
-use protocol::proto::{Frame, Hello, Reply, Uplink, Welcome, frame::Kind};
+use protocol::proto::{Frame, Hello, Reply, Uplink, frame::Kind};
 use protocol::server::{CloseReason, SessionState};
 use protocol::time::Millis;
 
+use super::Shard;
 use super::conn::flags;
-use super::{Shard, wall_clock};
 use crate::backend::events::Presence;
 use crate::backend::{Outcome, Verdict};
 use crate::uring::op::OpTag;
@@ -56,37 +56,7 @@ impl Shard {
             return;
         }
         match v {
-            Verdict::Allow { user } => {
-                let session = format!("{:x}-{:x}", self.index, conn.generation);
-                let welcome = Welcome {
-                    session: session.clone(),
-                    user: user.clone(),
-                    heartbeat_ms: 0,
-                    resume: Bytes::new(),
-                    server_time_ms: wall_clock().1,
-                    resumed: false,
-                };
-                conn.user = Some(user.clone().into_boxed_str());
-                conn.session
-                    .accept(now, &self.settings.server, welcome, &mut self.out);
-                if conn.has(flags::IN_HANDSHAKE) {
-                    conn.clear(flags::IN_HANDSHAKE);
-                    self.handshakes -= 1;
-                }
-                self.stats.handshakes_ok += 1;
-                let generation = conn.generation;
-                self.presence_online(
-                    now,
-                    Presence {
-                        key,
-                        generation,
-                        user,
-                        session,
-                        device,
-                        apps,
-                    },
-                );
-            }
+            Verdict::Allow { user } => self.admit(now, key, user, device, apps),
             Verdict::Deny { code, reason } => {
                 conn.session.reject(code, &reason, &mut self.out);
             }
@@ -95,7 +65,7 @@ impl Shard {
 
     /// Reports a session that went online (both auth modes).
     pub(super) fn presence_online(&mut self, now: Millis, p: Presence) {
-        self.session_established(now, p.key, &p.device, &p.apps);
+        self.session_established(now, p.key);
         self.backend.online(&mut self.ring, now, &mut self.stats, p);
     }
 
@@ -107,6 +77,7 @@ impl Shard {
         let why = match reason {
             CloseReason::ClientBye => "client_bye",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Kicked(protocol::proto::KickCode::SlowConsumer) => "slow_consumer",
             CloseReason::Kicked(_) => "kicked",
             CloseReason::ProtocolError(protocol::proto::ErrorCode::SlowConsumer) => "slow_consumer",
             CloseReason::ProtocolError(_) => "protocol_error",

@@ -3,11 +3,13 @@
 
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, types};
-use protocol::proto::{ErrorCode, Hello, Welcome};
+use protocol::proto::{ErrorCode, Hello, KickCode, Welcome};
 use protocol::server::{CloseReason, Event, ServerSession};
 use protocol::time::Millis;
 
-use super::conn::{Conn, LINGER_S, flags};
+use super::closing::live;
+use super::conn::{Conn, flags};
+use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
 use super::{BUF_GROUP, Shard, wall_clock};
 use crate::admission::Refusal;
@@ -72,7 +74,7 @@ impl Shard {
             }
             self.handle_output(now, key);
         } else {
-            self.arm_timer(key);
+            self.arm_timer(now, key);
         }
     }
 
@@ -80,14 +82,15 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::RECV_ARMED) || conn.has(flags::CLOSE_SENT) || conn.has(flags::PEER_EOF) {
+        if conn.has(flags::RECV_ARMED) || conn.has(flags::CLOSE_WANTED) || conn.has(flags::PEER_EOF)
+        {
             return;
         }
         conn.set(flags::RECV_ARMED);
         conn.clear(flags::NEEDS_REARM);
         let entry = opcode::RecvMulti::new(types::Fixed(conn.fd), BUF_GROUP)
             .build()
-            .user_data(OpTag::new(OpKind::Recv, key).encode());
+            .user_data(OpTag::of(OpKind::Recv, key, conn.generation).encode());
         self.push(entry);
     }
 
@@ -99,10 +102,11 @@ impl Shard {
         self.rearm = keys;
     }
 
-    pub(super) fn on_recv(&mut self, now: Millis, key: u32, res: i32, cqe_flags: u32) {
+    pub(super) fn on_recv(&mut self, now: Millis, tag: OpTag, res: i32, cqe_flags: u32) {
+        let key = tag.index;
         let more = cqueue::more(cqe_flags);
         let buffer = cqueue::buffer_select(cqe_flags);
-        let Some(conn) = self.conns.get_mut(key as usize) else {
+        let Some(conn) = live(&mut self.conns, tag) else {
             if let Some(bid) = buffer {
                 let (_, done) =
                     self.bufs
@@ -141,7 +145,7 @@ impl Shard {
             self.stats.buffer_pool_exhausted += 1;
             self.bufs.grow();
             // The data stays in the socket; receive again once buffers are back.
-            if !conn.has(flags::CLOSE_SENT) {
+            if !conn.has(flags::CLOSE_WANTED) {
                 conn.set(flags::NEEDS_REARM);
                 self.rearm.push(key);
             }
@@ -180,7 +184,7 @@ impl Shard {
             }
         }
         self.flush(key);
-        self.arm_timer(key);
+        self.arm_timer(now, key);
     }
 
     fn on_event(&mut self, now: Millis, key: u32, event: Event) {
@@ -202,7 +206,7 @@ impl Shard {
         if self.backend.webhook_auth() {
             return self.authenticate_webhook(now, key, hello);
         }
-        let (now_s, now_ms) = wall_clock();
+        let (now_s, _) = wall_clock();
         let verdict = self
             .verifier
             .verify(&hello.token, now_s)
@@ -213,42 +217,72 @@ impl Shard {
                     Err(protocol::auth::AuthError::AppNotAllowed)
                 }
             });
+        match verdict {
+            Ok(identity) => self.admit(now, key, identity.user, hello.device, hello.apps),
+            Err(e) => {
+                if let Some(conn) = self.conns.get_mut(key as usize) {
+                    conn.session
+                        .reject(e.error_code(), &e.to_string(), &mut self.out);
+                }
+            }
+        }
+    }
+
+    /// The handshake of `key` succeeded for `user` (either auth mode):
+    /// takes the session's references to its device label and apps, sends
+    /// the Welcome and reports the session online. Refused with OVERLOADED
+    /// when the shard already tells apart as many apps as it can.
+    pub(super) fn admit(
+        &mut self,
+        now: Millis,
+        key: u32,
+        user: String,
+        device: String,
+        apps: Vec<String>,
+    ) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        match verdict {
-            Ok(identity) => {
-                let welcome = Welcome {
-                    session: format!("{:x}-{:x}", self.index, conn.generation),
-                    user: identity.user.clone(),
-                    heartbeat_ms: 0,
-                    resume: Bytes::new(),
-                    server_time_ms: now_ms,
-                    resumed: false,
-                };
-                let presence = crate::backend::events::Presence {
-                    key,
-                    generation: conn.generation,
-                    user: identity.user.clone(),
-                    session: welcome.session.clone(),
-                    device: hello.device,
-                    apps: hello.apps,
-                };
-                conn.user = Some(identity.user.into_boxed_str());
-                conn.session
-                    .accept(now, &self.settings.server, welcome, &mut self.out);
-                if conn.has(flags::IN_HANDSHAKE) {
-                    conn.clear(flags::IN_HANDSHAKE);
-                    self.handshakes -= 1;
-                }
-                self.stats.handshakes_ok += 1;
-                self.presence_online(now, presence);
-            }
-            Err(e) => {
-                let code = e.error_code();
-                conn.session.reject(code, &e.to_string(), &mut self.out);
-            }
+        let Some(mask) = acquire_apps(&mut self.app_names, &apps) else {
+            self.stats.refused_app_table += 1;
+            conn.session.fail(
+                ErrorCode::Overloaded,
+                "this shard already tells apart as many distinct apps as it can; retry later",
+                &mut self.out,
+            );
+            return;
+        };
+        conn.apps = mask;
+        conn.device = acquire_device(&mut self.device_names, &device);
+        let session = format!("{:x}-{:x}", self.index, conn.generation);
+        let welcome = Welcome {
+            session: session.clone(),
+            user: user.clone(),
+            heartbeat_ms: 0,
+            resume: Bytes::new(),
+            server_time_ms: wall_clock().1,
+            resumed: false,
+        };
+        conn.user = Some(user.clone().into_boxed_str());
+        conn.session
+            .accept(now, &self.settings.server, welcome, &mut self.out);
+        if conn.has(flags::IN_HANDSHAKE) {
+            conn.clear(flags::IN_HANDSHAKE);
+            self.handshakes -= 1;
         }
+        self.stats.handshakes_ok += 1;
+        let generation = conn.generation;
+        self.presence_online(
+            now,
+            crate::backend::events::Presence {
+                key,
+                generation,
+                user,
+                session,
+                device,
+                apps,
+            },
+        );
     }
 
     fn count_close(&mut self, key: u32, reason: &CloseReason) {
@@ -265,36 +299,51 @@ impl Shard {
             CloseReason::Rejected(_) => s.handshakes_unauthorized += 1,
             CloseReason::ProtocolError(_) if in_handshake => s.handshakes_protocol += 1,
             CloseReason::ProtocolError(_) => s.protocol_errors += 1,
+            // Counted as slow_consumer_disconnects where it is decided.
+            CloseReason::Kicked(KickCode::SlowConsumer) => {}
             CloseReason::Kicked(_) => s.kicks += 1,
             _ => {}
         }
     }
 
     /// Queues `frame` to connection `key`, applying the slow-consumer policy.
+    /// Under `disconnect`, an overflowing connection loses what is queued
+    /// behind the frame being written and gets a best-effort Kick
+    /// (SLOW_CONSUMER) in its place, then is closed: the Kick arrives if
+    /// the client reads again within `protocol.close_linger_ms`.
     pub(super) fn enqueue(&mut self, now: Millis, key: u32, frame: impl Into<Frame>) {
         let cap = self.shard_cfg.settings.outbound_queue_bytes;
         let policy = self.shard_cfg.settings.slow_consumer;
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::CLOSE_SENT) {
+        if conn.has(flags::CLOSE_WANTED) {
             return;
         }
         let before = conn.outbound.queued_bytes();
         let outcome = conn
             .outbound
             .push(frame.into(), cap, policy, &mut self.queues);
+        if outcome == Enqueued::Overflow {
+            conn.outbound.clear(&mut self.queues);
+            conn.session.kick(
+                KickCode::SlowConsumer,
+                "the client does not read fast enough",
+                &[],
+                0,
+                &mut self.out,
+            );
+        }
         let after = conn.outbound.queued_bytes();
-        self.stats.outbound_queued_bytes =
-            (self.stats.outbound_queued_bytes + u64::from(after)).saturating_sub(u64::from(before));
+        self.account_queued(before, after);
         match outcome {
             Enqueued::Queued => {}
             Enqueued::QueuedDropping(n) => self.stats.slow_consumer_drops += u64::from(n),
             Enqueued::Overflow => {
                 self.stats.slow_consumer_disconnects += 1;
-                conn.outbound.clear(&mut self.queues);
-                conn.set(flags::PEER_EOF);
-                self.begin_close(now, key);
+                // Queues the Kick and starts the close. Safe inside
+                // `handle_output` too: this takes only the Kick's output.
+                self.handle_output(now, key);
             }
         }
     }
@@ -304,22 +353,24 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::CLOSE_SENT) {
+        if conn.has(flags::CLOSE_WANTED) {
             return;
         }
         let fd = conn.fd;
+        let generation = conn.generation;
         let Some(buf) = conn.outbound.start_send() else {
             return;
         };
         let entry = opcode::Send::new(types::Fixed(fd), buf.as_ptr(), buf.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(OpTag::new(OpKind::Send, key).encode());
+            .user_data(OpTag::of(OpKind::Send, key, generation).encode());
         self.push(entry);
     }
 
-    pub(super) fn on_send(&mut self, now: Millis, key: u32, res: i32) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
+    pub(super) fn on_send(&mut self, now: Millis, tag: OpTag, res: i32) {
+        let key = tag.index;
+        let Some(conn) = live(&mut self.conns, tag) else {
             return;
         };
         let before = conn.outbound.queued_bytes();
@@ -332,14 +383,14 @@ impl Shard {
             conn.set(flags::PEER_EOF);
         }
         let after = conn.outbound.queued_bytes();
-        self.stats.outbound_queued_bytes = self
-            .stats
-            .outbound_queued_bytes
-            .saturating_sub(u64::from(before - after));
         let failed = res < 0;
         let closing = conn.has(flags::CLOSING);
+        let close_wanted = conn.has(flags::CLOSE_WANTED);
         let drained = conn.outbound.is_empty();
-        if failed && !closing {
+        self.account_queued(before, after);
+        if close_wanted {
+            self.submit_close_if_clear(key);
+        } else if failed && !closing {
             self.begin_close(now, key);
         } else if closing && (drained || failed) {
             self.shutdown_or_close(now, key);
@@ -349,104 +400,12 @@ impl Shard {
         self.try_finish(key);
     }
 
-    /// Starts closing `key`: no more input is processed; queued output is
-    /// flushed, then the socket is shut down and closed.
-    pub(super) fn begin_close(&mut self, now: Millis, key: u32) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
-            return;
-        };
-        if conn.has(flags::CLOSING) {
-            return;
-        }
-        conn.set(flags::CLOSING);
-        if conn.has(flags::IN_HANDSHAKE) {
-            conn.clear(flags::IN_HANDSHAKE);
-            self.handshakes -= 1;
-        }
-        if !conn.outbound.in_flight() && conn.outbound.is_empty() {
-            self.shutdown_or_close(now, key);
-        } else {
-            self.flush(key);
-        }
-    }
-
-    /// After the last byte left: FIN and linger for the peer's EOF (so it
-    /// reads a final Error or Kick), or close at once if the peer is gone.
-    fn shutdown_or_close(&mut self, now: Millis, key: u32) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
-            return;
-        };
-        if conn.has(flags::SHUTDOWN_SENT) || conn.has(flags::CLOSE_SENT) {
-            return;
-        }
-        if conn.has(flags::PEER_EOF) || !conn.has(flags::RECV_ARMED) {
-            self.submit_close(key);
-            return;
-        }
-        conn.set(flags::SHUTDOWN_SENT);
-        conn.linger_until_s = u32::try_from(now.0 / 1000 + 1)
-            .unwrap_or(u32::MAX)
-            .saturating_add(LINGER_S);
-        let entry = opcode::Shutdown::new(types::Fixed(conn.fd), libc::SHUT_WR)
-            .build()
-            .user_data(OpTag::new(OpKind::Shutdown, key).encode());
-        self.push(entry);
-        self.arm_timer(key);
-    }
-
-    /// Cancels the receive and closes the direct descriptor.
-    pub(super) fn submit_close(&mut self, key: u32) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
-            return;
-        };
-        if conn.has(flags::CLOSE_SENT) {
-            return;
-        }
-        conn.set(flags::CLOSE_SENT | flags::CLOSING);
-        let fd = conn.fd;
-        let recv_armed = conn.has(flags::RECV_ARMED);
-        if recv_armed {
-            let cancel = opcode::AsyncCancel::new(OpTag::new(OpKind::Recv, key).encode())
-                .build()
-                .user_data(OpTag::new(OpKind::Cancel, key).encode());
-            self.push(cancel);
-        }
-        let close = opcode::Close::new(types::Fixed(fd))
-            .build()
-            .user_data(OpTag::new(OpKind::Close, key).encode());
-        self.push(close);
-    }
-
-    pub(super) fn on_close(&mut self, key: u32) {
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            conn.set(flags::CLOSE_DONE);
-        }
-        self.try_finish(key);
-    }
-
-    /// Frees `key`'s slot once nothing of it is in flight any more.
-    pub(super) fn try_finish(&mut self, key: u32) {
-        if !self.conns.get(key as usize).is_some_and(Conn::is_finished) {
-            return;
-        }
-        let conn = self.conns.remove(key as usize);
-        self.wheel.cancel(key);
-        let now = self.clock.now();
-        self.session_finished(now, key, &conn);
-        self.stats.outbound_queued_bytes = self
-            .stats
-            .outbound_queued_bytes
-            .saturating_sub(u64::from(conn.outbound.queued_bytes()));
-        self.admission.release(key);
-        self.presence_gone(self.clock.now(), key, conn.generation);
-    }
-
     pub(super) fn on_timer(&mut self, now: Millis, key: u32) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
         let due = conn
-            .deadline(&self.settings.server)
+            .deadline(&self.settings.server, now)
             .is_some_and(|d| d <= now);
         if due {
             if conn.has(flags::CLOSING) {
@@ -457,7 +416,7 @@ impl Shard {
                 .handle_timeout(now, &self.settings.server, &mut self.out);
             self.handle_output(now, key);
         } else {
-            self.arm_timer(key);
+            self.arm_timer(now, key);
         }
     }
 }

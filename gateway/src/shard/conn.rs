@@ -17,7 +17,9 @@ pub mod flags {
     pub const CLOSING: u16 = 4;
     /// Shutdown(SHUT_WR) submitted; lingering for the peer's EOF.
     pub const SHUTDOWN_SENT: u16 = 8;
-    /// Close of the descriptor submitted.
+    /// Close of the descriptor submitted: the last operation on its
+    /// direct-descriptor slot, which the kernel may hand to the next
+    /// accepted connection as soon as it completes.
     pub const CLOSE_SENT: u16 = 16;
     /// Close of the descriptor completed.
     pub const CLOSE_DONE: u16 = 32;
@@ -28,11 +30,15 @@ pub mod flags {
     /// Pushes were queued this loop iteration; a send starts at its end,
     /// so frames delivered together leave in one send.
     pub const FLUSH_PENDING: u16 = 256;
+    /// The descriptor is to be closed: nothing more is sent, and the close
+    /// is submitted once no send or shutdown of it is in flight.
+    pub const CLOSE_WANTED: u16 = 512;
+    /// Shutdown(SHUT_WR) in flight. io_uring runs a shutdown in a worker
+    /// thread, which looks the slot up only then: closing the slot before
+    /// the shutdown completes would let it shut down the next connection
+    /// accepted into the same slot.
+    pub const SHUTDOWN_IN_FLIGHT: u16 = 1024;
 }
-
-/// How long a closing connection waits for the peer's EOF after our FIN,
-/// so an Error frame is read before the socket is torn down.
-pub const LINGER_S: u32 = 2;
 
 /// One client connection.
 #[derive(Debug)]
@@ -53,9 +59,11 @@ pub struct Conn {
     pub fd: u32,
     /// Generation: tells this connection from an earlier one in its slot.
     pub generation: u32,
-    /// When lingering ends (whole seconds of the shard clock), for a
-    /// connection being closed.
-    pub linger_until_s: u32,
+    /// For a connection being closed: when its current closing step (the
+    /// flush of its last frames, then the wait for the peer's FIN) times
+    /// out, as the low 32 bits of the shard clock's milliseconds (see
+    /// [`Conn::deadline`]).
+    pub close_by: u32,
     /// Connected since (Unix seconds), once established.
     pub since_s: u32,
     /// Device label (shard's device interner id).
@@ -77,7 +85,7 @@ impl Conn {
             device: 0,
             fd,
             generation,
-            linger_until_s: 0,
+            close_by: 0,
             flags: flags::IN_HANDSHAKE,
         }
     }
@@ -99,17 +107,89 @@ impl Conn {
 
     /// Whether the slot can be freed: closed, and no operation in flight.
     pub fn is_finished(&self) -> bool {
-        self.has(flags::CLOSE_DONE) && !self.has(flags::RECV_ARMED) && !self.outbound.in_flight()
+        self.has(flags::CLOSE_DONE)
+            && !self.has(flags::RECV_ARMED)
+            && !self.has(flags::SHUTDOWN_IN_FLIGHT)
+            && !self.outbound.in_flight()
+    }
+
+    /// Whether nothing but the close itself is left to submit: no send and
+    /// no shutdown in flight that could still look up the slot.
+    pub fn may_submit_close(&self) -> bool {
+        self.has(flags::CLOSE_WANTED)
+            && !self.has(flags::CLOSE_SENT)
+            && !self.has(flags::SHUTDOWN_IN_FLIGHT)
+            && !self.outbound.in_flight()
+    }
+
+    /// Starts a closing step at `now` that may last `ms` milliseconds.
+    pub fn set_close_timeout(&mut self, now: Millis, ms: u32) {
+        self.close_by = (now.0 as u32).wrapping_add(ms);
     }
 
     /// The next time this connection needs the timer: its session deadline,
-    /// or the end of lingering while closing.
-    pub fn deadline(&self, cfg: &protocol::server::ServerConfig) -> Option<Millis> {
+    /// or, while closing, when the current closing step times out. `now`
+    /// places `close_by` (kept in 32 bits) in time: a closing step is
+    /// never longer than about 24 days.
+    pub fn deadline(&self, cfg: &protocol::server::ServerConfig, now: Millis) -> Option<Millis> {
         if self.has(flags::CLOSING) {
-            return self
-                .has(flags::SHUTDOWN_SENT)
-                .then_some(Millis(u64::from(self.linger_until_s) * 1000));
+            // Once the close is decided, only completions move it on.
+            if self.has(flags::CLOSE_WANTED) {
+                return None;
+            }
+            let left = self.close_by.wrapping_sub(now.0 as u32) as i32;
+            return Some(now.saturating_add(u64::try_from(left).unwrap_or(0)));
         }
         self.session.deadline(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::server::ServerConfig;
+
+    fn closing(now: Millis, ms: u32) -> Conn {
+        let cfg = ServerConfig::default();
+        let mut c = Conn::new(ServerSession::new(now, &cfg), 0, 0);
+        c.set(flags::CLOSING);
+        c.set_close_timeout(now, ms);
+        c
+    }
+
+    #[test]
+    fn a_closing_step_times_out_when_set_even_across_the_32_bit_wrap() {
+        let cfg = ServerConfig::default();
+        for start in [0u64, 5_000, u64::from(u32::MAX) - 50, 1 << 40] {
+            let c = closing(Millis(start), 200);
+            assert_eq!(c.deadline(&cfg, Millis(start)), Some(Millis(start + 200)));
+            assert_eq!(
+                c.deadline(&cfg, Millis(start + 150)),
+                Some(Millis(start + 200))
+            );
+            // Past it: due now.
+            assert_eq!(
+                c.deadline(&cfg, Millis(start + 300)),
+                Some(Millis(start + 300))
+            );
+        }
+    }
+
+    #[test]
+    fn the_close_waits_for_sends_and_the_shutdown() {
+        let mut c = closing(Millis(0), 200);
+        assert!(!c.may_submit_close(), "not wanted yet");
+        c.set(flags::CLOSE_WANTED | flags::SHUTDOWN_IN_FLIGHT);
+        assert!(
+            !c.may_submit_close(),
+            "the shutdown may still look the slot up"
+        );
+        c.clear(flags::SHUTDOWN_IN_FLIGHT);
+        assert!(c.may_submit_close());
+        c.set(flags::CLOSE_SENT | flags::CLOSE_DONE);
+        assert!(!c.may_submit_close(), "submitted once");
+        assert!(c.is_finished());
+        c.set(flags::SHUTDOWN_IN_FLIGHT);
+        assert!(!c.is_finished());
     }
 }

@@ -5,6 +5,7 @@
 
 mod backend_glue;
 mod client;
+mod closing;
 pub mod conn;
 mod control_glue;
 mod drain;
@@ -315,7 +316,7 @@ impl Shard {
             paced: Vec::new(),
             fanout_samples: Vec::new(),
             app_names: names::Interner::new(names::MAX_APPS),
-            device_names: names::Interner::new(u16::MAX as usize),
+            device_names: names::Interner::new(names::MAX_DEVICE_LABELS),
             metrics: ShardMetrics::new(index),
             outbox_waiting: false,
             pending_flush: Vec::new(),
@@ -400,6 +401,8 @@ impl Shard {
         self.stats.mailbox_depth = self.shared.mailboxes.depth(self.index) as u64;
         self.stats.directory_sessions = self.directory.len() as u64;
         self.stats.paced_deliveries = self.paced.len() as u64;
+        self.stats.app_names = self.app_names.len() as u64;
+        self.stats.device_labels = self.device_names.len() as u64;
         self.shared.stats[self.index].publish(&self.stats);
         self.metrics.publish(&self.stats, &mut self.fanout_samples);
     }
@@ -450,16 +453,17 @@ impl Shard {
                 self.arm_accept_slot(i);
                 self.on_accept(now, res, peer);
             }
-            OpKind::Recv => self.on_recv(now, tag.index, res, flags),
-            OpKind::Send => self.on_send(now, tag.index, res),
-            OpKind::Shutdown | OpKind::Cancel => {}
+            OpKind::Recv => self.on_recv(now, tag, res, flags),
+            OpKind::Send => self.on_send(now, tag, res),
+            OpKind::Shutdown => self.on_shutdown(tag),
+            OpKind::Cancel => {}
             OpKind::BackendConnect
             | OpKind::BackendLinkTimeout
             | OpKind::BackendSend
             | OpKind::BackendRecv
             | OpKind::BackendClose
             | OpKind::BackendTimer => self.on_backend(now, tag, res),
-            OpKind::Close => self.on_close(tag.index),
+            OpKind::Close => self.on_close(tag),
             OpKind::Doorbell => {
                 self.arm_doorbell();
                 self.on_doorbell(now);
@@ -531,11 +535,11 @@ impl Shard {
     }
 
     /// Makes sure the wheel will visit connection `key` by its deadline.
-    fn arm_timer(&mut self, key: u32) {
+    fn arm_timer(&mut self, now: Millis, key: u32) {
         let Some(conn) = self.conns.get(key as usize) else {
             return;
         };
-        if let Some(deadline) = conn.deadline(&self.settings.server) {
+        if let Some(deadline) = conn.deadline(&self.settings.server, now) {
             self.wheel.arm(key, deadline);
         }
     }

@@ -88,24 +88,53 @@ impl OpKind {
     }
 }
 
-/// An operation and the object it belongs to (slab key or slot index).
+/// Bits of a connection's generation an [`OpTag`] carries.
+pub const GENERATION_BITS: u32 = 24;
+
+const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
+
+/// An operation and the object it belongs to: a slab key or slot index,
+/// and for a connection, the generation of the connection in that slot
+/// when the operation was submitted, so that a completion (or a
+/// cancellation by `user_data`) can never be taken for an operation of a
+/// later connection that reuses the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpTag {
     /// The operation.
     pub kind: OpKind,
     /// Connection key or slot index the operation belongs to.
     pub index: u32,
+    /// The low [`GENERATION_BITS`] of the connection's generation (0 for
+    /// objects that have none).
+    pub generation: u32,
 }
 
 impl OpTag {
-    /// A tag for `kind` on `index`.
+    /// A tag for `kind` on `index`, with no generation.
     pub fn new(kind: OpKind, index: u32) -> Self {
-        Self { kind, index }
+        Self::of(kind, index, 0)
+    }
+
+    /// A tag for `kind` on connection `index` of generation `generation`.
+    pub fn of(kind: OpKind, index: u32, generation: u32) -> Self {
+        Self {
+            kind,
+            index,
+            generation: generation & GENERATION_MASK,
+        }
+    }
+
+    /// Whether this tag was made for the connection of generation
+    /// `generation` (compared on the bits a tag carries).
+    pub fn is_for(self, generation: u32) -> bool {
+        self.generation == generation & GENERATION_MASK
     }
 
     /// Packs the tag into an SQE's `user_data`.
     pub fn encode(self) -> u64 {
-        (u64::from(self.kind as u8) << 56) | u64::from(self.index)
+        (u64::from(self.kind as u8) << 56)
+            | (u64::from(self.generation & GENERATION_MASK) << 32)
+            | u64::from(self.index)
     }
 
     /// Unpacks a CQE's `user_data`; `None` for values no SQE carried.
@@ -114,6 +143,7 @@ impl OpTag {
         Some(Self {
             kind,
             index: user_data as u32,
+            generation: (user_data >> 32) as u32 & GENERATION_MASK,
         })
     }
 }
@@ -132,10 +162,22 @@ mod tests {
             OpKind::UrgentTimeout,
         ] {
             for index in [0, 1, u32::MAX] {
-                let t = OpTag::new(kind, index);
-                assert_eq!(OpTag::decode(t.encode()), Some(t));
+                for generation in [0, 1, GENERATION_MASK, u32::MAX] {
+                    let t = OpTag::of(kind, index, generation);
+                    assert_eq!(OpTag::decode(t.encode()), Some(t));
+                    assert!(t.is_for(generation));
+                }
             }
         }
         assert_eq!(OpTag::decode(0), None);
+    }
+
+    #[test]
+    fn a_tag_tells_generations_apart() {
+        let old = OpTag::of(OpKind::Shutdown, 7, 41);
+        assert!(!old.is_for(42));
+        assert_ne!(old.encode(), OpTag::of(OpKind::Shutdown, 7, 42).encode());
+        // Only the carried bits count: 2^24 generations later the tag repeats.
+        assert!(old.is_for(41 + (1 << GENERATION_BITS)));
     }
 }

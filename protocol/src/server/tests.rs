@@ -95,6 +95,10 @@ fn defaults_match_the_design() {
     assert_eq!(c.heartbeat_max_ms, 300_000);
     assert!((c.idle_factor - 2.5).abs() < f64::EPSILON);
     assert_eq!(c.max_topics, 64);
+    assert_eq!(c.max_topic_len, 256);
+    assert_eq!(c.max_apps, 16);
+    assert_eq!(c.max_app_len, 64);
+    assert_eq!(c.max_device_len, 128);
     assert_eq!(c.idle_timeout_ms(30_000), 75_000);
 }
 
@@ -338,6 +342,78 @@ fn too_many_topics_is_refused() {
             ErrorCode::TooManyTopics,
             CloseReason::ProtocolError(ErrorCode::TooManyTopics),
         );
+    }
+}
+
+/// A Hello over any of the limits is refused before anything of it is
+/// handed on, so the gateway never interns or forwards oversized input.
+#[test]
+fn hellos_over_the_limits_are_refused() {
+    let c = ServerConfig {
+        max_apps: 2,
+        max_app_len: 4,
+        max_device_len: 5,
+        ..cfg()
+    };
+    let with = |apps: &[&str], device: &str| {
+        Kind::Hello(Hello {
+            version: 1,
+            token: "tok".into(),
+            device: device.into(),
+            apps: apps.iter().map(|a| a.to_string()).collect(),
+            heartbeat_ms: 0,
+            resume: Bytes::new(),
+        })
+    };
+    for bad in [
+        with(&["a", "b", "c"], "dev"),
+        with(&["chats"], "dev"),
+        with(&["chat"], "device"),
+    ] {
+        let mut s = ServerSession::new(Millis(0), &c);
+        let mut out = Output::new();
+        s.handle_input(Millis(0), &bytes_of(&[bad]), &c, &mut out);
+        assert_closed_with(
+            &out,
+            ErrorCode::LimitExceeded,
+            CloseReason::ProtocolError(ErrorCode::LimitExceeded),
+        );
+    }
+    let mut s = ServerSession::new(Millis(0), &c);
+    let mut out = Output::new();
+    s.handle_input(
+        Millis(0),
+        &bytes_of(&[with(&["a", "chat"], "dev12")]),
+        &c,
+        &mut out,
+    );
+    assert!(
+        matches!(out.events[..], [Event::Hello(_)]),
+        "{:?}",
+        out.events
+    );
+}
+
+#[test]
+fn topic_names_must_be_short_and_not_empty() {
+    let c = ServerConfig {
+        max_topic_len: 3,
+        ..cfg()
+    };
+    for (topic, code) in [
+        ("", ErrorCode::BadFrame),
+        ("abcd", ErrorCode::LimitExceeded),
+    ] {
+        let mut s = ServerSession::new(Millis(0), &c);
+        let mut out = Output::new();
+        s.handle_input(Millis(0), &bytes_of(&[hello(0)]), &c, &mut out);
+        s.accept(Millis(0), &c, Welcome::default(), &mut out);
+        out.clear();
+        let sub = Kind::Subscribe(Subscribe {
+            topics: vec!["abc".into(), topic.into()],
+        });
+        s.handle_input(Millis(1), &bytes_of(&[sub]), &c, &mut out);
+        assert_closed_with(&out, code, CloseReason::ProtocolError(code));
     }
 }
 

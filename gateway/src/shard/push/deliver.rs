@@ -11,7 +11,7 @@ use shard_router::owner::owner_of;
 
 use super::{Message, PushJob, SessionInfo, Target, UserAction};
 use crate::shard::conn::{Conn, flags};
-use crate::shard::names::{app_mask, app_names};
+use crate::shard::names::{app_names, device_name, release_apps, release_device};
 use crate::shard::{Shard, wall_clock};
 
 /// A paced delivery in progress on one shard.
@@ -179,22 +179,12 @@ impl Shard {
         (!self.paced.is_empty()).then(|| now.saturating_add(PACE_TICK_MS))
     }
 
-    /// A session passed its handshake: remember its device, apps and start,
-    /// and tell its user's owner.
-    pub(in crate::shard) fn session_established(
-        &mut self,
-        now: Millis,
-        key: u32,
-        device: &str,
-        apps: &[String],
-    ) {
-        let device = self.device_names.intern(device).unwrap_or(0) as u16;
-        let mask = app_mask(&mut self.app_names, apps);
+    /// A session passed its handshake: remember when, and tell its user's
+    /// owner.
+    pub(in crate::shard) fn session_established(&mut self, now: Millis, key: u32) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        conn.device = device;
-        conn.apps = mask;
         conn.since_s = u32::try_from(wall_clock().0).unwrap_or(u32::MAX);
         let Some(user) = conn.user.clone() else {
             return;
@@ -208,8 +198,11 @@ impl Shard {
         self.send_to(now, owner, Message::SessionUp(user, r));
     }
 
-    /// A session's slot is being freed: leave its topics and the directory.
+    /// A session's slot is being freed: leave its topics and the directory,
+    /// and give back its app names and device label.
     pub(in crate::shard) fn session_finished(&mut self, now: Millis, key: u32, conn: &Conn) {
+        release_apps(&mut self.app_names, conn.apps);
+        release_device(&mut self.device_names, conn.device);
         if let Some(topics) = &conn.topics {
             for &id in topics.iter() {
                 if let Some(name) = self.topics.unsubscribe(id, key) {
@@ -236,14 +229,6 @@ impl Shard {
             let Some(conn) = self.conns.get_mut(key as usize) else {
                 return;
             };
-            if topic.is_empty() || topic.len() > 256 {
-                conn.session.fail(
-                    ErrorCode::BadFrame,
-                    "topic names are 1..=256 bytes",
-                    &mut self.out,
-                );
-                return self.handle_output(now, key);
-            }
             let held = conn.topics.as_ref().map_or(0, |t| t.len());
             if held >= max {
                 conn.session.fail(
@@ -320,7 +305,7 @@ impl Shard {
             infos.push(SessionInfo {
                 shard: self.index as u16,
                 session: format!("{:x}-{:x}", self.index, conn.generation),
-                device: self.device_names.name(u32::from(conn.device)).to_string(),
+                device: device_name(&self.device_names, conn.device).to_string(),
                 apps: app_names(&self.app_names, conn.apps),
                 since: u64::from(conn.since_s),
             });
