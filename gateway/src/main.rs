@@ -29,6 +29,25 @@ struct Cli {
     /// Number of shards [default: online CPUs].
     #[arg(long)]
     shards: Option<usize>,
+    /// Once every listener is bound, write their addresses to this file as
+    /// `client=ADDR` and `control=ADDR` lines (written whole, by rename), so
+    /// that whoever asked for port 0 learns the ports without a race.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+/// Writes the bound addresses to `path` in one rename, so a reader never
+/// sees half a file.
+fn write_ready_file(path: &std::path::Path, gateway: &Gateway) -> anyhow::Result<()> {
+    let text = format!(
+        "client={}\ncontrol={}\n",
+        gateway.client_addr, gateway.control_addr
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .with_context(|| format!("--ready-file: cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("--ready-file: cannot rename to {}", path.display()))
 }
 
 fn online_cpus() -> usize {
@@ -206,6 +225,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let gateway = Gateway::start(settings, verifier).context("gateway failed to start")?;
     tracing::info!(client = %gateway.client_addr, control = %gateway.control_addr, "listening");
+    if let Some(path) = &cli.ready_file {
+        write_ready_file(path, &gateway)?;
+    }
     let shared = gateway.shared().clone();
     let stopped_early = wait_for_signal(&signals, || gateway.any_finished()).is_none();
     if stopped_early {

@@ -8,6 +8,8 @@
 // Test support: a failed set-up step must fail the calling test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod attack;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,7 +48,21 @@ pub fn binary(name: &str) -> PathBuf {
         })
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it).
+/// The (client, control) addresses a gateway's `--ready-file` names, once
+/// it has been written.
+fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    Some((field("client")?, field("control")?))
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it):
+/// only for peers that cannot bind port 0 and say which port they got.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
@@ -105,29 +121,32 @@ impl Drop for TempDir {
 
 impl Gateway {
     /// Starts the gateway with `shards` shards and extra TOML `config`
-    /// (sections other than `[listen]`, whose addresses are chosen here).
+    /// (sections other than `[listen]`'s addresses, which are chosen here:
+    /// port 0 on 127.0.0.1, reported back by the gateway, so no port can be
+    /// taken by someone else between choosing and binding it).
     pub fn start(shards: usize, config: &str) -> Self {
-        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Self::start_with_control(shards, config, control)
+        Self::start_with_control(shards, config, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Like [`Gateway::start`], with the control listener on `control`
     /// (readiness is still probed over 127.0.0.1).
     pub fn start_with_control(shards: usize, config: &str, control: SocketAddr) -> Self {
         let dir = TempDir::new("gw");
-        let client: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let path = dir.0.join("gateway.toml");
+        let ready = dir.0.join("ready");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.0.join("gateway.log")).expect("log file");
-        let child = Command::new(binary("gateway"))
+        let mut child = Command::new(binary("gateway"))
             .arg("--config")
             .arg(&path)
             .arg("--listen")
-            .arg(client.to_string())
+            .arg("127.0.0.1:0")
             .arg("--control")
             .arg(control.to_string())
             .arg("--shards")
             .arg(shards.to_string())
+            .arg("--ready-file")
+            .arg(&ready)
             .env("GATEWAY_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -135,7 +154,25 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("spawn gateway");
-        let probe = SocketAddr::from(([127, 0, 0, 1], control.port()));
+        let read_log = || std::fs::read_to_string(dir.0.join("gateway.log")).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (client, bound_control) = loop {
+            if let Some(addrs) = read_ready_file(&ready) {
+                break addrs;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "gateway exited ({status}) before it was ready; log:\n{}",
+                    read_log()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gateway wrote no ready file in 10 s; log:\n{}", read_log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let probe = SocketAddr::from(([127, 0, 0, 1], bound_control.port()));
         let gw = Self {
             child: Some(child),
             client,
