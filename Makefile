@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 60
 # Debian packages the test suite needs on a fresh machine (installed when missing).
 TEST_DEBS    ?= python3 mosquitto mosquitto-clients nats-server
 
-.PHONY: run test build lint fmt fuzz bench tune doc deps clean
+.PHONY: run test build lint fmt fuzz bench tune doc deps clean attack
 
 run:
 	$(CARGO) build --release --bin gateway
@@ -71,6 +71,13 @@ bench:
 	BIN=$${CARGO_TARGET_DIR:-target}/release; \
 	timeout 1500 $$BIN/gateway-bench suite --gateway-bin $$BIN/gateway --runs $(BENCH_RUNS) \
 	  --md docs/BENCHMARKS.md --html $(BENCH_HTML) --json $(BENCH_JSON)
+
+# The hostile-client suite at full size (docs/SECURITY.md): every attack
+# against the release gateway, with memory before/peak/after, a healthy
+# client's ping latency and strangers lost; exits non-zero if any case failed.
+attack:
+	$(CARGO) build --release --bin gateway --bin e2e-attack
+	./target/release/e2e-attack
 
 # Host check against TUNE_CONNS connections (docs/TUNING.md). Warnings (exit 1)
 # do not fail make; blocking findings (exit 2) do.
