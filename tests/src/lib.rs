@@ -150,7 +150,8 @@ impl Gateway {
             .env("GATEWAY_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
+            // The log goes to stdout, errors before it starts to stderr.
+            .stdout(log.try_clone().expect("clone log file"))
             .stderr(log)
             .spawn()
             .expect("spawn gateway");

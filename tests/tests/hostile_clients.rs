@@ -264,3 +264,37 @@ fn the_gateway_closes_promptly_after_an_error() {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1000), "close took {took:?}");
 }
+
+/// Rejected handshakes leave a trace in the log, rate-limited: a client
+/// retrying a wrong token in a loop gets one line at once, then one
+/// summary per code every 10 s (the summary's arithmetic is unit-tested).
+#[test]
+fn rejected_handshakes_are_logged_without_flooding() {
+    let gw = Gateway::start(1, "");
+    let forged = protocol::auth::mint_hs256(
+        b"not-the-gateway-secret-not-the-gateway-secret",
+        &protocol::auth::Claims {
+            sub: "mallory".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..50 {
+        let (_c, first) = hello(
+            gw.client,
+            ClientConfig {
+                token: forged.clone(),
+                ..ClientConfig::default()
+            },
+        );
+        assert_eq!(error_code(&first), Some(ErrorCode::Unauthorized as u32));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("handshakes rejected"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}\n{log}");
+    assert!(lines[0].contains("ERROR_CODE_UNAUTHORIZED"), "{}", lines[0]);
+}

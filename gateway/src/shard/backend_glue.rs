@@ -57,9 +57,7 @@ impl Shard {
         }
         match v {
             Verdict::Allow { user } => self.admit(now, key, user, device, apps),
-            Verdict::Deny { code, reason } => {
-                conn.session.reject(code, &reason, &mut self.out);
-            }
+            Verdict::Deny { code, reason } => self.refuse_hello(now, key, code, &reason),
         }
     }
 

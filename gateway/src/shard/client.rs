@@ -219,12 +219,17 @@ impl Shard {
             });
         match verdict {
             Ok(identity) => self.admit(now, key, identity.user, hello.device, hello.apps),
-            Err(e) => {
-                if let Some(conn) = self.conns.get_mut(key as usize) {
-                    conn.session
-                        .reject(e.error_code(), &e.to_string(), &mut self.out);
-                }
-            }
+            Err(e) => self.refuse_hello(now, key, e.error_code(), &e.to_string()),
+        }
+    }
+
+    /// The handshake of `key` was refused (either auth mode): `Error` and
+    /// close, counted for the log's summary of rejections.
+    pub(super) fn refuse_hello(&mut self, now: Millis, key: u32, code: ErrorCode, reason: &str) {
+        self.rejections.record(code, reason);
+        self.log_rejections(now);
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            conn.session.reject(code, reason, &mut self.out);
         }
     }
 

@@ -12,6 +12,7 @@ mod drain;
 mod names;
 pub mod outbound;
 pub mod push;
+mod rejections;
 mod waiting;
 mod wake;
 
@@ -198,6 +199,8 @@ pub struct Shard {
     wake: WakeBatching,
     /// Ends a batched wait when a push, request or connection arrives.
     urgent: UrgentWatch,
+    /// Rejected handshakes, logged as a summary per interval.
+    rejections: rejections::RejectionLog,
 }
 
 impl Shard {
@@ -322,6 +325,7 @@ impl Shard {
             pending_flush: Vec::new(),
             wake,
             urgent,
+            rejections: rejections::RejectionLog::default(),
         })
     }
 
@@ -384,6 +388,7 @@ impl Shard {
             }
             if now.since(self.last_publish) >= PUBLISH_MS {
                 self.publish();
+                self.log_rejections(now);
                 self.last_publish = now;
             }
             if now.since(self.last_pool_review) >= POOL_REVIEW_MS {
@@ -405,6 +410,20 @@ impl Shard {
         self.stats.device_labels = self.device_names.len() as u64;
         self.shared.stats[self.index].publish(&self.stats);
         self.metrics.publish(&self.stats, &mut self.fanout_samples);
+    }
+
+    /// Logs the rejected handshakes counted since the last summary, one
+    /// line per error code, at most once per `rejections::SUMMARY_MS`.
+    pub(super) fn log_rejections(&mut self, now: Millis) {
+        for s in self.rejections.due(now) {
+            tracing::warn!(
+                shard = self.index,
+                code = s.code.as_str_name(),
+                count = s.count,
+                latest = %s.latest,
+                "handshakes rejected"
+            );
+        }
     }
 
     fn process_completions(&mut self, now: Millis) {

@@ -17,6 +17,7 @@ impl Shard {
             self.drain_wakeup(now),
             self.paced_wakeup(now),
             self.requests_wakeup(),
+            self.rejections.next_due(),
             outbox,
         ]
         .into_iter()
