@@ -212,7 +212,6 @@ impl Shard {
         control_listener: Socket,
     ) -> Result<Self, ShardError> {
         let shard_cfg = settings.shards[index].clone();
-        let settings_shards = settings.shards.len();
         let s = &shard_cfg.settings;
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -310,7 +309,7 @@ impl Shard {
             route_watchers: RouteWatchers::default(),
             topic_owner: TopicShards::default(),
             topics: LocalTopics::default(),
-            outboxes: push::Outboxes::new(settings_shards),
+            outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
             paced: Vec::new(),
             fanout_samples: Vec::new(),
