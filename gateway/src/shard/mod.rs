@@ -187,6 +187,8 @@ pub struct Shard {
     topics: LocalTopics,
     outboxes: push::Outboxes,
     requests: push::PendingRequests,
+    /// Pushes answered and not routed yet.
+    accepted: push::AcceptedPushes,
     paced: Vec<push::PacedJob>,
     fanout_samples: Vec<u64>,
     app_names: names::Interner,
@@ -311,6 +313,7 @@ impl Shard {
             topics: LocalTopics::default(),
             outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
+            accepted: push::AcceptedPushes::default(),
             paced: Vec::new(),
             fanout_samples: Vec::new(),
             app_names: names::Interner::new(names::MAX_APPS),

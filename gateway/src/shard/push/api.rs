@@ -76,6 +76,18 @@ enum Destination {
     All,
 }
 
+/// Pushes accepted and answered but not routed yet (see
+/// [`Shard::route_accepted`]).
+#[derive(Debug, Default)]
+pub(crate) struct AcceptedPushes(Vec<(Destination, PushJob)>);
+
+impl AcceptedPushes {
+    /// Whether no push waits for its routing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A kick request body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,7 +257,7 @@ impl Shard {
         Ok((dest, job))
     }
 
-    /// Sends a run of pushes on its way, its frames as one.
+    /// Hands a run of pushes to the routing, its frames as one.
     fn route_run(&mut self, now: Millis, run: (Destination, PushJob, Option<BytesMut>)) {
         let (dest, mut job, frames) = run;
         if let Some(frames) = frames {
@@ -254,8 +266,33 @@ impl Shard {
         self.route(now, dest, job);
     }
 
+    /// Hands a prepared push to the routing: it is routed by
+    /// [`Shard::route_accepted`], after the answer has been sent, so the
+    /// answer never waits for this shard's part of the fan-out.
+    fn route(&mut self, _now: Millis, dest: Destination, job: PushJob) {
+        self.accepted.0.push((dest, job));
+    }
+
+    /// Routes the pushes accepted since the last call, in the order they
+    /// were accepted. The control requests call this before anything
+    /// that must come after those pushes (a kick, a drain, a presence
+    /// question) and once their answers are on their way.
+    pub(in crate::shard) fn route_accepted(&mut self, now: Millis) {
+        if self.accepted.0.is_empty() {
+            return;
+        }
+        let mut accepted = std::mem::take(&mut self.accepted.0);
+        for (dest, job) in accepted.drain(..) {
+            self.route_now(now, dest, job);
+        }
+        // Keep the storage for the next burst unless it grew large.
+        if accepted.capacity() <= 1024 && self.accepted.0.is_empty() {
+            self.accepted.0 = accepted;
+        }
+    }
+
     /// Sends a prepared push on its way.
-    fn route(&mut self, now: Millis, dest: Destination, job: PushJob) {
+    fn route_now(&mut self, now: Millis, dest: Destination, job: PushJob) {
         let job = Arc::new(job);
         match dest {
             Destination::Users(users) => {

@@ -19,6 +19,7 @@ use shard_router::routes::cacheable;
 
 use super::Shard;
 
+pub(crate) use api::AcceptedPushes;
 pub use api::ApiError;
 pub(crate) use deliver::PacedJob;
 pub(crate) use requests::PendingRequests;
