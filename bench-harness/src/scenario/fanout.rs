@@ -375,3 +375,57 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     }
     Ok(Outcome::new(rep, load))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: Common,
+    }
+
+    fn common() -> Common {
+        // A peer without a control API: no cross-check.
+        Cli::parse_from(["t", "--peer", "nats"]).common
+    }
+
+    /// A phase of 100 expected deliveries, 60 in by the 1 s nominal
+    /// deadline, `unique` in at the end (simulated time).
+    fn phase(last: u64) -> DrainPhase {
+        let s = Duration::from_secs;
+        let mut p = DrainPhase::new(100, s(1), s(5), s(60));
+        for (t, n) in [(0, 0), (1, 60), (2, 80), (3, last), (9, last)] {
+            if p.observe(s(t), n).is_some() {
+                break;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn a_run_with_a_lost_delivery_is_invalid() {
+        let c = common();
+        let mut rep = RunReport::new("fanout", "nats", serde_json::json!({}));
+        report_phase(&mut rep, &c, &phase(99), 99, None);
+        assert!(!rep.valid);
+        assert_eq!(rep.metrics["lost"], 1.0);
+        assert_eq!(rep.metrics["late"], 39.0);
+        assert!(rep.invalid_reasons[0].contains("1 of 100 expected deliveries were lost"));
+        assert!(rep.notes[0].contains("quiet"), "{:?}", rep.notes);
+    }
+
+    #[test]
+    fn late_deliveries_are_late_not_lost_and_the_run_stays_valid() {
+        let c = common();
+        let mut rep = RunReport::new("fanout", "nats", serde_json::json!({}));
+        report_phase(&mut rep, &c, &phase(100), 100, None);
+        assert!(rep.valid, "{:?}", rep.invalid_reasons);
+        assert_eq!(rep.metrics["lost"], 0.0);
+        assert_eq!(rep.metrics["late"], 40.0);
+        assert!(rep.notes[0].contains("complete"), "{:?}", rep.notes);
+    }
+}
