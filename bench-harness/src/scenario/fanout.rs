@@ -244,7 +244,8 @@ fn report_phase(
             (at.as_secs_f64() * 100.0).round() / 100.0,
         );
         rep.note(format!(
-            "delivery phase ended: {} after {:.2} s ({} of {} in by the nominal deadline,              --drain-secs; --quiet-secs {})",
+            "delivery phase ended: {} after {:.2} s ({} of {} in by the nominal deadline, \
+             --drain-secs; --quiet-secs {})",
             end.label(),
             at.as_secs_f64(),
             phase.by_deadline().min(phase.want()),

@@ -76,6 +76,10 @@ enum Destination {
     All,
 }
 
+/// Most users a push may name and still be routed before its answer (see
+/// [`Shard::route`]).
+const ROUTE_AT_ONCE_USERS: usize = 8;
+
 /// Pushes accepted and answered but not routed yet (see
 /// [`Shard::route_accepted`]).
 #[derive(Debug, Default)]
@@ -266,11 +270,21 @@ impl Shard {
         self.route(now, dest, job);
     }
 
-    /// Hands a prepared push to the routing: it is routed by
-    /// [`Shard::route_accepted`], after the answer has been sent, so the
-    /// answer never waits for this shard's part of the fan-out.
-    fn route(&mut self, _now: Millis, dest: Destination, job: PushJob) {
-        self.accepted.0.push((dest, job));
+    /// Hands a prepared push to the routing. A push that fans out (to
+    /// all, to a topic, to more than [`ROUTE_AT_ONCE_USERS`] users) is
+    /// routed by [`Shard::route_accepted`], after the answer has been
+    /// sent, so the answer never waits for this shard's part of the
+    /// fan-out. A push to a few users is routed at once (a message to an
+    /// owner or a holder, or a few local enqueues): its delivery then
+    /// does not wait behind the answer's send. Once one push waits, later
+    /// ones wait behind it, so pushes keep the order they were accepted in.
+    fn route(&mut self, now: Millis, dest: Destination, job: PushJob) {
+        let small = matches!(&dest, Destination::Users(us) if us.len() <= ROUTE_AT_ONCE_USERS);
+        if small && self.accepted.0.is_empty() {
+            self.route_now(now, dest, job);
+        } else {
+            self.accepted.0.push((dest, job));
+        }
     }
 
     /// Routes the pushes accepted since the last call, in the order they
