@@ -124,7 +124,7 @@ fn all_to_all_keeps_each_pairs_order_through_full_inboxes() {
         .map(|me| {
             let (boxes, bells) = (boxes.clone(), bells.clone());
             std::thread::spawn(move || {
-                let mut next_out = vec![0u64; SHARDS];
+                let mut next_out = [0u64; SHARDS];
                 let mut next_in = vec![0u64; SHARDS];
                 let want = PER_PAIR * (SHARDS as u64 - 1);
                 let mut got = 0u64;
