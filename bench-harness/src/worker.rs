@@ -268,7 +268,9 @@ pub fn worker_main() -> Result<(), WorkerError> {
     });
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+    // Four reports a second: a delivery phase ends on progress
+    // (scenario::drain), so this is how precisely it sees the last one.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(PROGRESS_EVERY) {
         let p = progress(&links, start)?;
         writeln!(out, "{}", serde_json::to_string(&WorkerLine::Progress(p))?)
             .map_err(|source| WorkerError::Io { index: 0, source })?;
@@ -297,6 +299,9 @@ pub fn worker_main() -> Result<(), WorkerError> {
     out.flush()
         .map_err(|source| WorkerError::Io { index: 0, source })
 }
+
+/// How often a worker reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 fn progress(links: &[Arc<ShardLink>], start: Instant) -> Result<Progress, HistoError> {
     let mut p = Progress {

@@ -247,3 +247,30 @@ impl Gateway {
         first
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway's own mailboxes at 128 shards with the default capacity
+    /// reserve one inbox per shard: well under what one queue per ordered
+    /// pair of shards would (128 × 128 queues, gigabytes).
+    #[test]
+    fn mailboxes_for_128_shards_are_linear_in_the_shard_count() {
+        let capacity = tuning::config::PushConfig::default().mailbox_capacity as usize;
+        let boxes = Mailboxes::<Message>::new(128, capacity);
+        let slot = std::mem::size_of::<(usize, (u32, Message))>();
+        let one_inbox = capacity * slot + 1024;
+        let reserved = boxes.reserved_bytes();
+        assert!(
+            reserved <= 128 * one_inbox,
+            "{reserved} bytes for 128 shards, more than 128 inboxes of {one_inbox}"
+        );
+        // Per shard, under 1 MiB at the default capacity.
+        assert!(
+            reserved / 128 < 1 << 20,
+            "{} bytes per shard",
+            reserved / 128
+        );
+    }
+}

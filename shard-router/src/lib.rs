@@ -1,8 +1,9 @@
 //! Cross-shard routing for the gateway: how one shard reaches clients held
 //! by another without sharing per-connection state.
 //!
-//! - [`mailbox`]: a bounded lock-free queue for every ordered pair of
-//!   shards, with a doorbell protocol that wakes a parked shard exactly
+//! - [`mailbox`]: one bounded lock-free inbox per shard that every shard
+//!   sends into (memory linear in the shard count, FIFO per sender), with
+//!   a doorbell protocol that wakes a parked shard exactly
 //!   when it has mail (no lost wake-ups, no busy polling).
 //! - [`directory`]: the user directory kept by each user's owner shard
 //!   (`hash(user) mod shards`): which shards hold that user's sessions.

@@ -1,5 +1,22 @@
-//! Bounded lock-free mailboxes between every ordered pair of shards, with
-//! a doorbell that wakes the receiving shard.
+//! Bounded lock-free mailboxes between shards: one inbox per receiving
+//! shard that every shard sends into, with a doorbell that wakes the
+//! receiver.
+//!
+//! Memory: each shard's inbox is one bounded multi-producer queue of
+//! `capacity` slots, so a process of N shards reserves N × capacity slots
+//! (linear in N). An earlier design kept one queue per ordered pair of
+//! shards, N² × capacity slots: 5.3 GB before the first client at 128
+//! shards (docs/BENCHMARKS.md, "Idle RSS per shard").
+//!
+//! Order: the inbox is a linearizable FIFO queue and each sender is one
+//! thread (its shard), so the messages of one sender reach the receiver in
+//! the order they were sent (per-pair FIFO, which the route cache's
+//! ordering argument relies on). Messages of different senders interleave.
+//!
+//! Backpressure: a full inbox gives the message back and counts the event
+//! against the sender; the sender keeps the message and retries later.
+//! One busy sender can fill a receiver's inbox and make the others wait
+//! too; what they wait in is their own outbox, which the gateway bounds.
 //!
 //! Wake-up protocol: each receiver has a `has_mail` flag. A sender pushes
 //! its message, then swaps the flag to `true`; only the sender that flips
@@ -18,22 +35,24 @@ pub trait Doorbell: Send + Sync {
     fn ring(&self, to: usize);
 }
 
-/// Every mailbox of a process: `queues[to][from]`.
+/// What one inbox slot holds: the sender's index and its message.
+type Letter<M> = (u32, M);
+
+/// Every mailbox of a process: one inbox per receiving shard.
 #[derive(Debug)]
 pub struct Mailboxes<M> {
-    queues: Vec<Vec<ArrayQueue<M>>>,
+    inboxes: Vec<ArrayQueue<Letter<M>>>,
     has_mail: Vec<AtomicBool>,
     full: Vec<AtomicU64>,
 }
 
 impl<M> Mailboxes<M> {
-    /// Mailboxes for `shards` shards, each pair holding up to `capacity`.
+    /// Mailboxes for `shards` shards, each shard's inbox holding up to
+    /// `capacity` messages from all senders together.
     pub fn new(shards: usize, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
-            queues: (0..shards)
-                .map(|_| (0..shards).map(|_| ArrayQueue::new(capacity)).collect())
-                .collect(),
+            inboxes: (0..shards).map(|_| ArrayQueue::new(capacity)).collect(),
             has_mail: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             full: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -41,19 +60,42 @@ impl<M> Mailboxes<M> {
 
     /// Number of shards.
     pub fn shards(&self) -> usize {
-        self.queues.len()
+        self.inboxes.len()
+    }
+
+    /// Messages one inbox holds.
+    pub fn capacity(&self) -> usize {
+        self.inboxes.first().map_or(0, ArrayQueue::capacity)
+    }
+
+    /// Bytes these mailboxes reserve, all of it allocated by [`Self::new`]:
+    /// the inboxes' slots (a slot is the letter plus the queue's stamp
+    /// word, rounded to the letter's alignment) and the per-shard flags
+    /// and counters. Linear in the shard count; tests hold it to that.
+    pub fn reserved_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(usize, Letter<M>)>();
+        let per_shard = std::mem::size_of::<ArrayQueue<Letter<M>>>()
+            + std::mem::size_of::<AtomicBool>()
+            + std::mem::size_of::<AtomicU64>();
+        self.inboxes
+            .iter()
+            .map(|q| q.capacity() * slot + per_shard)
+            .sum()
     }
 
     /// Sends `msg` from shard `from` to shard `to`, ringing `bell` when `to`
-    /// may be parked. A full mailbox gives the message back (and is counted):
+    /// may be parked. A full inbox gives the message back (and is counted):
     /// the caller keeps it and retries later.
     pub fn send(&self, from: usize, to: usize, msg: M, bell: &dyn Doorbell) -> Result<(), M> {
-        let Some(queue) = self.queues.get(to).and_then(|q| q.get(from)) else {
+        let (Some(inbox), Ok(sender)) = (self.inboxes.get(to), u32::try_from(from)) else {
             return Err(msg);
         };
-        if let Err(msg) = queue.push(msg) {
+        if from >= self.inboxes.len() {
+            return Err(msg);
+        }
+        if let Err((_, msg)) = inbox.push((sender, msg)) {
             self.full[from].fetch_add(1, Ordering::Relaxed);
-            // The receiver may be parked with a full queue it has not seen.
+            // The receiver may be parked with a full inbox it has not seen.
             self.wake(to, bell);
             return Err(msg);
         }
@@ -67,37 +109,35 @@ impl<M> Mailboxes<M> {
         }
     }
 
-    /// Takes every message waiting for shard `to`, in per-sender order.
-    /// Call after each doorbell (and whenever convenient): the flag is
-    /// cleared first so that later senders ring again.
+    /// Takes the messages waiting for shard `to`, each sender's in the
+    /// order sent, and gives each to `f` with its sender's index. Call
+    /// after each doorbell (and whenever convenient): the flag is cleared
+    /// first so that later senders ring again.
     pub fn drain(&self, to: usize, mut f: impl FnMut(usize, M)) -> usize {
-        let Some(queues) = self.queues.get(to) else {
+        let Some(inbox) = self.inboxes.get(to) else {
             return 0;
         };
         self.has_mail[to].store(false, Ordering::SeqCst);
         let mut n = 0;
-        for (from, q) in queues.iter().enumerate() {
-            // Bounded: at most what is there now plus what arrives meanwhile,
-            // never more than one queue's capacity per call.
-            for _ in 0..q.capacity() {
-                let Some(msg) = q.pop() else {
-                    break;
-                };
-                f(from, msg);
-                n += 1;
-            }
+        // Bounded: at most what is there now plus what arrives meanwhile,
+        // never more than the inbox's capacity per call. Anything left
+        // was sent after the flag was cleared and has rung again.
+        for _ in 0..inbox.capacity() {
+            let Some((from, msg)) = inbox.pop() else {
+                break;
+            };
+            f(from as usize, msg);
+            n += 1;
         }
         n
     }
 
     /// Messages waiting for shard `to` now.
     pub fn depth(&self, to: usize) -> usize {
-        self.queues
-            .get(to)
-            .map_or(0, |q| q.iter().map(ArrayQueue::len).sum())
+        self.inboxes.get(to).map_or(0, ArrayQueue::len)
     }
 
-    /// Times shard `from` found a mailbox full.
+    /// Times shard `from` found an inbox full.
     pub fn full_events(&self, from: usize) -> u64 {
         self.full.get(from).map_or(0, |a| a.load(Ordering::Relaxed))
     }
@@ -146,6 +186,7 @@ mod tests {
         assert_eq!(m.send(1, 0, 'c', &bell), Err('c'));
         assert_eq!(m.full_events(1), 1);
         assert_eq!(m.send(1, 7, 'x', &bell), Err('x'), "no such shard");
+        assert_eq!(m.send(7, 0, 'y', &bell), Err('y'), "no such sender");
     }
 
     #[test]
@@ -156,5 +197,44 @@ mod tests {
         let mut n = 0;
         m.drain(0, |_, _| n += 1);
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn senders_are_named_and_keep_their_order() {
+        let m = Mailboxes::new(3, 16);
+        let bell = CountingBell::default();
+        for i in 0..4 {
+            m.send(0, 2, i, &bell).unwrap();
+            m.send(1, 2, 10 + i, &bell).unwrap();
+        }
+        let mut got = Vec::new();
+        m.drain(2, |from, v| got.push((from, v)));
+        let from = |s: usize| -> Vec<i32> {
+            got.iter()
+                .filter(|(f, _)| *f == s)
+                .map(|&(_, v)| v)
+                .collect()
+        };
+        assert_eq!(from(0), vec![0, 1, 2, 3]);
+        assert_eq!(from(1), vec![10, 11, 12, 13]);
+    }
+
+    /// A message the size of the gateway's (an enum of boxed names,
+    /// vectors and an `Arc`): 80 bytes.
+    type Msg = [u64; 10];
+
+    #[test]
+    fn reserved_memory_is_linear_in_the_shard_count() {
+        const CAP: usize = 4096;
+        let slot = std::mem::size_of::<(usize, Letter<Msg>)>();
+        let per_shard =
+            |shards: usize| Mailboxes::<Msg>::new(shards, CAP).reserved_bytes() / shards;
+        // The same cost per shard at 2 and at 128 shards ...
+        assert_eq!(per_shard(2), per_shard(128));
+        // ... and that cost is one inbox: a queue per ordered pair would
+        // reserve 128 inboxes per shard at 128 shards.
+        let at_128 = Mailboxes::<Msg>::new(128, CAP).reserved_bytes();
+        assert!(at_128 <= 128 * (CAP * slot + 1024), "{at_128} bytes");
+        assert!(at_128 < 64 << 20, "128 shards reserve {at_128} bytes");
     }
 }

@@ -167,3 +167,98 @@ fn churn_reconnects_at_the_requested_fraction() {
     );
     assert_eq!(gw.wait_total("connections", 0), 0);
 }
+
+#[test]
+fn a_connect_run_in_which_every_connection_fails_is_invalid_and_exits_3() {
+    let gw = Gateway::start(1, "");
+    let target = gw.client.to_string();
+    // Wrong secret: every handshake is refused (ERROR_CODE_UNAUTHORIZED).
+    let r = bench(
+        &[
+            "connect",
+            "--target",
+            &target,
+            "-n",
+            "20",
+            "--hold-secs",
+            "0.2",
+            "--settle-secs",
+            "0.1",
+            "--jwt-secret",
+            "not-the-gateway-secret",
+            "--max-lag-us",
+            LAG,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.valid(), "{}", r.stdout);
+    let why = r.run["invalid_reasons"].to_string();
+    assert!(why.contains("20 of 20 connection attempts failed"), "{why}");
+    assert!(why.contains("ERROR_CODE_UNAUTHORIZED"), "{why}");
+    assert!(r.stderr.contains("run INVALID"), "{}", r.stderr);
+
+    // Wrong port: every connect is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let r = bench(
+        &[
+            "connect",
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "-n",
+            "5",
+            "--hold-secs",
+            "0.1",
+            "--settle-secs",
+            "0.1",
+            "--timeout-secs",
+            "10",
+            "--max-lag-us",
+            LAG,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.run["invalid_reasons"]
+            .to_string()
+            .contains("connection attempts failed"),
+        "{}",
+        r.run["invalid_reasons"]
+    );
+}
+
+#[test]
+fn a_failure_budget_allows_that_many_failed_connects() {
+    // The budget covers the failed-connect rule; failures of 1 % or more
+    // of the connections still make the run INVALID, so a budget alone
+    // never turns a run in which everything failed into a VALID one.
+    let gw = Gateway::start(1, "");
+    let target = gw.client.to_string();
+    let r = bench(
+        &[
+            "connect",
+            "--target",
+            &target,
+            "-n",
+            "10",
+            "--hold-secs",
+            "0.1",
+            "--settle-secs",
+            "0.1",
+            "--jwt-secret",
+            "not-the-gateway-secret",
+            "--allow-connect-failures",
+            "10",
+            "--max-lag-us",
+            LAG,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let why = r.run["invalid_reasons"].to_string();
+    assert!(!why.contains("connection attempts failed"), "{why}");
+    assert!(why.contains("100.00 % of 10 connections"), "{why}");
+}

@@ -295,7 +295,8 @@ pub struct PushConfig {
     /// rate; 0 = as fast as possible. Pacing spreads a big push over time
     /// so that clients reacting to it do not stampede the backends.
     pub default_rate: u32,
-    /// Messages each cross-shard mailbox holds before senders wait.
+    /// Messages each shard's cross-shard inbox holds (from all senders
+    /// together) before senders wait.
     pub mailbox_capacity: u32,
 }
 

@@ -78,6 +78,11 @@ pub struct RunReport {
     pub failures: BTreeMap<String, u64>,
     /// Per-second timeline.
     pub timeline: Vec<TimelinePoint>,
+    /// Remarks for the reader that do not change the verdict (how a
+    /// delivery phase ended, a cross-check against the target's own
+    /// counters that did not match).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl RunReport {
@@ -95,7 +100,13 @@ impl RunReport {
             histograms: BTreeMap::new(),
             failures: BTreeMap::new(),
             timeline: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// Adds a note (printed with the summary).
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
     }
 
     /// Adds a metric.
@@ -152,6 +163,9 @@ impl RunReport {
         }
         for (k, v) in &self.failures {
             let _ = writeln!(s, "   failure: {k}: {v}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "   note: {n}");
         }
         s
     }

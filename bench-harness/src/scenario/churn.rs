@@ -46,7 +46,7 @@ pub fn run(c: &Common, a: &ChurnArgs) -> Result<Outcome, LoadError> {
         serde_json::json!({"connections": a.connections, "fraction_per_sec": a.fraction_per_sec,
             "hold_secs": a.hold_secs, "shards": c.shards, "workers": load.workers()}),
     );
-    super::connect_figures(&mut rep, &res, 0.0, c.budget());
+    super::connect_figures(&mut rep, &res, 0.0, c);
     let achieved = res.churn_issue_rate;
     rep.metric("reconnects_planned", planned as f64);
     rep.metric("reconnects", res.reconnects as f64);

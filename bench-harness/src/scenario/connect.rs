@@ -58,7 +58,7 @@ pub fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, LoadError> {
         serde_json::json!({"connections": a.connections, "rate": a.rate, "hold_secs": a.hold_secs,
             "shards": c.shards, "workers": workers, "heartbeat_ms": c.heartbeat_ms, "target": c.target.to_string()}),
     );
-    super::connect_figures(&mut rep, &res, a.rate, c.budget());
+    super::connect_figures(&mut rep, &res, a.rate, c);
     rep.metric("held_after_hold", still as f64);
     if held > 0 {
         if let (Some(a0), Some(a1)) = (rss0, rss1) {

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use super::crosscheck::{self, GatewayCounts};
+use super::drain::{self, DrainPhase};
 use super::load::{Load, LoadError};
 use super::sender::{SendPlan, send_all};
 use super::{Common, Outcome};
@@ -37,7 +39,9 @@ pub struct FanoutArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
-    /// Seconds to wait for the last deliveries after the last send.
+    /// Nominal seconds to wait for the last deliveries after the last
+    /// send: deliveries after it are reported as late (the phase itself
+    /// ends on progress: --quiet-secs).
     #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 10.0)]
     pub drain_secs: f64,
     /// Most broadcasts per publish request (the gateway's
@@ -73,7 +77,9 @@ pub struct UnicastArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
-    /// Seconds to wait for the last deliveries.
+    /// Nominal seconds to wait for the last deliveries: deliveries after
+    /// it are reported as late (the phase itself ends on progress:
+    /// --quiet-secs).
     #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 5.0)]
     pub drain_secs: f64,
     /// Most pushes per publish request (the gateway's `/v1/push/batch`;
@@ -128,11 +134,10 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         broadcast_all: all,
         batch: a.batch,
     };
+    let before = gateway_counts(c);
     let sent = send_all(&plan, &to);
     let want = sent.sent * receivers;
-    load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
-        t.deliveries >= want
-    })?;
+    let phase = delivery_phase(c, &mut load, want, a.drain_secs)?;
     let res = load.finish()?;
     let mut rep = RunReport::new(
         "fanout",
@@ -140,12 +145,12 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         serde_json::json!({"connections": n, "messages": a.messages, "msg_rate": a.msg_rate, "payload": a.payload,
             "all": all, "topic": topic, "shards": c.shards, "workers": load.workers()}),
     );
-    super::connect_figures(&mut rep, &res, a.connect_rate, c.budget());
+    super::connect_figures(&mut rep, &res, a.connect_rate, c);
     rep.metric("receivers", receivers as f64);
     rep.metric("messages_sent", sent.sent as f64);
     let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
     rep.metric("deliveries", unique as f64);
-    rep.metric("lost", want.saturating_sub(unique) as f64);
+    report_phase(&mut rep, c, &phase, unique, before);
     rep.metric("duplicates", res.duplicates as f64);
     let first = res
         .seqs
@@ -185,6 +190,79 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         rep.invalidate(vec!["subscribers were not all ready in time".into()]);
     }
     Ok(Outcome::new(rep, load))
+}
+
+/// The gateway's counters before a delivery phase (`None` for the
+/// brokers, or when they cannot be read: said on stderr).
+fn gateway_counts(c: &Common) -> Option<GatewayCounts> {
+    if c.peer != PeerKind::Gateway {
+        return None;
+    }
+    match crosscheck::read_settled(c.control) {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            eprintln!("cross-check: {e}; not cross-checking this run");
+            None
+        }
+    }
+}
+
+/// Waits for the `want` deliveries of the phase that starts now, on
+/// progress ([`DrainPhase`]): `drain_secs` is the nominal deadline.
+fn delivery_phase(
+    c: &Common,
+    load: &mut Load,
+    want: u64,
+    drain_secs: f64,
+) -> Result<DrainPhase, LoadError> {
+    let mut phase = DrainPhase::new(
+        want,
+        Duration::from_secs_f64(drain_secs),
+        Duration::from_secs_f64(c.quiet_secs),
+        Duration::from_secs_f64(c.max_drain_secs),
+    );
+    load.drain(&mut phase)?;
+    Ok(phase)
+}
+
+/// Reports a finished delivery phase: late and lost (`unique` expected
+/// deliveries arrived), how it ended, the loss verdict, and the
+/// cross-check against the gateway's counters.
+fn report_phase(
+    rep: &mut RunReport,
+    c: &Common,
+    phase: &DrainPhase,
+    unique: u64,
+    before: Option<GatewayCounts>,
+) {
+    let (late, lost) = phase.late_and_lost(unique);
+    rep.metric("late", late as f64);
+    rep.metric("lost", lost as f64);
+    if let Some((end, at)) = phase.ended() {
+        rep.metric(
+            "delivery_phase_secs",
+            (at.as_secs_f64() * 100.0).round() / 100.0,
+        );
+        rep.note(format!(
+            "delivery phase ended: {} after {:.2} s ({} of {} in by the nominal deadline, \
+             --drain-secs; --quiet-secs {})",
+            end.label(),
+            at.as_secs_f64(),
+            phase.by_deadline().min(phase.want()),
+            phase.want(),
+            c.quiet_secs
+        ));
+    }
+    rep.invalidate(drain::judge_loss(lost, phase.want(), None));
+    if let Some(before) = before {
+        match crosscheck::read_settled(c.control) {
+            Ok(after) => crosscheck::compare(rep, &before, &after, phase.want(), unique),
+            Err(e) => {
+                eprintln!("cross-check: {e}");
+                rep.note(format!("cross-check: {e}"));
+            }
+        }
+    }
 }
 
 /// INVALID reasons when sends failed: the figures then describe fewer
@@ -254,11 +332,10 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         broadcast_all: false,
         batch: a.batch,
     };
+    let before = gateway_counts(c);
     let sent = send_all(&plan, &to);
     let want = sent.sent;
-    load.wait_until(Duration::from_secs_f64(a.drain_secs), |t| {
-        t.deliveries >= want
-    })?;
+    let phase = delivery_phase(c, &mut load, want, a.drain_secs)?;
     let res = load.finish()?;
     let mut rep = RunReport::new(
         "unicast",
@@ -266,7 +343,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         serde_json::json!({"connections": a.connections, "connect_rate": a.connect_rate, "pushes": a.pushes, "rate": a.rate, "payload": a.payload,
             "publishers": a.publishers, "batch": a.batch, "shards": c.shards, "workers": load.workers()}),
     );
-    super::connect_figures(&mut rep, &res, a.connect_rate, c.budget());
+    super::connect_figures(&mut rep, &res, a.connect_rate, c);
     let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
     rep.metric("users_not_connected", unconnected as f64);
     if unconnected > 0 {
@@ -278,7 +355,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     }
     rep.metric("pushes_sent", sent.sent as f64);
     rep.metric("deliveries", unique as f64);
-    rep.metric("lost", want.saturating_sub(unique) as f64);
+    report_phase(&mut rep, c, &phase, unique, before);
     rep.metric("duplicates", res.duplicates as f64);
     rep.metric("push_rate_achieved_per_s", achieved(&sent, a.rate).round());
     rep.histogram("delivery", &res.delivery);
@@ -298,4 +375,58 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         rep.invalidate(vec!["subscribers were not all ready in time".into()]);
     }
     Ok(Outcome::new(rep, load))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: Common,
+    }
+
+    fn common() -> Common {
+        // A peer without a control API: no cross-check.
+        Cli::parse_from(["t", "--peer", "nats"]).common
+    }
+
+    /// A phase of 100 expected deliveries, 60 in by the 1 s nominal
+    /// deadline, `unique` in at the end (simulated time).
+    fn phase(last: u64) -> DrainPhase {
+        let s = Duration::from_secs;
+        let mut p = DrainPhase::new(100, s(1), s(5), s(60));
+        for (t, n) in [(0, 0), (1, 60), (2, 80), (3, last), (9, last)] {
+            if p.observe(s(t), n).is_some() {
+                break;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn a_run_with_a_lost_delivery_is_invalid() {
+        let c = common();
+        let mut rep = RunReport::new("fanout", "nats", serde_json::json!({}));
+        report_phase(&mut rep, &c, &phase(99), 99, None);
+        assert!(!rep.valid);
+        assert_eq!(rep.metrics["lost"], 1.0);
+        assert_eq!(rep.metrics["late"], 39.0);
+        assert!(rep.invalid_reasons[0].contains("1 of 100 expected deliveries were lost"));
+        assert!(rep.notes[0].contains("quiet"), "{:?}", rep.notes);
+    }
+
+    #[test]
+    fn late_deliveries_are_late_not_lost_and_the_run_stays_valid() {
+        let c = common();
+        let mut rep = RunReport::new("fanout", "nats", serde_json::json!({}));
+        report_phase(&mut rep, &c, &phase(100), 100, None);
+        assert!(rep.valid, "{:?}", rep.invalid_reasons);
+        assert_eq!(rep.metrics["lost"], 0.0);
+        assert_eq!(rep.metrics["late"], 40.0);
+        assert!(rep.notes[0].contains("complete"), "{:?}", rep.notes);
+    }
 }

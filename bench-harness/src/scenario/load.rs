@@ -10,6 +10,7 @@ use crate::histo::Latency;
 use crate::preflight::{self, PreflightError};
 use crate::report::TimelinePoint;
 use crate::report::progress::ProgressLine;
+use crate::scenario::drain::{DrainPhase, PhaseEnd};
 use crate::wire::PeerKind;
 use crate::worker::{
     FromWorker, Progress, WorkerError, WorkerLine, WorkerPlan, WorkerProc, merge_results,
@@ -266,6 +267,30 @@ impl Load {
                 Ok(m) => self.absorb(m)?,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
+            }
+        }
+    }
+
+    /// Runs a delivery phase to its end (see [`DrainPhase`]): absorbs the
+    /// workers' progress and feeds `phase` their delivery count until it
+    /// says the phase is over.
+    pub fn drain(&mut self, phase: &mut DrainPhase) -> Result<PhaseEnd, LoadError> {
+        let start = Instant::now();
+        loop {
+            let at = start.elapsed();
+            let delivered = if self.latest.iter().all(Option::is_some) {
+                self.totals().deliveries
+            } else {
+                0
+            };
+            if let Some(end) = phase.observe(at, delivered) {
+                return Ok(end);
+            }
+            let wait = phase.next_check(at).min(Duration::from_millis(200));
+            match self.rx.recv_timeout(wait) {
+                Ok(m) => self.absorb(m)?,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(PhaseEnd::Stopped),
             }
         }
     }

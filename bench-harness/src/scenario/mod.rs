@@ -2,6 +2,8 @@
 
 pub mod churn;
 pub mod connect;
+pub mod crosscheck;
+pub mod drain;
 pub mod fanout;
 pub mod floor;
 pub mod load;
@@ -15,7 +17,9 @@ use std::path::PathBuf;
 use crate::engine::ShardResult;
 use crate::report::RunReport;
 use crate::schedule::{LagBudget, judge};
+
 use crate::wire::PeerKind;
+pub use drain::{DrainPhase, PhaseEnd};
 
 /// Longest duration a `--*-secs` option takes: about eleven days.
 const MAX_SECS: f64 = 1e6;
@@ -67,6 +71,19 @@ pub struct Common {
     /// the run is marked INVALID.
     #[arg(long, default_value_t = 10_000)]
     pub max_lag_us: u64,
+    /// End a delivery phase when no delivery has arrived for this many
+    /// seconds (it also ends when every expected delivery is in). Late
+    /// deliveries, after `--drain-secs`, are counted as late, not lost.
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 5.0)]
+    pub quiet_secs: f64,
+    /// Longest a delivery phase waits, however steadily deliveries still
+    /// arrive (a bound on every run).
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 600.0)]
+    pub max_drain_secs: f64,
+    /// Connection attempts that may fail before their session is
+    /// established without making the run INVALID (default: none may).
+    #[arg(long, default_value_t = 0)]
+    pub allow_connect_failures: u64,
     /// Write the JSON report (versioned schema) here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -143,13 +160,10 @@ impl Outcome {
     }
 }
 
-/// Figures of the connect phase every load scenario reports.
-pub fn connect_figures(
-    rep: &mut RunReport,
-    res: &ShardResult,
-    requested_rate: f64,
-    budget: LagBudget,
-) {
+/// Figures of the connect phase every load scenario reports, and the
+/// verdict on its connections ([`drain::judge_connections`]).
+pub fn connect_figures(rep: &mut RunReport, res: &ShardResult, requested_rate: f64, c: &Common) {
+    let budget = c.budget();
     rep.metric("connections_attempted", res.attempts as f64);
     rep.metric(
         "connections_established",
@@ -169,6 +183,20 @@ pub fn connect_figures(
     rep.histogram("handshake", &res.handshake);
     rep.histogram("schedule_lag", &res.lag);
     rep.failures = res.failures.clone();
+    let failures: u64 = res.failures.values().sum();
+    let most = res
+        .failures
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(why, _)| why.as_str());
+    rep.invalidate(drain::judge_connections(
+        res.attempts,
+        res.established,
+        failures,
+        res.attempts,
+        c.allow_connect_failures,
+        most,
+    ));
     // Connection attempts are issued by the harness's schedule: its lag says
     // whether the requested rate was kept (the achieved rate above also
     // reflects the target's speed, so it is reported, not judged).

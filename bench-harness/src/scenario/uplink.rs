@@ -51,7 +51,7 @@ pub fn run(c: &Common, a: &UplinkArgs) -> Result<Outcome, LoadError> {
         serde_json::json!({"connections": a.connections, "requests": a.requests, "rate": a.rate,
             "route": a.route, "payload": a.payload, "shards": c.shards, "workers": load.workers()}),
     );
-    super::connect_figures(&mut rep, &res, 0.0, c.budget());
+    super::connect_figures(&mut rep, &res, 0.0, c);
     rep.metric("requests_sent", res.uplinks_sent as f64);
     let replies: u64 = res.reply_status.values().sum();
     rep.metric("replies", replies as f64);

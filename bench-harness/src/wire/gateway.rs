@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use protocol::client::{ClientCloseReason, ClientConfig, ClientEvent, ClientSession};
+use protocol::proto::{ErrorCode, KickCode};
 use protocol::time::Millis;
 
 use super::{Identity, WireEvent};
@@ -99,14 +100,43 @@ impl GatewayClient {
     }
 }
 
+/// Why a connection closed, for the failure counts: codes by their
+/// protocol names (`ErrorCode`, `KickCode`), the number beside them.
 fn close_label(why: ClientCloseReason) -> String {
     match why {
         ClientCloseReason::Bye => "bye".into(),
-        ClientCloseReason::Kicked(c) => format!("kicked (code {c})"),
-        ClientCloseReason::ServerError(c) => format!("gateway error (code {c})"),
+        ClientCloseReason::Kicked(c) => match KickCode::from_u32(c) {
+            Some(k) => format!("kicked: {} ({c})", k.as_str_name()),
+            None => format!("kicked: unknown code {c}"),
+        },
+        ClientCloseReason::ServerError(c) => match ErrorCode::from_u32(c) {
+            Some(e) => format!("gateway error: {} ({c})", e.as_str_name()),
+            None => format!("gateway error: unknown code {c}"),
+        },
         ClientCloseReason::HandshakeTimeout => "handshake timeout".into(),
         ClientCloseReason::IdleTimeout => "idle timeout".into(),
         ClientCloseReason::ProtocolError(c) => format!("protocol error ({c:?})"),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_named() {
+        assert_eq!(
+            close_label(ClientCloseReason::ServerError(6)),
+            "gateway error: ERROR_CODE_UNAUTHORIZED (6)"
+        );
+        assert_eq!(
+            close_label(ClientCloseReason::Kicked(KickCode::Drain as u32)),
+            format!("kicked: KICK_CODE_DRAIN ({})", KickCode::Drain as u32)
+        );
+        assert_eq!(
+            close_label(ClientCloseReason::ServerError(999)),
+            "gateway error: unknown code 999"
+        );
     }
 }

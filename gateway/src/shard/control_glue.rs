@@ -41,14 +41,32 @@ impl Shard {
     /// Answers the requests the control listener has parsed.
     /// Answering a request hands on the one pipelined behind it, so this
     /// runs until none is left; their answers leave in one send.
+    ///
+    /// A push is answered once it is accepted (validated, encoded, given
+    /// its id); its routing, and this shard's own deliveries, run after
+    /// the answers have been submitted to the kernel. Any other request
+    /// first routes the pushes accepted before it, so the order between
+    /// requests on a connection is the order they take effect in.
     pub(super) fn handle_control_requests(&mut self, now: Millis) {
         while self.control.has_ready() {
             for (caller, req) in self.control.take_ready() {
+                let path = req.path.split('?').next().unwrap_or("");
+                if !matches!(path, "/v1/push" | "/v1/push/batch") {
+                    self.route_accepted(now);
+                }
                 if let Some(resp) = self.route_control(now, caller, &req) {
                     self.respond(caller, resp);
                 }
             }
         }
+        if self.accepted.is_empty() {
+            return;
+        }
+        self.control.flush_sends(&mut self.ring);
+        if let Err(e) = self.ring.submit() {
+            tracing::warn!(shard = self.index, "submitting control answers failed: {e}");
+        }
+        self.route_accepted(now);
     }
 
     /// Writes `resp` to `caller` (now or later).

@@ -189,6 +189,8 @@ pub struct Shard {
     topics: LocalTopics,
     outboxes: push::Outboxes,
     requests: push::PendingRequests,
+    /// Pushes answered and not routed yet.
+    accepted: push::AcceptedPushes,
     paced: Vec<push::PacedJob>,
     fanout_samples: Vec<u64>,
     app_names: names::Interner,
@@ -216,7 +218,6 @@ impl Shard {
         control_listener: Socket,
     ) -> Result<Self, ShardError> {
         let shard_cfg = settings.shards[index].clone();
-        let settings_shards = settings.shards.len();
         let s = &shard_cfg.settings;
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -314,8 +315,9 @@ impl Shard {
             route_watchers: RouteWatchers::default(),
             topic_owner: TopicShards::default(),
             topics: LocalTopics::default(),
-            outboxes: push::Outboxes::new(settings_shards),
+            outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
+            accepted: push::AcceptedPushes::default(),
             paced: Vec::new(),
             fanout_samples: Vec::new(),
             app_names: names::Interner::new(names::MAX_APPS),

@@ -76,6 +76,22 @@ enum Destination {
     All,
 }
 
+/// Most users a push may name and still be routed before its answer (see
+/// [`Shard::route`]).
+const ROUTE_AT_ONCE_USERS: usize = 8;
+
+/// Pushes accepted and answered but not routed yet (see
+/// [`Shard::route_accepted`]).
+#[derive(Debug, Default)]
+pub(crate) struct AcceptedPushes(Vec<(Destination, PushJob)>);
+
+impl AcceptedPushes {
+    /// Whether no push waits for its routing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A kick request body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,7 +261,7 @@ impl Shard {
         Ok((dest, job))
     }
 
-    /// Sends a run of pushes on its way, its frames as one.
+    /// Hands a run of pushes to the routing, its frames as one.
     fn route_run(&mut self, now: Millis, run: (Destination, PushJob, Option<BytesMut>)) {
         let (dest, mut job, frames) = run;
         if let Some(frames) = frames {
@@ -254,8 +270,43 @@ impl Shard {
         self.route(now, dest, job);
     }
 
-    /// Sends a prepared push on its way.
+    /// Hands a prepared push to the routing. A push that fans out (to
+    /// all, to a topic, to more than [`ROUTE_AT_ONCE_USERS`] users) is
+    /// routed by [`Shard::route_accepted`], after the answer has been
+    /// sent, so the answer never waits for this shard's part of the
+    /// fan-out. A push to a few users is routed at once (a message to an
+    /// owner or a holder, or a few local enqueues): its delivery then
+    /// does not wait behind the answer's send. Once one push waits, later
+    /// ones wait behind it, so pushes keep the order they were accepted in.
     fn route(&mut self, now: Millis, dest: Destination, job: PushJob) {
+        let small = matches!(&dest, Destination::Users(us) if us.len() <= ROUTE_AT_ONCE_USERS);
+        if small && self.accepted.0.is_empty() {
+            self.route_now(now, dest, job);
+        } else {
+            self.accepted.0.push((dest, job));
+        }
+    }
+
+    /// Routes the pushes accepted since the last call, in the order they
+    /// were accepted. The control requests call this before anything
+    /// that must come after those pushes (a kick, a drain, a presence
+    /// question) and once their answers are on their way.
+    pub(in crate::shard) fn route_accepted(&mut self, now: Millis) {
+        if self.accepted.0.is_empty() {
+            return;
+        }
+        let mut accepted = std::mem::take(&mut self.accepted.0);
+        for (dest, job) in accepted.drain(..) {
+            self.route_now(now, dest, job);
+        }
+        // Keep the storage for the next burst unless it grew large.
+        if accepted.capacity() <= 1024 && self.accepted.0.is_empty() {
+            self.accepted.0 = accepted;
+        }
+    }
+
+    /// Sends a prepared push on its way.
+    fn route_now(&mut self, now: Millis, dest: Destination, job: PushJob) {
         let job = Arc::new(job);
         match dest {
             Destination::Users(users) => {

@@ -8,7 +8,7 @@ mod api;
 mod deliver;
 mod requests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use shard_router::routes::cacheable;
 
 use super::Shard;
 
+pub(crate) use api::AcceptedPushes;
 pub use api::ApiError;
 pub(crate) use deliver::PacedJob;
 pub(crate) use requests::PendingRequests;
@@ -130,23 +131,30 @@ pub enum Message {
     Drain(u32, Arc<[String]>, u32),
 }
 
-/// Messages held back per destination while its mailbox is full.
+/// Messages held back per destination while its inbox is full. Only
+/// destinations with messages waiting have a queue (a map, not one queue
+/// per shard: a shard's memory stays independent of the shard count).
 #[derive(Debug, Default)]
 pub(crate) struct Outboxes {
-    queues: Vec<VecDeque<Message>>,
+    queues: BTreeMap<usize, VecDeque<Message>>,
+    held: usize,
 }
 
 impl Outboxes {
-    /// Outboxes towards `shards` shards.
-    pub fn new(shards: usize) -> Self {
-        Self {
-            queues: (0..shards).map(|_| VecDeque::new()).collect(),
-        }
-    }
-
     /// Messages held back in all outboxes.
     pub fn backlog(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.held
+    }
+
+    /// Whether messages to `to` are waiting (later ones must queue behind).
+    fn holds(&self, to: usize) -> bool {
+        self.queues.contains_key(&to)
+    }
+
+    /// Holds `msg` back, behind anything already waiting for `to`.
+    fn hold(&mut self, to: usize, msg: Message) {
+        self.queues.entry(to).or_default().push_back(msg);
+        self.held += 1;
     }
 }
 
@@ -165,11 +173,11 @@ impl Shard {
             self.handle_message(now, msg);
             return;
         }
-        let Some(outbox) = self.outboxes.queues.get_mut(to) else {
+        if to >= self.shards() {
             return;
-        };
-        if !outbox.is_empty() {
-            outbox.push_back(msg);
+        }
+        if self.outboxes.holds(to) {
+            self.outboxes.hold(to, msg);
             return;
         }
         if let Err(msg) = self
@@ -178,27 +186,26 @@ impl Shard {
             .send(self.index, to, msg, &*self.shared)
         {
             self.stats.mailbox_full += 1;
-            outbox.push_back(msg);
+            self.outboxes.hold(to, msg);
         }
     }
 
     /// Retries held-back messages; true while some are still waiting.
     pub(super) fn flush_outboxes(&mut self) -> bool {
-        let mut waiting = false;
-        for to in 0..self.outboxes.queues.len() {
-            while let Some(msg) = self.outboxes.queues[to].pop_front() {
-                if let Err(msg) = self
-                    .shared
-                    .mailboxes
-                    .send(self.index, to, msg, &*self.shared)
-                {
-                    self.outboxes.queues[to].push_front(msg);
-                    waiting = true;
-                    break;
+        let outboxes = &mut self.outboxes;
+        let mailboxes = &self.shared.mailboxes;
+        let bell = &*self.shared;
+        outboxes.queues.retain(|&to, queue| {
+            while let Some(msg) = queue.pop_front() {
+                if let Err(msg) = mailboxes.send(self.index, to, msg, bell) {
+                    queue.push_front(msg);
+                    return true;
                 }
+                outboxes.held -= 1;
             }
-        }
-        waiting
+            false
+        });
+        !outboxes.queues.is_empty()
     }
 
     /// Handles every message waiting in this shard's mailboxes.
