@@ -62,10 +62,16 @@ fn wait_counter(gw: &Gateway, name: &str, want: u64) -> u64 {
 fn ambiguous_framing_is_refused_with_400() {
     let gw = Gateway::start(1, "");
     // Two different lengths: RFC 9112 §6.3 makes this unrecoverable.
-    let raw = b"POST /v1/push HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ncontent-length: 40\r\n\r\n{}}";
-    assert_eq!(exchange(gw.control, raw), (Some(400), true), "conflicting CL");
+    let raw =
+        b"POST /v1/push HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ncontent-length: 40\r\n\r\n{}}";
+    assert_eq!(
+        exchange(gw.control, raw),
+        (Some(400), true),
+        "conflicting CL"
+    );
     // The same length twice is refused too (the simple, safe choice).
-    let raw = b"POST /v1/push HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}";
+    let raw =
+        b"POST /v1/push HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}";
     assert_eq!(exchange(gw.control, raw), (Some(400), true), "duplicate CL");
     // Content-Length with any Transfer-Encoding.
     for te in ["identity", "chunked"] {
@@ -89,9 +95,16 @@ fn oversized_heads_are_refused_with_431() {
     // One 9 KiB header line (the limit is 8 KiB a line).
     let line = format!("x-pad: {}\r\n", "a".repeat(9 * 1024));
     let raw = format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{line}\r\n");
-    assert_eq!(exchange(gw.control, raw.as_bytes()), (Some(431), true), "long line");
+    assert_eq!(
+        exchange(gw.control, raw.as_bytes()),
+        (Some(431), true),
+        "long line"
+    );
     // The same line left unfinished: refused without waiting for its end.
-    let raw = format!("GET /healthz HTTP/1.1\r\nhost: t\r\nx-pad: {}", "a".repeat(9 * 1024));
+    let raw = format!(
+        "GET /healthz HTTP/1.1\r\nhost: t\r\nx-pad: {}",
+        "a".repeat(9 * 1024)
+    );
     assert_eq!(
         exchange(gw.control, raw.as_bytes()),
         (Some(431), true),
@@ -102,15 +115,27 @@ fn oversized_heads_are_refused_with_431() {
         .map(|i| format!("x-pad-{i}: {}\r\n", "b".repeat(4000)))
         .collect();
     let raw = format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{lines}\r\n");
-    assert_eq!(exchange(gw.control, raw.as_bytes()), (Some(431), true), "big head");
+    assert_eq!(
+        exchange(gw.control, raw.as_bytes()),
+        (Some(431), true),
+        "big head"
+    );
     // Too many header fields.
     let lines: String = (0..40).map(|i| format!("x-h{i}: v\r\n")).collect();
     let raw = format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{lines}\r\n");
-    assert_eq!(exchange(gw.control, raw.as_bytes()), (Some(431), true), "many headers");
+    assert_eq!(
+        exchange(gw.control, raw.as_bytes()),
+        (Some(431), true),
+        "many headers"
+    );
     // A head just within the limits is still served.
     let line = format!("x-pad: {}\r\n", "a".repeat(7 * 1024));
     let raw = format!("GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{line}\r\n");
-    assert_eq!(exchange(gw.control, raw.as_bytes()), (Some(200), true), "7 KiB line");
+    assert_eq!(
+        exchange(gw.control, raw.as_bytes()),
+        (Some(200), true),
+        "7 KiB line"
+    );
 }
 
 #[test]

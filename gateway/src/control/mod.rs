@@ -272,11 +272,7 @@ impl ControlServer {
             }
             Ok(None) => self.arm_recv(ring, key),
             Err(e) => {
-                let status = if e == http::FramingError::TooLarge {
-                    413
-                } else {
-                    400
-                };
+                let status = e.status();
                 let body = routes::error_body(&e.to_string());
                 http::write_response(c.answers(), status, "application/json", &body, false);
                 c.close_after_send = true;
