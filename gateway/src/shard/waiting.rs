@@ -17,6 +17,9 @@ impl Shard {
             self.drain_wakeup(now),
             self.paced_wakeup(now),
             self.requests_wakeup(),
+            // Head and idle timeouts of control connections; `None`
+            // without any, so an idle gateway does not wake for them.
+            self.control.next_deadline(),
             outbox,
         ]
         .into_iter()
