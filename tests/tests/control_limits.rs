@@ -219,4 +219,15 @@ fn connections_over_the_cap_get_503_and_the_others_keep_working() {
     // A slot freed is usable again.
     held.pop();
     assert!(wait_counter(&gw, "control_refused", 3) >= 3);
+    // The same counter in Prometheus text.
+    let (status, text) = http(gw.control, "GET", "/metrics", "").unwrap();
+    assert_eq!(status, 200);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("gateway_control_refused_total"))
+        .unwrap_or_else(|| panic!("no gateway_control_refused_total in\n{text}"));
+    // At least the three above (a stats request racing the freed slot
+    // may have been refused too).
+    let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(v >= 3.0, "{line}");
 }
