@@ -44,16 +44,22 @@ fmt:
 doc:
 	$(CARGO) doc --workspace --no-deps
 
-# Fuzzes the frame decoder and both session state machines (fuzz/) with
-# libFuzzer for $(FUZZ_SECONDS) seconds, then stops. Works on a stable
-# toolchain: cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs
-# cargo-fuzz when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
-FUZZ_TARGET ?= wire_input
+# Fuzzes one target of fuzz/ with libFuzzer for $(FUZZ_SECONDS) seconds (or
+# until FUZZ_ARGS, e.g. -runs=10000000, says stop), then prints libFuzzer's
+# final stats. Targets: wire_input (frame decoder and both session state
+# machines), control_http (control listener request parser), backend_http
+# (backend client response parser), jwt (HS256/RS256 token verification).
+# Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable toolchain:
+# cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs cargo-fuzz
+# when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
+FUZZ_TARGET  ?= wire_input
+FUZZ_MAX_LEN ?= 4096
+FUZZ_ARGS    ?=
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
-	$(CARGO) fuzz run --sanitizer none $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) fuzz/seeds -- \
-	  -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
+	$(CARGO) fuzz run --sanitizer none $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) fuzz/seeds/$(FUZZ_TARGET) -- \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 $(FUZZ_ARGS)
 
 # Side-by-side benchmark (docs/BENCHMARKS.md): gateway vs mosquitto vs
 # nats-server on connect (memory per connection, connect rate) and fanout

@@ -19,6 +19,7 @@ pub const GAUGES: &[&str] = &[
     "mailbox_depth",
     "directory_sessions",
     "paced_deliveries",
+    "control_connections",
 ];
 
 /// Name of the push fan-out latency histogram (seconds).

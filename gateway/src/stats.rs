@@ -159,6 +159,18 @@ counters! {
     backend_connect_errors,
     /// Backend requests queued or in flight now (a gauge).
     backend_in_flight,
+    /// Control-listener connections open now (a gauge).
+    control_connections,
+    /// Control connections over `listen.control_max_connections`,
+    /// answered 503 and closed.
+    control_refused,
+    /// Control requests not complete within
+    /// `listen.control_head_timeout_ms`: answered 408 and closed (or
+    /// closed silently when nothing of them had arrived).
+    control_head_timeouts,
+    /// Keep-alive control connections closed after
+    /// `listen.control_idle_timeout_ms` without a request.
+    control_idle_closes,
 }
 
 /// One shard's published counters: a single writer (the shard), any

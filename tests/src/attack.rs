@@ -197,7 +197,8 @@ impl Report {
 /// The gateway configuration the suite attacks: the defaults, with a short
 /// handshake timeout and control timeouts so that a bounded run sees
 /// stalled connections reclaimed.
-pub const CONFIG: &str = "[protocol]\nhandshake_timeout_ms = 1500\n";
+pub const CONFIG: &str = "[protocol]\nhandshake_timeout_ms = 1500\n\
+    [listen]\ncontrol_head_timeout_ms = 1000\ncontrol_idle_timeout_ms = 2000\n";
 
 /// Runs `case` at `scale` against a fresh 2-shard gateway.
 pub fn run(case: Case, scale: Scale) -> Report {

@@ -4,7 +4,6 @@
 //! It lives here, not in the gateway, because the tuner derives it and the
 //! gateway reads it: one model, one set of defaults, one validation.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -39,32 +38,7 @@ pub struct GatewayConfig {
     pub log: LogConfig,
 }
 
-/// Listener addresses and socket options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenConfig {
-    /// Client listener (wire protocol v1).
-    pub client: SocketAddr,
-    /// Control listener (push API, stats, metrics).
-    pub control: SocketAddr,
-    /// Accept backlog of each shard's listener.
-    pub backlog: u32,
-    /// Bearer token required on the control listener when it is bound to a
-    /// non-loopback address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub control_token: Option<String>,
-}
-
-impl Default for ListenConfig {
-    fn default() -> Self {
-        Self {
-            client: SocketAddr::from(([0, 0, 0, 0], 7100)),
-            control: SocketAddr::from(([127, 0, 0, 1], 7101)),
-            backlog: 4096,
-            control_token: None,
-        }
-    }
-}
+pub use crate::listen::ListenConfig;
 
 /// What a shard does when a connection's outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -445,24 +419,7 @@ impl GatewayConfig {
 
     /// Checks ranges and cross-field consistency; the error names the key.
     pub fn validate(&self, online_cpus: usize) -> Result<(), ConfigError> {
-        if !self.listen.control.ip().is_loopback()
-            && self
-                .listen
-                .control_token
-                .as_deref()
-                .is_none_or(str::is_empty)
-        {
-            return Err(invalid(
-                "listen.control_token",
-                format!(
-                    "required when the control listener ({}) is not on a loopback address: the push API would be open to the network",
-                    self.listen.control
-                ),
-            ));
-        }
-        if self.listen.backlog == 0 {
-            return Err(invalid("listen.backlog", "must be at least 1"));
-        }
+        crate::listen::validate(&self.listen).map_err(|e| invalid(e.key, e.why))?;
         let count = self.shard_count(online_cpus);
         if count > 1024 {
             return Err(invalid(

@@ -1,7 +1,8 @@
 //! Host checks, tuning plans and per-core config derivation for the gateway.
 //!
 //! - [`config`]: the gateway's configuration model; the gateway reads it and
-//!   `gateway-tune config` derives it ([`derive`]).
+//!   `gateway-tune config` derives it ([`derive`]); its `[listen]` section
+//!   and the control listener's limits are [`listen`].
 //! - [`host`]: every file read goes through a [`host::HostRoot`] (`/` in
 //!   production, a fake tree in tests); [`facts`] holds the live syscalls
 //!   (rlimits, the io_uring probe) behind a trait.
@@ -18,6 +19,7 @@ pub mod cpu;
 pub mod derive;
 pub mod facts;
 pub mod host;
+pub mod listen;
 pub mod plan;
 pub mod report;
 pub mod uring;

@@ -1,17 +1,37 @@
 //! The control listener of one shard: HTTP/1.1 keep-alive on ordinary
 //! descriptors (a handful of backend connections, not millions), served
 //! from the shard's own ring. Every shard serves it via SO_REUSEPORT.
+//!
+//! Connections are bounded ([`limits`]): at most `control_max_connections`
+//! per shard (more are answered 503 and closed), a request must arrive
+//! whole within `control_head_timeout_ms` (else 408 and close), and a
+//! keep-alive connection idle for `control_idle_timeout_ms` is closed. The
+//! server reads no clock: the shard passes `now` in, calls
+//! [`ControlServer::expire`] every loop and sleeps no longer than
+//! [`ControlServer::next_deadline`].
+//!
+//! A slot of the connection slab is freed only once no receive or send of
+//! its connection is in flight (closing shuts the socket down first and
+//! waits for them), so a completion, tagged with the slot's key, always
+//! belongs to the connection in that slot; one that finds no such
+//! operation in flight is ignored. Answers that come later are matched by
+//! [`Caller`], key and generation.
 
 pub mod http;
+pub mod limits;
 pub mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::os::fd::AsRawFd;
 
 use io_uring::{IoUring, opcode, squeue, types};
+use protocol::time::Millis;
 use slab::Slab;
 use socket2::Socket;
 
 use crate::uring::op::{OpKind, OpTag};
+use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
 
 const READ_CHUNK: usize = 8192;
 
@@ -19,6 +39,15 @@ const READ_CHUNK: usize = 8192;
 /// taking its pipelined requests (a client that sends and never reads
 /// cannot grow them without bound).
 const MAX_UNSENT: usize = 1 << 20;
+
+/// Connections being refused (503 on its way out) at once; past it a
+/// connection over the cap is closed without an answer, so a flood of
+/// connects cannot grow the slab either.
+const MAX_REFUSING: usize = 64;
+
+/// Buffers of an idle connection larger than this are given back (a past
+/// 1 MiB request must not stay pinned by an idle keep-alive connection).
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 struct ControlConn {
@@ -42,6 +71,14 @@ struct ControlConn {
     keep_alive: bool,
     /// Listed in `ControlServer::unsent` for the next `flush_sends`.
     listed: bool,
+    /// When the current phase (see [`ControlConn::phase`]) started: the
+    /// accept, the first byte of a request, the last answer written or
+    /// the last send completed.
+    since: Millis,
+    /// No request has been answered on it yet.
+    fresh: bool,
+    /// Over the cap: answered 503, never read.
+    refused: bool,
 }
 
 impl ControlConn {
@@ -52,6 +89,26 @@ impl ControlConn {
         } else {
             &mut self.outbuf
         }
+    }
+
+    /// What the connection is doing, for its timeouts.
+    fn phase(&self) -> Phase {
+        if self.closing || self.awaiting {
+            Phase::Busy
+        } else if self.close_after_send {
+            // Its last answer is leaving: bounded by the idle timeout.
+            Phase::Idle
+        } else if self.fresh || !self.inbuf.is_empty() {
+            Phase::Request {
+                started: !self.inbuf.is_empty(),
+            }
+        } else {
+            Phase::Idle
+        }
+    }
+
+    fn deadline(&self, limits: &ControlLimits) -> Option<Millis> {
+        self.phase().deadline(limits, self.since)
     }
 }
 
@@ -64,6 +121,13 @@ pub struct ControlServer {
     /// Connections with answers written since the last `flush_sends`.
     unsent: Vec<usize>,
     next_generation: u32,
+    limits: ControlLimits,
+    counters: ControlCounters,
+    /// Connections in the slab that are being refused.
+    refusing: usize,
+    earliest: EarliestDeadline,
+    /// Connections found expired by the last scan (kept to reuse).
+    expired: Vec<(usize, Phase)>,
 }
 
 /// Who asked: a control connection, told apart from a later connection
@@ -88,14 +152,94 @@ fn push(ring: &mut IoUring, entry: squeue::Entry) {
 }
 
 impl ControlServer {
-    /// Serves `listener` (bound and listening already).
-    pub fn new(listener: Socket) -> Self {
+    /// Serves `listener` (bound and listening already) within `limits`.
+    pub fn new(listener: Socket, limits: ControlLimits) -> Self {
         Self {
             listener,
             conns: Slab::new(),
             ready: Vec::new(),
             unsent: Vec::new(),
             next_generation: 0,
+            limits,
+            counters: ControlCounters::default(),
+            refusing: 0,
+            earliest: EarliestDeadline::default(),
+            expired: Vec::new(),
+        }
+    }
+
+    /// What the listener has counted (refusals, timeouts).
+    pub fn counters(&self) -> ControlCounters {
+        self.counters
+    }
+
+    /// Connections open now (being refused ones included).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// When the shard must wake next to expire a connection: `None` when
+    /// no connection has a deadline (no control connections: no wake-ups).
+    /// May be early (a lower bound); never late.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.earliest.get()
+    }
+
+    /// Expires connections whose deadline has passed at `now`: a request
+    /// not complete in time is answered 408 and its connection closed (a
+    /// new connection that sent nothing is closed), an idle keep-alive
+    /// connection is closed. Cheap when nothing is due: one comparison.
+    pub fn expire(&mut self, ring: &mut IoUring, now: Millis) {
+        if !self.earliest.due(now) {
+            return;
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        let mut next = EarliestDeadline::default();
+        for (key, c) in self.conns.iter() {
+            match c.deadline(&self.limits) {
+                Some(at) if at <= now => expired.push((key, c.phase())),
+                at => next.note(at),
+            }
+        }
+        self.earliest = next;
+        for (key, phase) in expired.drain(..) {
+            self.expire_one(ring, key, phase, now);
+        }
+        self.expired = expired;
+    }
+
+    fn expire_one(&mut self, ring: &mut IoUring, key: usize, phase: Phase, now: Millis) {
+        match phase {
+            Phase::Request { started: true } => {
+                self.counters.head_timeouts += 1;
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
+                let body = routes::error_body("request not complete in time");
+                http::write_response(c.answers(), 408, "application/json", &body, false);
+                // The receive in flight (if any) still writes into
+                // `inbuf`; it is left alone and ends with the close.
+                c.close_after_send = true;
+                c.since = now;
+                self.mark_unsent(key);
+                self.note(key);
+            }
+            Phase::Request { started: false } => {
+                self.counters.head_timeouts += 1;
+                self.close(ring, key);
+            }
+            Phase::Idle => {
+                self.counters.idle_closes += 1;
+                self.close(ring, key);
+            }
+            Phase::Busy => {}
+        }
+    }
+
+    /// Takes connection `key`'s (new) deadline into the earliest bound.
+    fn note(&mut self, key: usize) {
+        if let Some(c) = self.conns.get(key) {
+            self.earliest.note(c.deadline(&self.limits));
         }
     }
 
@@ -127,7 +271,13 @@ impl ControlServer {
     /// connection is gone) and hands on the request pipelined behind it,
     /// if complete. Answers leave at the next [`ControlServer::flush_sends`],
     /// so a burst of pipelined requests is answered in one send.
-    pub fn respond(&mut self, ring: &mut IoUring, caller: Caller, resp: &routes::Response) {
+    pub fn respond(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        caller: Caller,
+        resp: &routes::Response,
+    ) {
         let key = caller.key;
         let Some(c) = self.conns.get_mut(key) else {
             return;
@@ -136,6 +286,8 @@ impl ControlServer {
             return;
         }
         c.awaiting = false;
+        c.fresh = false;
+        c.since = now;
         let keep = c.keep_alive && resp.status < 500;
         http::write_response(
             c.answers(),
@@ -148,7 +300,8 @@ impl ControlServer {
             c.close_after_send = true;
         }
         self.mark_unsent(key);
-        self.serve(ring, key);
+        self.serve(ring, now, key);
+        self.note(key);
     }
 
     /// Whether requests are waiting in [`ControlServer::take_ready`].
@@ -181,52 +334,67 @@ impl ControlServer {
         }
     }
 
-    /// Handles a completion of a control operation.
-    pub fn on_completion(&mut self, ring: &mut IoUring, tag: OpTag, res: i32, _flags: u32) {
+    /// Handles a completion of a control operation at `now`.
+    pub fn on_completion(
+        &mut self,
+        ring: &mut IoUring,
+        now: Millis,
+        tag: OpTag,
+        res: i32,
+        _flags: u32,
+    ) {
         let key = tag.index as usize;
         match tag.kind {
             OpKind::ControlAccept => {
                 self.arm_accept(ring);
                 if res >= 0 {
-                    let generation = self.next_generation;
-                    self.next_generation = self.next_generation.wrapping_add(1);
-                    let key = self.conns.insert(ControlConn {
-                        fd: res,
-                        generation,
-                        ..Default::default()
-                    });
-                    self.arm_recv(ring, key);
+                    self.on_accept(ring, now, res);
                 }
             }
             OpKind::ControlRecv => {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
+                if !c.recv_in_flight {
+                    return; // not this connection's: nothing of it is out
+                }
                 c.recv_in_flight = false;
                 if res <= 0 || c.closing {
                     self.close(ring, key);
                     return;
                 }
+                if c.inbuf.is_empty() && !c.fresh && !c.awaiting && !c.close_after_send {
+                    c.since = now; // the first byte of a request
+                }
                 // SAFETY: the kernel wrote `res` bytes into the spare capacity.
                 unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
-                self.serve(ring, key);
+                self.serve(ring, now, key);
+                self.note(key);
             }
             OpKind::ControlSend => {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
+                if !c.send_in_flight {
+                    return; // not this connection's: nothing of it is out
+                }
                 c.send_in_flight = false;
                 if res < 0 || c.closing {
                     self.close(ring, key);
                     return;
                 }
+                c.since = now;
                 c.sent += res as usize;
                 if c.sent < c.outbuf.len() {
                     self.arm_send(ring, key);
+                    self.note(key);
                     return;
                 }
                 c.outbuf.clear();
                 c.sent = 0;
+                if c.outbuf.capacity() > KEEP_CAPACITY {
+                    c.outbuf = Vec::new();
+                }
                 if !c.queued.is_empty() {
                     // Answers written meanwhile go out together.
                     std::mem::swap(&mut c.outbuf, &mut c.queued);
@@ -236,19 +404,64 @@ impl ControlServer {
                     return;
                 }
                 // Serve anything held back behind unsent answers.
-                self.serve(ring, key);
+                self.serve(ring, now, key);
+                self.note(key);
             }
             OpKind::ControlClose => {
-                self.conns.try_remove(key);
+                if let Some(c) = self.conns.try_remove(key)
+                    && c.refused
+                {
+                    self.refusing -= 1;
+                }
             }
             _ => {}
         }
     }
 
+    /// Takes a new connection `fd`, or refuses it (503) over the cap.
+    fn on_accept(&mut self, ring: &mut IoUring, now: Millis, fd: i32) {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        if self.conns.len() - self.refusing < self.limits.max_connections {
+            let key = self.conns.insert(ControlConn {
+                fd,
+                generation,
+                since: now,
+                fresh: true,
+                ..Default::default()
+            });
+            self.arm_recv(ring, key);
+            self.note(key);
+            return;
+        }
+        self.counters.refused += 1;
+        if self.refusing >= MAX_REFUSING {
+            // SAFETY: closing the descriptor the accept just gave us; no
+            // operation of ours uses it.
+            unsafe { libc::close(fd) };
+            return;
+        }
+        let mut outbuf = Vec::new();
+        let body = routes::error_body("too many control connections");
+        http::write_response(&mut outbuf, 503, "application/json", &body, false);
+        let key = self.conns.insert(ControlConn {
+            fd,
+            generation,
+            outbuf,
+            since: now,
+            refused: true,
+            close_after_send: true,
+            ..Default::default()
+        });
+        self.refusing += 1;
+        self.arm_send(ring, key);
+        self.note(key);
+    }
+
     /// Takes the next complete request off connection `key` and hands it
     /// to the shard; reads on when none is complete. One request at a time
     /// is with the shard, so answers keep the order of the requests.
-    fn serve(&mut self, ring: &mut IoUring, key: usize) {
+    fn serve(&mut self, ring: &mut IoUring, now: Millis, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -262,6 +475,9 @@ impl ControlServer {
         match http::parse_request(&c.inbuf) {
             Ok(Some((req, used))) => {
                 c.inbuf.drain(..used);
+                if c.inbuf.is_empty() && c.inbuf.capacity() > KEEP_CAPACITY && !c.recv_in_flight {
+                    c.inbuf = Vec::new();
+                }
                 c.awaiting = true;
                 c.keep_alive = req.keep_alive;
                 let caller = Caller {
@@ -272,15 +488,14 @@ impl ControlServer {
             }
             Ok(None) => self.arm_recv(ring, key),
             Err(e) => {
-                let status = if e == http::FramingError::TooLarge {
-                    413
-                } else {
-                    400
-                };
+                let status = e.status();
                 let body = routes::error_body(&e.to_string());
                 http::write_response(c.answers(), status, "application/json", &body, false);
                 c.close_after_send = true;
-                c.inbuf.clear();
+                c.since = now;
+                if !c.recv_in_flight {
+                    c.inbuf.clear();
+                }
                 self.mark_unsent(key);
             }
         }

@@ -71,7 +71,8 @@ impl Shard {
 
     /// Writes `resp` to `caller` (now or later).
     pub(super) fn respond(&mut self, caller: Caller, resp: Response) {
-        self.control.respond(&mut self.ring, caller, &resp);
+        let now = self.clock.now();
+        self.control.respond(&mut self.ring, now, caller, &resp);
     }
 
     /// Whether `req` may use the control API: a bearer token is required

@@ -35,6 +35,7 @@ use shard_router::topics::{LocalTopics, TopicShards};
 
 use crate::admission::Admission;
 use crate::control::ControlServer;
+use crate::control::limits::ControlLimits;
 use crate::metrics::ShardMetrics;
 use crate::runtime::Shared;
 use crate::settings::{REFUSAL_SLACK, Settings};
@@ -260,7 +261,10 @@ impl Shard {
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
         let doorbell = shared.doorbells[index].clone();
-        let control = ControlServer::new(control_listener);
+        let control = ControlServer::new(
+            control_listener,
+            ControlLimits::from_config(&settings.config.listen),
+        );
         let urgent = UrgentWatch::new()
             .and_then(|u| {
                 u.add(doorbell.as_raw_fd())?;
@@ -382,6 +386,7 @@ impl Shard {
             }
             self.outbox_waiting = self.flush_outboxes();
             self.flush_deliveries();
+            self.control.expire(&mut self.ring, now);
             self.control.flush_sends(&mut self.ring);
             self.rearm_receives();
             self.bufs.commit();
@@ -410,6 +415,11 @@ impl Shard {
         self.stats.paced_deliveries = self.paced.len() as u64;
         self.stats.app_names = self.app_names.len() as u64;
         self.stats.device_labels = self.device_names.len() as u64;
+        let control = self.control.counters();
+        self.stats.control_connections = self.control.connections() as u64;
+        self.stats.control_refused = control.refused;
+        self.stats.control_head_timeouts = control.head_timeouts;
+        self.stats.control_idle_closes = control.idle_closes;
         self.shared.stats[self.index].publish(&self.stats);
         self.metrics.publish(&self.stats, &mut self.fanout_samples);
     }
@@ -494,7 +504,10 @@ impl Shard {
             OpKind::ControlAccept
             | OpKind::ControlRecv
             | OpKind::ControlSend
-            | OpKind::ControlClose => self.control.on_completion(&mut self.ring, tag, res, flags),
+            | OpKind::ControlClose => {
+                self.control
+                    .on_completion(&mut self.ring, now, tag, res, flags)
+            }
         }
     }
 

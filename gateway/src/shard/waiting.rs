@@ -18,6 +18,9 @@ impl Shard {
             self.paced_wakeup(now),
             self.requests_wakeup(),
             self.rejections.next_due(),
+            // Head and idle timeouts of control connections; `None`
+            // without any, so an idle gateway does not wake for them.
+            self.control.next_deadline(),
             outbox,
         ]
         .into_iter()

@@ -1,0 +1,178 @@
+//! The `[listen]` section of the configuration: listener addresses, socket
+//! options and the control listener's limits (docs/SECURITY.md, "Control
+//! listener"), with their validation. It imports nothing from
+//! [`crate::config`], which embeds it: errors are [`ListenError`]s that
+//! `GatewayConfig::validate` turns into its own.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A `[listen]` value out of range: its dotted key and what would be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct ListenError {
+    /// Dotted key path of the offending value.
+    pub key: &'static str,
+    /// What is wrong and what would be right.
+    pub why: String,
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> ListenError {
+    ListenError {
+        key,
+        why: why.into(),
+    }
+}
+
+/// Listener addresses and socket options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Client listener (wire protocol v1).
+    pub client: SocketAddr,
+    /// Control listener (push API, stats, metrics).
+    pub control: SocketAddr,
+    /// Accept backlog of each shard's listener.
+    pub backlog: u32,
+    /// Bearer token required on the control listener when it is bound to a
+    /// non-loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_token: Option<String>,
+    /// Most control connections one shard holds (1..=65536, default 1024:
+    /// far above a backend's keep-alive pool, far below what hurts). A
+    /// connection over it is answered `503` with `connection: close` and
+    /// closed (counter `control_refused`). Bounds the memory stalled
+    /// connections can pin: this many × the largest request (1 MiB) per
+    /// shard, × 64 KiB for heads.
+    pub control_max_connections: u32,
+    /// Time a control request has to arrive whole, head and body, counted
+    /// from its first byte, or from the previous answer when bytes of it
+    /// were already buffered, or from the accept for a connection's first
+    /// request (default 10 000; 0 turns it off; else 100..=3 600 000). Over
+    /// it the request is answered `408` and the connection closed (a
+    /// connection that sent nothing is closed without an answer); counter
+    /// `control_head_timeouts`. Covers slowloris-style stalled heads.
+    pub control_head_timeout_ms: u32,
+    /// Time a keep-alive control connection may sit with no request in
+    /// progress (nothing buffered, nothing being answered) before it is
+    /// closed (default 60 000, longer than usual client pool idle times so
+    /// a pool rarely races the close; 0 turns it off; else
+    /// 100..=86 400 000); counter `control_idle_closes`.
+    pub control_idle_timeout_ms: u32,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            client: SocketAddr::from(([0, 0, 0, 0], 7100)),
+            control: SocketAddr::from(([127, 0, 0, 1], 7101)),
+            backlog: 4096,
+            control_token: None,
+            control_max_connections: 1024,
+            control_head_timeout_ms: 10_000,
+            control_idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Checks the `[listen]` section; the error names the key.
+pub fn validate(listen: &ListenConfig) -> Result<(), ListenError> {
+    if !listen.control.ip().is_loopback()
+        && listen.control_token.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(invalid(
+            "listen.control_token",
+            format!(
+                "required when the control listener ({}) is not on a loopback address: the push API would be open to the network",
+                listen.control
+            ),
+        ));
+    }
+    if listen.backlog == 0 {
+        return Err(invalid("listen.backlog", "must be at least 1"));
+    }
+    if !(1..=65_536).contains(&listen.control_max_connections) {
+        return Err(invalid(
+            "listen.control_max_connections",
+            "must be in 1..=65536",
+        ));
+    }
+    for (key, value, max) in [
+        (
+            "listen.control_head_timeout_ms",
+            listen.control_head_timeout_ms,
+            3_600_000,
+        ),
+        (
+            "listen.control_idle_timeout_ms",
+            listen.control_idle_timeout_ms,
+            86_400_000,
+        ),
+    ] {
+        if value != 0 && !(100..=max).contains(&value) {
+            return Err(invalid(key, format!("must be 0 (off) or in 100..={max}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ListenConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn control_limits_parse_and_default() {
+        let d = ListenConfig::default();
+        assert_eq!(d.control_max_connections, 1024);
+        assert_eq!(d.control_head_timeout_ms, 10_000);
+        assert_eq!(d.control_idle_timeout_ms, 60_000);
+        validate(&d).unwrap();
+        let l = parse(
+            "control_max_connections = 8\ncontrol_head_timeout_ms = 500\ncontrol_idle_timeout_ms = 0\n",
+        );
+        assert_eq!(l.control_max_connections, 8);
+        assert_eq!(l.control_head_timeout_ms, 500);
+        assert_eq!(l.control_idle_timeout_ms, 0);
+        validate(&l).unwrap();
+        assert!(toml::from_str::<ListenConfig>("control_max_conns = 1\n").is_err());
+    }
+
+    #[test]
+    fn control_limits_out_of_range_name_their_key() {
+        for (text, key) in [
+            (
+                "control_max_connections = 0\n",
+                "listen.control_max_connections",
+            ),
+            (
+                "control_max_connections = 70000\n",
+                "listen.control_max_connections",
+            ),
+            (
+                "control_head_timeout_ms = 5\n",
+                "listen.control_head_timeout_ms",
+            ),
+            (
+                "control_head_timeout_ms = 3600001\n",
+                "listen.control_head_timeout_ms",
+            ),
+            (
+                "control_idle_timeout_ms = 99\n",
+                "listen.control_idle_timeout_ms",
+            ),
+            (
+                "control_idle_timeout_ms = 86400001\n",
+                "listen.control_idle_timeout_ms",
+            ),
+            ("backlog = 0\n", "listen.backlog"),
+            ("control = \"0.0.0.0:7101\"\n", "listen.control_token"),
+        ] {
+            assert_eq!(validate(&parse(text)).unwrap_err().key, key, "{text}");
+        }
+    }
+}
