@@ -31,7 +31,8 @@ pub enum Case {
     ByeRace,
     /// Connect, handshake and drop, as fast as possible, from many threads.
     ReconnectStorm,
-    /// Sessions that never read while pushes to them pile up.
+    /// Sessions that never read while pushes to them (32 KiB each, at
+    /// [`PUSH_RATE`] in all) pile up.
     SlowConsumers,
     /// Control requests with conflicting framing headers or huge header lines.
     ControlSmuggling,
@@ -51,6 +52,21 @@ impl Case {
         Case::ControlSmuggling,
         Case::ControlStalls,
     ];
+
+    /// The case's name in reports.
+    /// The `/v1/stats` counters that show the gateway acting on this attack.
+    pub fn counters(self) -> &'static [&'static str] {
+        match self {
+            Case::Slowloris => &["handshakes_timeout"],
+            Case::Garbage => &["handshakes_protocol"],
+            Case::OversizedHello => &["handshakes_protocol"],
+            Case::ByeRace => &["client_closes"],
+            Case::ReconnectStorm => &["handshakes_ok", "client_closes"],
+            Case::SlowConsumers => &["slow_consumer_disconnects"],
+            Case::ControlSmuggling => &[],
+            Case::ControlStalls => &["control_head_timeouts", "control_idle_closes"],
+        }
+    }
 
     /// The case's name in reports.
     pub fn name(self) -> &'static str {
@@ -127,7 +143,13 @@ pub struct Report {
     pub ping_p99_us: u64,
     /// Bystander sessions (and the healthy client) that did not survive.
     pub strangers_lost: usize,
+    /// The gateway's own counts of what it did about the attack (from
+    /// `/v1/stats`), e.g. `slow_consumer_disconnects=100`.
+    pub gateway_saw: String,
 }
+
+/// Pushes per second (32 KiB each) the backend sends the slow consumers.
+pub const PUSH_RATE: f64 = 2_000.0;
 
 /// Most a healthy client's ping p99 may be during an attack.
 pub const PING_P99_MAX_US: u64 = 10_000;
@@ -170,7 +192,7 @@ impl Report {
     /// One line of the suite's table.
     pub fn row(&self) -> String {
         format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {} | {} |",
             self.case.name(),
             self.actions,
             self.rss_before_kib as f64 / 1024.0,
@@ -180,6 +202,7 @@ impl Report {
             self.ping_p50_us as f64 / 1000.0,
             self.ping_p99_us as f64 / 1000.0,
             self.strangers_lost,
+            self.gateway_saw,
             if self.verdict().is_ok() {
                 "held"
             } else {
@@ -190,7 +213,7 @@ impl Report {
 
     /// The header of the suite's table.
     pub fn header() -> &'static str {
-        "| case | hostile actions | RSS before MiB | peak MiB | after MiB | pings | ping p50 ms | ping p99 ms | strangers lost | verdict |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| case | hostile actions | RSS before MiB | peak MiB | after MiB | pings | ping p50 ms | ping p99 ms | strangers lost | gateway counted | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|"
     }
 }
 
@@ -236,6 +259,12 @@ pub fn run(case: Case, scale: Scale) -> Report {
     // The attack's connections are closed; wait until the gateway freed them.
     settle(&gw, scale.bystanders as u64 + u64::from(pinger_alive));
     let rss_after_kib = rss_kib(pid);
+    let gateway_saw = case
+        .counters()
+        .iter()
+        .map(|name| format!("{name}={}", gw.total(name)))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut strangers_lost = usize::from(!pinger_alive);
     for c in &mut bystanders {
         if !c.ping_pong() {
@@ -253,6 +282,7 @@ pub fn run(case: Case, scale: Scale) -> Report {
         ping_p50_us: percentile(&rtts, 0.50),
         ping_p99_us: percentile(&rtts, 0.99),
         strangers_lost,
+        gateway_saw,
     }
 }
 
@@ -505,7 +535,15 @@ impl Attack {
         let payload = "s".repeat(32 * 1024);
         let mut control = None;
         let mut i = 0usize;
+        // The backend pushes at a steady PUSH_RATE: the attack is the
+        // clients that stop reading, not a push load that saturates the
+        // shard (that would slow every client, slow consumers or not).
+        let started = Instant::now();
         while self.running() && !sloths.is_empty() {
+            let due = started + Duration::from_secs_f64(i as f64 / PUSH_RATE);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let user = format!("sloth-{}", i % sloths.len());
             let body = format!(r#"{{"to": {{"user": "{user}"}}, "payload": "{payload}"}}"#);
             if control.is_none() {

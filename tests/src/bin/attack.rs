@@ -2,12 +2,23 @@
 //! against the release gateway and prints one Markdown table row per case
 //! (memory before, at peak and after; the healthy client's ping latency;
 //! strangers lost). `--small` runs the `make test` size; the default is the
-//! full size. Exits 1 if any case failed its verdict.
+//! full size. Case names (as in the table) run only those cases. Exits 1 if
+//! any case failed its verdict, 2 on an unknown case name.
 
 use e2e_tests::attack::{self, Case, Report, Scale};
 
 fn main() {
-    let small = std::env::args().any(|a| a == "--small");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let small = args.iter().any(|a| a == "--small");
+    let named: Vec<&String> = args.iter().filter(|a| *a != "--small").collect();
+    if let Some(bad) = named
+        .iter()
+        .find(|n| Case::ALL.iter().all(|c| c.name() != n.as_str()))
+    {
+        let known: Vec<&str> = Case::ALL.iter().map(|c| c.name()).collect();
+        eprintln!("unknown case {bad}; cases: {}", known.join(", "));
+        std::process::exit(2);
+    }
     let scale = if small { Scale::small() } else { Scale::full() };
     println!(
         "scale: {:.0} s per attack, {} attacker threads, {} bystanders, {} held connections, {} slow consumers\n",
@@ -15,7 +26,10 @@ fn main() {
     );
     println!("{}", Report::header());
     let mut failed = Vec::new();
-    for case in Case::ALL {
+    let chosen = Case::ALL
+        .into_iter()
+        .filter(|c| named.is_empty() || named.iter().any(|n| n.as_str() == c.name()));
+    for case in chosen {
         let report = attack::run(case, scale);
         println!("{}", report.row());
         if let Err(why) = report.verdict() {
