@@ -148,6 +148,9 @@ pub struct Report {
     pub gateway_saw: String,
 }
 
+/// Nice value of the attacker threads (the healthy client stays at 0).
+pub const ATTACKER_NICE: i32 = 10;
+
 /// Pushes per second (32 KiB each) the backend sends the slow consumers.
 pub const PUSH_RATE: f64 = 2_000.0;
 
@@ -372,6 +375,13 @@ impl Attack {
     }
 
     fn run(&self, thread: usize) {
+        // The attackers share the box's cores with the gateway: at nice 10
+        // they yield to it, so the healthy client's latency measures how
+        // the gateway treats it, not how the scheduler shares two cores
+        // between a load generator and the server it loads.
+        // SAFETY: setpriority(2) on the calling thread (who = 0); Linux
+        // keeps nice values per thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ATTACKER_NICE) };
         match self.case {
             Case::Slowloris => self.slowloris(),
             Case::Garbage => self.looping(|n| self.garbage(n)),
