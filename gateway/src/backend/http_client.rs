@@ -109,17 +109,38 @@ pub fn parse_response(
         }
         let mut keep_alive = resp.version == Some(1);
         let mut framing = Framing::UntilClose;
+        // One framing only: a second Content-Length (even an equal one), a
+        // signed or listed length, or a length beside chunked coding is
+        // refused rather than guessed at (RFC 9112 §6.3), so a response can
+        // never be framed two ways.
+        let mut lengths = 0;
         for h in resp.headers.iter() {
             let value = std::str::from_utf8(h.value).unwrap_or("").trim();
             if h.name.eq_ignore_ascii_case("content-length") {
-                let n = value.parse().map_err(|_| {
-                    ResponseError::Malformed(format!("bad content-length `{value}`"))
-                })?;
-                if !matches!(framing, Framing::Chunked) {
-                    framing = Framing::Length(n);
+                lengths += 1;
+                let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+                let n = value
+                    .parse()
+                    .ok()
+                    .filter(|_| digits && lengths == 1)
+                    .ok_or_else(|| {
+                        ResponseError::Malformed(format!(
+                            "bad or repeated content-length `{value}`"
+                        ))
+                    })?;
+                if matches!(framing, Framing::Chunked) {
+                    return Err(ResponseError::Malformed(
+                        "content-length with chunked transfer-encoding".into(),
+                    ));
                 }
+                framing = Framing::Length(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 if value.to_ascii_lowercase().contains("chunked") {
+                    if lengths > 0 {
+                        return Err(ResponseError::Malformed(
+                            "content-length with chunked transfer-encoding".into(),
+                        ));
+                    }
                     framing = Framing::Chunked;
                 }
             } else if h.name.eq_ignore_ascii_case("connection") {
@@ -319,6 +340,22 @@ mod tests {
             parse_response(b"garbage\r\n\r\n", false, 100),
             Err(ResponseError::Malformed(_))
         ));
+        for ambiguous in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 9\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\nok",
+        ] {
+            assert!(
+                matches!(
+                    parse_response(ambiguous, true, 100),
+                    Err(ResponseError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(ambiguous)
+            );
+        }
         assert_eq!(
             parse_response(b"", true, 100),
             Err(ResponseError::Truncated)
