@@ -123,6 +123,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
     if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET")
         && !secret.is_empty()
     {
+        let hs256 = cfg.auth.mode == tuning::backends::AuthMode::Jwt
+            && cfg.auth.algorithm == tuning::backends::JwtAlgorithm::HS256;
+        if hs256
+            && let Some(why) = tuning::config::hs256_secret_problem(&secret, "GATEWAY_JWT_SECRET")
+        {
+            bail!("{why}");
+        }
         cfg.auth.jwt_secret = Some(secret);
     }
     Ok(cfg)

@@ -21,8 +21,9 @@ use protocol::client::{ClientConfig, ClientEvent, ClientSession};
 use protocol::proto::Welcome;
 use protocol::time::Millis;
 
-/// The JWT secret every test gateway is started with.
-pub const SECRET: &str = "e2e-test-secret";
+/// The JWT secret every test gateway is started with (the gateway refuses
+/// HS256 secrets shorter than 32 bytes).
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123456789";
 
 /// Path of a workspace binary: `$<NAME>_BIN` if set, else the newer of the
 /// release and debug builds.
