@@ -13,10 +13,18 @@ use tuning::config::GatewayConfig;
 /// Command line of the gateway.
 #[derive(Debug, Parser)]
 #[command(
-    version,
-    about = "Thread-per-core sharded connection gateway on io_uring"
+    version = gateway::build_info::LONG_VERSION,
+    about = "Thread-per-core sharded connection gateway on io_uring",
+    long_about = "Thread-per-core sharded connection gateway on io_uring.\n\n\
+        Without a subcommand it runs the gateway (embedded defaults unless --config). \
+        The subcommands are tools for people: mint a token, subscribe, push, read the \
+        counters, print a starter config.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// A tool instead of the server.
+    #[command(subcommand)]
+    command: Option<gateway::cli::Command>,
     /// TOML config file; embedded defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -179,8 +187,14 @@ fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("gateway: {e:#}");
+    let mut cli = Cli::parse();
+    let result = match cli.command.take() {
+        Some(command) => command.run().map_err(anyhow::Error::from),
+        None => run(cli),
+    };
+    if let Err(e) = result {
+        // Each cause once, even when an error prints its source too.
+        eprintln!("gateway: {}", gateway::cli::error_chain(e.as_ref()));
         std::process::exit(1);
     }
 }
