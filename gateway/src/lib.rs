@@ -5,7 +5,8 @@
 //! threads, shutdown), [`shard`] (one core's event loop and its sessions),
 //! [`uring`] (the thin io_uring shell), [`timer`] (the per-shard timer
 //! wheel), [`admission`] (who may connect), [`stats`] (shard-local
-//! counters), [`control`] (the HTTP control listener), [`cli`] (the
+//! counters), [`control`] (the HTTP control listener), [`instance_lock`]
+//! (one gateway per address), [`cli`] (the
 //! subcommands for people), [`build_info`] (version and git commit).
 
 pub mod admission;
@@ -13,6 +14,7 @@ pub mod backend;
 pub mod build_info;
 pub mod cli;
 pub mod control;
+pub mod instance_lock;
 pub mod metrics;
 pub mod runtime;
 pub mod settings;
