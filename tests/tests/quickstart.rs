@@ -151,7 +151,8 @@ fn the_readme_quickstart_works() {
     assert_eq!(push["id"], answer["id"]);
     assert_eq!(push["ack"], false);
 
-    // gateway stats
+    // gateway stats (counters are published every 250 ms)
+    gw.wait_total_until("deliveries", Duration::from_secs(5), |v| v >= 1);
     let s = gateway(&["stats", "--control", &control]);
     assert!(s.status.success(), "{}", stderr(&s));
     let stats: Value = serde_json::from_str(&stdout(&s)).unwrap();
