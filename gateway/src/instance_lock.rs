@@ -189,7 +189,10 @@ mod tests {
         let err = InstanceLock::acquire_in(&dir, addr).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("127.0.0.1:7100"), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         // Another address is free; the first is free again once dropped.
         let other: SocketAddr = "127.0.0.1:7101".parse().unwrap();
         assert!(InstanceLock::acquire_in(&dir, other).unwrap().is_some());

@@ -159,7 +159,8 @@ impl Gateway {
             let k = listener(control_addr, 1024)?;
             control_addr = local_addr(&k, control_addr);
             if i == 0 {
-                for (asked, bound) in [(listen.client, client_addr), (listen.control, control_addr)] {
+                for (asked, bound) in [(listen.client, client_addr), (listen.control, control_addr)]
+                {
                     if asked.port() == 0 {
                         locks.extend(InstanceLock::acquire(bound)?);
                     }

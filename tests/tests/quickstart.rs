@@ -87,7 +87,8 @@ impl Sub {
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut out = child.wait_with_output().expect("sub output");
-        out.stderr.extend(self.stderr.try_iter().flat_map(|l| (l + "\n").into_bytes()));
+        out.stderr
+            .extend(self.stderr.try_iter().flat_map(|l| (l + "\n").into_bytes()));
         out
     }
 }
@@ -131,7 +132,14 @@ fn the_readme_quickstart_works() {
 
     // gateway sub --user alice (bounded here), in the background.
     let sub = Sub::spawn(&[
-        "--user", "alice", "--addr", &client, "--count", "1", "--timeout-secs", "10",
+        "--user",
+        "alice",
+        "--addr",
+        &client,
+        "--count",
+        "1",
+        "--timeout-secs",
+        "10",
     ]);
     let before = sub.wait_ready();
     assert!(before.iter().any(|l| l.contains("as alice")), "{before:?}");
@@ -156,7 +164,10 @@ fn the_readme_quickstart_works() {
     let s = gateway(&["stats", "--control", &control]);
     assert!(s.status.success(), "{}", stderr(&s));
     let stats: Value = serde_json::from_str(&stdout(&s)).unwrap();
-    assert!(stats["totals"]["deliveries"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["totals"]["deliveries"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
 }
 
 #[test]
@@ -167,14 +178,32 @@ fn sub_takes_a_minted_token_follows_a_topic_and_acks_durable_pushes() {
     assert!(t.status.success(), "{}", stderr(&t));
     let token = stdout(&t).trim().to_string();
     let sub = Sub::spawn(&[
-        "--token", &token, "--app", "chat", "--topic", "news", "--addr", &client, "--count",
-        "1", "--timeout-secs", "10",
+        "--token",
+        &token,
+        "--app",
+        "chat",
+        "--topic",
+        "news",
+        "--addr",
+        &client,
+        "--count",
+        "1",
+        "--timeout-secs",
+        "10",
     ]);
     sub.wait_ready();
     assert_eq!(gw.wait_total("subscriptions", 1), 1);
     std::thread::sleep(Duration::from_millis(100));
     let p = gateway(&[
-        "push", "--topic", "news", "--app", "chat", "--ack", "--control", &control, "extra",
+        "push",
+        "--topic",
+        "news",
+        "--app",
+        "chat",
+        "--ack",
+        "--control",
+        &control,
+        "extra",
     ]);
     assert!(p.status.success(), "{}", stderr(&p));
     let out = sub.finish();
@@ -207,8 +236,14 @@ fn failures_exit_non_zero_with_a_reason() {
     assert!(stderr(&check).contains("signature"), "{}", stderr(&check));
     // A sub nobody pushes to: bounded by its timeout, and says so.
     let sub = Sub::spawn(&[
-        "--user", "idle", "--addr", &gw.client.to_string(), "--count", "1",
-        "--timeout-secs", "1",
+        "--user",
+        "idle",
+        "--addr",
+        &gw.client.to_string(),
+        "--count",
+        "1",
+        "--timeout-secs",
+        "1",
     ]);
     let out = sub.finish();
     assert!(!out.status.success());

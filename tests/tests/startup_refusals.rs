@@ -51,7 +51,14 @@ fn a_second_gateway_on_the_same_client_address_refuses_to_start() {
     let first = Gateway::start(1, "");
     let addr = first.client.to_string();
     let err = refused(
-        &["--listen", &addr, "--control", "127.0.0.1:0", "--shards", "1"],
+        &[
+            "--listen",
+            &addr,
+            "--control",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ],
         Some(SECRET),
     );
     assert!(err.contains(&format!("already serves {addr}")), "{err}");
@@ -66,7 +73,14 @@ fn a_second_gateway_on_the_same_control_address_refuses_to_start() {
     let first = Gateway::start(1, "");
     let addr = first.control.to_string();
     let err = refused(
-        &["--listen", "127.0.0.1:0", "--control", &addr, "--shards", "1"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            &addr,
+            "--shards",
+            "1",
+        ],
         Some(SECRET),
     );
     assert!(err.contains(&format!("already serves {addr}")), "{err}");
@@ -79,7 +93,14 @@ fn an_address_in_use_by_another_program_is_said_once() {
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = other.local_addr().unwrap().to_string();
     let err = refused(
-        &["--listen", &addr, "--control", "127.0.0.1:0", "--shards", "1"],
+        &[
+            "--listen",
+            &addr,
+            "--control",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ],
         Some(SECRET),
     );
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
@@ -89,7 +110,14 @@ fn an_address_in_use_by_another_program_is_said_once() {
 #[test]
 fn a_short_secret_in_the_environment_is_refused() {
     let err = refused(
-        &["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--shards", "1"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ],
         Some("e2e-test-secret"),
     );
     assert!(err.contains("GATEWAY_JWT_SECRET is 15 bytes"), "{err}");
@@ -115,5 +143,8 @@ fn a_short_secret_in_the_config_is_refused() {
         None,
     );
     assert!(err.contains("auth.jwt_secret"), "{err}");
-    assert!(err.contains("10 bytes") && err.contains("at least 32"), "{err}");
+    assert!(
+        err.contains("10 bytes") && err.contains("at least 32"),
+        "{err}"
+    );
 }

@@ -713,7 +713,10 @@ mod tests {
         cfg.auth.jwt_secret = Some("e2e-test-secret".into());
         let msg = cfg.validate(2).unwrap_err().to_string();
         assert!(msg.contains("auth.jwt_secret"), "{msg}");
-        assert!(msg.contains("15 bytes") && msg.contains("at least 32"), "{msg}");
+        assert!(
+            msg.contains("15 bytes") && msg.contains("at least 32"),
+            "{msg}"
+        );
         cfg.auth.jwt_secret = Some("x".repeat(MIN_HS256_SECRET_BYTES));
         cfg.validate(2).unwrap();
         // Unused under RS256: not checked.

@@ -41,14 +41,20 @@ const fn ex(path: &'static str, doc: &'static str, example: &'static str) -> Key
 pub const DOCS: &[KeyDoc] = &[
     d("listen", "Listener addresses and socket options."),
     d("listen.client", "Client listener (wire protocol v1)."),
-    d("listen.control", "Control listener: push API, stats, /metrics."),
+    d(
+        "listen.control",
+        "Control listener: push API, stats, /metrics.",
+    ),
     d("listen.backlog", "Accept backlog of each shard's listener."),
     ex(
         "listen.control_token",
         "Bearer token the control API requires; mandatory when `control` is not loopback.",
         "\"change-me\"",
     ),
-    d("shard", "Settings every shard gets unless a [[shard_override]] says otherwise."),
+    d(
+        "shard",
+        "Settings every shard gets unless a [[shard_override]] says otherwise.",
+    ),
     d("shard.count", "Number of shards; 0 = one per online CPU."),
     ex(
         "shard.cpus",
@@ -59,16 +65,34 @@ pub const DOCS: &[KeyDoc] = &[
         "shard.max_connections",
         "Most client connections per shard; 0 = as many as RLIMIT_NOFILE allows.",
     ),
-    d("shard.max_handshakes", "Most handshakes (no Welcome yet) in flight per shard."),
-    d("shard.ring_entries", "Submission queue entries of each io_uring ring (power of two)."),
-    d("shard.buffer_size", "Bytes per receive buffer of the provided-buffer ring."),
-    d("shard.buffer_count", "Receive buffers per shard (power of two, at most 32768)."),
+    d(
+        "shard.max_handshakes",
+        "Most handshakes (no Welcome yet) in flight per shard.",
+    ),
+    d(
+        "shard.ring_entries",
+        "Submission queue entries of each io_uring ring (power of two).",
+    ),
+    d(
+        "shard.buffer_size",
+        "Bytes per receive buffer of the provided-buffer ring.",
+    ),
+    d(
+        "shard.buffer_count",
+        "Receive buffers per shard (power of two, at most 32768).",
+    ),
     d(
         "shard.outbound_queue_bytes",
         "Bytes queued towards one connection before the slow-consumer policy applies.",
     ),
-    d("shard.slow_consumer", "\"disconnect\" or \"drop-oldest\" when a connection's queue is full."),
-    d("shard.timer_tick_ms", "Resolution of the shard's timer wheel, ms."),
+    d(
+        "shard.slow_consumer",
+        "\"disconnect\" or \"drop-oldest\" when a connection's queue is full.",
+    ),
+    d(
+        "shard.timer_tick_ms",
+        "Resolution of the shard's timer wheel, ms.",
+    ),
     d(
         "shard.idle_batch_ms",
         "On a quiet shard, let completions gather this long before waking; 0 = off.",
@@ -84,12 +108,30 @@ pub const DOCS: &[KeyDoc] = &[
     ),
     d("protocol", "Wire-protocol timings and limits."),
     d("protocol.max_frame", "Largest frame body accepted, bytes."),
-    d("protocol.handshake_timeout_ms", "Time a new connection has to send its Hello, ms."),
-    d("protocol.heartbeat_default_ms", "Heartbeat when the client proposes none, ms."),
-    d("protocol.heartbeat_min_ms", "Lower clamp of the negotiated heartbeat, ms."),
-    d("protocol.heartbeat_max_ms", "Upper clamp of the negotiated heartbeat, ms."),
-    d("protocol.idle_factor", "A connection silent for idle_factor x heartbeat is closed."),
-    d("protocol.max_topics", "Most topics per Subscribe and per session."),
+    d(
+        "protocol.handshake_timeout_ms",
+        "Time a new connection has to send its Hello, ms.",
+    ),
+    d(
+        "protocol.heartbeat_default_ms",
+        "Heartbeat when the client proposes none, ms.",
+    ),
+    d(
+        "protocol.heartbeat_min_ms",
+        "Lower clamp of the negotiated heartbeat, ms.",
+    ),
+    d(
+        "protocol.heartbeat_max_ms",
+        "Upper clamp of the negotiated heartbeat, ms.",
+    ),
+    d(
+        "protocol.idle_factor",
+        "A connection silent for idle_factor x heartbeat is closed.",
+    ),
+    d(
+        "protocol.max_topics",
+        "Most topics per Subscribe and per session.",
+    ),
     d("protocol.max_topic_len", "Longest topic name, bytes."),
     d("protocol.max_apps", "Most apps one Hello may declare."),
     d("protocol.max_app_len", "Longest app name, bytes."),
@@ -105,26 +147,56 @@ pub const DOCS: &[KeyDoc] = &[
         "\"at-least-32-bytes-of-random-secret-text\"",
     ),
     d("auth.leeway_s", "Clock skew tolerated on exp/nbf, seconds."),
-    d("auth.mode", "\"jwt\" (verify locally) or \"webhook\" (ask a backend)."),
-    d("auth.algorithm", "JWT algorithm in jwt mode: \"HS256\" or \"RS256\"."),
+    d(
+        "auth.mode",
+        "\"jwt\" (verify locally) or \"webhook\" (ask a backend).",
+    ),
+    d(
+        "auth.algorithm",
+        "JWT algorithm in jwt mode: \"HS256\" or \"RS256\".",
+    ),
     ex(
         "auth.public_key_file",
         "PEM RSA public key file for RS256.",
         "\"/etc/gateway/jwt.pub.pem\"",
     ),
-    d("auth.webhook", "The auth webhook, used when auth.mode = \"webhook\"."),
+    d(
+        "auth.webhook",
+        "The auth webhook, used when auth.mode = \"webhook\".",
+    ),
     ex(
         "auth.webhook.url",
         "http://host:port/path the Hello is POSTed to.",
         "\"http://127.0.0.1:8080/auth\"",
     ),
-    d("auth.webhook.timeout_ms", "Time the backend has to answer, ms."),
-    d("auth.webhook.connect_timeout_ms", "Time to connect to the backend, ms."),
-    d("auth.webhook.cache_ttl_ms", "How long a verdict is cached, ms; 0 = no cache."),
-    d("auth.webhook.cache_entries", "Most cached verdicts per shard."),
-    d("auth.webhook.max_in_flight", "Most webhook calls in flight per shard."),
-    d("auth.webhook.pool_size", "Keep-alive connections to the webhook per shard."),
-    d("uplink", "Uplink forwarding: Uplink frames become HTTP POSTs to backends."),
+    d(
+        "auth.webhook.timeout_ms",
+        "Time the backend has to answer, ms.",
+    ),
+    d(
+        "auth.webhook.connect_timeout_ms",
+        "Time to connect to the backend, ms.",
+    ),
+    d(
+        "auth.webhook.cache_ttl_ms",
+        "How long a verdict is cached, ms; 0 = no cache.",
+    ),
+    d(
+        "auth.webhook.cache_entries",
+        "Most cached verdicts per shard.",
+    ),
+    d(
+        "auth.webhook.max_in_flight",
+        "Most webhook calls in flight per shard.",
+    ),
+    d(
+        "auth.webhook.pool_size",
+        "Keep-alive connections to the webhook per shard.",
+    ),
+    d(
+        "uplink",
+        "Uplink forwarding: Uplink frames become HTTP POSTs to backends.",
+    ),
     ex(
         "uplink.default_url",
         "Backend for (app, route) pairs no [[uplink.route]] names; none = Reply(404).",
@@ -135,52 +207,119 @@ pub const DOCS: &[KeyDoc] = &[
         "Per-(app, route) backends ([[uplink.route]] with app, route, url).",
         "[{ app = \"chat\", route = \"*\", url = \"http://127.0.0.1:8080/chat\" }]",
     ),
-    d("uplink.pool_size", "Keep-alive connections per backend per shard."),
-    d("uplink.pipeline_depth", "Requests one backend connection carries at once; 1 = none."),
-    d("uplink.max_in_flight", "Most uplinks in flight per shard; beyond it Reply(429)."),
-    d("uplink.connect_timeout_ms", "Time to connect to a backend, ms; past it Reply(503)."),
-    d("uplink.request_timeout_ms", "Time for the whole request, ms; past it Reply(504)."),
-    d("uplink.down_hold_ms", "After a failed connect, answer Reply(503) at once for this long, ms."),
-    d("uplink.max_response_bytes", "Largest backend response body; larger = Reply(502)."),
-    d("events", "Presence events (online/offline), batched and POSTed as JSON."),
+    d(
+        "uplink.pool_size",
+        "Keep-alive connections per backend per shard.",
+    ),
+    d(
+        "uplink.pipeline_depth",
+        "Requests one backend connection carries at once; 1 = none.",
+    ),
+    d(
+        "uplink.max_in_flight",
+        "Most uplinks in flight per shard; beyond it Reply(429).",
+    ),
+    d(
+        "uplink.connect_timeout_ms",
+        "Time to connect to a backend, ms; past it Reply(503).",
+    ),
+    d(
+        "uplink.request_timeout_ms",
+        "Time for the whole request, ms; past it Reply(504).",
+    ),
+    d(
+        "uplink.down_hold_ms",
+        "After a failed connect, answer Reply(503) at once for this long, ms.",
+    ),
+    d(
+        "uplink.max_response_bytes",
+        "Largest backend response body; larger = Reply(502).",
+    ),
+    d(
+        "events",
+        "Presence events (online/offline), batched and POSTed as JSON.",
+    ),
     ex(
         "events.url",
         "http://host:port/path batches are POSTed to; none = no events.",
         "\"http://127.0.0.1:8080/events\"",
     ),
-    d("events.batch_max", "A batch is sent once it holds this many events..."),
-    d("events.batch_ms", "...or once its oldest event is this old, ms."),
-    d("events.retries", "Attempts after the first before a batch is dropped."),
-    d("events.backoff_ms", "Wait before the first retry, ms; doubles per retry."),
+    d(
+        "events.batch_max",
+        "A batch is sent once it holds this many events...",
+    ),
+    d(
+        "events.batch_ms",
+        "...or once its oldest event is this old, ms.",
+    ),
+    d(
+        "events.retries",
+        "Attempts after the first before a batch is dropped.",
+    ),
+    d(
+        "events.backoff_ms",
+        "Wait before the first retry, ms; doubles per retry.",
+    ),
     d("events.backoff_max_ms", "Cap of the retry wait, ms."),
-    d("events.queue_max", "Most events waiting per shard; beyond it new ones are dropped."),
+    d(
+        "events.queue_max",
+        "Most events waiting per shard; beyond it new ones are dropped.",
+    ),
     d("events.timeout_ms", "Time for one POST, ms."),
-    d("events.connect_timeout_ms", "Time to connect to the events backend, ms."),
-    d("admission", "Who may connect, and how many (checked at accept)."),
-    d("admission.max_connections_per_ip", "Most connections from one IP per shard; 0 = no cap."),
+    d(
+        "events.connect_timeout_ms",
+        "Time to connect to the events backend, ms.",
+    ),
+    d(
+        "admission",
+        "Who may connect, and how many (checked at accept).",
+    ),
+    d(
+        "admission.max_connections_per_ip",
+        "Most connections from one IP per shard; 0 = no cap.",
+    ),
     ex(
         "admission.allow",
         "CIDRs allowed to connect; empty = everyone not denied.",
         "[\"10.0.0.0/8\"]",
     ),
-    ex("admission.deny", "CIDRs refused (wins over allow).", "[\"192.0.2.0/24\"]"),
+    ex(
+        "admission.deny",
+        "CIDRs refused (wins over allow).",
+        "[\"192.0.2.0/24\"]",
+    ),
     d("shutdown", "Graceful shutdown on SIGTERM/SIGINT."),
-    d("shutdown.deadline_ms", "Exit within this long of the signal, ms."),
-    d("shutdown.kick_rate", "Kicks sent per second per shard while draining."),
+    d(
+        "shutdown.deadline_ms",
+        "Exit within this long of the signal, ms.",
+    ),
+    d(
+        "shutdown.kick_rate",
+        "Kicks sent per second per shard while draining.",
+    ),
     ex(
         "shutdown.reconnect",
         "Reconnect hints sent in the going-away Kick.",
         "[\"gw2.example.com:7100\"]",
     ),
-    d("shutdown.retry_after_ms", "Suggested client back-off before reconnecting, ms."),
+    d(
+        "shutdown.retry_after_ms",
+        "Suggested client back-off before reconnecting, ms.",
+    ),
     d("push", "Push delivery."),
     d(
         "push.default_rate",
         "Recipients per second for topic and broadcast pushes naming no rate; 0 = no pacing.",
     ),
-    d("push.mailbox_capacity", "Messages each cross-shard mailbox holds before senders wait."),
+    d(
+        "push.mailbox_capacity",
+        "Messages each cross-shard mailbox holds before senders wait.",
+    ),
     d("log", "Logging."),
-    d("log.level", "tracing filter directive; RUST_LOG overrides it."),
+    d(
+        "log.level",
+        "tracing filter directive; RUST_LOG overrides it.",
+    ),
 ];
 
 /// The documentation of `path` (a section or a dotted key), if any.
@@ -281,7 +420,11 @@ mod tests {
         }
         // The documented keys without an example are exactly the serialised ones.
         for k in DOCS.iter().filter(|k| k.example.is_none()) {
-            assert!(all.iter().any(|p| p == k.path), "{} is not in the model", k.path);
+            assert!(
+                all.iter().any(|p| p == k.path),
+                "{} is not in the model",
+                k.path
+            );
         }
     }
 

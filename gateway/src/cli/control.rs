@@ -86,7 +86,12 @@ fn request(c: &ControlArgs, method: &str, path: &str, body: &str) -> Result<Answ
 
 /// Runs `gateway push`: prints the answer (`{"id": N, ...}`).
 pub fn push(args: &PushArgs) -> Result<(), CliError> {
-    let answer = request(&args.control, "POST", "/v1/push", &push_body(args).to_string())?;
+    let answer = request(
+        &args.control,
+        "POST",
+        "/v1/push",
+        &push_body(args).to_string(),
+    )?;
     println!("{}", answer.body.trim());
     Ok(())
 }

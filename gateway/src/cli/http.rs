@@ -21,13 +21,7 @@ pub struct Answer {
 }
 
 /// The request as written on the wire.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: &str,
-) -> String {
+fn request(addr: SocketAddr, method: &str, path: &str, bearer: Option<&str>, body: &str) -> String {
     let auth = bearer.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
     let ctype = if body.is_empty() {
         ""
@@ -87,8 +81,9 @@ pub fn call(
     timeout: Duration,
 ) -> Result<Answer, CliError> {
     let what = format!("{method} http://{addr}{path}");
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(CliError::io(format!("{what}: cannot connect (is the gateway running?)")))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(CliError::io(
+        format!("{what}: cannot connect (is the gateway running?)"),
+    ))?;
     s.set_read_timeout(Some(timeout))
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .and_then(|()| s.write_all(request(addr, method, path, bearer, body).as_bytes()))
@@ -119,9 +114,14 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"id\":1}extra";
         let a = parse(raw, false).unwrap().unwrap();
         assert_eq!((a.status, a.body.as_str()), (200, "{\"id\":1}"));
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{", false), Ok(None));
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{", false),
+            Ok(None)
+        );
         assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{", true).is_err());
-        let a = parse(b"HTTP/1.1 400 Bad\r\n\r\nnope", true).unwrap().unwrap();
+        let a = parse(b"HTTP/1.1 400 Bad\r\n\r\nnope", true)
+            .unwrap()
+            .unwrap();
         assert_eq!((a.status, a.body.as_str()), (400, "nope"));
         assert!(parse(b"garbage\r\n\r\n", false).is_err());
     }
@@ -144,7 +144,11 @@ mod tests {
             let (mut c, _) = l.accept().unwrap();
             let mut buf = [0u8; 1024];
             let n = c.read(&mut buf).unwrap();
-            assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("GET /v1/stats"));
+            assert!(
+                std::str::from_utf8(&buf[..n])
+                    .unwrap()
+                    .starts_with("GET /v1/stats")
+            );
             c.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 4\r\n\r\nbusy")
                 .unwrap();
         });

@@ -146,9 +146,7 @@ impl Sub<'_> {
             ClientEvent::Kick(k) => eprintln!("kicked: code {} {}", k.code, k.reason),
             ClientEvent::Error(e) => eprintln!("gateway error: code {} {}", e.code, e.message),
             ClientEvent::Closed(reason) => {
-                return Err(CliError::Session(format!(
-                    "session closed: {reason:?}"
-                )));
+                return Err(CliError::Session(format!("session closed: {reason:?}")));
             }
         }
         Ok(None)
@@ -173,7 +171,9 @@ impl Sub<'_> {
                 .deadline()
                 .map(|d| self.epoch + Duration::from_millis(d.as_u64()));
             let until = [wake, end].into_iter().flatten().min();
-            let wait = until.map_or(Duration::from_secs(3600), |u| u.saturating_duration_since(now));
+            let wait = until.map_or(Duration::from_secs(3600), |u| {
+                u.saturating_duration_since(now)
+            });
             self.stream
                 .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
                 .map_err(CliError::io("set a socket timeout"))?;
@@ -188,7 +188,8 @@ impl Sub<'_> {
                 }
                 Ok(n) => {
                     let now = self.now();
-                    self.session.handle_input(now, &buf[..n], &mut events, &mut out);
+                    self.session
+                        .handle_input(now, &buf[..n], &mut events, &mut out);
                 }
                 Err(e)
                     if matches!(
@@ -226,9 +227,10 @@ pub fn run(args: &SubArgs) -> Result<(), CliError> {
         }
         (None, None) => return Err(CliError::Usage("give --user U or --token T".into())),
     };
-    let stream = TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(
-        CliError::io(format!("connect to {} (is the gateway running?)", args.addr)),
-    )?;
+    let stream =
+        TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(CliError::io(
+            format!("connect to {} (is the gateway running?)", args.addr),
+        ))?;
     let _ = stream.set_nodelay(true);
     let cfg = ClientConfig {
         token,
@@ -276,7 +278,10 @@ mod tests {
         let v = push_json(&p);
         assert_eq!(v["payload"], "hello");
         assert_eq!(v["encoding"], "utf-8");
-        assert_eq!((v["id"].as_u64(), v["ack"].as_bool()), (Some(7), Some(true)));
+        assert_eq!(
+            (v["id"].as_u64(), v["ack"].as_bool()),
+            (Some(7), Some(true))
+        );
         let bin = Push {
             payload: bytes::Bytes::from_static(&[0xff, 0x00, 0xfe]),
             ..p

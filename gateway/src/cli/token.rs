@@ -85,7 +85,11 @@ pub fn check(secret: &[u8], token: &str) -> Result<serde_json::Value, CliError> 
     let payload = token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| CliError::Session("token verified but its claims are not JSON".into()))?;
     Ok(payload)
