@@ -279,6 +279,9 @@ impl Drop for Gateway {
         // gateway on the same port holds by now).
         for addr in [self.client, self.bound_control] {
             remove_stale_lock(&instance_lock_path(addr));
+            if let Some(dir) = instance_lock_path(addr).parent() {
+                remove_stale_lock(&dir.join(format!("gateway-any-{}.lock", addr.port())));
+            }
         }
     }
 }
