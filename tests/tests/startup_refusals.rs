@@ -88,6 +88,33 @@ fn a_second_gateway_on_the_same_control_address_refuses_to_start() {
 }
 
 #[test]
+fn a_wildcard_address_over_a_served_port_refuses_to_start() {
+    // SO_REUSEPORT would let 0.0.0.0:P bind beside 127.0.0.1:P.
+    let first = Gateway::start(1, "");
+    let port = first.client.port();
+    let wildcard = format!("0.0.0.0:{port}");
+    let err = refused(
+        &[
+            "--listen",
+            &wildcard,
+            "--control",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ],
+        Some(SECRET),
+    );
+    assert!(
+        err.contains(&format!(
+            "already serves {}, which overlaps {wildcard}",
+            first.client
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+}
+
+#[test]
 fn an_address_in_use_by_another_program_is_said_once() {
     // A plain listener without SO_REUSEPORT: the gateway's bind fails.
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
