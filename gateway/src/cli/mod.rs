@@ -21,7 +21,7 @@ pub enum CliError {
     #[error("{0}")]
     Secret(String),
     /// A token could not be minted or did not verify.
-    #[error("token: {0}")]
+    #[error("{0}")]
     Token(#[from] protocol::auth::AuthError),
     /// A bad argument value.
     #[error("{0}")]
