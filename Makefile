@@ -4,7 +4,7 @@
 CARGO        ?= cargo
 FUZZ_SECONDS ?= 60
 # Debian packages the test suite needs on a fresh machine (installed when missing).
-TEST_DEBS    ?= python3 mosquitto mosquitto-clients nats-server
+TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server
 
 .PHONY: run test build lint fmt fuzz bench tune doc deps clean attack
 
@@ -15,11 +15,24 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
+# Python packages the tests need (the /metrics format check parses with
+# prometheus_client's own text parser), in a venv under target/ that is made
+# once and refreshed only when this list changes.
+TEST_PY_VENV ?= target/pyenv
+TEST_PY_PKGS ?= prometheus_client
+
 deps:
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@stamp=$(TEST_PY_VENV)/.installed; \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$(TEST_PY_PKGS)" ]; then \
+	  echo "python venv $(TEST_PY_VENV): $(TEST_PY_PKGS)"; \
+	  { test -x $(TEST_PY_VENV)/bin/python3 || python3 -m venv $(TEST_PY_VENV); } && \
+	  $(TEST_PY_VENV)/bin/python3 -m pip install -q $(TEST_PY_PKGS) && \
+	  echo "$(TEST_PY_PKGS)" > $$stamp; \
 	fi
 
 # Builds everything (release binaries too: the end-to-end tests drive them),

@@ -16,7 +16,7 @@ HOLD=${2:-60}
 ROUNDS=${3:-2}
 cd "$(dirname "$0")/.."
 cargo build --release --bins -q || exit 1
-export GATEWAY_JWT_SECRET=bench-secret
+export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
 OUT=target/bench/idle-cpu; rm -rf "$OUT"; mkdir -p "$OUT"
 printf '[shard]\nidle_batch_ms = 0\n' > "$OUT/no-batching.toml"
 RATE=$(python3 -c "print($N / 30)")

@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --bins -q || exit 1
 PORT=${PORT:-17600}
 CTL=${CTL:-17601}
-export GATEWAY_JWT_SECRET=bench-secret
+export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
 # SO_REUSEPORT would let a second gateway share the port and split the
 # connections between two processes: refuse instead.
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then

@@ -5,11 +5,16 @@
 //! threads, shutdown), [`shard`] (one core's event loop and its sessions),
 //! [`uring`] (the thin io_uring shell), [`timer`] (the per-shard timer
 //! wheel), [`admission`] (who may connect), [`stats`] (shard-local
-//! counters), [`control`] (the HTTP control listener).
+//! counters), [`control`] (the HTTP control listener), [`instance_lock`]
+//! (one gateway per address), [`cli`] (the
+//! subcommands for people), [`build_info`] (version and git commit).
 
 pub mod admission;
 pub mod backend;
+pub mod build_info;
+pub mod cli;
 pub mod control;
+pub mod instance_lock;
 pub mod metrics;
 pub mod runtime;
 pub mod settings;

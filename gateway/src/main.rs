@@ -13,10 +13,18 @@ use tuning::config::GatewayConfig;
 /// Command line of the gateway.
 #[derive(Debug, Parser)]
 #[command(
-    version,
-    about = "Thread-per-core sharded connection gateway on io_uring"
+    version = gateway::build_info::LONG_VERSION,
+    about = "Thread-per-core sharded connection gateway on io_uring",
+    long_about = "Thread-per-core sharded connection gateway on io_uring.\n\n\
+        Without a subcommand it runs the gateway (embedded defaults unless --config). \
+        The subcommands are tools for people: mint a token, subscribe, push, read the \
+        counters, print a starter config.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// A tool instead of the server.
+    #[command(subcommand)]
+    command: Option<gateway::cli::Command>,
     /// TOML config file; embedded defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -123,6 +131,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
     if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET")
         && !secret.is_empty()
     {
+        let hs256 = cfg.auth.mode == tuning::backends::AuthMode::Jwt
+            && cfg.auth.algorithm == tuning::backends::JwtAlgorithm::HS256;
+        if hs256
+            && let Some(why) = tuning::config::hs256_secret_problem(&secret, "GATEWAY_JWT_SECRET")
+        {
+            bail!("{why}");
+        }
         cfg.auth.jwt_secret = Some(secret);
     }
     Ok(cfg)
@@ -172,8 +187,14 @@ fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("gateway: {e:#}");
+    let mut cli = Cli::parse();
+    let result = match cli.command.take() {
+        Some(command) => command.run().map_err(anyhow::Error::from),
+        None => run(cli),
+    };
+    if let Err(e) = result {
+        // Each cause once, even when an error prints its source too.
+        eprintln!("gateway: {}", gateway::cli::error_chain(e.as_ref()));
         std::process::exit(1);
     }
 }

@@ -13,6 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use shard_router::mailbox::{Doorbell, Mailboxes};
 
+use crate::instance_lock::{InstanceLock, LockError};
 use crate::metrics::MetricsHub;
 use crate::settings::Settings;
 use crate::shard::push::Message;
@@ -40,6 +41,9 @@ pub enum StartError {
     /// A shard thread could not be spawned.
     #[error("cannot spawn shard thread: {0}")]
     Spawn(io::Error),
+    /// Another gateway already serves one of the addresses.
+    #[error(transparent)]
+    AlreadyServed(#[from] LockError),
 }
 
 /// State every shard and the main thread can see: read-mostly, written
@@ -99,6 +103,8 @@ pub struct Gateway {
     pub client_addr: SocketAddr,
     /// Where the control listener is bound.
     pub control_addr: SocketAddr,
+    /// The instance locks of both addresses, held while the gateway runs.
+    _locks: Vec<InstanceLock>,
 }
 
 /// A SO_REUSEPORT listener with the gateway's socket options.
@@ -137,12 +143,29 @@ impl Gateway {
         // the others join its SO_REUSEPORT group.
         let mut client_addr = listen.client;
         let mut control_addr = listen.control;
+        // One gateway per address: lock each before its first bind; a
+        // port-0 address is locked once the first bind has chosen the port
+        // (no other gateway can be on a port the kernel just handed out).
+        let mut locks = Vec::with_capacity(2);
+        for addr in [client_addr, control_addr] {
+            if addr.port() != 0 {
+                locks.extend(InstanceLock::acquire(addr)?);
+            }
+        }
         let mut sockets = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
             let c = listener(client_addr, listen.backlog)?;
             client_addr = local_addr(&c, client_addr);
             let k = listener(control_addr, 1024)?;
             control_addr = local_addr(&k, control_addr);
+            if i == 0 {
+                for (asked, bound) in [(listen.client, client_addr), (listen.control, control_addr)]
+                {
+                    if asked.port() == 0 {
+                        locks.extend(InstanceLock::acquire(bound)?);
+                    }
+                }
+            }
             sockets.push((c, k));
         }
         let mut doorbells = Vec::with_capacity(n);
@@ -217,6 +240,7 @@ impl Gateway {
             threads,
             client_addr,
             control_addr,
+            _locks: locks,
         })
     }
 

@@ -8,16 +8,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $field:ident ),* $(,)?) => {
         /// What one shard has counted since it started.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct ShardStats {
-            $( $(#[$doc])* pub $field: u64, )*
+            $( $(#[doc = $doc])* pub $field: u64, )*
         }
 
         impl ShardStats {
             /// Counter names, in the order of [`ShardStats::values`].
             pub const NAMES: &'static [&'static str] = &[$( stringify!($field) ),*];
+
+            /// Each counter's doc comment, in the order of
+            /// [`ShardStats::NAMES`] (the `# HELP` of its metric).
+            pub const DOCS: &'static [&'static str] = &[$( concat!($($doc),*) ),*];
 
             /// How many counters there are.
             pub const COUNT: usize = Self::NAMES.len();
@@ -227,5 +231,7 @@ mod tests {
         p.publish(&s);
         assert_eq!(p.snapshot(), s);
         assert_eq!(ShardStats::NAMES.len(), s.values().len());
+        assert_eq!(ShardStats::DOCS.len(), ShardStats::COUNT);
+        assert!(ShardStats::DOCS.iter().all(|d| !d.trim().is_empty()));
     }
 }

@@ -21,8 +21,9 @@ use protocol::client::{ClientConfig, ClientEvent, ClientSession};
 use protocol::proto::Welcome;
 use protocol::time::Millis;
 
-/// The JWT secret every test gateway is started with.
-pub const SECRET: &str = "e2e-test-secret";
+/// The JWT secret every test gateway is started with (the gateway refuses
+/// HS256 secrets shorter than 32 bytes).
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123456789";
 
 /// Path of a workspace binary: `$<NAME>_BIN` if set, else the newer of the
 /// release and debug builds.
@@ -96,6 +97,8 @@ pub struct Gateway {
     pub client: SocketAddr,
     /// Control listener.
     pub control: SocketAddr,
+    /// The control address as bound (may be a wildcard address).
+    bound_control: SocketAddr,
     _dir: TempDir,
 }
 
@@ -178,6 +181,7 @@ impl Gateway {
             child: Some(child),
             client,
             control: probe,
+            bound_control,
             _dir: dir,
         };
         gw.wait_ready();
@@ -271,6 +275,38 @@ impl Drop for Gateway {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A killed gateway leaves its instance lock files behind; remove
+        // them the way a gateway does (locked, so never one that a new
+        // gateway on the same port holds by now).
+        for addr in [self.client, self.bound_control] {
+            remove_stale_lock(&instance_lock_path(addr));
+            if let Some(dir) = instance_lock_path(addr).parent() {
+                remove_stale_lock(&dir.join(format!("gateway-any-{}.lock", addr.port())));
+            }
+        }
+    }
+}
+
+/// Where the gateway keeps the instance lock of `addr` (see the gateway's
+/// `instance_lock` module).
+pub fn instance_lock_path(addr: SocketAddr) -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let ip = addr.ip().to_string().replace(':', "_");
+    dir.join(format!("gateway-{ip}-{}.lock", addr.port()))
+}
+
+/// Removes the lock file at `path` if nobody holds its lock.
+fn remove_stale_lock(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return;
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -8,6 +8,22 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Shortest HS256 secret the gateway accepts, in bytes: a shorter key is
+/// below the hash's 256-bit strength and easy to brute-force offline from
+/// a single token (RFC 7518 §3.2 requires at least 256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Why `secret` cannot be an HS256 key, naming `source` (the config key or
+/// environment variable it came from); `None` when it is long enough.
+pub fn hs256_secret_problem(secret: &str, source: &str) -> Option<String> {
+    (secret.len() < MIN_HS256_SECRET_BYTES).then(|| {
+        format!(
+            "{source} is {} bytes; an HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes (256 bits), e.g. `openssl rand -hex 32`",
+            secret.len()
+        )
+    })
+}
+
 /// A whole gateway configuration. Every section has defaults, so an empty
 /// file (or none) is a valid configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -493,6 +509,13 @@ impl GatewayConfig {
                 "must be at least 1 per second",
             ));
         }
+        if self.auth.mode == crate::backends::AuthMode::Jwt
+            && self.auth.algorithm == crate::backends::JwtAlgorithm::HS256
+            && let Some(secret) = &self.auth.jwt_secret
+            && let Some(why) = hs256_secret_problem(secret, "the secret")
+        {
+            return Err(invalid("auth.jwt_secret", why));
+        }
         crate::backends::validate(self)?;
         Ok(())
     }
@@ -639,6 +662,25 @@ mod tests {
         let msg = cfg.validate(2).unwrap_err().to_string();
         assert!(msg.contains("listen.control_token"), "{msg}");
         cfg.listen.control_token = Some("s3cret".into());
+        cfg.validate(2).unwrap();
+    }
+
+    #[test]
+    fn a_short_hs256_secret_is_refused() {
+        let mut cfg = GatewayConfig::default();
+        cfg.auth.jwt_secret = Some("e2e-test-secret".into());
+        let msg = cfg.validate(2).unwrap_err().to_string();
+        assert!(msg.contains("auth.jwt_secret"), "{msg}");
+        assert!(
+            msg.contains("15 bytes") && msg.contains("at least 32"),
+            "{msg}"
+        );
+        cfg.auth.jwt_secret = Some("x".repeat(MIN_HS256_SECRET_BYTES));
+        cfg.validate(2).unwrap();
+        // Unused under RS256: not checked.
+        cfg.auth.jwt_secret = Some("short".into());
+        cfg.auth.algorithm = crate::backends::JwtAlgorithm::RS256;
+        cfg.auth.public_key_file = Some("k.pem".into());
         cfg.validate(2).unwrap();
     }
 

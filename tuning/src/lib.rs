@@ -8,6 +8,7 @@
 //!   (rlimits, the io_uring probe) behind a trait.
 //! - [`check`]: the host check and the gateway's start-up check, producing a
 //!   [`report::Report`]; [`uring`] is the io_uring part, [`cpu`] the CPU part.
+//! - [`starter`]: the commented starter config `gateway config` prints.
 //! - [`plan`] and [`apply`]: the raise-only sysctl plan, applying it and
 //!   reverting it.
 
@@ -22,6 +23,7 @@ pub mod host;
 pub mod listen;
 pub mod plan;
 pub mod report;
+pub mod starter;
 pub mod uring;
 
 #[cfg(test)]

@@ -178,7 +178,8 @@ pub fn run(
     a: &SuiteArgs,
     after_round: &mut dyn FnMut(&[RunReport]),
 ) -> Result<Vec<RunReport>, SuiteError> {
-    let secret = format!("suite-{}", crate::stamp::wall_us());
+    // At least 32 bytes: the gateway refuses shorter HS256 secrets.
+    let secret = format!("gateway-bench-suite-secret-{:020}", crate::stamp::wall_us());
     let nofile = host_limits().nofile;
     // Peers hold one fd per connection; leave room for their own files.
     let side = if a.connections > 0 {
