@@ -4,7 +4,7 @@
 CARGO        ?= cargo
 FUZZ_SECONDS ?= 60
 # Debian packages the test suite needs on a fresh machine (installed when missing).
-TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server
+TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server chromium
 
 .PHONY: run test build lint fmt fuzz bench tune doc deps clean attack
 

@@ -1,5 +1,5 @@
 //! Responses of the control listener and the endpoints that need nothing
-//! but the published figures (health, stats, metrics). Endpoints that act
+//! but the published figures (health, stats, metrics, the status page). Endpoints that act
 //! on sessions are answered by the shard (`shard::push::api`).
 
 use serde_json::json;
@@ -42,6 +42,19 @@ pub fn error_body(message: &str) -> Vec<u8> {
 /// `GET /healthz`.
 pub fn health() -> Response {
     Response::json(200, &json!({ "status": "ok" }))
+}
+
+/// The status page (`GET /`): one self-contained HTML file that polls
+/// `/v1/stats` every second (no external resources).
+pub const STATUS_PAGE: &str = include_str!("assets/status.html");
+
+/// `GET /`: the status page.
+pub fn status_page() -> Response {
+    Response {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: STATUS_PAGE.as_bytes().to_vec(),
+    }
 }
 
 /// `GET /v1/stats`: per-shard counters and their totals.

@@ -10,6 +10,7 @@ use crate::control::routes::{self, Response};
 
 /// Paths the control listener serves (for 405 versus 404).
 const KNOWN: &[&str] = &[
+    "/",
     "/healthz",
     "/v1/stats",
     "/metrics",
@@ -99,6 +100,9 @@ impl Shard {
         }
         match (req.method.as_str(), path) {
             ("GET", "/healthz") => Some(routes::health()),
+            // The status page: under the same bearer-token rule as the
+            // API it polls.
+            ("GET", "/") => Some(routes::status_page()),
             ("GET", "/v1/stats") => {
                 self.publish();
                 Some(routes::stats(&self.shared))
