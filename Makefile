@@ -3,7 +3,10 @@
 
 CARGO        ?= cargo
 FUZZ_SECONDS ?= 60
-# Debian packages the test suite needs on a fresh machine (installed when missing).
+# Debian packages the test suite needs on a fresh machine (installed when
+# missing): python3 and python3-venv (the /metrics format check's venv),
+# mosquitto, mosquitto-clients and nats-server (peers of the benchmark tests),
+# chromium (the status page test renders the page headless).
 TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server chromium
 
 .PHONY: run test build lint fmt fuzz bench tune doc deps clean attack
@@ -21,12 +24,12 @@ build:
 TEST_PY_VENV ?= target/pyenv
 TEST_PY_PKGS ?= prometheus_client
 
+# `make deps` prints what it installs. Run as a non-root user with packages
+# missing, it stops and names them (scripts/install-debs.sh); services the
+# packages bring (mosquitto, nats-server) are installed but neither started
+# nor enabled.
 deps:
-	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@sh scripts/install-debs.sh $(TEST_DEBS)
 	@stamp=$(TEST_PY_VENV)/.installed; \
 	if [ "$$(cat $$stamp 2>/dev/null)" != "$(TEST_PY_PKGS)" ]; then \
 	  echo "python venv $(TEST_PY_VENV): $(TEST_PY_PKGS)"; \
