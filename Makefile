@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 # chromium (the status page test renders the page headless).
 TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server chromium
 
-.PHONY: run test build lint fmt fuzz bench tune doc deps clean attack
+.PHONY: run test build lint fmt fuzz bench tune doc deps clean attack deb
 
 run:
 	$(CARGO) build --release --bin gateway
@@ -106,6 +106,13 @@ attack:
 TUNE_CONNS   ?= 100000
 tune:
 	$(CARGO) run --release --bin gateway-tune -- check --target-conns $(TUNE_CONNS) || [ $$? -eq 1 ]
+
+# The Debian package (target/deb/gateway_VERSION_ARCH.deb): release binaries
+# in /usr/bin, /etc/gateway/gateway.toml from `gateway config` (a conffile), a
+# hardened systemd unit (DynamicUser, limits from `gateway-tune plan`), not
+# enabled on install. dpkg-deb only: scripts/build-deb.sh says why.
+deb:
+	bash scripts/build-deb.sh
 
 clean:
 	$(CARGO) clean
