@@ -6,9 +6,9 @@
 use crate::config::GatewayConfig;
 use crate::cpu;
 use crate::derive::{DIRECT_TABLE_RESERVE, Derived, KERNEL_BYTES_PER_CONN, direct_table_size};
-use crate::facts::{LiveFacts, OsFacts, fmt_limit};
+use crate::facts::{LiveFacts, OsFacts, UNLIMITED, fmt_limit};
 use crate::host::HostRoot;
-use crate::report::{Finding, Report, Severity};
+use crate::report::{Finding, Report, Severity, fmt_count};
 use crate::uring::{self, KernelVersion, UringFeatures};
 
 /// Packets queued per CPU between the NIC and the stack that absorb a
@@ -149,12 +149,29 @@ fn nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
     let table = direct_table_size(t.max_connections_per_shard);
     let shards = t.shards();
     let total = shards.saturating_mul(lim.soft.saturating_sub(DIRECT_TABLE_RESERVE));
+    let each = if lim.soft == UNLIMITED {
+        "any number of connections each (no descriptor limit)".to_owned()
+    } else {
+        format!(
+            "{} connections each ({} descriptors less {DIRECT_TABLE_RESERVE} kept for listeners, \
+             control sockets and spare slots)",
+            fmt_count(lim.soft.saturating_sub(DIRECT_TABLE_RESERVE)),
+            fmt_count(lim.soft),
+        )
+    };
     let per_shard = format!(
         "the gateway keeps client sockets as io_uring direct descriptors: each ring's table is \
-         bounded by RLIMIT_NOFILE, so the need is per shard ({shards} shards x {} = {} \
-         connections total); ",
-        fmt_limit(lim.soft),
-        fmt_limit(total),
+         bounded by RLIMIT_NOFILE, so the limit counts per shard: {shards} shards × {each} = {} \
+         connections in all; ",
+        fmt_count(total),
+    );
+    let need = format!(
+        "{} connections on {shards} shards are {} per shard (shard.max_connections), and \
+         {} + {DIRECT_TABLE_RESERVE} = {} table entries per shard",
+        fmt_count(t.target_conns),
+        fmt_count(u64::from(t.max_connections_per_shard)),
+        fmt_count(u64::from(t.max_connections_per_shard)),
+        fmt_count(table),
     );
     let soft = if lim.soft >= table {
         Finding::new(
@@ -162,7 +179,7 @@ fn nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
             fmt_limit(lim.soft),
             format!(">= {table}"),
             Severity::Ok,
-            format!("{per_shard}{table} per shard fits"),
+            format!("{per_shard}{need}: fits"),
         )
     } else if t.mode == Mode::Host {
         Finding::new(
@@ -171,9 +188,8 @@ fn nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
             format!(">= {table}"),
             Severity::Warn,
             format!(
-                "{per_shard}{} connections on {shards} shards need {table} table entries per shard; \
-                 raise LimitNOFILE to at least {table} (the plan's systemd drop-in) or run more shards",
-                t.target_conns
+                "{per_shard}{need}; raise LimitNOFILE to at least {table} (the plan's systemd \
+                 drop-in) or run more shards"
             ),
         )
     } else {
@@ -228,7 +244,14 @@ fn memlock_finding(
     let (sev, why) = if lim.soft >= need {
         (
             Severity::Ok,
-            "bytes: every shard's ring and buffer-ring descriptors fit".to_owned(),
+            format!(
+                "bytes: {} shards × ({} ring entries × ~100 B + {} buffers × 16 B) = {} bytes of \
+                 rings and buffer-ring descriptors fit",
+                t.shards(),
+                fmt_count(u64::from(t.ring_entries)),
+                fmt_count(u64::from(t.buffer_count)),
+                fmt_count(need),
+            ),
         )
     } else if accounted {
         (
@@ -296,7 +319,9 @@ fn sysctl_findings(root: &HostRoot, facts: &dyn LiveFacts, t: &CheckTarget) -> V
             v,
             files,
             format!(
-                "every socket is a kernel file even as a direct descriptor: {n} clients + 65536 for the rest of the system"
+                "every socket is a kernel file even as a direct descriptor: {} clients + 65,536 for the rest of the system = {}",
+                fmt_count(n),
+                fmt_count(files)
             ),
         )
     });
@@ -356,7 +381,12 @@ fn tcp_mem_finding(v: &[u64], n: u64, page: u64) -> Finding {
             );
         }
     };
-    let base = format!("{n} sockets x ~4 KiB = {need} pages of {page} B");
+    let base = format!(
+        "{} sockets × ~4 KiB each = {} pages of {} bytes",
+        fmt_count(n),
+        fmt_count(need),
+        fmt_count(page)
+    );
     let (sev, why) = if max < need {
         (
             Severity::Warn,
@@ -427,7 +457,9 @@ fn conntrack_finding(root: &HostRoot, n: u64) -> Finding {
             &v,
             want,
             format!(
-                "conntrack is loaded: every connection takes an entry; {n} + 25% for TIME_WAIT churn, or exempt the port with NOTRACK"
+                "conntrack is loaded: every connection takes an entry; {} connections + 25% for TIME_WAIT churn = {}, or exempt the port with NOTRACK",
+                fmt_count(n),
+                fmt_count(want)
             ),
         ),
         Ok(None) if loaded_module => Finding::new(
@@ -461,8 +493,9 @@ fn ram_finding(root: &HostRoot, n: u64) -> Finding {
                 Severity::Warn
             },
             format!(
-                "{n} sockets take ~{} MiB of kernel memory; keep it under half of RAM",
-                need >> 20
+                "{} sockets × ~4 KiB each = ~{} MiB of kernel memory; twice that keeps it under half of RAM",
+                fmt_count(n),
+                fmt_count(need >> 20)
             ),
         ),
         Ok(None) => Finding::new(

@@ -78,7 +78,14 @@ fn nofile_below_target_is_a_per_shard_warning_on_the_host_check() {
     assert_eq!(f.severity, Severity::Warn);
     assert_eq!(f.recommended, ">= 63552");
     assert!(f.why.contains("direct descriptors"), "{}", f.why);
-    assert!(f.why.contains("2 shards x 20000 = 39872"), "{}", f.why);
+    assert!(
+        f.why.contains(
+            "2 shards × 19,936 connections each (20,000 descriptors less 64 kept for \
+             listeners, control sockets and spare slots) = 39,872 connections in all"
+        ),
+        "{}",
+        f.why
+    );
     assert_eq!(r.blocking().count(), 0, "{}", r.to_table());
     // a target that fits in the per-shard tables is fine
     let r = check(&host.root(), &nofile(20_000, 20_000), &target(30_000, 2));
@@ -154,7 +161,8 @@ fn tcp_mem_against_per_connection_memory() {
     let f = pressure.get("net.ipv4.tcp_mem").unwrap();
     assert_eq!(f.severity, Severity::Warn);
     assert!(
-        f.why.contains("300000 sockets x ~4 KiB = 300000 pages"),
+        f.why
+            .contains("300,000 sockets × ~4 KiB each = 300,000 pages of 4,096 bytes"),
         "{}",
         f.why
     );

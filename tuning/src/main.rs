@@ -12,6 +12,9 @@ use tuning::facts::OsFacts;
 use tuning::host::{HostRoot, format_cpu_list, parse_cpu_list};
 use tuning::plan::make_plan;
 
+/// Columns `gateway-tune check` fits its table in without `--wide`.
+const TABLE_WIDTH: usize = 100;
+
 /// Command line of the tuner.
 #[derive(Debug, Parser)]
 #[command(version, about = "Check and tune the host for the gateway")]
@@ -47,6 +50,10 @@ enum Command {
         /// Print a machine-readable JSON report.
         #[arg(long)]
         json: bool,
+        /// One line per setting, however long (the table fits 100 columns
+        /// otherwise, each why wrapped below its setting).
+        #[arg(long)]
+        wide: bool,
     },
     /// Print (or write) the sysctl.d file, systemd drop-in and gateway config.
     Plan {
@@ -126,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             target,
             config,
             json,
+            wide,
         } => {
             let report = match config {
                 Some(path) => {
@@ -145,8 +153,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             if json {
                 println!("{}", report.to_json());
-            } else {
+            } else if wide {
                 print!("{}", report.to_table());
+            } else {
+                print!("{}", report.to_table_width(TABLE_WIDTH));
             }
             Ok(report.exit_code())
         }

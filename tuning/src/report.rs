@@ -155,6 +155,71 @@ impl Report {
                 ],
             );
         }
+        self.summary(&mut out);
+        out
+    }
+
+    /// The table in at most `width` columns (`gateway-tune check` without
+    /// `--wide`): one entry per setting, its key, current, recommended
+    /// value and severity in columns (each wrapped within its column when
+    /// longer than its share), and the why wrapped below, indented.
+    pub fn to_table_width(&self, width: usize) -> String {
+        const GAP: usize = 2;
+        const INDENT: usize = 4;
+        let headers = ["KEY", "CURRENT", "RECOMMENDED", "SEVERITY"];
+        // Shares of the width: keys and severities are short and kept
+        // whole as long as they fit; values share what is left.
+        let mut widths = headers.map(str::len);
+        for f in &self.findings {
+            for (w, v) in widths.iter_mut().zip(Self::cells(f)) {
+                *w = (*w).max(v.chars().count());
+            }
+        }
+        let budget = width.saturating_sub(GAP * 3);
+        widths[0] = widths[0].min(budget / 2);
+        widths[3] = widths[3].min(8);
+        let rest = budget.saturating_sub(widths[0] + widths[3]);
+        let (cur, rec) = (widths[1], widths[2]);
+        if cur + rec > rest {
+            let half = rest / 2;
+            widths[1] = cur.min(half.max(rest.saturating_sub(rec)));
+            widths[2] = rest.saturating_sub(widths[1]);
+        }
+        let widths = widths.map(|w| w.max(1));
+        let mut out = String::new();
+        let row = |out: &mut String, cells: [&str; 4]| {
+            let wrapped: Vec<Vec<String>> =
+                cells.iter().zip(widths).map(|(c, w)| wrap(c, w)).collect();
+            let lines = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+            for i in 0..lines {
+                let mut line = String::new();
+                for (j, (col, w)) in wrapped.iter().zip(widths).enumerate() {
+                    let cell = col.get(i).map_or("", String::as_str);
+                    if j < 3 {
+                        let _ = write!(line, "{cell:<w$}{:GAP$}", "");
+                    } else {
+                        line.push_str(cell);
+                    }
+                }
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+        };
+        row(&mut out, headers);
+        for f in &self.findings {
+            row(&mut out, Self::cells(f));
+            for line in wrap(&f.why, width.saturating_sub(INDENT).max(1)) {
+                let _ = writeln!(out, "{:INDENT$}{line}", "");
+            }
+        }
+        self.summary(&mut out);
+        out
+    }
+
+    fn cells(f: &Finding) -> [&str; 4] {
+        [&f.key, &f.current, &f.recommended, f.severity.as_str()]
+    }
+
+    fn summary(&self, out: &mut String) {
         let blocks = self.blocking().count();
         let warns = self.warnings().count();
         let _ = writeln!(
@@ -164,7 +229,6 @@ impl Report {
             self.findings.len() - warns - blocks,
             self.exit_code()
         );
-        out
     }
 
     /// Pretty JSON: `{"findings": [...], "worst": "...", "exit_code": N}`.
@@ -176,6 +240,52 @@ impl Report {
         });
         serde_json::to_string_pretty(&value).unwrap_or_default()
     }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// word longer than a line is split); at least one line.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `n` with thousands separators (`39,872`), or `unlimited`.
+pub fn fmt_count(n: u64) -> String {
+    if n == crate::facts::UNLIMITED {
+        return "unlimited".into();
+    }
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -216,6 +326,57 @@ mod tests {
             t.contains("2 checks: 1 ok, 1 warn, 0 block -> exit 1"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_narrow_table_fits_its_width_one_entry_per_setting() {
+        let mut r = report();
+        r.push(Finding::new(
+            "net.netfilter.nf_conntrack_max",
+            "287892 383858 575784",
+            "pressure >= 100000, max >= 200000",
+            Severity::Warn,
+            "the gateway keeps client sockets as io_uring direct descriptors: each ring's \
+             table is bounded by RLIMIT_NOFILE, so the need is per shard: 2 shards × 19,936 \
+             connections each = 39,872; raise LimitNOFILE to at least 63552",
+        ));
+        r.push(Finding::new("x", "a", "b", Severity::Ok, "w".repeat(250)));
+        for width in [100, 80, 60] {
+            let t = r.to_table_width(width);
+            for line in t.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}\n{t}");
+            }
+            // Every setting starts a line of its own, its why below it
+            // (keys are kept whole down to 80 columns).
+            for f in r.findings.iter().filter(|_| width >= 80) {
+                assert!(t.lines().any(|l| l.starts_with(&f.key)), "{}\n{t}", f.key);
+            }
+            let words: Vec<&str> = t.split_whitespace().collect();
+            assert!(words.contains(&"LimitNOFILE"), "nothing lost: {t}");
+            assert!(
+                t.contains("4 checks: 2 ok, 2 warn, 0 block -> exit 1"),
+                "{t}"
+            );
+        }
+        let t = r.to_table_width(100);
+        let row = t.lines().find(|l| l.starts_with("net.netfilter")).unwrap();
+        assert!(row.contains("287892 383858 575784"), "{t}");
+        assert!(
+            t.contains("\n    the gateway keeps"),
+            "why indented below: {t}"
+        );
+        // The wide table keeps one line per setting.
+        assert_eq!(r.to_table().lines().count(), r.findings.len() + 3);
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_splits_long_words() {
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefgh", 3), ["abc", "def", "gh"]);
+        assert_eq!(wrap("", 5), [""]);
+        assert_eq!(fmt_count(39_872), "39,872");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1_000_000), "1,000,000");
     }
 
     #[test]

@@ -157,3 +157,35 @@ fn plan_apply_revert_round_trip() {
     assert_eq!(std::fs::read_to_string(&somaxconn).unwrap().trim(), "1024");
     assert!(stdout(&tune(r, &["revert"])).contains("nothing to revert"));
 }
+
+#[test]
+fn check_fits_100_columns_unless_wide() {
+    let root = fake_root();
+    let narrow = stdout(&tune(root.path(), &["check", "--target-conns", "100000"]));
+    let wide = stdout(&tune(
+        root.path(),
+        &["check", "--target-conns", "100000", "--wide"],
+    ));
+    for line in narrow.lines() {
+        assert!(line.chars().count() <= 100, "{line:?}\n{narrow}");
+    }
+    assert!(
+        wide.lines().any(|l| l.chars().count() > 100),
+        "--wide keeps whole rows:\n{wide}"
+    );
+    // One entry per setting in both: each key starts exactly one line.
+    let keys = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .filter(|k| k.contains('.'))
+            .collect()
+    };
+    assert_eq!(keys(&narrow), keys(&wide));
+    assert!(narrow.contains("fs.file-max"), "{narrow}");
+    let words = narrow.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("100,000 clients + 65,536 for the rest of the system = 165,536"),
+        "{narrow}"
+    );
+}
