@@ -52,6 +52,18 @@ pub const DOCS: &[KeyDoc] = &[
         "\"change-me\"",
     ),
     d(
+        "listen.control_max_connections",
+        "Most control connections one shard holds (1..=65536); over it: 503 and close.",
+    ),
+    d(
+        "listen.control_head_timeout_ms",
+        "Time a control request has to arrive whole, else 408 and close; 0 = off, else 100..=3600000.",
+    ),
+    d(
+        "listen.control_idle_timeout_ms",
+        "Time an idle keep-alive control connection is kept; 0 = off, else 100..=86400000.",
+    ),
+    d(
         "shard",
         "Settings every shard gets unless a [[shard_override]] says otherwise.",
     ),
