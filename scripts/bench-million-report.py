@@ -40,7 +40,7 @@ def num(v, unit="", nd=0):
 
 def verdict(r):
     if r is None:
-        return "not run / no report"
+        return "no report (not run, or the run failed: see its log)"
     if r["valid"]:
         return "VALID"
     return "INVALID (" + "; ".join(r["invalid_reasons"]) + ")"
@@ -86,5 +86,6 @@ for name, r in (("connect", conn), ("fanout1", f1), ("fanout10", f10)):
     for note in (r or {}).get("notes", []):
         print(f"- {name}: {note}")
 print()
-print(f"Reports: `{out}/million-connect.html`, `{out}/million-fanout1.html`, `{out}/million-fanout10.html`, "
-      f"`{out}/million-floor.html` (JSON beside each, summaries in `{out}/million-*.log`).")
+names = [f"`{out}/million-{x}.html`" for x in ("connect", "fanout1", "fanout10", "floor")
+         if os.path.exists(os.path.join(out, f"million-{x}.html"))]
+print(f"Reports: {', '.join(names)} (JSON beside each, summaries in `{out}/million-*.log`).")
