@@ -13,6 +13,15 @@ TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server chr
 
 run:
 	$(CARGO) build --release --bin gateway
+	@if [ -z "$$GATEWAY_JWT_SECRET" ]; then \
+	  echo "GATEWAY_JWT_SECRET is not set: the gateway picks a random secret and refuses every client."; \
+	  echo "For a first push: export GATEWAY_JWT_SECRET=\$$(openssl rand -hex 32) here and in another terminal, then make run again."; \
+	else \
+	  echo "First push, in another terminal with the same GATEWAY_JWT_SECRET:"; \
+	  echo "  ./target/release/gateway sub --user alice &"; \
+	  echo "  ./target/release/gateway push --user alice hello"; \
+	  echo "  ./target/release/gateway stats"; \
+	fi
 	./target/release/gateway
 
 build:
