@@ -6,9 +6,9 @@
 use crate::config::GatewayConfig;
 use crate::cpu;
 use crate::derive::{DIRECT_TABLE_RESERVE, Derived, KERNEL_BYTES_PER_CONN, direct_table_size};
-use crate::facts::{LiveFacts, OsFacts, UNLIMITED, fmt_limit};
+use crate::facts::{LiveFacts, OsFacts, UNLIMITED, fmt_count, fmt_limit};
 use crate::host::HostRoot;
-use crate::report::{Finding, Report, Severity, fmt_count};
+use crate::report::{Finding, Report, Severity};
 use crate::uring::{self, KernelVersion, UringFeatures};
 
 /// Packets queued per CPU between the NIC and the stack that absorb a

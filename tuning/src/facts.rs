@@ -21,6 +21,22 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
+/// `n` with thousands separators (`39,872`), or `unlimited`.
+pub fn fmt_count(n: u64) -> String {
+    if n == UNLIMITED {
+        return "unlimited".into();
+    }
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Formats a limit value: a number, or `unlimited`.
 pub fn fmt_limit(value: u64) -> String {
     if value == UNLIMITED {
@@ -168,6 +184,10 @@ mod tests {
     #[test]
     fn limits_format() {
         assert_eq!(fmt_limit(UNLIMITED), "unlimited");
+        assert_eq!(fmt_count(39_872), "39,872");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1_000_000), "1,000,000");
+        assert_eq!(fmt_count(UNLIMITED), "unlimited");
         assert_eq!(fmt_limit(20000), "20000");
     }
 }

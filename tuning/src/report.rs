@@ -272,22 +272,6 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// `n` with thousands separators (`39,872`), or `unlimited`.
-pub fn fmt_count(n: u64) -> String {
-    if n == crate::facts::UNLIMITED {
-        return "unlimited".into();
-    }
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,9 +358,6 @@ mod tests {
         assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
         assert_eq!(wrap("abcdefgh", 3), ["abc", "def", "gh"]);
         assert_eq!(wrap("", 5), [""]);
-        assert_eq!(fmt_count(39_872), "39,872");
-        assert_eq!(fmt_count(999), "999");
-        assert_eq!(fmt_count(1_000_000), "1,000,000");
     }
 
     #[test]
