@@ -536,7 +536,7 @@ impl ServerSession {
     fn on_first_frame(&mut self, kind: Kind, cfg: &ServerConfig, out: &mut Output) -> Flow {
         match kind {
             Kind::Hello(hello) if hello.version == PROTOCOL_VERSION => {
-                if let Some(msg) = hello_over_limits(&hello, cfg) {
+                if let Some(msg) = limits::hello_over_limits(&hello, cfg) {
                     self.protocol_error(ErrorCode::LimitExceeded, &msg, out);
                     return Flow::Stop;
                 }
@@ -578,20 +578,13 @@ impl ServerSession {
         cfg: &ServerConfig,
         out: &mut Output,
     ) -> bool {
-        if topics.iter().any(String::is_empty) {
-            self.protocol_error(ErrorCode::BadFrame, "empty topic name", out);
-            return false;
+        match limits::topic_names_over_limits(topics, cfg) {
+            Some((code, msg)) => {
+                self.protocol_error(code, &msg, out);
+                false
+            }
+            None => true,
         }
-        if let Some(t) = topics.iter().find(|t| t.len() > cfg.max_topic_len as usize) {
-            let msg = format!(
-                "topic name of {} bytes; the limit is {}",
-                t.len(),
-                cfg.max_topic_len
-            );
-            self.protocol_error(ErrorCode::LimitExceeded, &msg, out);
-            return false;
-        }
-        true
     }
 
     fn protocol_error(&mut self, code: ErrorCode, message: &str, out: &mut Output) {
@@ -616,41 +609,11 @@ impl ServerSession {
     }
 }
 
-/// What in `hello` exceeds the configured limits, if anything. Checked
-/// before the gateway interns or forwards any of it, so no client input
-/// larger than these limits is kept for the session's life.
-fn hello_over_limits(hello: &Hello, cfg: &ServerConfig) -> Option<String> {
-    if hello.apps.len() > cfg.max_apps as usize {
-        return Some(format!(
-            "{} apps in Hello; the limit is {}",
-            hello.apps.len(),
-            cfg.max_apps
-        ));
-    }
-    if let Some(app) = hello
-        .apps
-        .iter()
-        .find(|a| a.len() > cfg.max_app_len as usize)
-    {
-        return Some(format!(
-            "app name of {} bytes; the limit is {}",
-            app.len(),
-            cfg.max_app_len
-        ));
-    }
-    if hello.device.len() > cfg.max_device_len as usize {
-        return Some(format!(
-            "device label of {} bytes; the limit is {}",
-            hello.device.len(),
-            cfg.max_device_len
-        ));
-    }
-    None
-}
-
 fn send(out: &mut Output, kind: Kind) {
     codec::encode_frame(&codec::frame(kind), &mut out.transmit);
 }
+
+mod limits;
 
 #[cfg(test)]
 mod tests;
