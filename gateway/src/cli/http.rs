@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use super::CliError;
+use crate::backend::http_client::parse_response;
 
 /// Largest answer body read.
 const MAX_BODY: usize = 64 << 20;
@@ -35,39 +36,14 @@ fn request(addr: SocketAddr, method: &str, path: &str, bearer: Option<&str>, bod
 }
 
 /// Parses a whole answer if `raw` holds one: `Ok(None)` = need more bytes.
-/// `eof` says the peer closed, so a body without a length ends here.
+/// `eof` says the peer closed, so a body without a length ends here. The
+/// framing is the backend client's ([`parse_response`]): one parser of
+/// HTTP answers in the gateway, with its strict `Content-Length` rules.
 fn parse(raw: &[u8], eof: bool) -> Result<Option<Answer>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if eof => return Err("truncated HTTP answer".into()),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("bad HTTP answer: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let length = resp
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| {
-            std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| "bad content-length".to_string())
-        })
-        .transpose()?;
-    let body = &raw[head..];
-    let body = match length {
-        Some(n) if body.len() >= n => &body[..n],
-        Some(_) if eof => return Err("truncated HTTP body".into()),
-        Some(_) => return Ok(None),
-        None if eof => body,
-        None => return Ok(None),
-    };
-    Ok(Some(Answer {
-        status,
-        body: String::from_utf8_lossy(body).into_owned(),
+    let parsed = parse_response(raw, eof, MAX_BODY).map_err(|e| format!("bad HTTP answer: {e}"))?;
+    Ok(parsed.map(|(r, _)| Answer {
+        status: r.status,
+        body: String::from_utf8_lossy(&r.body).into_owned(),
     }))
 }
 
