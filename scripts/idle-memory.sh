@@ -6,6 +6,9 @@
 #
 # GATEWAY_CONFIG=file.toml runs the gateway with that config instead of
 # the embedded defaults (e.g. `[shard] idle_batch_ms = 0` to compare).
+# BIN_DIR=dir takes `gateway` and `e2e-holder` from dir instead of building
+# ./target/release (no `cargo build` then): scripts/bench-pair.sh uses it to
+# compare two builds.
 #
 # Starts the release gateway on 2 shards, opens N connections from holder
 # processes (8000 each, over 127.0.0.2.. so no process exceeds its fd limit),
@@ -26,8 +29,16 @@
 set -euo pipefail
 N=${1:-39000}
 HOLD=${2:-60}
+BIN=
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$(cd "$BIN_DIR" && pwd)   # absolute: the script changes directory below
+  [ -x "$BIN/gateway" ] && [ -x "$BIN/e2e-holder" ] || { echo "$BIN lacks gateway or e2e-holder" >&2; exit 1; }
+fi
 cd "$(dirname "$0")/.."
-cargo build --release --bins -q || exit 1
+if [ -z "$BIN" ]; then
+  cargo build --release --bins -q || exit 1
+  BIN=./target/release
+fi
 PORT=${PORT:-17600}
 CTL=${CTL:-17601}
 export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
@@ -36,7 +47,7 @@ export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
   echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
 fi
-./target/release/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
+"$BIN"/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
 GW=$!
 # The holders run inside `sleep | e2e-holder` subshells: killing a subshell
 # leaves its holder running (and pinging a closed gateway into the next
@@ -56,7 +67,7 @@ i=0; left=$N
 rm -rf /tmp/idle-memory; mkdir -p /tmp/idle-memory
 while [ "$left" -gt 0 ]; do
   n=$(( left < 8000 ? left : 8000 ))
-  (sleep $((HOLD + 120)) | ./target/release/e2e-holder --target 127.0.0.1:$PORT --source 127.0.0.$((2 + i)) \
+  (sleep $((HOLD + 120)) | "$BIN"/e2e-holder --target 127.0.0.1:$PORT --source 127.0.0.$((2 + i)) \
       --count $n --user-prefix "idle$i" --heartbeat-ms 30000 --hold-secs $((HOLD + 60)) > /tmp/idle-memory/holder$i.out) &
   HOLDERS+=($!)
   left=$((left - n)); i=$((i + 1))
