@@ -5,19 +5,20 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use protocol::auth::TokenVerifier;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use shard_router::mailbox::{Doorbell, Mailboxes};
+use shard_router::mailbox::Mailboxes;
 
 use crate::instance_lock::{InstanceLock, LockError};
 use crate::metrics::MetricsHub;
 use crate::settings::Settings;
-use crate::shard::push::Message;
 use crate::shard::{Shard, ShardError};
+use crate::shard_core::CountingPushIds;
+pub use crate::shared::Shared;
 use crate::stats::PublishedStats;
 
 /// Why the gateway could not start.
@@ -44,55 +45,6 @@ pub enum StartError {
     /// Another gateway already serves one of the addresses.
     #[error(transparent)]
     AlreadyServed(#[from] LockError),
-}
-
-/// State every shard and the main thread can see: read-mostly, written
-/// only by its owner (each stats slot by its shard, the flag by main).
-#[derive(Debug)]
-pub struct Shared {
-    /// Published counters, one slot per shard.
-    pub stats: Vec<PublishedStats>,
-    /// Each shard's doorbell eventfd; a write wakes the shard.
-    pub doorbells: Vec<Arc<OwnedFd>>,
-    /// Set once on SIGTERM/SIGINT.
-    pub draining: AtomicBool,
-    /// Cross-shard mailboxes.
-    pub mailboxes: Mailboxes<Message>,
-    /// Next push id (one increment per accepted push, never per recipient).
-    pub next_push_id: AtomicU64,
-    /// The Prometheus renderer.
-    pub metrics: MetricsHub,
-}
-
-impl Doorbell for Shared {
-    fn ring(&self, to: usize) {
-        self.ring_doorbell(to);
-    }
-}
-
-impl Shared {
-    /// Wakes shard `index`.
-    pub fn ring_doorbell(&self, index: usize) {
-        if let Some(fd) = self.doorbells.get(index) {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to an eventfd we own.
-            let _ = unsafe {
-                libc::write(
-                    std::os::fd::AsRawFd::as_raw_fd(&**fd),
-                    (&one as *const u64).cast(),
-                    8,
-                )
-            };
-        }
-    }
-
-    /// Asks every shard to drain and exit.
-    pub fn request_shutdown(&self) {
-        self.draining.store(true, Ordering::Release);
-        for i in 0..self.doorbells.len() {
-            self.ring_doorbell(i);
-        }
-    }
 }
 
 /// A running gateway.
@@ -183,7 +135,7 @@ impl Gateway {
             doorbells,
             draining: AtomicBool::new(false),
             mailboxes: Mailboxes::new(n, settings.config.push.mailbox_capacity as usize),
-            next_push_id: AtomicU64::new(1),
+            push_ids: Arc::new(CountingPushIds::default()),
             metrics: MetricsHub::install(),
         });
         let settings = Arc::new(settings);
@@ -275,6 +227,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard_core::Message;
 
     /// The gateway's own mailboxes at 128 shards with the default capacity
     /// reserve one inbox per shard: well under what one queue per ordered

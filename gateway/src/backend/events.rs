@@ -133,7 +133,7 @@ impl Events {
             device: p.device.clone(),
             apps: p.apps.clone(),
             shard,
-            ts_ms: crate::shard::wall_clock().1,
+            ts_ms: crate::clock::wall_clock_ms(),
             reason: "",
         };
         self.sessions.insert(p.key, (p, "closed"));
@@ -180,7 +180,7 @@ impl Events {
             device: p.device,
             apps: p.apps,
             shard,
-            ts_ms: crate::shard::wall_clock().1,
+            ts_ms: crate::clock::wall_clock_ms(),
             reason,
         };
         self.push(now, stats, record);

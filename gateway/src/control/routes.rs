@@ -1,10 +1,10 @@
 //! Responses of the control listener and the endpoints that need nothing
 //! but the published figures (health, stats, metrics, the status page). Endpoints that act
-//! on sessions are answered by the shard (`shard::push::api`).
+//! on sessions are answered by the shard (`shard_core::push::api`).
 
 use serde_json::json;
 
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::stats::ShardStats;
 
 /// A response before it is written.

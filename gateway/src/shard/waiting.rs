@@ -12,12 +12,8 @@ impl Shard {
     pub(super) fn wait(&mut self) -> Result<(), ShardError> {
         let now = self.clock.now();
         let outbox = self.outbox_waiting.then(|| now.saturating_add(1));
-        let mut wake = [
-            self.wheel.next_wakeup(),
-            self.drain_wakeup(now),
-            self.paced_wakeup(now),
-            self.requests_wakeup(),
-            self.rejections.next_due(),
+        let wake = [
+            self.core.next_deadline(now),
             // Head and idle timeouts of control connections; `None`
             // without any, so an idle gateway does not wake for them.
             self.control.next_deadline(),
@@ -26,16 +22,13 @@ impl Shard {
         .into_iter()
         .flatten()
         .min();
-        if !self.rearm.is_empty() {
-            wake = Some(now);
-        }
         let timeout_ms = wake.map(|at| at.0.saturating_sub(now.0));
         let batch = self
             .wake
             .batch(now, timeout_ms.map(|ms| ms.saturating_mul(1000)));
         let (want, min_wait_us) = match batch {
             Some(b) => {
-                self.stats.batched_waits += 1;
+                self.core.stats_mut().batched_waits += 1;
                 self.arm_urgent_watch();
                 (b.completions, b.window_us)
             }

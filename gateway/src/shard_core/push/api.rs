@@ -4,7 +4,6 @@
 //! request) and routed.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
@@ -17,7 +16,7 @@ use serde_json::json;
 use super::{Message, OUTBOX_LIMIT, PushJob, UserAction};
 use crate::control::Caller;
 use crate::control::routes::Response;
-use crate::shard::{Shard, wall_clock};
+use crate::shard_core::ShardCore;
 
 /// Why a push request is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,7 +119,7 @@ fn bad_request(e: &ApiError) -> Response {
     Response::json(400, &json!({ "error": e.to_string() }))
 }
 
-impl Shard {
+impl ShardCore {
     /// 503 while too many cross-shard messages wait for full mailboxes:
     /// backpressure to the backend instead of unbounded memory.
     fn busy(&self) -> Option<Response> {
@@ -129,7 +128,7 @@ impl Shard {
     }
 
     /// Answers `POST /v1/push`.
-    pub(in crate::shard) fn api_push(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_push(&mut self, now: Millis, body: &[u8]) -> Response {
         if let Some(busy) = self.busy() {
             return busy;
         }
@@ -144,7 +143,7 @@ impl Shard {
 
     /// Answers `POST /v1/push/batch`: one push request per line (NDJSON);
     /// each line gets its own result, in order.
-    pub(in crate::shard) fn api_push_batch(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_push_batch(&mut self, now: Millis, body: &[u8]) -> Response {
         if let Some(busy) = self.busy() {
             return busy;
         }
@@ -230,8 +229,8 @@ impl Shard {
             ),
             _ => return Err(ApiError::Payload),
         };
-        let id = self.shared.next_push_id.fetch_add(1, Ordering::Relaxed);
-        let accepted_us = wall_clock().1.saturating_mul(1000);
+        let id = self.push_ids.next_id();
+        let accepted_us = self.unix_ms.saturating_mul(1000);
         let topic = match &dest {
             Destination::Topic(t) => t.clone(),
             _ => String::new(),
@@ -291,7 +290,7 @@ impl Shard {
     /// were accepted. The control requests call this before anything
     /// that must come after those pushes (a kick, a drain, a presence
     /// question) and once their answers are on their way.
-    pub(in crate::shard) fn route_accepted(&mut self, now: Millis) {
+    pub(in crate::shard_core) fn route_accepted(&mut self, now: Millis) {
         if self.accepted.0.is_empty() {
             return;
         }
@@ -320,7 +319,7 @@ impl Shard {
     }
 
     /// Answers `GET /v1/users/{user}` (deferred until the shards reply).
-    pub(in crate::shard) fn api_user(
+    pub(in crate::shard_core) fn api_user(
         &mut self,
         now: Millis,
         control_key: Caller,
@@ -334,7 +333,7 @@ impl Shard {
     }
 
     /// Answers `POST /v1/kick` (deferred until the shards reply).
-    pub(in crate::shard) fn api_kick(
+    pub(in crate::shard_core) fn api_kick(
         &mut self,
         now: Millis,
         control_key: Caller,
@@ -357,7 +356,7 @@ impl Shard {
 
     /// Answers `POST /v1/drain`: every shard stops accepting and kicks its
     /// sessions (code drain, with reconnect hints) at the given rate.
-    pub(in crate::shard) fn api_drain(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_drain(&mut self, now: Millis, body: &[u8]) -> Response {
         let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
             DrainRequest::default()
         } else {

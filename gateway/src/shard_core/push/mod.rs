@@ -17,7 +17,7 @@ use shard_router::directory::SessionRef;
 use shard_router::owner::{owner_of, owner_of_hash, stable_hash};
 use shard_router::routes::cacheable;
 
-use super::Shard;
+use super::{MailSink, ShardCore, Time};
 
 pub(crate) use api::AcceptedPushes;
 pub use api::ApiError;
@@ -131,11 +131,14 @@ pub enum Message {
     Drain(u32, Arc<[String]>, u32),
 }
 
-/// Messages held back per destination while its inbox is full. Only
-/// destinations with messages waiting have a queue (a map, not one queue
-/// per shard: a shard's memory stays independent of the shard count).
+/// Mail to other shards: what was written since the driver last flushed,
+/// and the messages held back per destination while its inbox is full.
+/// Only destinations with messages waiting have a queue (a map, not one
+/// queue per shard: a shard's memory stays independent of the shard
+/// count).
 #[derive(Debug, Default)]
 pub(crate) struct Outboxes {
+    fresh: Vec<(usize, Message)>,
     queues: BTreeMap<usize, VecDeque<Message>>,
     held: usize,
 }
@@ -162,12 +165,13 @@ impl Outboxes {
 /// answers 503 (backpressure to the backend instead of unbounded memory).
 pub const OUTBOX_LIMIT: usize = 16_384;
 
-impl Shard {
+impl ShardCore {
     fn shards(&self) -> usize {
         self.settings.shards.len()
     }
 
-    /// Sends `msg` to shard `to` (handled at once when `to` is this shard).
+    /// Sends `msg` to shard `to` (handled at once when `to` is this shard;
+    /// else written at the driver's next [`ShardCore::flush_mail`]).
     pub(super) fn send_to(&mut self, now: Millis, to: usize, msg: Message) {
         if to == self.index {
             self.handle_message(now, msg);
@@ -180,24 +184,29 @@ impl Shard {
             self.outboxes.hold(to, msg);
             return;
         }
-        if let Err(msg) = self
-            .shared
-            .mailboxes
-            .send(self.index, to, msg, &*self.shared)
-        {
-            self.stats.mailbox_full += 1;
-            self.outboxes.hold(to, msg);
-        }
+        self.outboxes.fresh.push((to, msg));
     }
 
-    /// Retries held-back messages; true while some are still waiting.
-    pub(super) fn flush_outboxes(&mut self) -> bool {
+    /// Writes the mail for other shards to `sink`, in order per
+    /// destination; what a full inbox refuses is held back and retried on
+    /// the next call. Returns whether some is still held back.
+    pub fn flush_mail(&mut self, sink: &mut impl MailSink) -> bool {
         let outboxes = &mut self.outboxes;
-        let mailboxes = &self.shared.mailboxes;
-        let bell = &*self.shared;
+        for (to, msg) in outboxes.fresh.drain(..) {
+            if outboxes.queues.contains_key(&to) {
+                outboxes.queues.entry(to).or_default().push_back(msg);
+                outboxes.held += 1;
+                continue;
+            }
+            if let Err(msg) = sink.send(to, msg) {
+                self.stats.mailbox_full += 1;
+                outboxes.queues.entry(to).or_default().push_back(msg);
+                outboxes.held += 1;
+            }
+        }
         outboxes.queues.retain(|&to, queue| {
             while let Some(msg) = queue.pop_front() {
-                if let Err(msg) = mailboxes.send(self.index, to, msg, bell) {
+                if let Err(msg) = sink.send(to, msg) {
                     queue.push_front(msg);
                     return true;
                 }
@@ -208,14 +217,15 @@ impl Shard {
         !outboxes.queues.is_empty()
     }
 
-    /// Handles every message waiting in this shard's mailboxes.
-    pub(super) fn drain_mailboxes(&mut self, now: Millis) {
-        let shared = self.shared.clone();
-        let mut batch = Vec::new();
-        shared.mailboxes.drain(self.index, |_, msg| batch.push(msg));
-        for msg in batch {
-            self.handle_message(now, msg);
-        }
+    /// Whether mail is waiting for [`ShardCore::flush_mail`].
+    pub fn has_mail(&self) -> bool {
+        !self.outboxes.fresh.is_empty() || self.outboxes.held > 0
+    }
+
+    /// A message from another shard.
+    pub fn on_mail(&mut self, t: Time, msg: Message) {
+        let now = self.at(t);
+        self.handle_message(now, msg);
     }
 
     /// Acts on one message.

@@ -7,15 +7,12 @@
 //!   shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use io_uring::opcode;
 use protocol::proto::KickCode;
 use protocol::time::Millis;
 
-use super::Shard;
 use super::conn::flags;
-use crate::uring::op::{OpKind, OpTag};
+use super::{Action, ShardCore, Time};
 
 /// Drain progress of one shard.
 #[derive(Debug)]
@@ -36,11 +33,11 @@ pub(super) struct Drain {
 /// How often a draining shard wakes up to send its next batch of Kicks.
 const PACE_MS: u64 = 10;
 
-impl Shard {
-    pub(super) fn on_doorbell(&mut self, now: Millis) {
-        if !self.shared.draining.load(Ordering::Acquire) {
-            return;
-        }
+impl ShardCore {
+    /// The gateway is shutting down (SIGTERM/SIGINT): drain, then exit by
+    /// `shutdown.deadline_ms`. Repeated calls change nothing.
+    pub fn on_shutdown_requested(&mut self, t: Time) {
+        let now = self.at(t);
         let deadline = now.saturating_add(u64::from(self.settings.config.shutdown.deadline_ms));
         match &mut self.drain {
             None => {
@@ -127,21 +124,13 @@ impl Shard {
             reconnect,
             retry_after_ms,
         });
-        let tags: Vec<OpTag> = if self.multishot_accept {
-            vec![OpTag::new(OpKind::AcceptMulti, 0)]
-        } else {
-            (0..self.accept_addrs.len())
-                .map(|i| OpTag::new(OpKind::AcceptOne, i as u32))
-                .collect()
-        };
-        for tag in tags {
-            let cancel = opcode::AsyncCancel::new(tag.encode())
-                .build()
-                .user_data(OpTag::new(OpKind::Cancel, 0).encode());
-            self.push(cancel);
-        }
-        // The in-flight accepts hold their own reference to the socket.
-        self.listener = None;
+        self.actions.push(Action::StopAccepting);
+    }
+
+    /// Whether a drain (operator's or shutdown) is under way: no more
+    /// accepts.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
     }
 
     /// When a draining shard must wake up next.
@@ -154,10 +143,11 @@ impl Shard {
         }
     }
 
-    /// Sends the Kicks the rate allows by `now`; `Some(true)` once a
+    /// Sends the Kicks the rate allows by `t`; `Some(true)` once a
     /// shutting-down shard is done (no connection left, or the deadline
-    /// passed).
-    pub(super) fn drain_step(&mut self, now: Millis) -> Option<bool> {
+    /// passed), `None` when no drain is under way.
+    pub fn drain_step(&mut self, t: Time) -> Option<bool> {
+        let now = self.at(t);
         let d = self.drain.as_mut()?;
         if let Some(deadline) = d.deadline {
             if self.conns.is_empty() {

@@ -10,9 +10,9 @@ use shard_router::directory::SessionRef;
 use shard_router::owner::owner_of;
 
 use super::{Message, PushJob, SessionInfo, Target, UserAction};
-use crate::shard::conn::{Conn, flags};
-use crate::shard::names::{app_names, device_name, release_apps, release_device};
-use crate::shard::{Shard, wall_clock};
+use crate::shard_core::ShardCore;
+use crate::shard_core::conn::{Conn, flags};
+use crate::shard_core::names::{app_names, device_name, release_apps, release_device};
 
 /// A paced delivery in progress on one shard.
 #[derive(Debug)]
@@ -29,11 +29,7 @@ pub(crate) struct PacedJob {
 /// How often a shard with paced deliveries wakes up to send the next batch.
 pub const PACE_TICK_MS: u64 = 5;
 
-fn now_us() -> u64 {
-    wall_clock().1.saturating_mul(1000)
-}
-
-impl Shard {
+impl ShardCore {
     /// Whether `conn` may receive a push for app bit `app` (`None` = any app).
     fn wants(conn: &Conn, app: Option<u32>) -> bool {
         conn.user.is_some()
@@ -124,7 +120,7 @@ impl Shard {
 
     /// Starts the sends of everything delivered this loop iteration: all
     /// the frames a connection got in one iteration leave in one send.
-    pub(in crate::shard) fn flush_deliveries(&mut self) {
+    pub(in crate::shard_core) fn flush_deliveries(&mut self) {
         let mut keys = std::mem::take(&mut self.pending_flush);
         for key in keys.drain(..) {
             if let Some(conn) = self.conns.get_mut(key as usize) {
@@ -140,13 +136,16 @@ impl Shard {
 
     fn record_fanout(&mut self, accepted_us: u64) {
         if self.fanout_samples.len() < 4096 {
-            self.fanout_samples
-                .push(now_us().saturating_sub(accepted_us));
+            self.fanout_samples.push(
+                self.unix_ms
+                    .saturating_mul(1000)
+                    .saturating_sub(accepted_us),
+            );
         }
     }
 
     /// Sends what the paced deliveries' rates allow by `now`.
-    pub(in crate::shard) fn run_paced(&mut self, now: Millis) {
+    pub(in crate::shard_core) fn run_paced(&mut self, now: Millis) {
         let mut jobs = std::mem::take(&mut self.paced);
         for job in &mut jobs {
             let allowed = u64::from(job.rate) * now.since(job.started) / 1000 + 1;
@@ -175,17 +174,17 @@ impl Shard {
     }
 
     /// When a shard with paced deliveries must wake up next.
-    pub(in crate::shard) fn paced_wakeup(&self, now: Millis) -> Option<Millis> {
+    pub(in crate::shard_core) fn paced_wakeup(&self, now: Millis) -> Option<Millis> {
         (!self.paced.is_empty()).then(|| now.saturating_add(PACE_TICK_MS))
     }
 
     /// A session passed its handshake: remember when, and tell its user's
     /// owner.
-    pub(in crate::shard) fn session_established(&mut self, now: Millis, key: u32) {
+    pub(in crate::shard_core) fn session_established(&mut self, now: Millis, key: u32) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        conn.since_s = u32::try_from(wall_clock().0).unwrap_or(u32::MAX);
+        conn.since_s = u32::try_from(self.unix_ms / 1000).unwrap_or(u32::MAX);
         let Some(user) = conn.user.clone() else {
             return;
         };
@@ -200,7 +199,7 @@ impl Shard {
 
     /// A session's slot is being freed: leave its topics and the directory,
     /// and give back its app names and device label.
-    pub(in crate::shard) fn session_finished(&mut self, now: Millis, key: u32, conn: &Conn) {
+    pub(in crate::shard_core) fn session_finished(&mut self, now: Millis, key: u32, conn: &Conn) {
         release_apps(&mut self.app_names, conn.apps);
         release_device(&mut self.device_names, conn.device);
         if let Some(topics) = &conn.topics {
@@ -223,7 +222,7 @@ impl Shard {
     }
 
     /// Subscribes session `key` to `topics`.
-    pub(in crate::shard) fn subscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
+    pub(in crate::shard_core) fn subscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
         let max = self.settings.server.max_topics as usize;
         for topic in topics {
             let Some(conn) = self.conns.get_mut(key as usize) else {
@@ -257,7 +256,12 @@ impl Shard {
     }
 
     /// Unsubscribes session `key` from `topics`.
-    pub(in crate::shard) fn unsubscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
+    pub(in crate::shard_core) fn unsubscribe(
+        &mut self,
+        now: Millis,
+        key: u32,
+        topics: Vec<String>,
+    ) {
         for topic in topics {
             let Some(id) = self.topics.id_of(&topic) else {
                 continue;

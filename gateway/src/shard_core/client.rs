@@ -1,8 +1,8 @@
-//! Client-connection handling of a shard: accept and admission, receive
-//! into the session, authentication, sends, timers and the close sequence.
+//! Client connections in the core: accept and admission, received bytes
+//! into the session, authentication, sends, timers. The close sequence is
+//! in `closing`.
 
 use bytes::Bytes;
-use io_uring::{cqueue, opcode, types};
 use protocol::proto::{ErrorCode, Hello, KickCode, Welcome};
 use protocol::server::{CloseReason, Event, ServerSession};
 use protocol::time::Millis;
@@ -11,25 +11,18 @@ use super::closing::live;
 use super::conn::{Conn, flags};
 use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
-use super::{BUF_GROUP, Shard, wall_clock};
+use super::{ShardCore, StreamOpKind, Time};
 use crate::admission::Refusal;
-use crate::uring::op::{OpKind, OpTag};
 
-impl Shard {
-    pub(super) fn on_accept(&mut self, now: Millis, res: i32, peer: Option<std::net::IpAddr>) {
-        if res < 0 {
-            if res != -libc::ECANCELED {
-                self.stats.accept_errors += 1;
-                tracing::debug!(
-                    shard = self.index,
-                    "accept failed: {}",
-                    std::io::Error::from_raw_os_error(-res)
-                );
-            }
-            return;
-        }
+impl ShardCore {
+    /// The driver accepted a client connection on stream handle `stream`,
+    /// from `peer` when the driver knows it (it must when
+    /// [`ShardCore::needs_peer_address`]). Refused connections get an
+    /// Error and are closed.
+    pub fn on_accepted(&mut self, t: Time, stream: u32, peer: Option<std::net::IpAddr>) {
+        let now = self.at(t);
         self.stats.accepts += 1;
-        let fd = res as u32;
+        let fd = stream;
         let limits = &self.shard_cfg.settings;
         let refusal = if self.conns.len() >= limits.max_connections as usize {
             self.stats.refused_max_connections += 1;
@@ -88,78 +81,65 @@ impl Shard {
         }
         conn.set(flags::RECV_ARMED);
         conn.clear(flags::NEEDS_REARM);
-        let entry = opcode::RecvMulti::new(types::Fixed(conn.fd), BUF_GROUP)
-            .build()
-            .user_data(OpTag::of(OpKind::Recv, key, conn.generation).encode());
-        self.push(entry);
+        self.stream_op(key, StreamOpKind::Recv);
     }
 
-    pub(super) fn rearm_receives(&mut self) {
-        let mut keys = std::mem::take(&mut self.rearm);
-        for key in keys.drain(..) {
-            self.arm_recv(key);
-        }
-        self.rearm = keys;
-    }
-
-    pub(super) fn on_recv(&mut self, now: Millis, tag: OpTag, res: i32, cqe_flags: u32) {
-        let key = tag.index;
-        let more = cqueue::more(cqe_flags);
-        let buffer = cqueue::buffer_select(cqe_flags);
-        let Some(conn) = live(&mut self.conns, tag) else {
-            if let Some(bid) = buffer {
-                let (_, done) =
-                    self.bufs
-                        .take(bid, res.max(0) as usize, cqueue::buffer_more(cqe_flags));
-                if done {
-                    self.bufs.recycle(bid);
-                }
-            }
+    /// Bytes received on connection (key, generation). `more` is false
+    /// when the receive stopped with these bytes (it is re-armed at the
+    /// end of the turn).
+    pub fn on_received(&mut self, t: Time, key: u32, generation: u32, data: &[u8], more: bool) {
+        let now = self.at(t);
+        let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         if !more {
             conn.clear(flags::RECV_ARMED);
         }
-        if res > 0 {
-            let Some(bid) = buffer else {
-                return;
-            };
-            self.stats.bytes_in += res as u64;
-            let (data, done) = self
-                .bufs
-                .take(bid, res as usize, cqueue::buffer_more(cqe_flags));
-            if !conn.has(flags::CLOSING) {
-                conn.session
-                    .handle_input(now, data, &self.settings.server, &mut self.out);
-                self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
-            }
-            if done {
-                self.bufs.recycle(bid);
-            }
-            if !more && !conn.has(flags::CLOSING) {
-                conn.set(flags::NEEDS_REARM);
-                self.rearm.push(key);
-            }
-            self.handle_output(now, key);
-        } else if res == -libc::ENOBUFS {
-            self.stats.buffer_pool_exhausted += 1;
-            self.bufs.grow();
-            // The data stays in the socket; receive again once buffers are back.
-            if !conn.has(flags::CLOSE_WANTED) {
-                conn.set(flags::NEEDS_REARM);
-                self.rearm.push(key);
-            }
-        } else {
-            // EOF, reset or cancellation: the receive side is done.
-            conn.set(flags::PEER_EOF);
-            if !conn.has(flags::CLOSING) {
-                self.stats.client_closes += 1;
-                self.begin_close(now, key);
-            } else if conn.has(flags::SHUTDOWN_SENT) {
-                self.submit_close(key);
-            }
-            self.try_finish(key);
+        self.stats.bytes_in += data.len() as u64;
+        if !conn.has(flags::CLOSING) {
+            conn.session
+                .handle_input(now, data, &self.settings.server, &mut self.out);
+            self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
         }
+        if !more && !conn.has(flags::CLOSING) {
+            conn.set(flags::NEEDS_REARM);
+            self.rearm.push(key);
+        }
+        self.handle_output(now, key);
+    }
+
+    /// The receive of (key, generation) found no buffer: the data stays in
+    /// the socket and the receive is re-armed at the end of the turn.
+    pub fn on_recv_no_buffers(&mut self, key: u32, generation: u32, more: bool) {
+        let Some(conn) = live(&mut self.conns, key, generation) else {
+            return;
+        };
+        if !more {
+            conn.clear(flags::RECV_ARMED);
+        }
+        self.stats.buffer_pool_exhausted += 1;
+        if !conn.has(flags::CLOSE_WANTED) {
+            conn.set(flags::NEEDS_REARM);
+            self.rearm.push(key);
+        }
+    }
+
+    /// The receive side of (key, generation) ended: EOF, reset or
+    /// cancellation.
+    pub fn on_recv_ended(&mut self, t: Time, key: u32, generation: u32) {
+        let now = self.at(t);
+        let Some(conn) = live(&mut self.conns, key, generation) else {
+            return;
+        };
+        conn.clear(flags::RECV_ARMED);
+        conn.set(flags::PEER_EOF);
+        if !conn.has(flags::CLOSING) {
+            self.stats.client_closes += 1;
+            self.begin_close(now, key);
+        } else if conn.has(flags::SHUTDOWN_SENT) {
+            self.submit_close(key);
+        }
+        self.try_finish(now, key);
     }
 
     /// Moves the session's output to the wire and acts on its events.
@@ -195,7 +175,7 @@ impl Shard {
                 self.presence_closing(key, &reason);
                 self.begin_close(now, key);
             }
-            Event::Uplink(uplink) => self.forward_uplink(now, key, uplink),
+            Event::Uplink(uplink) => self.forward_uplink(key, uplink),
             Event::Subscribe(topics) => self.subscribe(now, key, topics),
             Event::Unsubscribe(topics) => self.unsubscribe(now, key, topics),
             Event::Ack(ids) => self.stats.acks += ids.len() as u64,
@@ -203,10 +183,10 @@ impl Shard {
     }
 
     fn authenticate(&mut self, now: Millis, key: u32, hello: Hello) {
-        if self.backend.webhook_auth() {
-            return self.authenticate_webhook(now, key, hello);
+        if self.webhook_auth() {
+            return self.authenticate_webhook(key, hello);
         }
-        let (now_s, _) = wall_clock();
+        let now_s = self.unix_ms / 1000;
         let verdict = self
             .verifier
             .verify(&hello.token, now_s)
@@ -265,7 +245,7 @@ impl Shard {
             user: user.clone(),
             heartbeat_ms: 0,
             resume: Bytes::new(),
-            server_time_ms: wall_clock().1,
+            server_time_ms: self.unix_ms,
             resumed: false,
         };
         conn.user = Some(user.clone().into_boxed_str());
@@ -361,34 +341,30 @@ impl Shard {
         if conn.has(flags::CLOSE_WANTED) {
             return;
         }
-        let fd = conn.fd;
-        let generation = conn.generation;
-        let Some(buf) = conn.outbound.start_send() else {
+        if conn.outbound.start_send().is_none() {
             return;
-        };
-        let entry = opcode::Send::new(types::Fixed(fd), buf.as_ptr(), buf.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(OpTag::of(OpKind::Send, key, generation).encode());
-        self.push(entry);
+        }
+        self.stream_op(key, StreamOpKind::Send);
     }
 
-    pub(super) fn on_send(&mut self, now: Millis, tag: OpTag, res: i32) {
-        let key = tag.index;
-        let Some(conn) = live(&mut self.conns, tag) else {
+    /// The send of (key, generation) completed: `Ok(written)` bytes, or
+    /// failed (the peer is gone).
+    pub fn on_send_done(&mut self, t: Time, key: u32, generation: u32, res: Result<usize, i32>) {
+        let now = self.at(t);
+        let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         let before = conn.outbound.queued_bytes();
-        if res >= 0 {
-            conn.outbound.complete_send(res as usize, &mut self.queues);
-            self.stats.bytes_out += res as u64;
+        if let Ok(written) = res {
+            conn.outbound.complete_send(written, &mut self.queues);
+            self.stats.bytes_out += written as u64;
         } else {
             conn.outbound.complete_send(0, &mut self.queues);
             conn.outbound.clear(&mut self.queues);
             conn.set(flags::PEER_EOF);
         }
         let after = conn.outbound.queued_bytes();
-        let failed = res < 0;
+        let failed = res.is_err();
         let closing = conn.has(flags::CLOSING);
         let close_wanted = conn.has(flags::CLOSE_WANTED);
         let drained = conn.outbound.is_empty();
@@ -402,7 +378,7 @@ impl Shard {
         } else {
             self.flush(key);
         }
-        self.try_finish(key);
+        self.try_finish(now, key);
     }
 
     pub(super) fn on_timer(&mut self, now: Millis, key: u32) {

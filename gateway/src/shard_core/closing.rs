@@ -1,6 +1,6 @@
 //! The close sequence of a client connection:
 //!
-//! 1. [`Shard::begin_close`]: no more input is processed; the frames still
+//! 1. [`ShardCore::begin_close`]: no more input is processed; the frames still
 //!    queued (a final Error or Kick) are flushed, for at most
 //!    `protocol.close_linger_ms`.
 //! 2. Shutdown(SHUT_WR): our FIN; then wait for the peer's, again for at
@@ -17,23 +17,31 @@
 //! generation in its tag, and a completion or a cancellation is matched on
 //! it, so nothing of one connection ever acts on the next in its slot.
 
-use io_uring::{opcode, types};
 use protocol::time::Millis;
 use slab::Slab;
 
-use super::Shard;
 use super::conn::{Conn, flags};
-use crate::uring::op::{OpKind, OpTag};
+use super::{ShardCore, StreamOpKind, Time};
 
-/// The connection `tag` was submitted for, if it is still in its slot
-/// (not a later connection that reuses the slot).
-pub(super) fn live(conns: &mut Slab<Conn>, tag: OpTag) -> Option<&mut Conn> {
+/// Connection (key, generation), if it is still in its slot (not a later
+/// connection that reuses the slot). Generations are compared in the 24
+/// bits a driver's operation tag carries.
+pub(super) fn live(conns: &mut Slab<Conn>, key: u32, generation: u32) -> Option<&mut Conn> {
     conns
-        .get_mut(tag.index as usize)
-        .filter(|c| tag.is_for(c.generation))
+        .get_mut(key as usize)
+        .filter(|c| same_generation(c.generation, generation))
 }
 
-impl Shard {
+/// Bits of a generation that must match: drivers may keep only the low
+/// 24 (io_uring's 64-bit user data also holds the op kind and the key).
+pub const GENERATION_BITS: u32 = 24;
+
+fn same_generation(a: u32, b: u32) -> bool {
+    let mask = (1u32 << GENERATION_BITS) - 1;
+    a & mask == b & mask
+}
+
+impl ShardCore {
     /// How long each closing step may take.
     fn close_linger_ms(&self) -> u32 {
         self.settings.config.protocol.close_linger_ms
@@ -79,22 +87,19 @@ impl Shard {
         }
         conn.set(flags::SHUTDOWN_SENT | flags::SHUTDOWN_IN_FLIGHT);
         conn.set_close_timeout(now, linger);
-        let entry = opcode::Shutdown::new(types::Fixed(conn.fd), libc::SHUT_WR)
-            .build()
-            .user_data(OpTag::of(OpKind::Shutdown, key, conn.generation).encode());
-        self.push(entry);
+        self.stream_op(key, StreamOpKind::Shutdown);
         self.arm_timer(now, key);
     }
 
-    /// The shutdown of `tag`'s connection completed: the close may follow.
-    pub(super) fn on_shutdown(&mut self, tag: OpTag) {
-        let key = tag.index;
-        let Some(conn) = live(&mut self.conns, tag) else {
+    /// The shutdown of (key, generation) completed: the close may follow.
+    pub fn on_shutdown_done(&mut self, t: Time, key: u32, generation: u32) {
+        let now = self.at(t);
+        let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         conn.clear(flags::SHUTDOWN_IN_FLIGHT);
         self.submit_close_if_clear(key);
-        self.try_finish(key);
+        self.try_finish(now, key);
     }
 
     /// Decides to close `key` now: nothing more is sent, the receive and
@@ -108,16 +113,13 @@ impl Shard {
             return;
         }
         conn.set(flags::CLOSE_WANTED | flags::CLOSING);
-        let generation = conn.generation;
         let recv_armed = conn.has(flags::RECV_ARMED);
         let send_in_flight = conn.outbound.in_flight();
-        for (armed, kind) in [(recv_armed, OpKind::Recv), (send_in_flight, OpKind::Send)] {
-            if armed {
-                let cancel = opcode::AsyncCancel::new(OpTag::of(kind, key, generation).encode())
-                    .build()
-                    .user_data(OpTag::of(OpKind::Cancel, key, generation).encode());
-                self.push(cancel);
-            }
+        if recv_armed {
+            self.stream_op(key, StreamOpKind::CancelRecv);
+        }
+        if send_in_flight {
+            self.stream_op(key, StreamOpKind::CancelSend);
         }
         self.submit_close_if_clear(key);
     }
@@ -132,35 +134,32 @@ impl Shard {
             return;
         }
         conn.set(flags::CLOSE_SENT);
-        let close = opcode::Close::new(types::Fixed(conn.fd))
-            .build()
-            .user_data(OpTag::of(OpKind::Close, key, conn.generation).encode());
-        self.push(close);
+        self.stream_op(key, StreamOpKind::Close);
     }
 
-    /// The close of `tag`'s descriptor completed.
-    pub(super) fn on_close(&mut self, tag: OpTag) {
-        let Some(conn) = live(&mut self.conns, tag) else {
+    /// The close of (key, generation)'s stream completed.
+    pub fn on_close_done(&mut self, t: Time, key: u32, generation: u32) {
+        let now = self.at(t);
+        let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         conn.set(flags::CLOSE_DONE);
-        self.try_finish(tag.index);
+        self.try_finish(now, key);
     }
 
     /// Frees `key`'s slot once nothing of it is in flight any more.
-    pub(super) fn try_finish(&mut self, key: u32) {
+    pub(super) fn try_finish(&mut self, now: Millis, key: u32) {
         if !self.conns.get(key as usize).is_some_and(Conn::is_finished) {
             return;
         }
         let mut conn = self.conns.remove(key as usize);
         self.wheel.cancel(key);
-        let now = self.clock.now();
         self.session_finished(now, key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);
         self.account_queued(left, conn.outbound.queued_bytes());
         self.admission.release(key);
-        self.presence_gone(now, key, conn.generation);
+        self.presence_gone(key, conn.generation);
     }
 
     /// Keeps the queued-bytes gauge equal to the bytes in the queues: every

@@ -11,7 +11,7 @@ use slab::Slab;
 use super::{Message, RequestRef, SessionInfo, UserAction};
 use crate::control::Caller;
 use crate::control::routes::Response;
-use crate::shard::Shard;
+use crate::shard_core::ShardCore;
 
 /// How long a request waits for other shards before answering partially.
 pub const REQUEST_TIMEOUT_MS: u64 = 2_000;
@@ -40,7 +40,7 @@ impl PendingRequests {
     }
 }
 
-impl Shard {
+impl ShardCore {
     /// Starts a request about `user`'s sessions for control connection
     /// `control_key`; the answer is written when the shards have replied.
     pub(super) fn begin_user_request(
@@ -87,7 +87,7 @@ impl Shard {
     }
 
     /// Answers requests that waited too long with what they have.
-    pub(in crate::shard) fn expire_requests(&mut self, now: Millis) {
+    pub(in crate::shard_core) fn expire_requests(&mut self, now: Millis) {
         let late: Vec<u32> = self
             .requests
             .pending
@@ -101,7 +101,7 @@ impl Shard {
     }
 
     /// When the oldest request times out, if any is waiting.
-    pub(in crate::shard) fn requests_wakeup(&self) -> Option<Millis> {
+    pub(in crate::shard_core) fn requests_wakeup(&self) -> Option<Millis> {
         self.requests
             .pending
             .iter()

@@ -200,6 +200,14 @@ impl Outbound {
         self.inner.as_mut()?.start_send()
     }
 
+    /// The bytes of the send in flight (as [`Outbound::start_send`] gave
+    /// them), if one is.
+    pub fn sending(&self) -> Option<&[u8]> {
+        let q = self.inner.as_ref().filter(|q| q.in_flight)?;
+        let current = q.current.as_ref()?.as_slice();
+        current.get(q.current_sent as usize..)
+    }
+
     /// Accounts a completed send of `written` bytes; returns the number of
     /// bytes that left the queue.
     pub fn complete_send(&mut self, written: usize, pool: &mut QueuePool) -> usize {

@@ -1,9 +1,9 @@
-//! Requests of the control listener answered by the shard: routing, the
+//! Requests of the control listener answered by the core: routing, the
 //! bearer-token check, and answers that arrive later (cross-shard).
 
 use protocol::time::Millis;
 
-use super::Shard;
+use super::{Action, Answer, ShardCore, Time};
 use crate::control::Caller;
 use crate::control::http::Request;
 use crate::control::routes::{self, Response};
@@ -38,42 +38,43 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-impl Shard {
-    /// Answers the requests the control listener has parsed.
-    /// Answering a request hands on the one pipelined behind it, so this
-    /// runs until none is left; their answers leave in one send.
+impl ShardCore {
+    /// A request of the control listener, from `caller`. The answer comes
+    /// out as an [`Action::Answer`], now or later (cross-shard requests).
     ///
     /// A push is answered once it is accepted (validated, encoded, given
-    /// its id); its routing, and this shard's own deliveries, run after
-    /// the answers have been submitted to the kernel. Any other request
-    /// first routes the pushes accepted before it, so the order between
-    /// requests on a connection is the order they take effect in.
-    pub(super) fn handle_control_requests(&mut self, now: Millis) {
-        while self.control.has_ready() {
-            for (caller, req) in self.control.take_ready() {
-                let path = req.path.split('?').next().unwrap_or("");
-                if !matches!(path, "/v1/push" | "/v1/push/batch") {
-                    self.route_accepted(now);
-                }
-                if let Some(resp) = self.route_control(now, caller, &req) {
-                    self.respond(caller, resp);
-                }
-            }
+    /// its id); it is routed, with this shard's own deliveries, by
+    /// [`ShardCore::route_accepted_pushes`], which the driver calls once
+    /// the answers are on their way. Any other request first routes the
+    /// pushes accepted before it, so the order between requests on a
+    /// connection is the order they take effect in.
+    pub fn on_control_request(&mut self, t: Time, caller: Caller, req: &Request) {
+        let now = self.at(t);
+        let path = req.path.split('?').next().unwrap_or("");
+        if !matches!(path, "/v1/push" | "/v1/push/batch") {
+            self.route_accepted(now);
         }
-        if self.accepted.is_empty() {
-            return;
+        if let Some(answer) = self.route_control(now, caller, req) {
+            self.actions.push(Action::Answer(caller, answer));
         }
-        self.control.flush_sends(&mut self.ring);
-        if let Err(e) = self.ring.submit() {
-            tracing::warn!(shard = self.index, "submitting control answers failed: {e}");
-        }
+    }
+
+    /// Whether pushes were answered and not routed yet.
+    pub fn has_accepted_pushes(&self) -> bool {
+        !self.accepted.is_empty()
+    }
+
+    /// Routes the pushes answered so far (see
+    /// [`ShardCore::on_control_request`]).
+    pub fn route_accepted_pushes(&mut self, t: Time) {
+        let now = self.at(t);
         self.route_accepted(now);
     }
 
-    /// Writes `resp` to `caller` (now or later).
+    /// Writes `resp` to `caller`.
     pub(super) fn respond(&mut self, caller: Caller, resp: Response) {
-        let now = self.clock.now();
-        self.control.respond(&mut self.ring, now, caller, &resp);
+        self.actions
+            .push(Action::Answer(caller, Answer::Response(resp)));
     }
 
     /// Whether `req` may use the control API: a bearer token is required
@@ -92,25 +93,36 @@ impl Shard {
             .is_some_and(|t| t.trim() == token)
     }
 
-    /// The response to `req`, or `None` when it comes later.
-    fn route_control(&mut self, now: Millis, key: Caller, req: &Request) -> Option<Response> {
+    /// The answer to `req`, or `None` when it comes later.
+    fn route_control(&mut self, now: Millis, key: Caller, req: &Request) -> Option<Answer> {
         let path = req.path.split('?').next().unwrap_or("");
         if path != "/healthz" && !self.authorized(req) {
-            return Some(Response::error(401, "missing or wrong bearer token"));
+            return Some(Answer::Response(Response::error(
+                401,
+                "missing or wrong bearer token",
+            )));
         }
+        let response = match (req.method.as_str(), path) {
+            ("GET", "/v1/stats") => return Some(Answer::Stats),
+            ("GET", "/metrics") => return Some(Answer::Metrics),
+            _ => self.route_api(now, key, req, path)?,
+        };
+        Some(Answer::Response(response))
+    }
+
+    /// The response to an API request, or `None` when it comes later.
+    fn route_api(
+        &mut self,
+        now: Millis,
+        key: Caller,
+        req: &Request,
+        path: &str,
+    ) -> Option<Response> {
         match (req.method.as_str(), path) {
             ("GET", "/healthz") => Some(routes::health()),
             // The status page: under the same bearer-token rule as the
             // API it polls.
             ("GET", "/") => Some(routes::status_page()),
-            ("GET", "/v1/stats") => {
-                self.publish();
-                Some(routes::stats(&self.shared))
-            }
-            ("GET", "/metrics") => {
-                self.publish();
-                Some(routes::metrics(&self.shared))
-            }
             ("POST", "/v1/push") => Some(self.api_push(now, &req.body)),
             ("POST", "/v1/push/batch") => Some(self.api_push_batch(now, &req.body)),
             ("POST", "/v1/kick") => self.api_kick(now, key, &req.body),

@@ -1,0 +1,212 @@
+//! Completions of the ring, turned into the core's inputs (client
+//! streams), or handed to the control server and the backend client; and
+//! the accepts and the doorbell read the driver keeps armed.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+
+use io_uring::{cqueue, opcode, types};
+
+use super::Shard;
+use crate::shard_core::Time;
+use crate::uring::op::{OpKind, OpTag};
+
+impl Shard {
+    pub(super) fn process_completions(&mut self, t: Time) {
+        // Completions are copied out first: handling them queues new SQEs.
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                return;
+            }
+            for &(user_data, res, flags) in &cqes {
+                let Some(tag) = OpTag::decode(user_data) else {
+                    continue;
+                };
+                self.dispatch(t, tag, res, flags);
+                self.settle(t);
+            }
+            cqes.clear();
+            self.cqes = cqes;
+        }
+    }
+
+    fn dispatch(&mut self, t: Time, tag: OpTag, res: i32, flags: u32) {
+        let now = t.now;
+        if !tag.kind.is_client_traffic() {
+            self.wake.note_busy(now);
+        }
+        if tag.kind == OpKind::ControlAccept && res >= 0 {
+            self.watch_control_conn(res);
+        }
+        let (key, generation) = (tag.index, tag.generation);
+        match tag.kind {
+            OpKind::AcceptMulti => {
+                if !cqueue::more(flags) {
+                    self.arm_accepts();
+                }
+                self.on_accept(t, res, None);
+            }
+            OpKind::AcceptOne => {
+                let i = tag.index as usize;
+                let peer = (res >= 0)
+                    .then(|| self.accept_addrs.get(i).and_then(|a| sockaddr_ip(&a.0)))
+                    .flatten();
+                self.arm_accept_slot(i);
+                self.on_accept(t, res, peer);
+            }
+            OpKind::Recv => self.on_recv(t, tag, res, flags),
+            OpKind::Send => {
+                let res = usize::try_from(res).map_err(|_| res);
+                self.core.on_send_done(t, key, generation, res);
+            }
+            OpKind::Shutdown => self.core.on_shutdown_done(t, key, generation),
+            OpKind::Close => self.core.on_close_done(t, key, generation),
+            OpKind::Cancel => {}
+            OpKind::BackendConnect
+            | OpKind::BackendLinkTimeout
+            | OpKind::BackendSend
+            | OpKind::BackendRecv
+            | OpKind::BackendClose
+            | OpKind::BackendTimer => {
+                self.backend
+                    .on_completion(&mut self.ring, now, self.core.stats_mut(), tag, res);
+                self.apply_backend_outcomes(t);
+            }
+            OpKind::Doorbell => {
+                self.arm_doorbell();
+                if self.shared.draining.load(Ordering::Acquire) {
+                    self.core.on_shutdown_requested(t);
+                }
+            }
+            OpKind::UrgentPoll => self.urgent.on_poll_done(),
+            OpKind::UrgentTimeout => {}
+            OpKind::ControlAccept
+            | OpKind::ControlRecv
+            | OpKind::ControlSend
+            | OpKind::ControlClose => {
+                self.control
+                    .on_completion(&mut self.ring, now, tag, res, flags)
+            }
+        }
+    }
+
+    fn on_accept(&mut self, t: Time, res: i32, peer: Option<std::net::IpAddr>) {
+        if res < 0 {
+            if res != -libc::ECANCELED {
+                self.core.stats_mut().accept_errors += 1;
+                tracing::debug!(
+                    shard = self.index,
+                    "accept failed: {}",
+                    std::io::Error::from_raw_os_error(-res)
+                );
+            }
+            return;
+        }
+        self.core.on_accepted(t, res as u32, peer);
+    }
+
+    /// A completion of a client connection's multishot receive: the bytes
+    /// go to the core, the buffer back to the pool.
+    fn on_recv(&mut self, t: Time, tag: OpTag, res: i32, flags: u32) {
+        let (key, generation) = (tag.index, tag.generation);
+        let more = cqueue::more(flags);
+        let buffer = cqueue::buffer_select(flags);
+        if res == -libc::ENOBUFS {
+            self.bufs.grow();
+            self.core.on_recv_no_buffers(key, generation, more);
+            return;
+        }
+        let len = usize::try_from(res).unwrap_or(0);
+        let Some(bid) = buffer else {
+            if res > 0 {
+                self.core.on_received(t, key, generation, &[], more);
+            } else {
+                self.core.on_recv_ended(t, key, generation);
+            }
+            return;
+        };
+        let (data, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
+        if res > 0 {
+            self.core.on_received(t, key, generation, data, more);
+        } else {
+            self.core.on_recv_ended(t, key, generation);
+        }
+        if done {
+            self.bufs.recycle(bid);
+        }
+    }
+
+    pub(super) fn arm_doorbell(&mut self) {
+        let buf: *mut u64 = &mut *self.doorbell_buf;
+        let entry = opcode::Read::new(types::Fd(self.doorbell.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(OpTag::new(OpKind::Doorbell, 0).encode());
+        self.push(entry);
+    }
+
+    pub(super) fn arm_accepts(&mut self) {
+        if self.core.is_draining() {
+            return;
+        }
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let fd = types::Fd(listener.as_raw_fd());
+        if self.multishot_accept {
+            let entry = opcode::AcceptMulti::new(fd)
+                .allocate_file_index(true)
+                .build()
+                .user_data(OpTag::new(OpKind::AcceptMulti, 0).encode());
+            self.push(entry);
+        } else {
+            for i in 0..self.accept_addrs.len() {
+                self.arm_accept_slot(i);
+            }
+        }
+    }
+
+    pub(super) fn arm_accept_slot(&mut self, i: usize) {
+        if self.core.is_draining() {
+            return;
+        }
+        let (Some(listener), Some(slot)) = (&self.listener, self.accept_addrs.get_mut(i)) else {
+            return;
+        };
+        slot.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            (&mut slot.0 as *mut libc::sockaddr_storage).cast(),
+            &mut slot.1,
+        )
+        .file_index(Some(types::DestinationSlot::auto_target()))
+        .build()
+        .user_data(OpTag::new(OpKind::AcceptOne, i as u32).encode());
+        self.push(entry);
+    }
+}
+
+/// The IP address in a sockaddr the kernel filled.
+fn sockaddr_ip(sa: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match i32::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,458 @@
+//! The sans-IO half of a shard: every piece of a shard's state and policy,
+//! driven by inputs and answering with actions, in the manner of
+//! quinn-proto.
+//!
+//! A [`ShardCore`] owns the client sessions with their outbound queues and
+//! timers, admission, the user directory part, the topic index, the route
+//! cache, push routing and delivery, kick and drain, auth verdicts, the
+//! bookkeeping of requests across shards and the counters. It makes no
+//! syscall and reads no clock: every input carries a [`Time`], push ids
+//! come from a [`PushIds`] the driver hands in, and what must happen in the
+//! world comes out as an [`Action`] (a stream operation, a backend call, a
+//! control answer) or as mail for another shard ([`ShardCore::flush_mail`]).
+//!
+//! The io_uring driver ([`crate::shard`]) is one shell around it; the
+//! simulation in the tests (`sim`) is another, with in-memory mailboxes
+//! and a simulated clock.
+
+mod backend_calls;
+mod client;
+mod closing;
+pub mod conn;
+mod control;
+mod drain;
+mod names;
+pub mod outbound;
+pub mod push;
+mod rejections;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use protocol::auth::TokenVerifier;
+use protocol::server::Output;
+use protocol::time::Millis;
+use slab::Slab;
+use tuning::config::ResolvedShard;
+
+use shard_router::directory::UserDirectory;
+use shard_router::routes::{RouteCache, RouteWatchers};
+use shard_router::topics::{LocalTopics, TopicShards};
+
+use crate::admission::Admission;
+use crate::backend::events::Presence;
+use crate::control::Caller;
+use crate::control::routes::Response;
+use crate::settings::Settings;
+use crate::stats::ShardStats;
+use crate::timer::TimerWheel;
+
+use conn::Conn;
+pub use push::Message;
+
+/// Slots of the timer wheel.
+const WHEEL_SLOTS: usize = 4096;
+/// Most users whose routes one shard's push API caches (about 40 bytes
+/// each); the cache starts over when full.
+const ROUTE_CACHE_USERS: usize = 65_536;
+
+/// The time an input happens at: the shard's monotonic clock, and the wall
+/// clock for what leaves the gateway (Welcome's server time, push
+/// timestamps, token expiry, connected-since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Milliseconds on the shard's monotonic clock.
+    pub now: Millis,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+impl Time {
+    /// Seconds since the Unix epoch.
+    pub fn unix_s(self) -> u64 {
+        self.unix_ms / 1000
+    }
+}
+
+/// Where push ids come from. One id per accepted push, never per
+/// recipient; shared by every shard of a gateway. A trait so that a
+/// durable store can hand out ids that survive restarts.
+pub trait PushIds: Send + Sync + std::fmt::Debug {
+    /// The next id (never 0, never repeated within the source's life).
+    fn next_id(&self) -> u64;
+}
+
+/// Push ids from a counter in memory, starting at 1.
+#[derive(Debug)]
+pub struct CountingPushIds(AtomicU64);
+
+impl Default for CountingPushIds {
+    fn default() -> Self {
+        Self(AtomicU64::new(1))
+    }
+}
+
+impl PushIds for CountingPushIds {
+    fn next_id(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// One operation on a client connection's stream, for the driver to
+/// perform. `key` and `generation` name the exact connection; the driver
+/// reports the completion with the same pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOp {
+    /// Connection key on this shard.
+    pub key: u32,
+    /// Connection generation.
+    pub generation: u32,
+    /// The driver's handle of the stream (an io_uring direct descriptor).
+    pub stream: u32,
+    /// What to do.
+    pub kind: StreamOpKind,
+}
+
+/// What a [`StreamOp`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOpKind {
+    /// Start receiving (until the driver reports it stopped).
+    Recv,
+    /// Write [`ShardCore::sending`]'s bytes; report with
+    /// [`ShardCore::on_send_done`]. The bytes stay put until then.
+    Send,
+    /// Shut down the write side (our FIN); report with
+    /// [`ShardCore::on_shutdown_done`].
+    Shutdown,
+    /// Cancel the receive in flight.
+    CancelRecv,
+    /// Cancel the send in flight.
+    CancelSend,
+    /// Close the stream: the last operation on it; report with
+    /// [`ShardCore::on_close_done`].
+    Close,
+}
+
+/// A call to the backend client, on behalf of connection (key, generation).
+/// Results come back through [`ShardCore::on_backend_outcome`].
+#[derive(Debug)]
+pub enum BackendCall {
+    /// Authenticate this Hello through the webhook.
+    Authenticate {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The Hello.
+        hello: protocol::proto::Hello,
+    },
+    /// Forward an uplink of `user`.
+    Uplink {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The authenticated user.
+        user: String,
+        /// The uplink.
+        uplink: protocol::proto::Uplink,
+    },
+    /// A session went online.
+    Online(Presence),
+    /// Connection (key, generation) is closing for `reason`.
+    Closing {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// Why, as the presence event names it.
+        reason: &'static str,
+    },
+    /// Connection (key, generation) is gone.
+    Offline {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+    },
+}
+
+/// An answer to a control request.
+#[derive(Debug)]
+pub enum Answer {
+    /// This response.
+    Response(Response),
+    /// The gateway's counters (`/v1/stats`), rendered by the driver from
+    /// what every shard published, once this shard has published.
+    Stats,
+    /// The Prometheus text (`/metrics`), likewise.
+    Metrics,
+}
+
+/// What the core asks its driver to do, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// An operation on a client stream.
+    Stream(StreamOp),
+    /// A call to the backend client.
+    Backend(BackendCall),
+    /// Answer the control request of `caller`.
+    Answer(Caller, Answer),
+    /// Stop accepting client connections (a drain began).
+    StopAccepting,
+}
+
+/// Mail to another shard, as the driver's mailboxes take it.
+pub trait MailSink {
+    /// Delivers `msg` to shard `to`, or gives it back when `to`'s inbox
+    /// is full.
+    fn send(&mut self, to: usize, msg: Message) -> Result<(), Message>;
+}
+
+impl<F: FnMut(usize, Message) -> Result<(), Message>> MailSink for F {
+    fn send(&mut self, to: usize, msg: Message) -> Result<(), Message> {
+        self(to, msg)
+    }
+}
+
+/// Everything one shard owns but its I/O.
+pub struct ShardCore {
+    index: usize,
+    shard_cfg: ResolvedShard,
+    settings: Arc<Settings>,
+    verifier: Arc<dyn TokenVerifier + Send + Sync>,
+    push_ids: Arc<dyn PushIds>,
+    /// Wall clock of the input being handled.
+    unix_ms: u64,
+    conns: Slab<Conn>,
+    /// Outbound queue storage reused across connections.
+    queues: outbound::QueuePool,
+    wheel: TimerWheel,
+    admission: Admission,
+    stats: ShardStats,
+    out: Output,
+    actions: Vec<Action>,
+    fired: Vec<u32>,
+    rearm: Vec<u32>,
+    handshakes: u32,
+    next_generation: u32,
+    drain: Option<drain::Drain>,
+    // Push delivery (see `push`).
+    directory: UserDirectory,
+    /// Users' sessions learnt from their owners (push API side).
+    routes: RouteCache,
+    /// Which shards cache the routes of users this shard owns.
+    route_watchers: RouteWatchers,
+    topic_owner: TopicShards,
+    topics: LocalTopics,
+    outboxes: push::Outboxes,
+    requests: push::PendingRequests,
+    /// Pushes answered and not routed yet.
+    accepted: push::AcceptedPushes,
+    paced: Vec<push::PacedJob>,
+    fanout_samples: Vec<u64>,
+    app_names: names::Interner,
+    device_names: names::Interner,
+    pending_flush: Vec<u32>,
+    /// Rejected handshakes, logged as a summary per interval.
+    rejections: rejections::RejectionLog,
+}
+
+impl std::fmt::Debug for ShardCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCore")
+            .field("index", &self.index)
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardCore {
+    /// The core of shard `index` of `settings.shards`, started at `t`.
+    pub fn new(
+        index: usize,
+        settings: Arc<Settings>,
+        verifier: Arc<dyn TokenVerifier + Send + Sync>,
+        push_ids: Arc<dyn PushIds>,
+        t: Time,
+    ) -> Self {
+        let shard_cfg = settings.shards[index].clone();
+        let s = &shard_cfg.settings;
+        let tick = s.timer_tick_ms;
+        let max_connections = s.max_connections as usize;
+        let admission = Admission::new(&settings.config.admission);
+        Self {
+            index,
+            settings,
+            verifier,
+            push_ids,
+            unix_ms: t.unix_ms,
+            conns: Slab::with_capacity(max_connections.min(1 << 20)),
+            queues: outbound::QueuePool::default(),
+            wheel: TimerWheel::new(t.now, tick, WHEEL_SLOTS),
+            admission,
+            stats: ShardStats::default(),
+            out: Output::default(),
+            actions: Vec::new(),
+            fired: Vec::new(),
+            rearm: Vec::new(),
+            handshakes: 0,
+            next_generation: 0,
+            drain: None,
+            directory: UserDirectory::default(),
+            routes: RouteCache::new(ROUTE_CACHE_USERS),
+            route_watchers: RouteWatchers::default(),
+            topic_owner: TopicShards::default(),
+            topics: LocalTopics::default(),
+            outboxes: push::Outboxes::default(),
+            requests: push::PendingRequests::default(),
+            accepted: push::AcceptedPushes::default(),
+            paced: Vec::new(),
+            fanout_samples: Vec::new(),
+            app_names: names::Interner::new(names::MAX_APPS),
+            device_names: names::Interner::new(names::MAX_DEVICE_LABELS),
+            pending_flush: Vec::new(),
+            shard_cfg,
+            rejections: rejections::RejectionLog::default(),
+        }
+    }
+
+    /// This shard's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Notes the wall clock of the input being handled.
+    fn at(&mut self, t: Time) -> Millis {
+        self.unix_ms = t.unix_ms;
+        t.now
+    }
+
+    /// Whether peer addresses are needed at accept (admission rules on
+    /// them), so the driver must accept one connection at a time.
+    pub fn needs_peer_address(&self) -> bool {
+        self.admission.needs_peer_address()
+    }
+
+    /// Takes the actions queued so far, in order. `into` is cleared first.
+    pub fn take_actions(&mut self, into: &mut Vec<Action>) {
+        into.clear();
+        std::mem::swap(into, &mut self.actions);
+    }
+
+    /// Whether actions are waiting.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// The bytes of connection (key, generation)'s send in flight.
+    pub fn sending(&self, key: u32, generation: u32) -> Option<&[u8]> {
+        self.conns
+            .get(key as usize)
+            .filter(|c| c.generation == generation)
+            .and_then(|c| c.outbound.sending())
+    }
+
+    /// Runs what is due at `t`: connection timers, paced deliveries and
+    /// the timeouts of requests across shards.
+    pub fn on_tick(&mut self, t: Time) {
+        let now = self.at(t);
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(now, &mut fired);
+        for key in fired.drain(..) {
+            self.on_timer(now, key);
+        }
+        self.fired = fired;
+        self.run_paced(now);
+        if !self.requests.is_empty() {
+            self.expire_requests(now);
+        }
+    }
+
+    /// Ends a turn of the driver's loop: the sends of everything delivered
+    /// in it start (all the frames a connection got leave in one send), and
+    /// receives stopped for lack of buffers are re-armed.
+    pub fn end_turn(&mut self) {
+        self.flush_deliveries();
+        let mut keys = std::mem::take(&mut self.rearm);
+        for key in keys.drain(..) {
+            self.arm_recv(key);
+        }
+        self.rearm = keys;
+    }
+
+    /// When the core next needs [`ShardCore::on_tick`] (or the driver's
+    /// loop to turn: held mail to retry, receives to re-arm).
+    pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
+        let outbox = (self.outboxes.backlog() > 0).then(|| now.saturating_add(1));
+        let rearm = (!self.rearm.is_empty()).then_some(now);
+        [
+            self.wheel.next_wakeup(),
+            self.drain_wakeup(now),
+            self.paced_wakeup(now),
+            self.requests_wakeup(),
+            self.rejections.next_due(),
+            outbox,
+            rearm,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Refreshes the gauges and returns the counters to publish, with the
+    /// fan-out completion samples (µs) gathered since the last call.
+    pub fn publish(&mut self) -> (&ShardStats, &mut Vec<u64>) {
+        self.stats.connections = self.conns.len() as u64;
+        self.stats.directory_sessions = self.directory.len() as u64;
+        self.stats.paced_deliveries = self.paced.len() as u64;
+        self.stats.app_names = self.app_names.len() as u64;
+        self.stats.device_labels = self.device_names.len() as u64;
+        (&self.stats, &mut self.fanout_samples)
+    }
+
+    /// The counters, for the driver's own (accept errors, backend, control).
+    pub fn stats_mut(&mut self) -> &mut ShardStats {
+        &mut self.stats
+    }
+
+    /// Client connections held.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Logs the rejected handshakes counted since the last summary, one
+    /// line per error code, at most once per `rejections::SUMMARY_MS`.
+    pub fn log_rejections(&mut self, now: Millis) {
+        for s in self.rejections.due(now) {
+            tracing::warn!(
+                shard = self.index,
+                code = s.code.as_str_name(),
+                count = s.count,
+                latest = %s.latest,
+                "handshakes rejected"
+            );
+        }
+    }
+
+    fn stream_op(&mut self, key: u32, kind: StreamOpKind) {
+        if let Some(c) = self.conns.get(key as usize) {
+            self.actions.push(Action::Stream(StreamOp {
+                key,
+                generation: c.generation,
+                stream: c.fd,
+                kind,
+            }));
+        }
+    }
+
+    /// Makes sure the wheel will visit connection `key` by its deadline.
+    fn arm_timer(&mut self, now: Millis, key: u32) {
+        let Some(conn) = self.conns.get(key as usize) else {
+            return;
+        };
+        if let Some(deadline) = conn.deadline(&self.settings.server, now) {
+            self.wheel.arm(key, deadline);
+        }
+    }
+}
