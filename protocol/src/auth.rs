@@ -95,6 +95,19 @@ impl AuthError {
 pub trait TokenVerifier {
     /// Verifies `token` at wall-clock time `now_unix_s` (seconds since the Unix epoch).
     fn verify(&self, token: &str, now_unix_s: u64) -> Result<Identity, AuthError>;
+
+    /// The verdict on a Hello: its token verifies at `now_unix_s` and
+    /// allows every app the Hello declares ([`AuthError::AppNotAllowed`]
+    /// otherwise). What a gateway in token mode decides on a handshake.
+    fn verify_hello(
+        &self,
+        hello: &crate::proto::Hello,
+        now_unix_s: u64,
+    ) -> Result<Identity, AuthError> {
+        let identity = self.verify(&hello.token, now_unix_s)?;
+        identity.check_apps(&hello.apps)?;
+        Ok(identity)
+    }
 }
 
 /// The claims this crate reads and writes.

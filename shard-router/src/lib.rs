@@ -12,6 +12,10 @@
 //! - [`owner`]: the stable hash that picks owners.
 //! - [`routes`]: the cache that lets the shard that accepted a push to a
 //!   user skip the owner hop, keeping per-user order.
+//! - [`messages`]: what shards send each other, and [`messages::Dest`],
+//!   where a message goes (a shard of this node, or another node).
+//! - [`router`]: the routing policy, as pure code: where pushes, requests
+//!   and session changes go, and what an owner does with its messages.
 //!
 //! Payloads travel as [`bytes::Bytes`] encoded once; a receiving shard
 //! copies them once into its own buffer so the per-recipient reference
@@ -19,6 +23,8 @@
 
 pub mod directory;
 pub mod mailbox;
+pub mod messages;
 pub mod owner;
+pub mod router;
 pub mod routes;
 pub mod topics;

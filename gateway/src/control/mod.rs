@@ -138,6 +138,14 @@ pub struct Caller {
     generation: u32,
 }
 
+impl Caller {
+    /// The caller on control connection `key` of generation `generation`
+    /// (for drivers other than this server's, such as a simulation).
+    pub fn new(key: usize, generation: u32) -> Self {
+        Self { key, generation }
+    }
+}
+
 fn push(ring: &mut IoUring, entry: squeue::Entry) {
     loop {
         // SAFETY: entries point into buffers owned by `ControlConn`s that

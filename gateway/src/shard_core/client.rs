@@ -187,16 +187,7 @@ impl ShardCore {
             return self.authenticate_webhook(key, hello);
         }
         let now_s = self.unix_ms / 1000;
-        let verdict = self
-            .verifier
-            .verify(&hello.token, now_s)
-            .and_then(|identity| {
-                if identity.permits_apps(&hello.apps) {
-                    Ok(identity)
-                } else {
-                    Err(protocol::auth::AuthError::AppNotAllowed)
-                }
-            });
+        let verdict = self.verifier.verify_hello(&hello, now_s);
         match verdict {
             Ok(identity) => self.admit(now, key, identity.user, hello.device, hello.apps),
             Err(e) => self.refuse_hello(now, key, e.error_code(), &e.to_string()),

@@ -25,6 +25,10 @@ mod names;
 pub mod outbound;
 pub mod push;
 mod rejections;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +39,8 @@ use protocol::time::Millis;
 use slab::Slab;
 use tuning::config::ResolvedShard;
 
-use shard_router::directory::UserDirectory;
-use shard_router::routes::{RouteCache, RouteWatchers};
-use shard_router::topics::{LocalTopics, TopicShards};
+use shard_router::router::{Outbox, Router};
+use shard_router::topics::LocalTopics;
 
 use crate::admission::Admission;
 use crate::backend::events::Presence;
@@ -238,12 +241,12 @@ pub struct ShardCore {
     next_generation: u32,
     drain: Option<drain::Drain>,
     // Push delivery (see `push`).
-    directory: UserDirectory,
-    /// Users' sessions learnt from their owners (push API side).
-    routes: RouteCache,
-    /// Which shards cache the routes of users this shard owns.
-    route_watchers: RouteWatchers,
-    topic_owner: TopicShards,
+    /// The routing policy and its state: directory part, topic owners,
+    /// route cache.
+    router: Router,
+    /// What the router decided, being sent (storage kept).
+    routed: Outbox,
+    /// This shard's topic subscribers.
     topics: LocalTopics,
     outboxes: push::Outboxes,
     requests: push::PendingRequests,
@@ -281,6 +284,7 @@ impl ShardCore {
         let tick = s.timer_tick_ms;
         let max_connections = s.max_connections as usize;
         let admission = Admission::new(&settings.config.admission);
+        let shards = settings.shards.len();
         Self {
             index,
             settings,
@@ -299,10 +303,8 @@ impl ShardCore {
             handshakes: 0,
             next_generation: 0,
             drain: None,
-            directory: UserDirectory::default(),
-            routes: RouteCache::new(ROUTE_CACHE_USERS),
-            route_watchers: RouteWatchers::default(),
-            topic_owner: TopicShards::default(),
+            router: Router::new(index, shards, ROUTE_CACHE_USERS),
+            routed: Vec::new(),
             topics: LocalTopics::default(),
             outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
@@ -404,7 +406,7 @@ impl ShardCore {
     /// fan-out completion samples (µs) gathered since the last call.
     pub fn publish(&mut self) -> (&ShardStats, &mut Vec<u64>) {
         self.stats.connections = self.conns.len() as u64;
-        self.stats.directory_sessions = self.directory.len() as u64;
+        self.stats.directory_sessions = self.router.directory_sessions() as u64;
         self.stats.paced_deliveries = self.paced.len() as u64;
         self.stats.app_names = self.app_names.len() as u64;
         self.stats.device_labels = self.device_names.len() as u64;

@@ -375,13 +375,12 @@ impl ShardCore {
         let retry_after = req.retry_after_ms.unwrap_or(shutdown.retry_after_ms);
         let shards = self.settings.shards.len();
         let per_shard = rate.div_ceil(shards as u32).max(1);
-        for shard in 0..shards {
-            self.send_to(
-                now,
-                shard,
-                Message::Drain(per_shard, reconnect.clone(), retry_after),
-            );
-        }
+        self.routing(now, |router, out| {
+            router.to_every_shard(
+                || Message::Drain(per_shard, reconnect.clone(), retry_after),
+                out,
+            )
+        });
         Response::json(200, &json!({ "draining": true, "rate": rate }))
     }
 }

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use protocol::proto::{ErrorCode, KickCode};
 use protocol::time::Millis;
 use shard_router::directory::SessionRef;
-use shard_router::owner::owner_of;
 
 use super::{Message, PushJob, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
@@ -193,8 +192,8 @@ impl ShardCore {
             key,
             generation: conn.generation,
         };
-        let owner = owner_of(&user, self.settings.shards.len());
-        self.send_to(now, owner, Message::SessionUp(user, r));
+        let name = user.clone();
+        self.tell_owner(now, &name, Message::SessionUp(user, r));
     }
 
     /// A session's slot is being freed: leave its topics and the directory,
@@ -205,8 +204,8 @@ impl ShardCore {
         if let Some(topics) = &conn.topics {
             for &id in topics.iter() {
                 if let Some(name) = self.topics.unsubscribe(id, key) {
-                    let owner = owner_of(&name, self.settings.shards.len());
-                    self.send_to(now, owner, Message::TopicLeave(name, self.index as u16));
+                    let msg = Message::TopicLeave(name.clone(), self.index as u16);
+                    self.tell_owner(now, &name, msg);
                 }
             }
         }
@@ -216,8 +215,7 @@ impl ShardCore {
                 key,
                 generation: conn.generation,
             };
-            let owner = owner_of(user, self.settings.shards.len());
-            self.send_to(now, owner, Message::SessionDown(user.clone(), r));
+            self.tell_owner(now, user, Message::SessionDown(user.clone(), r));
         }
     }
 
@@ -245,12 +243,8 @@ impl ShardCore {
                 self.stats.subscriptions += 1;
             }
             if sub.first_on_shard {
-                let owner = owner_of(&topic, self.settings.shards.len());
-                self.send_to(
-                    now,
-                    owner,
-                    Message::TopicJoin(topic.into(), self.index as u16),
-                );
+                let msg = Message::TopicJoin(topic.as_str().into(), self.index as u16);
+                self.tell_owner(now, &topic, msg);
             }
         }
     }
@@ -281,8 +275,8 @@ impl ShardCore {
             }
             self.stats.subscriptions = self.stats.subscriptions.saturating_sub(1);
             if let Some(name) = self.topics.unsubscribe(id, key) {
-                let owner = owner_of(&name, self.settings.shards.len());
-                self.send_to(now, owner, Message::TopicLeave(name, self.index as u16));
+                let msg = Message::TopicLeave(name.clone(), self.index as u16);
+                self.tell_owner(now, &name, msg);
             }
         }
     }

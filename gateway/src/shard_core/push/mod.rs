@@ -1,8 +1,9 @@
-//! Push delivery across shards: the messages shards send each other, and
-//! how a shard routes them. A push is encoded once where the API received
-//! it; owners (`hash(name) mod shards`) resolve users and topics to the
-//! shards that hold recipients; each holding shard writes the same bytes to
-//! its recipients.
+//! Push delivery across shards, on the core's side: mail out and in, and
+//! the holder's half of each message. A push is encoded once where the API
+//! received it; the routing policy (`shard_router::router`) sends it on to
+//! the owners (`hash(name) mod shards`) that resolve users and topics to
+//! the shards holding recipients; each holding shard writes the same bytes
+//! to its recipients.
 
 mod api;
 mod deliver;
@@ -11,125 +12,20 @@ mod requests;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use protocol::time::Millis;
-use shard_router::directory::SessionRef;
-use shard_router::owner::{owner_of, owner_of_hash, stable_hash};
-use shard_router::routes::cacheable;
+use shard_router::messages::Dest;
+use shard_router::router::Outbox;
 
 use super::{MailSink, ShardCore, Time};
+
+pub use shard_router::messages::{
+    Message, PushJob, RequestRef, RouteAsk, SessionInfo, Target, UserAction,
+};
 
 pub(crate) use api::AcceptedPushes;
 pub use api::ApiError;
 pub(crate) use deliver::PacedJob;
 pub(crate) use requests::PendingRequests;
-
-/// A push as it travels between shards: the frame encoded once, plus what
-/// delivery needs to know about it.
-#[derive(Debug)]
-pub struct PushJob {
-    /// Gateway-wide push id.
-    pub id: u64,
-    /// The whole `Push` frame, length prefix included (or several whole
-    /// frames back to back, for a run of batched pushes).
-    pub frame: Bytes,
-    /// How many frames `frame` holds.
-    pub frames: u32,
-    /// Only sessions that declared this app get it; empty = every session.
-    pub app: Box<str>,
-    /// Recipients per second across the gateway; 0 = as fast as possible.
-    pub rate: u32,
-    /// When the API accepted it, µs since the Unix epoch.
-    pub accepted_us: u64,
-}
-
-/// Who on a shard a delivery is for.
-#[derive(Debug)]
-pub enum Target {
-    /// Every session.
-    All,
-    /// Local subscribers of a topic.
-    Topic(Box<str>),
-    /// These sessions of this user (key, generation).
-    User(Box<str>, Vec<(u32, u32)>),
-}
-
-/// What a request about a user's sessions does.
-#[derive(Debug, Clone)]
-pub enum UserAction {
-    /// Report the sessions (presence).
-    Describe,
-    /// Kick the sessions with this code and reason.
-    Kick(u32, Box<str>),
-}
-
-/// Where the answer to a cross-shard request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestRef {
-    /// Shard waiting for the answer.
-    pub shard: u16,
-    /// Its request id.
-    pub id: u32,
-}
-
-/// A push through a user's owner that asks for the user's route back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteAsk {
-    /// Shard that accepted the push.
-    pub shard: u16,
-    /// Its question number (see `shard_router::routes`).
-    pub seq: u32,
-}
-
-/// One session as presence reports it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionInfo {
-    /// Holding shard.
-    pub shard: u16,
-    /// Session id (as in its Welcome).
-    pub session: String,
-    /// Device label from its Hello.
-    pub device: String,
-    /// Apps from its Hello.
-    pub apps: Vec<String>,
-    /// Connected since, seconds since the Unix epoch.
-    pub since: u64,
-}
-
-/// A message from one shard to another.
-#[derive(Debug)]
-pub enum Message {
-    /// To a user's owner: a session of the user is up.
-    SessionUp(Box<str>, SessionRef),
-    /// To a user's owner: a session of the user is gone.
-    SessionDown(Box<str>, SessionRef),
-    /// To a topic's owner: a shard got its first subscriber.
-    TopicJoin(Box<str>, u16),
-    /// To a topic's owner: a shard lost its last subscriber.
-    TopicLeave(Box<str>, u16),
-    /// To a user's owner: route this push to the user's sessions, and
-    /// answer with the route if asked and cacheable.
-    PushToUser(Box<str>, Arc<PushJob>, Option<RouteAsk>),
-    /// To a shard that asked: the user's (hash's) sessions, answering
-    /// question `seq`.
-    Route(u64, u32, Box<[SessionRef]>),
-    /// To a shard that cached a route: the user's sessions changed.
-    ForgetRoute(u64),
-    /// To a topic's owner: route this push to the shards with subscribers.
-    PushToTopic(Box<str>, Arc<PushJob>),
-    /// To a holding shard: deliver this push to local recipients.
-    Deliver(Target, Arc<PushJob>),
-    /// To a user's owner: act on the user's sessions, answer `RequestRef`.
-    UserRequest(Box<str>, UserAction, RequestRef),
-    /// To a holding shard: act on these sessions of the user.
-    SessionsRequest(Box<str>, Vec<(u32, u32)>, UserAction, RequestRef),
-    /// To the requester: this many holding shards will answer.
-    RequestPlan(RequestRef, u16),
-    /// To the requester: the sessions one holding shard acted on.
-    RequestReply(RequestRef, Vec<SessionInfo>),
-    /// To every shard: kick all sessions (drain kind) at this rate per shard.
-    Drain(u32, Arc<[String]>, u32),
-}
 
 /// Mail to other shards: what was written since the driver last flushed,
 /// and the messages held back per destination while its inbox is full.
@@ -228,61 +124,44 @@ impl ShardCore {
         self.handle_message(now, msg);
     }
 
-    /// Acts on one message.
+    /// Sends what the router decided, in order.
+    fn send_routed(&mut self, now: Millis, out: &mut Outbox) {
+        for (dest, msg) in out.drain(..) {
+            match dest {
+                Dest::Local(shard) => self.send_to(now, usize::from(shard), msg),
+                Dest::Node(node) => {
+                    // This node's router knows only its own shards.
+                    tracing::debug!(shard = self.index, node, "no link to other nodes: dropped");
+                }
+            }
+        }
+    }
+
+    /// Runs `route` on the router, then sends what it decided.
+    pub(super) fn routing(
+        &mut self,
+        now: Millis,
+        route: impl FnOnce(&mut shard_router::router::Router, &mut Outbox),
+    ) {
+        let mut out = std::mem::take(&mut self.routed);
+        route(&mut self.router, &mut out);
+        self.stats.route_cache_hits = self.router.cache_hits();
+        self.send_routed(now, &mut out);
+        if out.capacity() <= 1024 {
+            self.routed = out;
+        }
+    }
+
+    /// Acts on one message: the router takes the owner's part, this shard
+    /// the holder's.
     fn handle_message(&mut self, now: Millis, msg: Message) {
+        let mut held = None;
+        self.routing(now, |router, out| held = router.handle(msg, out));
+        let Some(msg) = held else {
+            return;
+        };
         match msg {
-            Message::SessionUp(user, r) => {
-                self.directory.add(&user, r);
-                self.routes_changed(now, &user);
-            }
-            Message::SessionDown(user, r) => {
-                self.directory.remove(&user, r);
-                self.routes_changed(now, &user);
-            }
-            Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
-            Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
-            Message::PushToUser(user, job, ask) => {
-                for (shard, sessions) in self.holders_of(&user) {
-                    self.send_to(
-                        now,
-                        shard,
-                        Message::Deliver(Target::User(user.clone(), sessions), job.clone()),
-                    );
-                }
-                if let Some(ask) = ask {
-                    self.answer_route(now, &user, ask);
-                }
-            }
-            Message::Route(user, seq, sessions) => {
-                self.routes.learn(user, seq, sessions);
-            }
-            Message::ForgetRoute(user) => self.routes.forget(user),
-            Message::PushToTopic(topic, job) => {
-                let shards: Vec<u16> = self.topic_owner.shards(&topic).to_vec();
-                for shard in shards {
-                    self.send_to(
-                        now,
-                        usize::from(shard),
-                        Message::Deliver(Target::Topic(topic.clone()), job.clone()),
-                    );
-                }
-            }
             Message::Deliver(target, job) => self.deliver(now, target, &job),
-            Message::UserRequest(user, action, reply_to) => {
-                let holders = self.holders_of(&user);
-                self.send_to(
-                    now,
-                    usize::from(reply_to.shard),
-                    Message::RequestPlan(reply_to, holders.len() as u16),
-                );
-                for (shard, sessions) in holders {
-                    self.send_to(
-                        now,
-                        shard,
-                        Message::SessionsRequest(user.clone(), sessions, action.clone(), reply_to),
-                    );
-                }
-            }
             Message::SessionsRequest(user, sessions, action, reply_to) => {
                 let infos = self.act_on_sessions(now, &user, &sessions, &action);
                 self.send_to(
@@ -296,103 +175,33 @@ impl ShardCore {
             Message::Drain(rate, reconnect, retry_after_ms) => {
                 self.start_admin_drain(now, rate, &reconnect, retry_after_ms)
             }
-        }
-    }
-
-    /// The user's sessions from this (owner) shard's directory, grouped by
-    /// holding shard.
-    fn holders_of(&self, user: &str) -> Vec<(usize, Vec<(u32, u32)>)> {
-        group_by_shard(self.directory.sessions(user))
-    }
-
-    /// Routes a push for `user`: straight to the holding shards when this
-    /// shard has the route cached, else through the user's owner (asking
-    /// for the route when the owner is another shard).
-    fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
-        let hash = stable_hash(user);
-        let owner = owner_of_hash(hash, self.shards());
-        if owner == self.index {
-            self.send_to(
-                now,
-                owner,
-                Message::PushToUser(user.into(), job.clone(), None),
-            );
-            return;
-        }
-        if let Some(sessions) = self.routes.known(hash) {
-            let by_shard = group_by_shard(sessions);
-            self.stats.route_cache_hits += 1;
-            for (shard, sessions) in by_shard {
-                self.send_to(
-                    now,
-                    shard,
-                    Message::Deliver(Target::User(user.into(), sessions), job.clone()),
+            other => {
+                tracing::debug!(
+                    shard = self.index,
+                    ?other,
+                    "the router gave back an owner's message"
                 );
             }
-            return;
         }
-        let ask = self.routes.ask(hash).map(|seq| RouteAsk {
-            shard: self.index as u16,
-            seq,
-        });
-        self.send_to(
-            now,
-            owner,
-            Message::PushToUser(user.into(), job.clone(), ask),
-        );
     }
 
-    /// As a user's owner, after routing a push: gives the asking shard the
-    /// user's route if it may cache it.
-    fn answer_route(&mut self, now: Millis, user: &str, ask: RouteAsk) {
-        let sessions = self.directory.sessions(user);
-        if !cacheable(sessions, ask.shard, self.index as u16) {
-            return;
-        }
-        let hash = stable_hash(user);
-        if !self.route_watchers.watch(hash, ask.shard) {
-            return;
-        }
-        let sessions = sessions.into();
-        self.send_to(
-            now,
-            usize::from(ask.shard),
-            Message::Route(hash, ask.seq, sessions),
-        );
-    }
-
-    /// As a user's owner: the user's sessions changed, so shards that
-    /// cached the route must forget it.
-    fn routes_changed(&mut self, now: Millis, user: &str) {
-        let hash = stable_hash(user);
-        for shard in self.route_watchers.take(hash) {
-            self.send_to(now, usize::from(shard), Message::ForgetRoute(hash));
-        }
+    /// Routes a push for `user` (see `Router::to_user`).
+    fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
+        self.routing(now, |router, out| router.to_user(user, job, out));
     }
 
     /// Routes a push for `topic` to its owner.
     fn route_to_topic(&mut self, now: Millis, topic: &str, job: &Arc<PushJob>) {
-        let owner = owner_of(topic, self.shards());
-        self.send_to(now, owner, Message::PushToTopic(topic.into(), job.clone()));
+        self.routing(now, |router, out| router.to_topic(topic, job, out));
     }
 
     /// Sends a broadcast to every shard.
     fn route_to_all(&mut self, now: Millis, job: &Arc<PushJob>) {
-        for shard in 0..self.shards() {
-            self.send_to(now, shard, Message::Deliver(Target::All, job.clone()));
-        }
+        self.routing(now, |router, out| router.to_all(job, out));
     }
-}
 
-/// Sessions grouped by holding shard: (shard, [(key, generation)]).
-fn group_by_shard(sessions: &[SessionRef]) -> Vec<(usize, Vec<(u32, u32)>)> {
-    let mut by_shard: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
-    for r in sessions {
-        let shard = usize::from(r.shard);
-        match by_shard.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, list)) => list.push((r.key, r.generation)),
-            None => by_shard.push((shard, vec![(r.key, r.generation)])),
-        }
+    /// Tells `name`'s owner (user or topic) `msg`.
+    pub(super) fn tell_owner(&mut self, now: Millis, name: &str, msg: Message) {
+        self.routing(now, |router, out| out.push((router.owner(name), msg)));
     }
-    by_shard
 }

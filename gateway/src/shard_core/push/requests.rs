@@ -8,7 +8,7 @@ use protocol::time::Millis;
 use serde_json::json;
 use slab::Slab;
 
-use super::{Message, RequestRef, SessionInfo, UserAction};
+use super::{RequestRef, SessionInfo, UserAction};
 use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::shard_core::ShardCore;
@@ -59,16 +59,13 @@ impl ShardCore {
             got: 0,
             sessions: Vec::new(),
         }) as u32;
-        let owner = shard_router::owner::owner_of(user, self.settings.shards.len());
         let reply_to = RequestRef {
             shard: self.index as u16,
             id,
         };
-        self.send_to(
-            now,
-            owner,
-            Message::UserRequest(user.into(), action, reply_to),
-        );
+        self.routing(now, |router, out| {
+            router.user_request(user, action, reply_to, out)
+        });
     }
 
     pub(super) fn request_plan(&mut self, now: Millis, id: u32, expect: u16) {

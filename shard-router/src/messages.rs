@@ -1,0 +1,128 @@
+//! The messages shards send each other, and where they go.
+//!
+//! A push travels as a [`PushJob`]: its frame encoded once, shared by
+//! reference count between the shards it visits. [`Dest`] names where a
+//! message goes: a shard of this node, or (for a fleet) another node.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::directory::SessionRef;
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// A shard of this node.
+    Local(u16),
+    /// Another node of a fleet, by its node id. Nothing routes there yet:
+    /// this node's routing knows only its own shards.
+    Node(u32),
+}
+
+/// A push as it travels between shards: the frame encoded once, plus what
+/// delivery needs to know about it.
+#[derive(Debug)]
+pub struct PushJob {
+    /// Gateway-wide push id.
+    pub id: u64,
+    /// The whole `Push` frame, length prefix included (or several whole
+    /// frames back to back, for a run of batched pushes).
+    pub frame: Bytes,
+    /// How many frames `frame` holds.
+    pub frames: u32,
+    /// Only sessions that declared this app get it; empty = every session.
+    pub app: Box<str>,
+    /// Recipients per second across the gateway; 0 = as fast as possible.
+    pub rate: u32,
+    /// When the API accepted it, µs since the Unix epoch.
+    pub accepted_us: u64,
+}
+
+/// Who on a shard a delivery is for.
+#[derive(Debug)]
+pub enum Target {
+    /// Every session.
+    All,
+    /// Local subscribers of a topic.
+    Topic(Box<str>),
+    /// These sessions of this user (key, generation).
+    User(Box<str>, Vec<(u32, u32)>),
+}
+
+/// What a request about a user's sessions does.
+#[derive(Debug, Clone)]
+pub enum UserAction {
+    /// Report the sessions (presence).
+    Describe,
+    /// Kick the sessions with this code and reason.
+    Kick(u32, Box<str>),
+}
+
+/// Where the answer to a cross-shard request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRef {
+    /// Shard waiting for the answer.
+    pub shard: u16,
+    /// Its request id.
+    pub id: u32,
+}
+
+/// A push through a user's owner that asks for the user's route back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteAsk {
+    /// Shard that accepted the push.
+    pub shard: u16,
+    /// Its question number (see `shard_router::routes`).
+    pub seq: u32,
+}
+
+/// One session as presence reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Holding shard.
+    pub shard: u16,
+    /// Session id (as in its Welcome).
+    pub session: String,
+    /// Device label from its Hello.
+    pub device: String,
+    /// Apps from its Hello.
+    pub apps: Vec<String>,
+    /// Connected since, seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum Message {
+    /// To a user's owner: a session of the user is up.
+    SessionUp(Box<str>, SessionRef),
+    /// To a user's owner: a session of the user is gone.
+    SessionDown(Box<str>, SessionRef),
+    /// To a topic's owner: a shard got its first subscriber.
+    TopicJoin(Box<str>, u16),
+    /// To a topic's owner: a shard lost its last subscriber.
+    TopicLeave(Box<str>, u16),
+    /// To a user's owner: route this push to the user's sessions, and
+    /// answer with the route if asked and cacheable.
+    PushToUser(Box<str>, Arc<PushJob>, Option<RouteAsk>),
+    /// To a shard that asked: the user's (hash's) sessions, answering
+    /// question `seq`.
+    Route(u64, u32, Box<[SessionRef]>),
+    /// To a shard that cached a route: the user's sessions changed.
+    ForgetRoute(u64),
+    /// To a topic's owner: route this push to the shards with subscribers.
+    PushToTopic(Box<str>, Arc<PushJob>),
+    /// To a holding shard: deliver this push to local recipients.
+    Deliver(Target, Arc<PushJob>),
+    /// To a user's owner: act on the user's sessions, answer `RequestRef`.
+    UserRequest(Box<str>, UserAction, RequestRef),
+    /// To a holding shard: act on these sessions of the user.
+    SessionsRequest(Box<str>, Vec<(u32, u32)>, UserAction, RequestRef),
+    /// To the requester: this many holding shards will answer.
+    RequestPlan(RequestRef, u16),
+    /// To the requester: the sessions one holding shard acted on.
+    RequestReply(RequestRef, Vec<SessionInfo>),
+    /// To every shard: kick all sessions (drain kind) at this rate per shard.
+    Drain(u32, Arc<[String]>, u32),
+}

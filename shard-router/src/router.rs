@@ -1,0 +1,252 @@
+//! The routing policy of one shard, as pure code: where a push, a request
+//! or a session change goes, and what an owner does with the messages it
+//! gets. It owns the shard's part of the user directory, the topic owner
+//! index and the route cache; it never touches a session (the holding
+//! shard delivers).
+//!
+//! Every decision is written as `(Dest, Message)` pairs into the caller's
+//! buffer, in the order they must be sent: mailboxes are FIFO per sender,
+//! and the route cache's ordering proof (see [`crate::routes`]) rests on
+//! that order.
+
+use std::sync::Arc;
+
+use crate::directory::{SessionRef, UserDirectory};
+use crate::messages::{Dest, Message, PushJob, RequestRef, RouteAsk, Target, UserAction};
+use crate::owner::{owner_of, owner_of_hash, stable_hash};
+use crate::routes::{RouteCache, RouteWatchers, cacheable};
+use crate::topics::TopicShards;
+
+/// Messages to send, in order.
+pub type Outbox = Vec<(Dest, Message)>;
+
+/// The routing state and policy of one shard.
+#[derive(Debug)]
+pub struct Router {
+    index: u16,
+    shards: usize,
+    /// Sessions of the users this shard owns.
+    directory: UserDirectory,
+    /// Users' sessions learnt from their owners (push API side).
+    routes: RouteCache,
+    /// Which shards cache the routes of users this shard owns.
+    watchers: RouteWatchers,
+    /// Which shards have subscribers of the topics this shard owns.
+    topic_owner: TopicShards,
+    /// Pushes sent straight to holders through the route cache.
+    cache_hits: u64,
+}
+
+fn local(shard: usize) -> Dest {
+    Dest::Local(u16::try_from(shard).unwrap_or(u16::MAX))
+}
+
+impl Router {
+    /// The router of shard `index` of `shards`, caching the routes of at
+    /// most `route_cache_users` users.
+    pub fn new(index: usize, shards: usize, route_cache_users: usize) -> Self {
+        Self {
+            index: u16::try_from(index).unwrap_or(u16::MAX),
+            shards,
+            directory: UserDirectory::default(),
+            routes: RouteCache::new(route_cache_users),
+            watchers: RouteWatchers::default(),
+            topic_owner: TopicShards::default(),
+            cache_hits: 0,
+        }
+    }
+
+    /// Sessions in this shard's part of the directory.
+    pub fn directory_sessions(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// Pushes sent straight to holders through the route cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits
+    }
+
+    /// The owner shard of a user or topic name.
+    pub fn owner(&self, name: &str) -> Dest {
+        local(owner_of(name, self.shards))
+    }
+
+    /// A push for `user`: straight to the holding shards when the route is
+    /// cached, else through the user's owner (asking for the route when
+    /// the owner is another shard).
+    pub fn to_user(&mut self, user: &str, job: &Arc<PushJob>, out: &mut Outbox) {
+        let hash = stable_hash(user);
+        let owner = owner_of_hash(hash, self.shards);
+        if owner == usize::from(self.index) {
+            out.push((
+                local(owner),
+                Message::PushToUser(user.into(), job.clone(), None),
+            ));
+            return;
+        }
+        if let Some(sessions) = self.routes.known(hash) {
+            self.cache_hits += 1;
+            for (shard, sessions) in group_by_shard(sessions) {
+                out.push((
+                    local(shard),
+                    Message::Deliver(Target::User(user.into(), sessions), job.clone()),
+                ));
+            }
+            return;
+        }
+        let ask = self.routes.ask(hash).map(|seq| RouteAsk {
+            shard: self.index,
+            seq,
+        });
+        out.push((
+            local(owner),
+            Message::PushToUser(user.into(), job.clone(), ask),
+        ));
+    }
+
+    /// A push for `topic`: to its owner, which knows the shards with
+    /// subscribers.
+    pub fn to_topic(&self, topic: &str, job: &Arc<PushJob>, out: &mut Outbox) {
+        out.push((
+            self.owner(topic),
+            Message::PushToTopic(topic.into(), job.clone()),
+        ));
+    }
+
+    /// A broadcast: to every shard.
+    pub fn to_all(&self, job: &Arc<PushJob>, out: &mut Outbox) {
+        for shard in 0..self.shards {
+            out.push((local(shard), Message::Deliver(Target::All, job.clone())));
+        }
+    }
+
+    /// A message to every shard, this one included.
+    pub fn to_every_shard(&self, msg: impl Fn() -> Message, out: &mut Outbox) {
+        for shard in 0..self.shards {
+            out.push((local(shard), msg()));
+        }
+    }
+
+    /// Handles a message an owner acts on; gives back the ones a holding
+    /// shard acts on (`Deliver`, `SessionsRequest`, `RequestPlan`,
+    /// `RequestReply`, `Drain`).
+    pub fn handle(&mut self, msg: Message, out: &mut Outbox) -> Option<Message> {
+        match msg {
+            Message::SessionUp(user, r) => {
+                self.directory.add(&user, r);
+                self.routes_changed(&user, out);
+            }
+            Message::SessionDown(user, r) => {
+                self.directory.remove(&user, r);
+                self.routes_changed(&user, out);
+            }
+            Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
+            Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
+            Message::PushToUser(user, job, ask) => {
+                for (shard, sessions) in self.holders_of(&user) {
+                    out.push((
+                        local(shard),
+                        Message::Deliver(Target::User(user.clone(), sessions), job.clone()),
+                    ));
+                }
+                if let Some(ask) = ask {
+                    self.answer_route(&user, ask, out);
+                }
+            }
+            Message::Route(user, seq, sessions) => {
+                self.routes.learn(user, seq, sessions);
+            }
+            Message::ForgetRoute(user) => self.routes.forget(user),
+            Message::PushToTopic(topic, job) => {
+                for &shard in self.topic_owner.shards(&topic) {
+                    out.push((
+                        Dest::Local(shard),
+                        Message::Deliver(Target::Topic(topic.clone()), job.clone()),
+                    ));
+                }
+            }
+            Message::UserRequest(user, action, reply_to) => {
+                let holders = self.holders_of(&user);
+                out.push((
+                    Dest::Local(reply_to.shard),
+                    Message::RequestPlan(reply_to, holders.len() as u16),
+                ));
+                for (shard, sessions) in holders {
+                    out.push((
+                        local(shard),
+                        Message::SessionsRequest(user.clone(), sessions, action.clone(), reply_to),
+                    ));
+                }
+            }
+            holder @ (Message::Deliver(..)
+            | Message::SessionsRequest(..)
+            | Message::RequestPlan(..)
+            | Message::RequestReply(..)
+            | Message::Drain(..)) => return Some(holder),
+        }
+        None
+    }
+
+    /// A request about `user`'s sessions: to the user's owner, which plans
+    /// the answers from the holding shards.
+    pub fn user_request(
+        &self,
+        user: &str,
+        action: UserAction,
+        reply_to: RequestRef,
+        out: &mut Outbox,
+    ) {
+        out.push((
+            self.owner(user),
+            Message::UserRequest(user.into(), action, reply_to),
+        ));
+    }
+
+    /// The user's sessions from this (owner) shard's directory, grouped by
+    /// holding shard.
+    fn holders_of(&self, user: &str) -> Vec<(usize, Vec<(u32, u32)>)> {
+        group_by_shard(self.directory.sessions(user))
+    }
+
+    /// As a user's owner, after routing a push: gives the asking shard the
+    /// user's route if it may cache it.
+    fn answer_route(&mut self, user: &str, ask: RouteAsk, out: &mut Outbox) {
+        let sessions = self.directory.sessions(user);
+        if !cacheable(sessions, ask.shard, self.index) {
+            return;
+        }
+        let hash = stable_hash(user);
+        if !self.watchers.watch(hash, ask.shard) {
+            return;
+        }
+        out.push((
+            Dest::Local(ask.shard),
+            Message::Route(hash, ask.seq, sessions.into()),
+        ));
+    }
+
+    /// As a user's owner: the user's sessions changed, so shards that
+    /// cached the route must forget it.
+    fn routes_changed(&mut self, user: &str, out: &mut Outbox) {
+        let hash = stable_hash(user);
+        for shard in self.watchers.take(hash) {
+            out.push((Dest::Local(shard), Message::ForgetRoute(hash)));
+        }
+    }
+}
+
+/// Sessions grouped by holding shard: (shard, [(key, generation)]).
+fn group_by_shard(sessions: &[SessionRef]) -> Vec<(usize, Vec<(u32, u32)>)> {
+    let mut by_shard: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
+    for r in sessions {
+        let shard = usize::from(r.shard);
+        match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, list)) => list.push((r.key, r.generation)),
+            None => by_shard.push((shard, vec![(r.key, r.generation)])),
+        }
+    }
+    by_shard
+}
+
+#[cfg(test)]
+mod tests;
