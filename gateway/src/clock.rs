@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::time::Millis;
 
-use crate::shard_core::Time;
+use crate::time::Time;
 
 /// A shard's clock: milliseconds since the shard started.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,8 @@
 //! [`shard_core`] (a shard's state and policy, sans-IO), [`shard`] (the
 //! io_uring driver around it: the only code that builds SQEs for client
 //! connections), [`uring`] (io_uring helpers), [`clock`] (the clocks the
-//! driver reads), [`timer`] (the per-shard timer wheel), [`admission`]
+//! driver reads), [`time`] (the time inputs carry), [`push_ids`] (push id
+//! sources), [`timer`] (the per-shard timer wheel), [`admission`]
 //! (who may connect), [`stats`] (shard-local counters), [`control`] (the
 //! HTTP control listener), [`backend`] (the backend client),
 //! [`instance_lock`] (one gateway per address), [`cli`] (the subcommands
@@ -20,11 +21,13 @@ pub mod clock;
 pub mod control;
 pub mod instance_lock;
 pub mod metrics;
+pub mod push_ids;
 pub mod runtime;
 pub mod settings;
 pub mod shard;
 pub mod shard_core;
 pub mod shared;
 pub mod stats;
+pub mod time;
 pub mod timer;
 pub mod uring;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use shard_router::mailbox::{Doorbell, Mailboxes};
+use shard_router::messages::Message;
 
 use crate::metrics::MetricsHub;
-use crate::shard_core::{Message, PushIds};
+use crate::push_ids::PushIds;
 use crate::stats::PublishedStats;
 
 /// State every shard and the main thread can see: read-mostly, written

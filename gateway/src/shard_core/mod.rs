@@ -31,7 +31,6 @@ mod sim;
 mod sim_tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::auth::TokenVerifier;
 use protocol::server::Output;
@@ -50,6 +49,9 @@ use crate::settings::Settings;
 use crate::stats::ShardStats;
 use crate::timer::TimerWheel;
 
+pub use crate::push_ids::{CountingPushIds, PushIds};
+pub use crate::time::Time;
+
 use conn::Conn;
 pub use push::Message;
 
@@ -58,48 +60,6 @@ const WHEEL_SLOTS: usize = 4096;
 /// Most users whose routes one shard's push API caches (about 40 bytes
 /// each); the cache starts over when full.
 const ROUTE_CACHE_USERS: usize = 65_536;
-
-/// The time an input happens at: the shard's monotonic clock, and the wall
-/// clock for what leaves the gateway (Welcome's server time, push
-/// timestamps, token expiry, connected-since).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Time {
-    /// Milliseconds on the shard's monotonic clock.
-    pub now: Millis,
-    /// Milliseconds since the Unix epoch.
-    pub unix_ms: u64,
-}
-
-impl Time {
-    /// Seconds since the Unix epoch.
-    pub fn unix_s(self) -> u64 {
-        self.unix_ms / 1000
-    }
-}
-
-/// Where push ids come from. One id per accepted push, never per
-/// recipient; shared by every shard of a gateway. A trait so that a
-/// durable store can hand out ids that survive restarts.
-pub trait PushIds: Send + Sync + std::fmt::Debug {
-    /// The next id (never 0, never repeated within the source's life).
-    fn next_id(&self) -> u64;
-}
-
-/// Push ids from a counter in memory, starting at 1.
-#[derive(Debug)]
-pub struct CountingPushIds(AtomicU64);
-
-impl Default for CountingPushIds {
-    fn default() -> Self {
-        Self(AtomicU64::new(1))
-    }
-}
-
-impl PushIds for CountingPushIds {
-    fn next_id(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::Relaxed)
-    }
-}
 
 /// One operation on a client connection's stream, for the driver to
 /// perform. `key` and `generation` name the exact connection; the driver
