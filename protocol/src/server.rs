@@ -136,6 +136,9 @@ pub struct Output {
     /// Whole frames decoded from client input (a running count the caller
     /// may read and reset; [`Output::clear`] leaves it alone).
     pub frames_in: u64,
+    /// Whole frames written to `transmit` (a running count, as
+    /// `frames_in`), so a caller never parses the framing to count them.
+    pub frames_out: u64,
 }
 
 impl Output {
@@ -611,6 +614,7 @@ impl ServerSession {
 
 fn send(out: &mut Output, kind: Kind) {
     codec::encode_frame(&codec::frame(kind), &mut out.transmit);
+    out.frames_out += 1;
 }
 
 mod limits;

@@ -370,7 +370,7 @@ impl Backend {
         let entry = opcode::Timeout::new(&*self.timer_ts)
             .build()
             .user_data(OpTag::new(OpKind::BackendTimer, self.timer_seq).encode());
-        push(ring, entry);
+        push(ring, std::slice::from_ref(&entry));
         // Submitted now: the kernel reads the timespec at submission.
         if let Err(e) = ring.submit() {
             tracing::warn!("submitting the backend timer failed: {e}");
@@ -378,18 +378,11 @@ impl Backend {
     }
 }
 
-/// Pushes an SQE, submitting to make room when the queue is full.
-pub(crate) fn push(ring: &mut IoUring, entry: squeue::Entry) {
-    loop {
-        // SAFETY: entries point into buffers owned by the backend client
-        // (connections, the timer's timespec) that outlive their operations.
-        if unsafe { ring.submission().push(&entry) }.is_ok() {
-            return;
-        }
-        if ring.submit().is_err() {
-            std::thread::yield_now();
-        }
-    }
+/// Queues an entry of the backend client. Entries point into buffers
+/// owned by the backend client (connections, the timer's timespec, the
+/// pools' connect timeouts) that outlive their operations.
+pub(crate) fn push(ring: &mut IoUring, entries: &[squeue::Entry]) {
+    crate::shard::push_entries(ring, entries);
 }
 
 /// Pool limits shared by the three users.

@@ -105,6 +105,10 @@ struct Conn {
 struct Pool {
     endpoint: Endpoint,
     limits: PoolLimits,
+    /// The connect timeout as the LinkTimeout behind each Connect reads
+    /// it. Boxed and owned by the pool, so it outlives every submission,
+    /// including one that stays queued because `io_uring_enter` failed.
+    connect_timeout: Box<types::Timespec>,
     conns: Vec<usize>,
     waiting: VecDeque<(usize, u32)>,
     deadlines: VecDeque<(Millis, usize, u32)>,
@@ -143,9 +147,16 @@ impl<O> Default for HttpClient<O> {
 impl<O> HttpClient<O> {
     /// Adds a pool; requests name it by the returned id.
     pub fn add_pool(&mut self, endpoint: Endpoint, limits: PoolLimits) -> PoolId {
+        let ms = u64::from(limits.connect_timeout_ms);
+        let connect_timeout = Box::new(
+            types::Timespec::new()
+                .sec(ms / 1000)
+                .nsec(((ms % 1000) * 1_000_000) as u32),
+        );
         self.pools.push(Pool {
             endpoint,
             limits,
+            connect_timeout,
             conns: Vec::new(),
             waiting: VecDeque::new(),
             deadlines: VecDeque::new(),
@@ -341,17 +352,13 @@ impl<O> HttpClient<O> {
             ..Conn::default()
         });
         p.conns.push(key);
-        let ms = u64::from(p.limits.connect_timeout_ms);
-        let ts = types::Timespec::new()
-            .sec(ms / 1000)
-            .nsec(((ms % 1000) * 1_000_000) as u32);
         let connect = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
             .build()
             .flags(squeue::Flags::IO_LINK)
             .user_data(OpTag::new(OpKind::BackendConnect, key as u32).encode());
-        // The timespec is copied by the kernel at submission: both entries
-        // are pushed back to back and submitted before `ts` goes away.
-        let timeout = opcode::LinkTimeout::new(&ts)
+        // Both entries go in back to back (a link must not be split over
+        // two submissions); the timespec is the pool's, which outlives them.
+        let timeout = opcode::LinkTimeout::new(&*p.connect_timeout)
             .build()
             .user_data(OpTag::new(OpKind::BackendLinkTimeout, key as u32).encode());
         push_pair(ring, connect, timeout);
@@ -521,7 +528,7 @@ impl<O> HttpClient<O> {
                 let entry = opcode::Close::new(types::Fd(conn.fd))
                     .build()
                     .user_data(OpTag::new(OpKind::BackendClose, c as u32).encode());
-                push(ring, entry);
+                push(ring, std::slice::from_ref(&entry));
             }
         }
         for key in orphans.into_iter().rev() {
@@ -542,25 +549,12 @@ impl<O> HttpClient<O> {
     }
 }
 
+/// Queues a Connect and its LinkTimeout in one piece. The connect address
+/// lives in the pool's boxed endpoint and the timespec in the pool's box;
+/// pools are never removed while the client lives.
 fn push_pair(ring: &mut IoUring, a: squeue::Entry, b: squeue::Entry) {
-    loop {
-        {
-            let mut sq = ring.submission();
-            if sq.capacity() - sq.len() >= 2 {
-                // SAFETY: the connect address lives in the pool's boxed
-                // endpoint; the timespec is read at submission (below).
-                unsafe {
-                    let _ = sq.push(&a);
-                    let _ = sq.push(&b);
-                }
-                break;
-            }
-        }
-        if ring.submit().is_err() {
-            std::thread::yield_now();
-        }
-    }
-    // Submit now so the kernel copies the LinkTimeout's timespec.
+    push(ring, &[a, b]);
+    // Submit now: the connect starts without waiting for the loop's wait.
     if let Err(e) = ring.submit() {
         tracing::warn!("submitting a backend connect failed: {e}");
     }
@@ -586,7 +580,7 @@ fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
         .build()
         .user_data(OpTag::new(OpKind::BackendSend, c as u32).encode());
     conn.send_armed = true;
-    push(ring, entry);
+    push(ring, std::slice::from_ref(&entry));
 }
 
 fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
@@ -606,5 +600,5 @@ fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     .build()
     .user_data(OpTag::new(OpKind::BackendRecv, c as u32).encode());
     conn.recv_armed = true;
-    push(ring, entry);
+    push(ring, std::slice::from_ref(&entry));
 }

@@ -146,17 +146,11 @@ impl Caller {
     }
 }
 
+/// Queues an entry of a control connection. Entries point into buffers
+/// owned by `ControlConn`s that stay in the slab until their operations
+/// complete.
 fn push(ring: &mut IoUring, entry: squeue::Entry) {
-    loop {
-        // SAFETY: entries point into buffers owned by `ControlConn`s that
-        // stay in the slab until their operations complete.
-        if unsafe { ring.submission().push(&entry) }.is_ok() {
-            return;
-        }
-        if ring.submit().is_err() {
-            std::thread::yield_now();
-        }
-    }
+    crate::shard::push_entries(ring, std::slice::from_ref(&entry));
 }
 
 impl ControlServer {

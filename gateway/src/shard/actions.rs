@@ -27,7 +27,7 @@ impl Shard {
     fn perform(&mut self, t: Time, action: Action) {
         match action {
             Action::Stream(op) => self.submit_stream_op(op),
-            Action::Backend(call) => self.call_backend(t, call),
+            Action::Backend(call) => self.call_backend(t, *call),
             Action::Answer(caller, answer) => {
                 let response = match answer {
                     Answer::Response(r) => r,

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use io_uring::{cqueue, opcode, types};
 
 use super::Shard;
-use crate::shard_core::Time;
+use crate::shard_core::{Time, Transport};
 use crate::uring::op::{OpKind, OpTag};
 
 impl Shard {
@@ -109,7 +109,8 @@ impl Shard {
             }
             return;
         }
-        self.core.on_accepted(t, res as u32, peer);
+        // The client listener speaks raw v1.
+        self.core.on_accepted(t, res as u32, Transport::RawV1, peer);
     }
 
     /// A completion of a client connection's multishot receive: the bytes

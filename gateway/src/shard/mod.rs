@@ -131,7 +131,6 @@ pub struct Shard {
     last_publish: Millis,
     last_pool_review: Millis,
     metrics: ShardMetrics,
-    outbox_waiting: bool,
     wake: WakeBatching,
     /// Ends a batched wait when a push, request or connection arrives.
     urgent: UrgentWatch,
@@ -240,7 +239,6 @@ impl Shard {
             last_publish: Millis(0),
             last_pool_review: Millis(0),
             metrics: ShardMetrics::new(index),
-            outbox_waiting: false,
             wake,
             urgent,
         })
@@ -252,20 +250,9 @@ impl Shard {
         self.push_linked(std::slice::from_ref(&entry));
     }
 
-    /// Queues entries in one piece, flushing the submission queue first
-    /// when they do not fit: a chain of linked entries split over two
-    /// submissions would lose its link.
+    /// Queues entries in one piece (see [`crate::uring::sq::push`]).
     fn push_linked(&mut self, entries: &[squeue::Entry]) {
-        loop {
-            // SAFETY: every entry built by the shard points into memory the
-            // shard keeps alive until the entry's completion arrives.
-            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
-                return;
-            }
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!(shard = self.index, "submit with a full queue failed: {e}");
-            }
-        }
+        push_entries(&mut self.ring, entries);
     }
 
     /// Runs the shard until it has drained after a shutdown request.
@@ -338,14 +325,19 @@ impl Shard {
     /// Performs what the core asked for and writes its mail, until it asks
     /// for nothing more.
     fn settle(&mut self, t: crate::shard_core::Time) {
-        self.perform_actions(t);
-        if self.core.has_mail() {
+        loop {
+            self.perform_actions(t);
+            if !self.core.has_mail() {
+                break;
+            }
             let (mailboxes, bell, from) = (&self.shared.mailboxes, &*self.shared, self.index);
-            self.outbox_waiting = self
-                .core
-                .flush_mail(&mut |to, msg| mailboxes.send(from, to, msg, bell));
-        } else {
-            self.outbox_waiting = false;
+            // Mail held back for a full inbox is retried at the core's
+            // next deadline (one millisecond on).
+            self.core
+                .flush_mail(t, &mut |to, msg| mailboxes.send(from, to, msg, bell));
+            if !self.core.has_actions() {
+                break;
+            }
         }
     }
 
@@ -362,5 +354,28 @@ impl Shard {
             self.inbox = batch;
         }
         self.settle(t);
+    }
+}
+
+/// Queues `entries` on `ring` through the one submission path, retrying
+/// while the kernel is busy: an entry the driver built must not be lost
+/// (a lost close would leak its slot).
+///
+/// Every entry a shard builds (client streams, control and backend
+/// connections, the doorbell, the accepts, the urgent watch) points only
+/// into memory the shard keeps alive and unmoved until the entry's
+/// completion: boxed buffers, connection slots not freed while an
+/// operation is in flight, boxed timespecs.
+pub(crate) fn push_entries(ring: &mut IoUring, entries: &[squeue::Entry]) {
+    loop {
+        // SAFETY: see above; upheld by every caller in the shard.
+        match unsafe { crate::uring::sq::push(ring, entries) } {
+            Ok(()) => return,
+            Err(e @ crate::uring::sq::PushError::TooMany { .. }) => {
+                tracing::error!("dropping submission: {e}");
+                return;
+            }
+            Err(e) => tracing::warn!("submission queue full and {e}; retrying"),
+        }
     }
 }

@@ -11,13 +11,12 @@ impl Shard {
     /// Submits queued SQEs and sleeps until a completion or the next timer.
     pub(super) fn wait(&mut self) -> Result<(), ShardError> {
         let now = self.clock.now();
-        let outbox = self.outbox_waiting.then(|| now.saturating_add(1));
         let wake = [
+            // Timers, paced work, held-back mail, receives to re-arm.
             self.core.next_deadline(now),
             // Head and idle timeouts of control connections; `None`
             // without any, so an idle gateway does not wake for them.
             self.control.next_deadline(),
-            outbox,
         ]
         .into_iter()
         .flatten()

@@ -26,11 +26,11 @@ impl ShardCore {
             return;
         };
         self.actions
-            .push(Action::Backend(BackendCall::Authenticate {
+            .push(Action::Backend(Box::new(BackendCall::Authenticate {
                 key,
                 generation,
                 hello,
-            }));
+            })));
     }
 
     /// Sends `Welcome` (and the online event) or `Error` + close.
@@ -57,7 +57,8 @@ impl ShardCore {
     /// Reports a session that went online (both auth modes).
     pub(super) fn presence_online(&mut self, now: Millis, p: Presence) {
         self.session_established(now, p.key);
-        self.actions.push(Action::Backend(BackendCall::Online(p)));
+        self.actions
+            .push(Action::Backend(Box::new(BackendCall::Online(p))));
     }
 
     /// Reports connection `key` closing for `reason`.
@@ -74,17 +75,21 @@ impl ShardCore {
             CloseReason::ProtocolError(_) => "protocol_error",
             _ => "closed",
         };
-        self.actions.push(Action::Backend(BackendCall::Closing {
-            key,
-            generation,
-            reason: why,
-        }));
+        self.actions
+            .push(Action::Backend(Box::new(BackendCall::Closing {
+                key,
+                generation,
+                reason: why,
+            })));
     }
 
     /// Reports connection `key` (generation `generation`) gone.
     pub(super) fn presence_gone(&mut self, key: u32, generation: u32) {
         self.actions
-            .push(Action::Backend(BackendCall::Offline { key, generation }));
+            .push(Action::Backend(Box::new(BackendCall::Offline {
+                key,
+                generation,
+            })));
     }
 
     /// Asks the driver to forward an uplink; the answer comes back as an
@@ -95,12 +100,13 @@ impl ShardCore {
         };
         let generation = conn.generation;
         let user = conn.user.as_deref().unwrap_or("").to_string();
-        self.actions.push(Action::Backend(BackendCall::Uplink {
-            key,
-            generation,
-            user,
-            uplink,
-        }));
+        self.actions
+            .push(Action::Backend(Box::new(BackendCall::Uplink {
+                key,
+                generation,
+                user,
+                uplink,
+            })));
     }
 
     /// Applies a result of the backend to its connection, if that is still

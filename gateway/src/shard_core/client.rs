@@ -4,22 +4,30 @@
 
 use bytes::Bytes;
 use protocol::proto::{ErrorCode, Hello, KickCode, Welcome};
-use protocol::server::{CloseReason, Event, ServerSession};
+use protocol::server::{CloseReason, Event};
 use protocol::time::Millis;
 
 use super::closing::live;
 use super::conn::{Conn, flags};
 use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
+use super::session::Session;
+use super::transport::Transport;
 use super::{ShardCore, StreamOpKind, Time};
 use crate::admission::Refusal;
 
 impl ShardCore {
     /// The driver accepted a client connection on stream handle `stream`,
-    /// from `peer` when the driver knows it (it must when
-    /// [`ShardCore::needs_peer_address`]). Refused connections get an
-    /// Error and are closed.
-    pub fn on_accepted(&mut self, t: Time, stream: u32, peer: Option<std::net::IpAddr>) {
+    /// on a listener of `transport`, from `peer` when the driver knows it
+    /// (it must when [`ShardCore::needs_peer_address`]). Refused
+    /// connections get an Error and are closed.
+    pub fn on_accepted(
+        &mut self,
+        t: Time,
+        stream: u32,
+        transport: Transport,
+        peer: Option<std::net::IpAddr>,
+    ) {
         let now = self.at(t);
         self.stats.accepts += 1;
         let fd = stream;
@@ -48,8 +56,8 @@ impl ShardCore {
         };
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let session = ServerSession::new(now, &self.settings.server);
-        let mut conn = Conn::new(session, fd, generation);
+        let session = Session::v1(now, &self.settings.server);
+        let mut conn = Conn::new(session, transport, fd, generation);
         if refusal.is_some() {
             conn.clear(flags::IN_HANDSHAKE);
         } else {
@@ -97,6 +105,7 @@ impl ShardCore {
         }
         self.stats.bytes_in += data.len() as u64;
         if !conn.has(flags::CLOSING) {
+            let data = conn.transport.inbound(data);
             conn.session
                 .handle_input(now, data, &self.settings.server, &mut self.out);
             self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
@@ -146,10 +155,11 @@ impl ShardCore {
     pub(super) fn handle_output(&mut self, now: Millis, key: u32) {
         loop {
             if !self.out.transmit.is_empty() {
-                let frames = count_frames(&self.out.transmit);
-                let frame = Frame::copied(&self.out.transmit);
+                let transport = self.conns.get(key as usize).map(|c| c.transport);
+                let frame =
+                    Frame::copied(transport.unwrap_or_default().outbound(&self.out.transmit));
                 self.out.transmit.clear();
-                self.stats.frames_out += frames;
+                self.stats.frames_out += std::mem::take(&mut self.out.frames_out);
                 self.enqueue(now, key, frame);
             }
             if self.out.events.is_empty() {
@@ -390,28 +400,5 @@ impl ShardCore {
         } else {
             self.arm_timer(now, key);
         }
-    }
-}
-
-/// Number of length-prefixed frames in `buf` (session output is whole frames).
-fn count_frames(buf: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut rest = buf;
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        n += 1;
-        rest = rest.get(4 + len..).unwrap_or_default();
-    }
-    n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_frames;
-
-    #[test]
-    fn counts_length_prefixed_frames() {
-        assert_eq!(count_frames(&[]), 0);
-        assert_eq!(count_frames(&[0, 0, 0, 2, 9, 9, 0, 0, 0, 1, 7]), 2);
     }
 }

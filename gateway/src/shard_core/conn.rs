@@ -2,10 +2,11 @@
 //! direct descriptor, the outbound queue and the bookkeeping the close
 //! sequence needs. Kept small: a shard holds hundreds of thousands.
 
-use protocol::server::ServerSession;
 use protocol::time::Millis;
 
 use super::outbound::Outbound;
+use super::session::Session;
+use super::transport::Transport;
 
 /// Lifecycle flags of a connection (bit set).
 pub mod flags {
@@ -44,7 +45,7 @@ pub mod flags {
 #[derive(Debug)]
 pub struct Conn {
     /// The sans-IO protocol session.
-    pub session: ServerSession,
+    pub session: Session,
     /// Frames waiting to be written.
     pub outbound: Outbound,
     /// The authenticated user, once the handshake succeeded.
@@ -70,11 +71,13 @@ pub struct Conn {
     pub device: u16,
     /// Lifecycle flags (see [`flags`]).
     pub flags: u16,
+    /// How the stream carries the session (chosen by the listener).
+    pub transport: Transport,
 }
 
 impl Conn {
-    /// A new connection on direct slot `fd`.
-    pub fn new(session: ServerSession, fd: u32, generation: u32) -> Self {
+    /// A new connection on direct slot `fd`, carried by `transport`.
+    pub fn new(session: Session, transport: Transport, fd: u32, generation: u32) -> Self {
         Self {
             session,
             outbound: Outbound::default(),
@@ -87,6 +90,7 @@ impl Conn {
             generation,
             close_by: 0,
             flags: flags::IN_HANDSHAKE,
+            transport,
         }
     }
 
@@ -149,9 +153,20 @@ mod tests {
     use super::*;
     use protocol::server::ServerConfig;
 
+    /// A shard holds hundreds of thousands of these: 104 bytes, as before
+    /// the transport was added (it took padding, not a word).
+    #[test]
+    fn a_connection_stays_small() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 104,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
+
     fn closing(now: Millis, ms: u32) -> Conn {
         let cfg = ServerConfig::default();
-        let mut c = Conn::new(ServerSession::new(now, &cfg), 0, 0);
+        let mut c = Conn::new(Session::v1(now, &cfg), Transport::RawV1, 0, 0);
         c.set(flags::CLOSING);
         c.set_close_timeout(now, ms);
         c

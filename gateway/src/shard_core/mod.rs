@@ -25,10 +25,12 @@ mod names;
 pub mod outbound;
 pub mod push;
 mod rejections;
+pub mod session;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod sim_tests;
+pub mod transport;
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ pub use crate::time::Time;
 
 use conn::Conn;
 pub use push::Message;
+pub use transport::Transport;
 
 /// Slots of the timer wheel.
 const WHEEL_SLOTS: usize = 4096;
@@ -157,8 +160,9 @@ pub enum Answer {
 pub enum Action {
     /// An operation on a client stream.
     Stream(StreamOp),
-    /// A call to the backend client.
-    Backend(BackendCall),
+    /// A call to the backend client (boxed: rare, and large next to the
+    /// stream operations that make up most actions).
+    Backend(Box<BackendCall>),
     /// Answer the control request of `caller`.
     Answer(Caller, Answer),
     /// Stop accepting client connections (a drain began).
@@ -416,5 +420,21 @@ impl ShardCore {
         if let Some(deadline) = conn.deadline(&self.settings.server, now) {
             self.wheel.arm(key, deadline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most actions are stream operations, one or more per delivery: the
+    /// queue of them stays compact.
+    #[test]
+    fn an_action_is_small() {
+        assert!(
+            std::mem::size_of::<Action>() <= 64,
+            "{} bytes",
+            std::mem::size_of::<Action>()
+        );
     }
 }

@@ -19,6 +19,7 @@ use tuning::config::GatewayConfig;
 
 use super::{
     Action, Answer, BackendCall, CountingPushIds, Message, ShardCore, StreamOp, StreamOpKind, Time,
+    Transport,
 };
 use crate::control::Caller;
 use crate::control::http::Request;
@@ -199,7 +200,7 @@ impl Sim {
             closed: false,
         });
         let t = self.time();
-        self.cores[shard].on_accepted(t, id as u32, Some(peer));
+        self.cores[shard].on_accepted(t, id as u32, Transport::RawV1, Some(peer));
         self.run();
         id
     }
@@ -321,7 +322,7 @@ impl Sim {
         for action in actions.drain(..) {
             match action {
                 Action::Stream(op) => self.perform_stream_op(shard, op),
-                Action::Backend(call) => self.backend_calls.push((shard, call)),
+                Action::Backend(call) => self.backend_calls.push((shard, *call)),
                 Action::Answer(caller, answer) => self.answers.push((shard, caller, answer)),
                 Action::StopAccepting => self.stopped_accepting[shard] = true,
             }
@@ -420,9 +421,11 @@ impl Sim {
     fn carry_mail(&mut self) -> bool {
         let mut moved = false;
         let capacity = self.inbox_capacity;
+        let t = self.time();
         for core in &mut self.cores {
+            moved |= core.has_mail();
             let inboxes = &mut self.inboxes;
-            core.flush_mail(&mut |to: usize, msg: Message| {
+            core.flush_mail(t, &mut |to: usize, msg: Message| {
                 let inbox = &mut inboxes[to];
                 if inbox.len() >= capacity {
                     return Err(msg);
@@ -431,7 +434,6 @@ impl Sim {
                 Ok(())
             });
         }
-        let t = self.time();
         for (shard, inbox) in self.inboxes.iter_mut().enumerate() {
             while let Some(msg) = inbox.pop_front() {
                 self.cores[shard].on_mail(t, msg);

@@ -1,7 +1,9 @@
 //! The thin io_uring shell: how operations are named in completion
-//! entries, the provided-buffer ring that is the shard's receive pool, and
-//! the watch that ends a batched wait when someone is waiting.
+//! entries, the one way entries are queued, the provided-buffer ring that
+//! is the shard's receive pool, and the watch that ends a batched wait when
+//! someone is waiting.
 
 pub mod bufring;
 pub mod op;
+pub mod sq;
 pub mod urgent;

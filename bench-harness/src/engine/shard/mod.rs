@@ -206,13 +206,12 @@ impl<'a> Shard<'a> {
     fn push(&mut self, sqe: squeue::Entry) -> Result<(), ShardError> {
         // SAFETY: every buffer and address an SQE points to lives in `self`
         // (boxed or in a connection slot not touched until its completion).
-        while unsafe { self.ring.submission().push(&sqe) }.is_err() {
-            self.ring.submit().map_err(|source| ShardError::Enter {
+        unsafe { gateway::uring::sq::push(&mut self.ring, std::slice::from_ref(&sqe)) }.map_err(
+            |e| ShardError::Enter {
                 shard: self.plan.index,
-                source,
-            })?;
-        }
-        Ok(())
+                source: std::io::Error::other(e),
+            },
+        )
     }
     fn run(&mut self) -> Result<(), ShardError> {
         while !self.link.stop.load(Ordering::Relaxed) {

@@ -1,5 +1,6 @@
 //! Delivery on the holding shard: recipients chosen (all, topic, user;
-//! filtered by app), the shard's own copy of the frame written to each,
+//! filtered by app), the shard's own copy of the frame (one per encoding
+//! its recipients need, see `transport`) written to each,
 //! at once or paced at a rate; topic subscriptions; the session lifecycle
 //! hooks that keep the directory and topic owners up to date.
 
@@ -12,11 +13,15 @@ use super::{Message, PushJob, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
 use crate::shard_core::conn::{Conn, flags};
 use crate::shard_core::names::{app_names, device_name, release_apps, release_device};
+use crate::shard_core::transport::LocalCopies;
 
 /// A paced delivery in progress on one shard.
 #[derive(Debug)]
 pub(crate) struct PacedJob {
-    frame: Bytes,
+    /// The push's v1 frame, as the API encoded it.
+    source: Bytes,
+    /// This shard's copies of it, per encoding.
+    copies: LocalCopies,
     recipients: Vec<(u32, u32)>,
     next: usize,
     /// Recipients per second on this shard.
@@ -81,7 +86,7 @@ impl ShardCore {
                 false,
             ),
         };
-        let frame = Bytes::copy_from_slice(&job.frame);
+        let mut copies = LocalCopies::default();
         let shards = self.settings.shards.len() as u32;
         let rate = if pace {
             job.rate.div_ceil(shards.max(1))
@@ -90,12 +95,13 @@ impl ShardCore {
         };
         if rate == 0 {
             for &(key, _) in &recipients {
-                self.deliver_one(now, key, &frame, job.frames);
+                self.deliver_one(now, key, &mut copies, &job.frame, job.frames);
             }
             self.record_fanout(job.accepted_us);
         } else {
             self.paced.push(PacedJob {
-                frame,
+                source: job.frame.clone(),
+                copies,
                 recipients,
                 next: 0,
                 rate,
@@ -105,10 +111,22 @@ impl ShardCore {
         }
     }
 
-    fn deliver_one(&mut self, now: Millis, key: u32, frame: &Bytes, frames: u32) {
+    /// Queues the push (`frames` frames, whose v1 encoding is `v1`) to
+    /// `key`, in the encoding of `key`'s transport.
+    fn deliver_one(
+        &mut self,
+        now: Millis,
+        key: u32,
+        copies: &mut LocalCopies,
+        v1: &[u8],
+        frames: u32,
+    ) {
+        let Some(encoding) = self.conns.get(key as usize).map(|c| c.transport.encoding()) else {
+            return;
+        };
         self.stats.deliveries += u64::from(frames);
         self.stats.frames_out += u64::from(frames);
-        self.enqueue(now, key, frame.clone());
+        self.enqueue(now, key, copies.get(v1, encoding).clone());
         if let Some(conn) = self.conns.get_mut(key as usize)
             && !conn.has(flags::FLUSH_PENDING)
         {
@@ -157,7 +175,7 @@ impl ShardCore {
                     .get(key as usize)
                     .is_some_and(|c| c.generation == generation && Self::wants(c, None))
                 {
-                    self.deliver_one(now, key, &job.frame, 1);
+                    self.deliver_one(now, key, &mut job.copies, &job.source, 1);
                 }
             }
         }

@@ -35,6 +35,10 @@ pub(crate) use requests::PendingRequests;
 #[derive(Debug, Default)]
 pub(crate) struct Outboxes {
     fresh: Vec<(usize, Message)>,
+    /// Mail to this shard itself, handled when the mail to others has
+    /// gone out (so another shard starts on a broadcast while this one
+    /// delivers its part). FIFO, as a mailbox is.
+    to_self: VecDeque<Message>,
     queues: BTreeMap<usize, VecDeque<Message>>,
     held: usize,
 }
@@ -66,11 +70,11 @@ impl ShardCore {
         self.settings.shards.len()
     }
 
-    /// Sends `msg` to shard `to` (handled at once when `to` is this shard;
-    /// else written at the driver's next [`ShardCore::flush_mail`]).
-    pub(super) fn send_to(&mut self, now: Millis, to: usize, msg: Message) {
+    /// Sends `msg` to shard `to`, at the driver's next
+    /// [`ShardCore::flush_mail`] (which also hands this shard its own).
+    pub(super) fn send_to(&mut self, _now: Millis, to: usize, msg: Message) {
         if to == self.index {
-            self.handle_message(now, msg);
+            self.outboxes.to_self.push_back(msg);
             return;
         }
         if to >= self.shards() {
@@ -84,9 +88,26 @@ impl ShardCore {
     }
 
     /// Writes the mail for other shards to `sink`, in order per
-    /// destination; what a full inbox refuses is held back and retried on
-    /// the next call. Returns whether some is still held back.
-    pub fn flush_mail(&mut self, sink: &mut impl MailSink) -> bool {
+    /// destination, then handles this shard's mail to itself (which may
+    /// write more), until none is left. What a full inbox refuses is held
+    /// back and retried on the next call. Returns whether some is still
+    /// held back.
+    pub fn flush_mail(&mut self, t: Time, sink: &mut impl MailSink) -> bool {
+        let now = self.at(t);
+        loop {
+            self.send_mail(sink);
+            if self.outboxes.to_self.is_empty() {
+                break;
+            }
+            while let Some(msg) = self.outboxes.to_self.pop_front() {
+                self.handle_message(now, msg);
+            }
+        }
+        !self.outboxes.queues.is_empty()
+    }
+
+    /// Writes the fresh and the held-back mail for other shards to `sink`.
+    fn send_mail(&mut self, sink: &mut impl MailSink) {
         let outboxes = &mut self.outboxes;
         for (to, msg) in outboxes.fresh.drain(..) {
             if outboxes.queues.contains_key(&to) {
@@ -110,12 +131,13 @@ impl ShardCore {
             }
             false
         });
-        !outboxes.queues.is_empty()
     }
 
     /// Whether mail is waiting for [`ShardCore::flush_mail`].
     pub fn has_mail(&self) -> bool {
-        !self.outboxes.fresh.is_empty() || self.outboxes.held > 0
+        !self.outboxes.fresh.is_empty()
+            || !self.outboxes.to_self.is_empty()
+            || self.outboxes.held > 0
     }
 
     /// A message from another shard.
