@@ -1,5 +1,8 @@
 //! Completion routing: each SQE's `user_data` says which operation, which
-//! connection slot and which incarnation of that slot it was for.
+//! connection slot and which incarnation of that slot it was for (packed
+//! as the gateway packs its own, see `gateway::uring::op`).
+
+use gateway::uring::op::OpCode;
 
 /// Operation kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +26,12 @@ pub enum Op {
     Close = 8,
 }
 
-impl Op {
-    fn from_u8(v: u8) -> Option<Self> {
+impl OpCode for Op {
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(v: u8) -> Option<Self> {
         Some(match v {
             1 => Op::Socket,
             2 => Op::SockOpt,
@@ -37,7 +44,9 @@ impl Op {
             _ => return None,
         })
     }
+}
 
+impl Op {
     /// Name for failure reasons.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -54,34 +63,10 @@ impl Op {
     }
 }
 
-/// A decoded `user_data`: operation, slot, generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tag {
-    /// The operation.
-    pub op: Op,
-    /// Slot generation when submitted.
-    pub generation: u16,
-    /// Connection slot (also the direct-descriptor index).
-    pub slot: u32,
-}
-
-impl Tag {
-    /// Packs into 64 bits.
-    #[must_use]
-    pub fn encode(self) -> u64 {
-        (u64::from(self.op as u8) << 56) | (u64::from(self.generation) << 32) | u64::from(self.slot)
-    }
-
-    /// Unpacks; `None` for values no SQE carried.
-    #[must_use]
-    pub fn decode(v: u64) -> Option<Self> {
-        Some(Self {
-            op: Op::from_u8((v >> 56) as u8)?,
-            generation: (v >> 32) as u16,
-            slot: v as u32,
-        })
-    }
-}
+/// A decoded `user_data`: operation, connection slot (also the
+/// direct-descriptor index), generation of the slot: the gateway's tag
+/// packing, over the harness's operations.
+pub type Tag = gateway::uring::op::Tag<Op>;
 
 #[cfg(test)]
 mod tests {
@@ -90,12 +75,9 @@ mod tests {
     #[test]
     fn round_trip() {
         for op in [Op::Socket, Op::Recv, Op::Close] {
-            let t = Tag {
-                op,
-                generation: 65_535,
-                slot: u32::MAX,
-            };
+            let t = Tag::of(op, u32::MAX, 65_535);
             assert_eq!(Tag::decode(t.encode()), Some(t));
+            assert!(t.is_for(65_535));
         }
         assert_eq!(Tag::decode(0), None);
     }

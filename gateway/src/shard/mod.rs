@@ -28,13 +28,12 @@ use crate::metrics::ShardMetrics;
 use crate::settings::{REFUSAL_SLACK, Settings};
 use crate::shard_core::{Action, Message, ShardCore};
 use crate::shared::Shared;
-use crate::uring::bufring::{BufRing, BufRingError};
+use crate::uring::bufring::BufRing;
+use crate::uring::ring::{self, BUF_GROUP, RingError, RingSpec};
 use crate::uring::urgent::UrgentWatch;
 
 use wake::WakeBatching;
 
-/// Buffer group id of the shard's receive pool.
-const BUF_GROUP: u16 = 0;
 /// Single-shot accepts kept in flight when admission needs peer addresses.
 const ACCEPT_POOL: usize = 32;
 /// How often a shard copies its counters to where others can read them.
@@ -46,33 +45,14 @@ const POOL_REVIEW_MS: u64 = 2_000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShardError {
-    /// The io_uring ring could not be created.
-    #[error("shard {shard}: cannot create io_uring ring: {source}")]
+    /// The ring, its descriptor table or its receive pool could not be set
+    /// up.
+    #[error("shard {shard}: {source}")]
     Ring {
         /// Shard index.
         shard: usize,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The direct-descriptor table could not be registered.
-    #[error(
-        "shard {shard}: cannot register {slots} direct descriptors (RLIMIT_NOFILE bounds it): {source}"
-    )]
-    Files {
-        /// Shard index.
-        shard: usize,
-        /// Slots requested.
-        slots: u32,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The receive buffer pool could not be set up.
-    #[error("shard {shard}: {source}")]
-    Buffers {
-        /// Shard index.
-        shard: usize,
         /// What failed.
-        source: BufRingError,
+        source: RingError,
     },
     /// The shard thread panicked.
     #[error("shard {shard} panicked")]
@@ -150,32 +130,20 @@ impl Shard {
     ) -> Result<Self, ShardError> {
         let shard_cfg = settings.shards[index].clone();
         let s = &shard_cfg.settings;
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_cqsize(s.ring_entries.saturating_mul(4))
-            .build(s.ring_entries)
-            .map_err(|source| ShardError::Ring {
-                shard: index,
-                source,
-            })?;
+        let spec = RingSpec {
+            sq_entries: s.ring_entries,
+            cq_entries: s.ring_entries.saturating_mul(4),
+            defer_taskrun: true,
+            files: s.max_connections + REFUSAL_SLACK,
+            buffers: s.buffer_count,
+            buffer_size: s.buffer_size,
+        };
+        let (ring, bufs) = ring::build(&spec).map_err(|source| ShardError::Ring {
+            shard: index,
+            source,
+        })?;
         let min_wait = ring.params().is_feature_min_timeout();
         let cq_entries = ring.params().cq_entries();
-        let slots = s.max_connections + REFUSAL_SLACK;
-        ring.submitter()
-            .register_files_sparse(slots)
-            .map_err(|source| ShardError::Files {
-                shard: index,
-                slots,
-                source,
-            })?;
-        let bufs =
-            BufRing::new(&ring, BUF_GROUP, s.buffer_count, s.buffer_size).map_err(|source| {
-                ShardError::Buffers {
-                    shard: index,
-                    source,
-                }
-            })?;
         let clock = Clock::start();
         let wake = WakeBatching::new(
             s.idle_batch_ms,

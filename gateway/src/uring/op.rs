@@ -1,5 +1,8 @@
 //! Completion routing: every SQE carries a `user_data` that says which
-//! operation it was and for which connection, packed into 64 bits.
+//! operation it was, for which connection, and for which generation of
+//! that connection's slot, packed into 64 bits. [`Tag`] is generic over the
+//! operation kinds, so the gateway's shards ([`OpKind`]) and the load
+//! harness (its own kinds) share the packing and the generation check.
 
 /// What an SQE was submitted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +63,14 @@ impl OpKind {
             Self::Recv | Self::Send | Self::Shutdown | Self::Close | Self::Cancel
         )
     }
+}
 
-    fn from_u8(v: u8) -> Option<Self> {
+impl OpCode for OpKind {
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(v: u8) -> Option<Self> {
         Some(match v {
             1 => Self::AcceptMulti,
             2 => Self::AcceptOne,
@@ -88,7 +97,16 @@ impl OpKind {
     }
 }
 
-/// Bits of a connection's generation an [`OpTag`] carries.
+/// Operation kinds a [`Tag`] can carry: one byte each, 0 never used (so a
+/// zero `user_data` decodes to nothing).
+pub trait OpCode: Copy + Eq + std::fmt::Debug {
+    /// The kind's byte (1..=255).
+    fn code(self) -> u8;
+    /// The kind of a byte, if it is one.
+    fn from_code(code: u8) -> Option<Self>;
+}
+
+/// Bits of a connection's generation a [`Tag`] carries.
 pub const GENERATION_BITS: u32 = 24;
 
 const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
@@ -99,9 +117,9 @@ const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
 /// cancellation by `user_data`) can never be taken for an operation of a
 /// later connection that reuses the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpTag {
+pub struct Tag<K> {
     /// The operation.
-    pub kind: OpKind,
+    pub kind: K,
     /// Connection key or slot index the operation belongs to.
     pub index: u32,
     /// The low [`GENERATION_BITS`] of the connection's generation (0 for
@@ -109,14 +127,17 @@ pub struct OpTag {
     pub generation: u32,
 }
 
-impl OpTag {
+/// A shard's operation tag.
+pub type OpTag = Tag<OpKind>;
+
+impl<K: OpCode> Tag<K> {
     /// A tag for `kind` on `index`, with no generation.
-    pub fn new(kind: OpKind, index: u32) -> Self {
+    pub fn new(kind: K, index: u32) -> Self {
         Self::of(kind, index, 0)
     }
 
     /// A tag for `kind` on connection `index` of generation `generation`.
-    pub fn of(kind: OpKind, index: u32, generation: u32) -> Self {
+    pub fn of(kind: K, index: u32, generation: u32) -> Self {
         Self {
             kind,
             index,
@@ -132,14 +153,14 @@ impl OpTag {
 
     /// Packs the tag into an SQE's `user_data`.
     pub fn encode(self) -> u64 {
-        (u64::from(self.kind as u8) << 56)
+        (u64::from(self.kind.code()) << 56)
             | (u64::from(self.generation & GENERATION_MASK) << 32)
             | u64::from(self.index)
     }
 
     /// Unpacks a CQE's `user_data`; `None` for values no SQE carried.
     pub fn decode(user_data: u64) -> Option<Self> {
-        let kind = OpKind::from_u8((user_data >> 56) as u8)?;
+        let kind = K::from_code((user_data >> 56) as u8)?;
         Some(Self {
             kind,
             index: user_data as u32,

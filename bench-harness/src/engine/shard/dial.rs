@@ -57,14 +57,7 @@ impl Shard<'_> {
         let generation = conn.generation;
         self.link.counters.attempts.fetch_add(1, Ordering::Relaxed);
         self.res.attempts += 1;
-        let tag = |op| {
-            Tag {
-                op,
-                generation,
-                slot,
-            }
-            .encode()
-        };
+        let tag = |op| Tag::of(op, slot, u32::from(generation)).encode();
         let fixed = types::Fixed(slot);
         let link = squeue::Flags::IO_LINK;
         let quiet = squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS;
@@ -192,14 +185,7 @@ impl Shard<'_> {
             conn.phase = Phase::Closing;
         }
         let generation = conn.generation;
-        let tag = |op| {
-            Tag {
-                op,
-                generation,
-                slot,
-            }
-            .encode()
-        };
+        let tag = |op| Tag::of(op, slot, u32::from(generation)).encode();
         let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
             .build()
             .flags(squeue::Flags::IO_HARDLINK)

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use gateway::uring::bufring::{BufRing, BufRingError};
+use gateway::uring::bufring::BufRing;
+use gateway::uring::ring::{self, BUF_GROUP, RingError, RingSpec};
 use io_uring::{IoUring, cqueue, squeue, types};
 use protocol::time::Millis;
 
@@ -28,8 +29,6 @@ use crate::wire::WireEvent;
 const RECV_BUFFERS: u32 = 4096;
 /// Size of each receive buffer.
 const RECV_BUFFER_SIZE: u32 = 4096;
-/// Buffer group id.
-const BUF_GROUP: u16 = 0;
 /// Longest the loop sleeps without a due event.
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// How long a reconnecting slot's token stays valid.
@@ -39,33 +38,14 @@ const TOKEN_TTL_S: u64 = 24 * 3600;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShardError {
-    /// The ring could not be created.
-    #[error("shard {shard}: cannot create io_uring ring: {source}")]
+    /// The ring, its descriptor table or its receive pool could not be set
+    /// up (the gateway's own ring set-up, `gateway::uring::ring`).
+    #[error("shard {shard}: {source}")]
     Ring {
         /// Shard index.
         shard: u32,
-        /// OS error.
-        source: io::Error,
-    },
-    /// The direct-descriptor table could not be registered.
-    #[error(
-        "shard {shard}: cannot register {slots} direct descriptors (bounded by RLIMIT_NOFILE): {source}"
-    )]
-    Files {
-        /// Shard index.
-        shard: u32,
-        /// Slots requested.
-        slots: u32,
-        /// OS error.
-        source: io::Error,
-    },
-    /// The receive buffer ring could not be set up.
-    #[error("shard {shard}: {source}")]
-    Buffers {
-        /// Shard index.
-        shard: u32,
         /// What failed.
-        source: BufRingError,
+        source: RingError,
     },
     /// Waiting on the ring failed.
     #[error("shard {shard}: io_uring_enter failed: {source}")]
@@ -140,22 +120,16 @@ struct Shard<'a> {
 impl<'a> Shard<'a> {
     fn new(plan: &'a ShardPlan, link: &'a Arc<ShardLink>) -> Result<Self, ShardError> {
         let shard = plan.index;
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_coop_taskrun()
-            .setup_cqsize(16_384)
-            .build(4096)
-            .map_err(|source| ShardError::Ring { shard, source })?;
-        let slots = plan.count.max(1);
-        ring.submitter()
-            .register_files_sparse(slots)
-            .map_err(|source| ShardError::Files {
-                shard,
-                slots,
-                source,
-            })?;
-        let bufs = BufRing::new(&ring, BUF_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
-            .map_err(|source| ShardError::Buffers { shard, source })?;
+        let spec = RingSpec {
+            sq_entries: 4096,
+            cq_entries: 16_384,
+            defer_taskrun: false,
+            files: plan.count.max(1),
+            buffers: RECV_BUFFERS,
+            buffer_size: RECV_BUFFER_SIZE,
+        };
+        let (ring, bufs) =
+            ring::build(&spec).map_err(|source| ShardError::Ring { shard, source })?;
         let sources: Box<[libc::sockaddr_in]> = plan
             .sources
             .iter()
@@ -345,39 +319,39 @@ impl<'a> Shard<'a> {
         let bid = cqueue::buffer_select(flags);
         let current = self
             .conns
-            .get(tag.slot as usize)
-            .is_some_and(|c| c.generation == tag.generation);
+            .get(tag.index as usize)
+            .is_some_and(|c| tag.is_for(u32::from(c.generation)));
         if !current {
             if let Some(bid) = bid {
                 self.release_buffer(bid, res, flags);
             }
-            if tag.op == Op::Send
-                && let Some(c) = self.conns.get_mut(tag.slot as usize)
+            if tag.kind == Op::Send
+                && let Some(c) = self.conns.get_mut(tag.index as usize)
             {
                 // A send of an earlier incarnation finished: its buffer is free.
                 c.send_in_flight = false;
             }
             return Ok(());
         }
-        match tag.op {
+        match tag.kind {
             Op::Socket | Op::SockOpt | Op::Bind if res == -libc::ECANCELED => {}
             Op::Socket | Op::SockOpt | Op::Bind => {
                 // Only failures are posted (SKIP_SUCCESS); the Connect that
                 // follows is cancelled and reports the end of the chain.
                 self.note_failure(format!(
                     "{}: {}",
-                    tag.op.name(),
+                    tag.kind.name(),
                     io::Error::from_raw_os_error(-res)
                 ));
-                if let Some(c) = self.conns.get_mut(tag.slot as usize) {
+                if let Some(c) = self.conns.get_mut(tag.index as usize) {
                     c.phase = Phase::Dead;
                 }
             }
-            Op::Connect => self.on_connect(tag.slot, res)?,
-            Op::Send => self.on_send(tag.slot, res)?,
-            Op::Recv => self.on_recv(tag.slot, res, flags, bid)?,
+            Op::Connect => self.on_connect(tag.index, res)?,
+            Op::Send => self.on_send(tag.index, res)?,
+            Op::Recv => self.on_recv(tag.index, res, flags, bid)?,
             Op::Shutdown => {}
-            Op::Close => self.on_close(tag.slot)?,
+            Op::Close => self.on_close(tag.index)?,
         }
         Ok(())
     }

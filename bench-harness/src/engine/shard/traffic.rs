@@ -22,14 +22,7 @@ impl Shard<'_> {
         let generation = conn.generation;
         let sqe = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
             .build()
-            .user_data(
-                Tag {
-                    op: Op::Recv,
-                    generation,
-                    slot,
-                }
-                .encode(),
-            );
+            .user_data(Tag::of(Op::Recv, slot, u32::from(generation)).encode());
         self.push(sqe)
     }
     pub(super) fn send(&mut self, slot: u32, bytes: &[u8]) -> Result<(), ShardError> {
@@ -51,14 +44,7 @@ impl Shard<'_> {
         let sqe = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(
-                Tag {
-                    op: Op::Send,
-                    generation: conn.generation,
-                    slot,
-                }
-                .encode(),
-            );
+            .user_data(Tag::of(Op::Send, slot, u32::from(conn.generation)).encode());
         self.push(sqe)
     }
     pub(super) fn on_send(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
