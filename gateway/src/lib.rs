@@ -8,7 +8,8 @@
 //! connections), [`uring`] (io_uring helpers), [`clock`] (the clocks the
 //! driver reads), [`time`] (the time inputs carry), [`push_ids`] (push id
 //! sources), [`timer`] (the per-shard timer wheel), [`admission`]
-//! (who may connect), [`stats`] (shard-local counters), [`control`] (the
+//! (who may connect), [`stats`] (shard-local counters), [`stream`] (the
+//! life of a stream's operations, for every kind of connection), [`control`] (the
 //! HTTP control listener), [`backend`] (the backend client),
 //! [`instance_lock`] (one gateway per address), [`cli`] (the subcommands
 //! for people), [`build_info`] (version and git commit).
@@ -28,6 +29,7 @@ pub mod shard;
 pub mod shard_core;
 pub mod shared;
 pub mod stats;
+pub mod stream;
 pub mod time;
 pub mod timer;
 pub mod uring;

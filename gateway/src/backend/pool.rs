@@ -19,6 +19,7 @@ use socket2::SockAddr;
 
 use super::http_client::{Response, parse_response};
 use super::push;
+use crate::stream::{Pending, SendBuf, StreamLife};
 use crate::uring::op::{OpKind, OpTag};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -86,17 +87,16 @@ struct Req<O> {
 #[derive(Debug, Default)]
 struct Conn {
     fd: RawFd,
+    /// Tells this connection from an earlier one in its slab slot.
+    generation: u32,
     pool: PoolId,
+    /// Connected: requests may be written.
     ready: bool,
     inbuf: Vec<u8>,
-    sending: Vec<u8>,
-    pending: Vec<u8>,
-    sent: usize,
-    recv_armed: bool,
-    send_armed: bool,
-    connect_armed: bool,
-    closing: bool,
-    close_sent: bool,
+    /// Requests being sent and those written meanwhile.
+    send: SendBuf,
+    /// Connect, receive and send in flight, and the close.
+    life: StreamLife,
     served: u64,
     inflight: VecDeque<usize>,
 }
@@ -122,6 +122,8 @@ pub struct HttpClient<O> {
     conns: Slab<Conn>,
     reqs: Slab<Req<O>>,
     serial: u32,
+    /// Generation of the next connection.
+    next_generation: u32,
     /// Finished requests, for the owner to drain.
     pub done: Vec<Done<O>>,
     /// Connections opened (for stats).
@@ -137,6 +139,7 @@ impl<O> Default for HttpClient<O> {
             conns: Slab::new(),
             reqs: Slab::new(),
             serial: 0,
+            next_generation: 0,
             done: Vec::new(),
             connects: 0,
             connect_errors: 0,
@@ -274,7 +277,7 @@ impl<O> HttpClient<O> {
                 .iter()
                 .filter_map(|&c| {
                     let conn = self.conns.get(c)?;
-                    (conn.ready && !conn.closing && conn.inflight.len() < depth)
+                    (conn.ready && !conn.life.close_wanted() && conn.inflight.len() < depth)
                         .then_some((conn.inflight.len(), c))
                 })
                 .min();
@@ -287,13 +290,13 @@ impl<O> HttpClient<O> {
             };
             req.conn = Some(c);
             if let Some(conn) = self.conns.get_mut(c) {
-                conn.pending.extend_from_slice(&req.bytes);
+                conn.send.writer().extend_from_slice(&req.bytes);
                 conn.inflight.push_back(key);
             }
             flush(ring, &mut self.conns, c);
         }
         // Open connections for what still waits (those connecting count).
-        let live = |c: &usize| self.conns.get(*c).is_some_and(|c| !c.closing);
+        let live = |c: &usize| self.conns.get(*c).is_some_and(|c| !c.life.close_wanted());
         let connecting = p
             .conns
             .iter()
@@ -345,22 +348,27 @@ impl<O> HttpClient<O> {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             );
         }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut life = StreamLife::default();
+        life.start(Pending::Connect);
         let key = self.conns.insert(Conn {
             fd,
+            generation,
             pool,
-            connect_armed: true,
+            life,
             ..Conn::default()
         });
         p.conns.push(key);
         let connect = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
             .build()
             .flags(squeue::Flags::IO_LINK)
-            .user_data(OpTag::new(OpKind::BackendConnect, key as u32).encode());
+            .user_data(OpTag::of(OpKind::BackendConnect, key as u32, generation).encode());
         // Both entries go in back to back (a link must not be split over
         // two submissions); the timespec is the pool's, which outlives them.
         let timeout = opcode::LinkTimeout::new(&*p.connect_timeout)
             .build()
-            .user_data(OpTag::new(OpKind::BackendLinkTimeout, key as u32).encode());
+            .user_data(OpTag::of(OpKind::BackendLinkTimeout, key as u32, generation).encode());
         push_pair(ring, connect, timeout);
         Ok(())
     }
@@ -381,14 +389,21 @@ impl<O> HttpClient<O> {
     /// Handles a completion of a backend-connection operation.
     pub fn on_completion(&mut self, ring: &mut IoUring, now: Millis, tag: OpTag, res: i32) {
         let c = tag.index as usize;
+        if !self
+            .conns
+            .get(c)
+            .is_some_and(|conn| tag.is_for(conn.generation))
+        {
+            return; // not this connection's
+        }
         match tag.kind {
             OpKind::BackendConnect => {
                 let Some(conn) = self.conns.get_mut(c) else {
                     return;
                 };
-                conn.connect_armed = false;
+                conn.life.finish(Pending::Connect);
                 let pool = conn.pool;
-                if res < 0 || conn.closing {
+                if res < 0 || conn.life.close_wanted() {
                     self.connect_errors += 1;
                     let why = if res == -libc::ECANCELED {
                         "connect timed out".to_string()
@@ -414,21 +429,18 @@ impl<O> HttpClient<O> {
                 let Some(conn) = self.conns.get_mut(c) else {
                     return;
                 };
-                conn.send_armed = false;
-                if res <= 0 || conn.closing {
+                conn.life.finish(Pending::Send);
+                if res <= 0 || conn.life.close_wanted() {
                     self.close(ring, c, "send failed");
                     return;
                 }
-                conn.sent += res as usize;
-                if conn.sent >= conn.sending.len() {
-                    conn.sending.clear();
-                    conn.sent = 0;
-                }
+                conn.send.sent(res as usize);
                 flush(ring, &mut self.conns, c);
             }
             OpKind::BackendRecv => self.on_recv(ring, now, c, res),
             OpKind::BackendClose => {
                 if let Some(conn) = self.conns.try_remove(c) {
+                    debug_assert!(!conn.life.busy(), "closed with an operation in flight");
                     let pool = conn.pool;
                     if let Some(p) = self.pools.get_mut(pool) {
                         p.conns.retain(|&k| k != c);
@@ -444,8 +456,8 @@ impl<O> HttpClient<O> {
         let Some(conn) = self.conns.get_mut(c) else {
             return;
         };
-        conn.recv_armed = false;
-        if conn.closing {
+        conn.life.finish(Pending::Recv);
+        if conn.life.close_wanted() {
             self.close(ring, c, "closing");
             return;
         }
@@ -517,19 +529,17 @@ impl<O> HttpClient<O> {
         let pool = conn.pool;
         let reused = conn.served > 0;
         let orphans: Vec<usize> = conn.inflight.drain(..).collect();
-        conn.closing = true;
-        if !conn.close_sent {
-            if conn.recv_armed || conn.send_armed || conn.connect_armed {
-                // SAFETY: shutting down a socket this connection owns; its
-                // pending operations complete and call back here.
-                unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
-            } else {
-                conn.close_sent = true;
-                let entry = opcode::Close::new(types::Fd(conn.fd))
-                    .build()
-                    .user_data(OpTag::new(OpKind::BackendClose, c as u32).encode());
-                push(ring, std::slice::from_ref(&entry));
-            }
+        let first = conn.life.want_close();
+        if conn.life.may_close(&[]) {
+            conn.life.close_sent();
+            let entry = opcode::Close::new(types::Fd(conn.fd))
+                .build()
+                .user_data(OpTag::of(OpKind::BackendClose, c as u32, conn.generation).encode());
+            push(ring, std::slice::from_ref(&entry));
+        } else if first && conn.life.busy() {
+            // SAFETY: shutting down a socket this connection owns; its
+            // pending operations complete and call back here.
+            unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
         }
         for key in orphans.into_iter().rev() {
             let Some(req) = self.reqs.get_mut(key) else {
@@ -564,22 +574,17 @@ fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     let Some(conn) = conns.get_mut(c) else {
         return;
     };
-    if conn.send_armed || conn.closing || !conn.ready {
+    if conn.life.in_flight(Pending::Send) || conn.life.close_wanted() || !conn.ready {
         return;
     }
-    if conn.sending.is_empty() {
-        if conn.pending.is_empty() {
-            return;
-        }
-        std::mem::swap(&mut conn.sending, &mut conn.pending);
-        conn.sent = 0;
-    }
-    let rest = &conn.sending[conn.sent..];
+    let Some(rest) = conn.send.next() else {
+        return;
+    };
     let entry = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
         .flags(libc::MSG_NOSIGNAL)
         .build()
-        .user_data(OpTag::new(OpKind::BackendSend, c as u32).encode());
-    conn.send_armed = true;
+        .user_data(OpTag::of(OpKind::BackendSend, c as u32, conn.generation).encode());
+    conn.life.start(Pending::Send);
     push(ring, std::slice::from_ref(&entry));
 }
 
@@ -587,7 +592,7 @@ fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     let Some(conn) = conns.get_mut(c) else {
         return;
     };
-    if conn.recv_armed || conn.closing {
+    if !conn.life.start(Pending::Recv) {
         return;
     }
     conn.inbuf.reserve(READ_CHUNK);
@@ -598,7 +603,6 @@ fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
         spare.len() as u32,
     )
     .build()
-    .user_data(OpTag::new(OpKind::BackendRecv, c as u32).encode());
-    conn.recv_armed = true;
+    .user_data(OpTag::of(OpKind::BackendRecv, c as u32, conn.generation).encode());
     push(ring, std::slice::from_ref(&entry));
 }

@@ -12,10 +12,11 @@
 //!
 //! A slot of the connection slab is freed only once no receive or send of
 //! its connection is in flight (closing shuts the socket down first and
-//! waits for them), so a completion, tagged with the slot's key, always
-//! belongs to the connection in that slot; one that finds no such
-//! operation in flight is ignored. Answers that come later are matched by
-//! [`Caller`], key and generation.
+//! waits for them; see [`crate::stream`]). Every operation is tagged with
+//! the slot's key and the connection's generation, and a completion that
+//! names another generation, or finds no such operation in flight, is
+//! ignored. Answers that come later are matched by [`Caller`], key and
+//! generation.
 
 pub mod http;
 pub mod limits;
@@ -30,6 +31,7 @@ use protocol::time::Millis;
 use slab::Slab;
 use socket2::Socket;
 
+use crate::stream::{Pending, SendBuf, StreamLife};
 use crate::uring::op::{OpKind, OpTag};
 use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
 
@@ -54,16 +56,12 @@ struct ControlConn {
     generation: u32,
     fd: i32,
     inbuf: Vec<u8>,
-    /// Answers being sent (the kernel reads from it while a send is out).
-    outbuf: Vec<u8>,
-    /// Answers written while a send is out; they go next, in one send.
-    queued: Vec<u8>,
-    sent: usize,
-    recv_in_flight: bool,
-    send_in_flight: bool,
+    /// Answers: the bytes being sent (the kernel reads from them while a
+    /// send is out) and those written meanwhile, which go next, together.
+    send: SendBuf,
+    /// Receive and send in flight, and the close.
+    life: StreamLife,
     close_after_send: bool,
-    closing: bool,
-    close_sent: bool,
     /// A request was handed to the shard and is not answered yet; later
     /// pipelined requests wait so responses keep their order.
     awaiting: bool,
@@ -82,18 +80,19 @@ struct ControlConn {
 }
 
 impl ControlConn {
-    /// Where an answer is written now: behind the send in flight, if any.
+    /// Where an answer is written now: behind the bytes being sent, if any.
     fn answers(&mut self) -> &mut Vec<u8> {
-        if self.send_in_flight {
-            &mut self.queued
-        } else {
-            &mut self.outbuf
-        }
+        self.send.writer()
+    }
+
+    /// Whether connection `c` is the one `tag` was submitted for.
+    fn owns(&self, tag: OpTag) -> bool {
+        tag.is_for(self.generation)
     }
 
     /// What the connection is doing, for its timeouts.
     fn phase(&self) -> Phase {
-        if self.closing || self.awaiting {
+        if self.life.close_wanted() || self.awaiting {
             Phase::Busy
         } else if self.close_after_send {
             // Its last answer is leaving: bounded by the idle timeout.
@@ -284,7 +283,7 @@ impl ControlServer {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.generation != caller.generation || !c.awaiting || c.closing {
+        if c.generation != caller.generation || !c.awaiting || c.life.close_wanted() {
             return;
         }
         c.awaiting = false;
@@ -319,7 +318,7 @@ impl ControlServer {
                 continue;
             };
             c.listed = false;
-            if !c.send_in_flight && !c.closing && c.sent < c.outbuf.len() {
+            if !c.life.in_flight(Pending::Send) && !c.life.close_wanted() && !c.send.is_empty() {
                 self.arm_send(ring, key);
             }
         }
@@ -329,7 +328,7 @@ impl ControlServer {
     fn mark_unsent(&mut self, key: usize) {
         if let Some(c) = self.conns.get_mut(key)
             && !c.listed
-            && !c.send_in_flight
+            && !c.life.in_flight(Pending::Send)
         {
             c.listed = true;
             self.unsent.push(key);
@@ -354,14 +353,13 @@ impl ControlServer {
                 }
             }
             OpKind::ControlRecv => {
-                let Some(c) = self.conns.get_mut(key) else {
+                let Some(c) = self.conns.get_mut(key).filter(|c| c.owns(tag)) else {
                     return;
                 };
-                if !c.recv_in_flight {
+                if !c.life.finish(Pending::Recv) {
                     return; // not this connection's: nothing of it is out
                 }
-                c.recv_in_flight = false;
-                if res <= 0 || c.closing {
+                if res <= 0 || c.life.close_wanted() {
                     self.close(ring, key);
                     return;
                 }
@@ -374,45 +372,37 @@ impl ControlServer {
                 self.note(key);
             }
             OpKind::ControlSend => {
-                let Some(c) = self.conns.get_mut(key) else {
+                let Some(c) = self.conns.get_mut(key).filter(|c| c.owns(tag)) else {
                     return;
                 };
-                if !c.send_in_flight {
+                if !c.life.finish(Pending::Send) {
                     return; // not this connection's: nothing of it is out
                 }
-                c.send_in_flight = false;
-                if res < 0 || c.closing {
+                if res < 0 || c.life.close_wanted() {
                     self.close(ring, key);
                     return;
                 }
                 c.since = now;
-                c.sent += res as usize;
-                if c.sent < c.outbuf.len() {
+                // Answers written meanwhile go out together, after the rest
+                // of a partial send.
+                if !c.send.sent(res as usize) {
                     self.arm_send(ring, key);
-                    self.note(key);
-                    return;
-                }
-                c.outbuf.clear();
-                c.sent = 0;
-                if c.outbuf.capacity() > KEEP_CAPACITY {
-                    c.outbuf = Vec::new();
-                }
-                if !c.queued.is_empty() {
-                    // Answers written meanwhile go out together.
-                    std::mem::swap(&mut c.outbuf, &mut c.queued);
-                    self.arm_send(ring, key);
-                } else if c.close_after_send {
-                    self.close(ring, key);
-                    return;
+                } else {
+                    c.send.shrink(KEEP_CAPACITY);
+                    if c.close_after_send {
+                        self.close(ring, key);
+                        return;
+                    }
                 }
                 // Serve anything held back behind unsent answers.
                 self.serve(ring, now, key);
                 self.note(key);
             }
             OpKind::ControlClose => {
-                if let Some(c) = self.conns.try_remove(key)
-                    && c.refused
-                {
+                if !self.conns.get(key).is_some_and(|c| c.owns(tag)) {
+                    return;
+                }
+                if self.conns.remove(key).refused {
                     self.refusing -= 1;
                 }
             }
@@ -443,13 +433,13 @@ impl ControlServer {
             unsafe { libc::close(fd) };
             return;
         }
-        let mut outbuf = Vec::new();
+        let mut send = SendBuf::default();
         let body = routes::error_body("too many control connections");
-        http::write_response(&mut outbuf, 503, "application/json", &body, false);
+        http::write_response(send.writer(), 503, "application/json", &body, false);
         let key = self.conns.insert(ControlConn {
             fd,
             generation,
-            outbuf,
+            send,
             since: now,
             refused: true,
             close_after_send: true,
@@ -467,17 +457,17 @@ impl ControlServer {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.closing
-            || c.awaiting
-            || c.close_after_send
-            || c.outbuf.len() + c.queued.len() > MAX_UNSENT
+        if c.life.close_wanted() || c.awaiting || c.close_after_send || c.send.unsent() > MAX_UNSENT
         {
             return;
         }
         match http::parse_request(&c.inbuf) {
             Ok(Some((req, used))) => {
                 c.inbuf.drain(..used);
-                if c.inbuf.is_empty() && c.inbuf.capacity() > KEEP_CAPACITY && !c.recv_in_flight {
+                if c.inbuf.is_empty()
+                    && c.inbuf.capacity() > KEEP_CAPACITY
+                    && !c.life.in_flight(Pending::Recv)
+                {
                     c.inbuf = Vec::new();
                 }
                 c.awaiting = true;
@@ -495,7 +485,7 @@ impl ControlServer {
                 http::write_response(c.answers(), status, "application/json", &body, false);
                 c.close_after_send = true;
                 c.since = now;
-                if !c.recv_in_flight {
+                if !c.life.in_flight(Pending::Recv) {
                     c.inbuf.clear();
                 }
                 self.mark_unsent(key);
@@ -507,7 +497,7 @@ impl ControlServer {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.recv_in_flight || c.closing {
+        if !c.life.start(Pending::Recv) {
             return;
         }
         c.inbuf.reserve(READ_CHUNK);
@@ -518,8 +508,7 @@ impl ControlServer {
             spare.len() as u32,
         )
         .build()
-        .user_data(OpTag::new(OpKind::ControlRecv, key as u32).encode());
-        c.recv_in_flight = true;
+        .user_data(OpTag::of(OpKind::ControlRecv, key as u32, c.generation).encode());
         push(ring, entry);
     }
 
@@ -527,12 +516,17 @@ impl ControlServer {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        let rest = &c.outbuf[c.sent..];
+        if c.life.in_flight(Pending::Send) || c.life.close_wanted() {
+            return;
+        }
+        let Some(rest) = c.send.next() else {
+            return;
+        };
         let entry = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(OpTag::new(OpKind::ControlSend, key as u32).encode());
-        c.send_in_flight = true;
+            .user_data(OpTag::of(OpKind::ControlSend, key as u32, c.generation).encode());
+        c.life.start(Pending::Send);
         push(ring, entry);
     }
 
@@ -542,23 +536,21 @@ impl ControlServer {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.close_sent {
+        if c.life.is_close_sent() {
             return;
         }
-        if c.recv_in_flight || c.send_in_flight {
-            if !c.closing {
+        if c.life.busy() {
+            if c.life.want_close() {
                 // SAFETY: shutting down a socket this connection owns; its
                 // pending operations then complete and call back here.
                 unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
             }
-            c.closing = true;
             return;
         }
-        c.closing = true;
-        c.close_sent = true;
+        c.life.close_sent();
         let entry = opcode::Close::new(types::Fd(c.fd))
             .build()
-            .user_data(OpTag::new(OpKind::ControlClose, key as u32).encode());
+            .user_data(OpTag::of(OpKind::ControlClose, key as u32, c.generation).encode());
         push(ring, entry);
     }
 }
