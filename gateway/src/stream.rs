@@ -144,7 +144,7 @@ impl SendBuf {
     /// what waited), `None` when nothing is to be sent. Only one send may
     /// be in flight: the caller marks it ([`Pending::Send`]) and the bytes
     /// stay put until [`SendBuf::sent`].
-    pub fn next(&mut self) -> Option<&[u8]> {
+    pub fn to_send(&mut self) -> Option<&[u8]> {
         if self.sent >= self.sending.len() {
             self.sending.clear();
             self.sent = 0;
@@ -223,15 +223,15 @@ mod tests {
     fn partial_sends_resume_and_later_bytes_wait_behind() {
         let mut b = SendBuf::default();
         b.writer().extend_from_slice(b"hello");
-        assert_eq!(b.next(), Some(&b"hello"[..]));
+        assert_eq!(b.to_send(), Some(&b"hello"[..]));
         b.writer().extend_from_slice(b" world");
         assert!(!b.sent(2));
-        assert_eq!(b.next(), Some(&b"llo"[..]));
+        assert_eq!(b.to_send(), Some(&b"llo"[..]));
         assert!(!b.sent(3), "the queued bytes are next");
-        assert_eq!(b.next(), Some(&b" world"[..]));
+        assert_eq!(b.to_send(), Some(&b" world"[..]));
         assert_eq!(b.unsent(), 6);
         assert!(b.sent(6));
         assert!(b.is_empty());
-        assert_eq!(b.next(), None);
+        assert_eq!(b.to_send(), None);
     }
 }

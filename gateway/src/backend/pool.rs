@@ -577,7 +577,7 @@ fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     if conn.life.in_flight(Pending::Send) || conn.life.close_wanted() || !conn.ready {
         return;
     }
-    let Some(rest) = conn.send.next() else {
+    let Some(rest) = conn.send.to_send() else {
         return;
     };
     let entry = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)

@@ -519,7 +519,7 @@ impl ControlServer {
         if c.life.in_flight(Pending::Send) || c.life.close_wanted() {
             return;
         }
-        let Some(rest) = c.send.next() else {
+        let Some(rest) = c.send.to_send() else {
             return;
         };
         let entry = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
