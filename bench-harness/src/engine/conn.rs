@@ -1,5 +1,7 @@
 //! One connection slot of a shard.
 
+use gateway::stream::{Pending, SendBuf, StreamLife};
+
 use super::seen::Seen;
 use crate::wire::ClientWire;
 
@@ -35,16 +37,12 @@ pub struct Conn {
     pub is_reconnect: bool,
     /// Reconnect once the close completes.
     pub reconnect_after_close: bool,
-    /// Bytes being sent (stable until the Send completes).
-    pub sending: Vec<u8>,
-    /// Bytes of `sending` already sent.
-    pub sent: usize,
-    /// Bytes waiting for the current send to finish.
-    pub queued: Vec<u8>,
-    /// Whether a Send is in flight.
-    pub send_in_flight: bool,
-    /// Whether the multishot receive is armed.
-    pub recv_armed: bool,
+    /// Bytes being sent (stable until the Send completes) and those
+    /// written meanwhile (the gateway's write side, `gateway::stream`).
+    pub send: SendBuf,
+    /// The receive and the send in flight (the gateway's stream
+    /// lifecycle; the slot's phase is [`Conn::phase`]).
+    pub life: StreamLife,
     /// Stamped sequences received, for duplicate detection.
     pub seen: Seen,
 }
@@ -60,11 +58,8 @@ impl Conn {
             intended_ns: 0,
             is_reconnect: false,
             reconnect_after_close: false,
-            sending: Vec::new(),
-            sent: 0,
-            queued: Vec::new(),
-            send_in_flight: false,
-            recv_armed: false,
+            send: SendBuf::default(),
+            life: StreamLife::default(),
             seen: Seen::Nothing,
         }
     }
@@ -79,33 +74,19 @@ impl Conn {
         if bytes.is_empty() {
             return false;
         }
-        if self.send_in_flight {
-            self.queued.extend_from_slice(bytes);
-            false
-        } else {
-            self.sending.clear();
-            self.sending.extend_from_slice(bytes);
-            self.sent = 0;
-            true
-        }
+        self.send.writer().extend_from_slice(bytes);
+        !self.life.in_flight(Pending::Send)
     }
 
     /// After a send of `n` bytes completed: whether more must be sent now
-    /// (the rest of `sending`, or what was queued meanwhile).
+    /// (the rest of the bytes, or what was queued meanwhile).
     pub fn sent_some(&mut self, n: usize) -> bool {
-        self.sent += n;
-        if self.sent < self.sending.len() {
-            return true;
-        }
-        if self.queued.is_empty() {
+        self.life.finish(Pending::Send);
+        if self.send.sent(n) {
             // Idle connections keep no send buffer.
-            self.sending = Vec::new();
-            self.sent = 0;
+            self.send.shrink(0);
             return false;
         }
-        std::mem::swap(&mut self.sending, &mut self.queued);
-        self.queued.clear();
-        self.sent = 0;
         true
     }
 }
@@ -118,14 +99,17 @@ mod tests {
     fn send_queue_partial_and_queued() {
         let mut c = Conn::idle();
         assert!(c.enqueue(b"hello"));
-        c.send_in_flight = true;
+        assert_eq!(c.send.to_send(), Some(&b"hello"[..]));
+        c.life.start(Pending::Send);
         assert!(!c.enqueue(b"world"));
         assert!(c.sent_some(2)); // partial: "llo" left
-        assert_eq!(&c.sending[c.sent..], b"llo");
+        assert_eq!(c.send.to_send(), Some(&b"llo"[..]));
+        c.life.start(Pending::Send);
         assert!(c.sent_some(3)); // queued "world" moves up
-        assert_eq!(c.sending, b"world");
+        assert_eq!(c.send.to_send(), Some(&b"world"[..]));
+        c.life.start(Pending::Send);
         assert!(!c.sent_some(5));
-        assert!(c.sending.is_empty() && c.queued.is_empty());
+        assert!(c.send.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::session::Session;
 use super::transport::Transport;
 use super::{ShardCore, StreamOpKind, Time};
 use crate::admission::Refusal;
+use crate::stream::Pending;
 
 impl ShardCore {
     /// The driver accepted a client connection on stream handle `stream`,
@@ -83,11 +84,9 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::RECV_ARMED) || conn.has(flags::CLOSE_WANTED) || conn.has(flags::PEER_EOF)
-        {
+        if conn.life.is_peer_closed() || !conn.life.start(Pending::Recv) {
             return;
         }
-        conn.set(flags::RECV_ARMED);
         conn.clear(flags::NEEDS_REARM);
         self.stream_op(key, StreamOpKind::Recv);
     }
@@ -101,7 +100,7 @@ impl ShardCore {
             return;
         };
         if !more {
-            conn.clear(flags::RECV_ARMED);
+            conn.life.finish(Pending::Recv);
         }
         self.stats.bytes_in += data.len() as u64;
         if !conn.has(flags::CLOSING) {
@@ -124,10 +123,10 @@ impl ShardCore {
             return;
         };
         if !more {
-            conn.clear(flags::RECV_ARMED);
+            conn.life.finish(Pending::Recv);
         }
         self.stats.buffer_pool_exhausted += 1;
-        if !conn.has(flags::CLOSE_WANTED) {
+        if !conn.life.close_wanted() {
             conn.set(flags::NEEDS_REARM);
             self.rearm.push(key);
         }
@@ -140,8 +139,8 @@ impl ShardCore {
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
-        conn.clear(flags::RECV_ARMED);
-        conn.set(flags::PEER_EOF);
+        conn.life.finish(Pending::Recv);
+        conn.life.peer_closed();
         if !conn.has(flags::CLOSING) {
             self.stats.client_closes += 1;
             self.begin_close(now, key);
@@ -303,7 +302,7 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::CLOSE_WANTED) {
+        if conn.life.close_wanted() {
             return;
         }
         let before = conn.outbound.queued_bytes();
@@ -339,12 +338,10 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::CLOSE_WANTED) {
+        if conn.life.close_wanted() || conn.outbound.start_send().is_none() {
             return;
         }
-        if conn.outbound.start_send().is_none() {
-            return;
-        }
+        conn.life.start(Pending::Send);
         self.stream_op(key, StreamOpKind::Send);
     }
 
@@ -355,6 +352,7 @@ impl ShardCore {
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
+        conn.life.finish(Pending::Send);
         let before = conn.outbound.queued_bytes();
         if let Ok(written) = res {
             conn.outbound.complete_send(written, &mut self.queues);
@@ -362,12 +360,12 @@ impl ShardCore {
         } else {
             conn.outbound.complete_send(0, &mut self.queues);
             conn.outbound.clear(&mut self.queues);
-            conn.set(flags::PEER_EOF);
+            conn.life.peer_closed();
         }
         let after = conn.outbound.queued_bytes();
         let failed = res.is_err();
         let closing = conn.has(flags::CLOSING);
-        let close_wanted = conn.has(flags::CLOSE_WANTED);
+        let close_wanted = conn.life.close_wanted();
         let drained = conn.outbound.is_empty();
         self.account_queued(before, after);
         if close_wanted {

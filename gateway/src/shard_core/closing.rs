@@ -22,6 +22,7 @@ use slab::Slab;
 
 use super::conn::{Conn, flags};
 use super::{ShardCore, StreamOpKind, Time};
+use crate::stream::Pending;
 
 /// Connection (key, generation), if it is still in its slot (not a later
 /// connection that reuses the slot). Generations are compared in the 24
@@ -78,14 +79,15 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::SHUTDOWN_SENT) || conn.has(flags::CLOSE_WANTED) {
+        if conn.has(flags::SHUTDOWN_SENT) || conn.life.close_wanted() {
             return;
         }
-        if conn.has(flags::PEER_EOF) || !conn.has(flags::RECV_ARMED) || linger == 0 {
+        if conn.life.is_peer_closed() || !conn.life.in_flight(Pending::Recv) || linger == 0 {
             self.submit_close(key);
             return;
         }
-        conn.set(flags::SHUTDOWN_SENT | flags::SHUTDOWN_IN_FLIGHT);
+        conn.set(flags::SHUTDOWN_SENT);
+        conn.life.start(Pending::Shutdown);
         conn.set_close_timeout(now, linger);
         self.stream_op(key, StreamOpKind::Shutdown);
         self.arm_timer(now, key);
@@ -97,7 +99,7 @@ impl ShardCore {
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
-        conn.clear(flags::SHUTDOWN_IN_FLIGHT);
+        conn.life.finish(Pending::Shutdown);
         self.submit_close_if_clear(key);
         self.try_finish(now, key);
     }
@@ -109,12 +111,12 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.has(flags::CLOSE_WANTED) {
+        if !conn.life.want_close() {
             return;
         }
-        conn.set(flags::CLOSE_WANTED | flags::CLOSING);
-        let recv_armed = conn.has(flags::RECV_ARMED);
-        let send_in_flight = conn.outbound.in_flight();
+        conn.set(flags::CLOSING);
+        let recv_armed = conn.life.in_flight(Pending::Recv);
+        let send_in_flight = conn.life.in_flight(Pending::Send);
         if recv_armed {
             self.stream_op(key, StreamOpKind::CancelRecv);
         }
@@ -133,7 +135,7 @@ impl ShardCore {
         if !conn.may_submit_close() {
             return;
         }
-        conn.set(flags::CLOSE_SENT);
+        conn.life.close_sent();
         self.stream_op(key, StreamOpKind::Close);
     }
 
@@ -143,7 +145,7 @@ impl ShardCore {
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
-        conn.set(flags::CLOSE_DONE);
+        conn.life.close_done();
         self.try_finish(now, key);
     }
 

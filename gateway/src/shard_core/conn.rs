@@ -7,38 +7,22 @@ use protocol::time::Millis;
 use super::outbound::Outbound;
 use super::session::Session;
 use super::transport::Transport;
+use crate::stream::{Pending, StreamLife};
 
-/// Lifecycle flags of a connection (bit set).
+/// The core's own flags of a connection (bit set). What is in flight on
+/// the stream, and where its close is, is [`Conn::life`].
 pub mod flags {
-    /// A multishot receive is armed.
-    pub const RECV_ARMED: u16 = 1;
     /// The handshake is still counted against `max_handshakes`.
-    pub const IN_HANDSHAKE: u16 = 2;
+    pub const IN_HANDSHAKE: u8 = 1;
     /// Closing: no more input is processed; flush, then shut down.
-    pub const CLOSING: u16 = 4;
+    pub const CLOSING: u8 = 2;
     /// Shutdown(SHUT_WR) submitted; lingering for the peer's EOF.
-    pub const SHUTDOWN_SENT: u16 = 8;
-    /// Close of the descriptor submitted: the last operation on its
-    /// direct-descriptor slot, which the kernel may hand to the next
-    /// accepted connection as soon as it completes.
-    pub const CLOSE_SENT: u16 = 16;
-    /// Close of the descriptor completed.
-    pub const CLOSE_DONE: u16 = 32;
-    /// The peer closed its side (EOF seen).
-    pub const PEER_EOF: u16 = 64;
+    pub const SHUTDOWN_SENT: u8 = 4;
     /// The receive must be re-armed (it stopped for lack of buffers).
-    pub const NEEDS_REARM: u16 = 128;
+    pub const NEEDS_REARM: u8 = 8;
     /// Pushes were queued this loop iteration; a send starts at its end,
     /// so frames delivered together leave in one send.
-    pub const FLUSH_PENDING: u16 = 256;
-    /// The descriptor is to be closed: nothing more is sent, and the close
-    /// is submitted once no send or shutdown of it is in flight.
-    pub const CLOSE_WANTED: u16 = 512;
-    /// Shutdown(SHUT_WR) in flight. io_uring runs a shutdown in a worker
-    /// thread, which looks the slot up only then: closing the slot before
-    /// the shutdown completes would let it shut down the next connection
-    /// accepted into the same slot.
-    pub const SHUTDOWN_IN_FLIGHT: u16 = 1024;
+    pub const FLUSH_PENDING: u8 = 16;
 }
 
 /// One client connection.
@@ -69,8 +53,16 @@ pub struct Conn {
     pub since_s: u32,
     /// Device label (shard's device interner id).
     pub device: u16,
-    /// Lifecycle flags (see [`flags`]).
-    pub flags: u16,
+    /// The core's flags (see [`flags`]).
+    pub flags: u8,
+    /// The stream's operations in flight and its close. The close is the
+    /// last operation on a direct-descriptor slot (the kernel may hand the
+    /// slot to the next accepted connection as soon as it completes), so it
+    /// waits for the send and the shutdown: io_uring runs a shutdown in a
+    /// worker thread that looks the slot up only then. A cancelled
+    /// receive holds its own reference to the file and does not hold the
+    /// close back.
+    pub life: StreamLife,
     /// How the stream carries the session (chosen by the listener).
     pub transport: Transport,
 }
@@ -90,40 +82,35 @@ impl Conn {
             generation,
             close_by: 0,
             flags: flags::IN_HANDSHAKE,
+            life: StreamLife::default(),
             transport,
         }
     }
 
     /// Whether flag `f` is set.
-    pub fn has(&self, f: u16) -> bool {
+    pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
 
     /// Sets flag `f`.
-    pub fn set(&mut self, f: u16) {
+    pub fn set(&mut self, f: u8) {
         self.flags |= f;
     }
 
     /// Clears flag `f`.
-    pub fn clear(&mut self, f: u16) {
+    pub fn clear(&mut self, f: u8) {
         self.flags &= !f;
     }
 
     /// Whether the slot can be freed: closed, and no operation in flight.
     pub fn is_finished(&self) -> bool {
-        self.has(flags::CLOSE_DONE)
-            && !self.has(flags::RECV_ARMED)
-            && !self.has(flags::SHUTDOWN_IN_FLIGHT)
-            && !self.outbound.in_flight()
+        self.life.is_finished()
     }
 
     /// Whether nothing but the close itself is left to submit: no send and
     /// no shutdown in flight that could still look up the slot.
     pub fn may_submit_close(&self) -> bool {
-        self.has(flags::CLOSE_WANTED)
-            && !self.has(flags::CLOSE_SENT)
-            && !self.has(flags::SHUTDOWN_IN_FLIGHT)
-            && !self.outbound.in_flight()
+        self.life.may_close(&[Pending::Recv])
     }
 
     /// Starts a closing step at `now` that may last `ms` milliseconds.
@@ -138,7 +125,7 @@ impl Conn {
     pub fn deadline(&self, cfg: &protocol::server::ServerConfig, now: Millis) -> Option<Millis> {
         if self.has(flags::CLOSING) {
             // Once the close is decided, only completions move it on.
-            if self.has(flags::CLOSE_WANTED) {
+            if self.life.close_wanted() {
                 return None;
             }
             let left = self.close_by.wrapping_sub(now.0 as u32) as i32;
@@ -154,7 +141,8 @@ mod tests {
     use protocol::server::ServerConfig;
 
     /// A shard holds hundreds of thousands of these: 104 bytes, as before
-    /// the transport was added (it took padding, not a word).
+    /// the transport and the stream lifecycle were added (they took
+    /// padding, not a word).
     #[test]
     fn a_connection_stays_small() {
         assert!(
@@ -194,17 +182,20 @@ mod tests {
     fn the_close_waits_for_sends_and_the_shutdown() {
         let mut c = closing(Millis(0), 200);
         assert!(!c.may_submit_close(), "not wanted yet");
-        c.set(flags::CLOSE_WANTED | flags::SHUTDOWN_IN_FLIGHT);
+        c.life.start(Pending::Recv);
+        c.life.start(Pending::Shutdown);
+        c.life.want_close();
         assert!(
             !c.may_submit_close(),
             "the shutdown may still look the slot up"
         );
-        c.clear(flags::SHUTDOWN_IN_FLIGHT);
-        assert!(c.may_submit_close());
-        c.set(flags::CLOSE_SENT | flags::CLOSE_DONE);
+        c.life.finish(Pending::Shutdown);
+        assert!(c.may_submit_close(), "a cancelled receive does not hold it");
+        c.life.close_sent();
+        c.life.close_done();
         assert!(!c.may_submit_close(), "submitted once");
+        assert!(!c.is_finished(), "the receive has not completed");
+        c.life.finish(Pending::Recv);
         assert!(c.is_finished());
-        c.set(flags::SHUTDOWN_IN_FLIGHT);
-        assert!(!c.is_finished());
     }
 }

@@ -204,7 +204,10 @@ impl Shard<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        if conn.phase == Phase::Closing && conn.reconnect_after_close && !conn.send_in_flight {
+        if conn.phase == Phase::Closing
+            && conn.reconnect_after_close
+            && !conn.life.in_flight(gateway::stream::Pending::Send)
+        {
             conn.reconnect_after_close = false;
             conn.phase = Phase::Idle;
             // The reconnect was meant to start when the churn event was due.

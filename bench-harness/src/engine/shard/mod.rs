@@ -329,7 +329,7 @@ impl<'a> Shard<'a> {
                 && let Some(c) = self.conns.get_mut(tag.index as usize)
             {
                 // A send of an earlier incarnation finished: its buffer is free.
-                c.send_in_flight = false;
+                c.life.finish(gateway::stream::Pending::Send);
             }
             return Ok(());
         }

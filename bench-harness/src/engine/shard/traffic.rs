@@ -8,6 +8,8 @@ use std::time::Instant;
 use io_uring::{cqueue, opcode, types};
 
 use super::{BUF_GROUP, Shard, ShardError};
+use gateway::stream::Pending;
+
 use crate::engine::conn::Phase;
 use crate::engine::ops::{Op, Tag};
 use crate::stamp::wall_us;
@@ -18,7 +20,7 @@ impl Shard<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        conn.recv_armed = true;
+        conn.life.start(Pending::Recv);
         let generation = conn.generation;
         let sqe = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
             .build()
@@ -38,21 +40,23 @@ impl Shard<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        conn.send_in_flight = true;
-        let rest = &conn.sending[conn.sent..];
+        let Some(rest) = conn.send.to_send() else {
+            return Ok(());
+        };
         let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         let sqe = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(Tag::of(Op::Send, slot, u32::from(conn.generation)).encode());
+        conn.life.start(Pending::Send);
         self.push(sqe)
     }
     pub(super) fn on_send(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        conn.send_in_flight = false;
         if res < 0 {
+            conn.life.finish(Pending::Send);
             if matches!(conn.phase, Phase::Handshaking | Phase::Established) {
                 self.note_failure(format!("send: {}", io::Error::from_raw_os_error(-res)));
                 return self.lose(slot);
@@ -104,7 +108,7 @@ impl Shard<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        conn.recv_armed = false;
+        conn.life.finish(Pending::Recv);
         let live = matches!(conn.phase, Phase::Handshaking | Phase::Established);
         // The kernel ends a multishot receive when the buffer ring runs dry
         // (ENOBUFS) or the completion queue overflows; the last completion
