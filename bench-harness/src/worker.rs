@@ -54,6 +54,29 @@ pub struct Progress {
     pub interval: Wire,
 }
 
+/// Sum of the workers' latest progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Established now.
+    pub established: u64,
+    /// Handshakes done.
+    pub handshakes: u64,
+    /// Attempts.
+    pub attempts: u64,
+    /// Failures.
+    pub failures: u64,
+    /// Subscriptions confirmed.
+    pub subscribed: u64,
+    /// Deliveries.
+    pub deliveries: u64,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Uplink replies.
+    pub replies: u64,
+    /// All workers finished connecting.
+    pub connect_done: bool,
+}
+
 /// A shard result in transit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct WorkerReport {

@@ -41,161 +41,18 @@
 //!   complete inbound frame.
 
 use crate::codec::{self, LENGTH_PREFIX};
-use crate::proto::{self, ErrorCode, Hello, Kick, KickCode, Pong, Uplink, Welcome, frame::Kind};
+use crate::proto::{self, ErrorCode, Kick, KickCode, Pong, Welcome, frame::Kind};
 use crate::time::Millis;
+
+mod config;
+mod limits;
+mod output;
+
+pub use config::ServerConfig;
+pub use output::{CloseReason, Event, Output};
 
 /// The only protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Gateway-wide session settings, passed by reference to every call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    /// Largest accepted inbound frame body, in bytes.
-    pub max_frame: u32,
-    /// Time allowed from connection to an accepted `Hello`.
-    pub handshake_timeout_ms: u32,
-    /// Heartbeat used when the client proposes 0.
-    pub heartbeat_default_ms: u32,
-    /// Lowest heartbeat a client may negotiate.
-    pub heartbeat_min_ms: u32,
-    /// Highest heartbeat a client may negotiate.
-    pub heartbeat_max_ms: u32,
-    /// A session with no inbound frame for `idle_factor × heartbeat` is closed.
-    pub idle_factor: f64,
-    /// Most topics in one `Subscribe` or `Unsubscribe`.
-    pub max_topics: u32,
-    /// Longest topic name in a `Subscribe`, in bytes.
-    pub max_topic_len: u32,
-    /// Most apps one `Hello` may declare.
-    pub max_apps: u32,
-    /// Longest app name in a `Hello`, in bytes.
-    pub max_app_len: u32,
-    /// Longest device label in a `Hello`, in bytes.
-    pub max_device_len: u32,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_frame: codec::DEFAULT_MAX_FRAME,
-            handshake_timeout_ms: 10_000,
-            heartbeat_default_ms: 30_000,
-            heartbeat_min_ms: 5_000,
-            heartbeat_max_ms: 300_000,
-            idle_factor: 2.5,
-            max_topics: 64,
-            max_topic_len: 256,
-            max_apps: 16,
-            max_app_len: 64,
-            max_device_len: 128,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// The heartbeat granted for a client's proposal: 0 means the default,
-    /// anything else is clamped to `[heartbeat_min_ms, heartbeat_max_ms]`.
-    #[must_use]
-    pub fn negotiate_heartbeat(&self, proposed_ms: u32) -> u32 {
-        let wanted = if proposed_ms == 0 {
-            self.heartbeat_default_ms
-        } else {
-            proposed_ms
-        };
-        // Not `u32::clamp`: that panics on a misconfigured min > max.
-        wanted.max(self.heartbeat_min_ms).min(self.heartbeat_max_ms)
-    }
-
-    /// How long an established session with heartbeat `heartbeat_ms` may stay silent.
-    #[must_use]
-    pub fn idle_timeout_ms(&self, heartbeat_ms: u32) -> u64 {
-        // Float-to-int `as` saturates (NaN and negatives give 0).
-        (self.idle_factor * f64::from(heartbeat_ms)).ceil() as u64
-    }
-
-    /// Bytes a session may hold while it waits for `accept()`/`reject()`:
-    /// frames pipelined behind the `Hello`. Beyond this the client is closed
-    /// with `Error(OVERLOADED)`.
-    #[must_use]
-    pub fn max_pending_input(&self) -> usize {
-        (self.max_frame as usize)
-            .saturating_add(LENGTH_PREFIX)
-            .saturating_mul(2)
-    }
-}
-
-/// What a session produced during one call. Owned by the caller and shared by
-/// every session of a shard; call [`Output::clear`] (or drain both fields)
-/// before handing it to the next session.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Bytes to write to the client, in order.
-    pub transmit: Vec<u8>,
-    /// Events for the gateway, in order. [`Event::Closed`] is always last.
-    pub events: Vec<Event>,
-    /// Whole frames decoded from client input (a running count the caller
-    /// may read and reset; [`Output::clear`] leaves it alone).
-    pub frames_in: u64,
-    /// Whole frames written to `transmit` (a running count, as
-    /// `frames_in`), so a caller never parses the framing to count them.
-    pub frames_out: u64,
-}
-
-impl Output {
-    /// An empty output.
-    #[must_use]
-    pub fn new() -> Output {
-        Output::default()
-    }
-
-    /// Empties both fields, keeping their capacity.
-    pub fn clear(&mut self) {
-        self.transmit.clear();
-        self.events.clear();
-    }
-
-    /// Whether nothing was produced.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.transmit.is_empty() && self.events.is_empty()
-    }
-}
-
-/// Something the gateway must act on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The client said hello. Authenticate `token`, then call
-    /// [`ServerSession::accept`] or [`ServerSession::reject`].
-    Hello(Hello),
-    /// The client subscribes to these topics.
-    Subscribe(Vec<String>),
-    /// The client unsubscribes from these topics.
-    Unsubscribe(Vec<String>),
-    /// The client sends a request to a backend; answer with a `Reply`.
-    Uplink(Uplink),
-    /// The client acknowledges these push ids.
-    Ack(Vec<u64>),
-    /// The session is over: flush `transmit`, then close the connection.
-    Closed(CloseReason),
-}
-
-/// Why a session closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The client sent `Bye`.
-    ClientBye,
-    /// No `Hello` was accepted within the handshake timeout.
-    HandshakeTimeout,
-    /// No inbound frame within `idle_factor × heartbeat`.
-    IdleTimeout,
-    /// Bad input from the client, or a gateway-side failure ([`ServerSession::fail`]).
-    ProtocolError(ErrorCode),
-    /// The gateway refused the `Hello` ([`ServerSession::reject`]).
-    Rejected(ErrorCode),
-    /// The gateway kicked the session ([`ServerSession::kick`]).
-    Kicked(KickCode),
-}
 
 /// Where a session is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -616,8 +473,6 @@ fn send(out: &mut Output, kind: Kind) {
     codec::encode_frame(&codec::frame(kind), &mut out.transmit);
     out.frames_out += 1;
 }
-
-mod limits;
 
 #[cfg(test)]
 mod tests;

@@ -3,12 +3,10 @@
 //!
 //! These sections hang off [`crate::config::GatewayConfig`] (`[auth]`,
 //! `[uplink]`, `[events]`); they live in their own file to keep the model
-//! readable. Every key has a default, unknown keys are an error, and
-//! [`validate`] names the offending key.
+//! readable. Every key has a default and unknown keys are an error;
+//! `GatewayConfig::validate` checks their values and names the offending key.
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::{ConfigError, GatewayConfig};
 
 /// How a client's `Hello.token` is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -235,99 +233,6 @@ impl HttpUrl {
     }
 }
 
-fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        why: why.into(),
-    }
-}
-
-fn positive(key: &str, v: u32) -> Result<(), ConfigError> {
-    if v == 0 {
-        return Err(invalid(key, "must be at least 1"));
-    }
-    Ok(())
-}
-
-fn url(key: &str, text: &str) -> Result<(), ConfigError> {
-    HttpUrl::parse(text)
-        .map(|_| ())
-        .map_err(|why| invalid(key, why))
-}
-
-/// Checks the `[auth]`, `[uplink]` and `[events]` sections; the error names the key.
-pub fn validate(cfg: &GatewayConfig) -> Result<(), ConfigError> {
-    let a = &cfg.auth;
-    if a.algorithm == JwtAlgorithm::RS256 && a.mode == AuthMode::Jwt && a.public_key_file.is_none()
-    {
-        return Err(invalid(
-            "auth.public_key_file",
-            "RS256 needs a PEM public key file",
-        ));
-    }
-    let w = &a.webhook;
-    match (&w.url, a.mode) {
-        (None, AuthMode::Webhook) => {
-            return Err(invalid("auth.webhook.url", "webhook mode needs a URL"));
-        }
-        (Some(u), _) => url("auth.webhook.url", u)?,
-        (None, AuthMode::Jwt) => {}
-    }
-    positive("auth.webhook.timeout_ms", w.timeout_ms)?;
-    positive("auth.webhook.connect_timeout_ms", w.connect_timeout_ms)?;
-    positive("auth.webhook.max_in_flight", w.max_in_flight)?;
-    positive("auth.webhook.pool_size", w.pool_size)?;
-    if a.mode == AuthMode::Webhook && w.timeout_ms >= cfg.protocol.handshake_timeout_ms {
-        return Err(invalid(
-            "auth.webhook.timeout_ms",
-            "must be shorter than protocol.handshake_timeout_ms",
-        ));
-    }
-    let u = &cfg.uplink;
-    if let Some(d) = &u.default_url {
-        url("uplink.default_url", d)?;
-    }
-    for r in &u.routes {
-        url("uplink.route.url", &r.url)?;
-        if r.app.is_empty() {
-            return Err(invalid("uplink.route.app", "must not be empty"));
-        }
-    }
-    positive("uplink.pool_size", u.pool_size)?;
-    positive("uplink.pipeline_depth", u.pipeline_depth)?;
-    positive("uplink.max_in_flight", u.max_in_flight)?;
-    positive("uplink.connect_timeout_ms", u.connect_timeout_ms)?;
-    positive("uplink.request_timeout_ms", u.request_timeout_ms)?;
-    if u.max_response_bytes < 1024 {
-        return Err(invalid(
-            "uplink.max_response_bytes",
-            "must be at least 1024",
-        ));
-    }
-    let e = &cfg.events;
-    if let Some(x) = &e.url {
-        url("events.url", x)?;
-    }
-    positive("events.batch_max", e.batch_max)?;
-    positive("events.batch_ms", e.batch_ms)?;
-    positive("events.backoff_ms", e.backoff_ms)?;
-    positive("events.timeout_ms", e.timeout_ms)?;
-    positive("events.connect_timeout_ms", e.connect_timeout_ms)?;
-    if e.queue_max < e.batch_max {
-        return Err(invalid(
-            "events.queue_max",
-            "must be at least events.batch_max",
-        ));
-    }
-    if e.backoff_max_ms < e.backoff_ms {
-        return Err(invalid(
-            "events.backoff_max_ms",
-            "must be at least events.backoff_ms",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,43 +261,5 @@ mod tests {
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn sections_parse_and_validate() {
-        let cfg = GatewayConfig::from_toml(
-            "[auth]\nmode = \"webhook\"\n[auth.webhook]\nurl = \"http://127.0.0.1:9/auth\"\ncache_ttl_ms = 0\n\
-             [uplink]\ndefault_url = \"http://127.0.0.1:9/up\"\n[[uplink.route]]\napp = \"chat\"\nurl = \"http://127.0.0.1:10/\"\n\
-             [events]\nurl = \"http://127.0.0.1:9/ev\"\nbatch_max = 10\n",
-            "inline",
-        )
-        .unwrap();
-        cfg.validate(2).unwrap();
-        assert_eq!(cfg.uplink.routes[0].route, "*");
-        let back = GatewayConfig::from_toml(&cfg.to_toml(), "inline").unwrap();
-        assert_eq!(back, cfg);
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        for (text, key) in [
-            ("[auth]\nmode = \"webhook\"\n", "auth.webhook.url"),
-            ("[auth]\nalgorithm = \"RS256\"\n", "auth.public_key_file"),
-            (
-                "[uplink]\ndefault_url = \"https://x/\"\n",
-                "uplink.default_url",
-            ),
-            ("[uplink]\nmax_in_flight = 0\n", "uplink.max_in_flight"),
-            (
-                "[events]\nbatch_max = 50\nqueue_max = 10\n",
-                "events.queue_max",
-            ),
-        ] {
-            let cfg = GatewayConfig::from_toml(text, "inline").unwrap();
-            let msg = cfg.validate(2).unwrap_err().to_string();
-            assert!(msg.contains(key), "{text}: {msg}");
-        }
-        let err = GatewayConfig::from_toml("[events]\nbatch = 5\n", "x").unwrap_err();
-        assert!(err.to_string().contains("batch"), "{err}");
     }
 }

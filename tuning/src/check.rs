@@ -11,20 +11,14 @@ use crate::host::HostRoot;
 use crate::report::{Finding, Report, Severity};
 use crate::uring::{self, KernelVersion, UringFeatures};
 
+// How strictly a check judges lives in `report` beside the severities it
+// picks between (the CPU part uses it too); re-exported so `check::Mode`
+// stays a path.
+pub use crate::report::Mode;
+
 /// Packets queued per CPU between the NIC and the stack that absorb a
 /// reconnect storm (`net.core.netdev_max_backlog`).
 pub const NETDEV_BACKLOG: u64 = 16_384;
-
-/// How a check judges limits the gateway needs per shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `gateway-tune check`: the host against a target; limits the plan
-    /// raises are warnings.
-    Host,
-    /// Gateway start-up with a concrete config: a direct-descriptor table
-    /// the kernel will refuse blocks.
-    Startup,
-}
 
 /// What the host is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::check::Mode;
 use crate::host::{HostRoot, format_cpu_list, parse_cpu_list};
-use crate::report::{Finding, Severity};
+use crate::report::{Finding, Mode, Severity};
 
 /// CPU findings for shards placed on `shard_cpus` (`None` = not pinned).
 pub fn cpu_findings(root: &HostRoot, shard_cpus: &[Option<usize>], mode: Mode) -> Vec<Finding> {

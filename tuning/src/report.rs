@@ -1,5 +1,6 @@
-//! Check results: findings with a severity, a table for people and JSON for
-//! machines, and the exit code that gates a deploy.
+//! Check results: findings with a severity, the [`Mode`] that decides how
+//! strictly a check grades them, a table for people and JSON for machines,
+//! and the exit code that gates a deploy.
 
 use std::fmt::Write as _;
 
@@ -26,6 +27,17 @@ impl Severity {
             Self::Block => "block",
         }
     }
+}
+
+/// How a check judges limits the gateway needs per shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `gateway-tune check`: the host against a target; limits the plan
+    /// raises are warnings.
+    Host,
+    /// Gateway start-up with a concrete config: a direct-descriptor table
+    /// the kernel will refuse blocks.
+    Startup,
 }
 
 /// One checked setting.

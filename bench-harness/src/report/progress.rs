@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use crate::scenario::load::Totals;
+use crate::worker::Totals;
 
 /// A one-line, per-second progress display.
 #[derive(Debug)]

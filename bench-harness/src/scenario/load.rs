@@ -16,6 +16,11 @@ use crate::worker::{
     FromWorker, Progress, WorkerError, WorkerLine, WorkerPlan, WorkerProc, merge_results,
 };
 
+// The sum of the workers' progress that `Load::totals` returns lives in
+// `worker` with the per-worker `Progress` it adds up; re-exported here so
+// `scenario::load::Totals` stays a path.
+pub use crate::worker::Totals;
+
 /// What load to put on the target.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -68,29 +73,6 @@ pub enum LoadError {
     /// A worker sent something unreadable.
     #[error("worker {0}: {1}")]
     Line(usize, String),
-}
-
-/// Sum of the workers' latest progress.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
-    /// Established now.
-    pub established: u64,
-    /// Handshakes done.
-    pub handshakes: u64,
-    /// Attempts.
-    pub attempts: u64,
-    /// Failures.
-    pub failures: u64,
-    /// Subscriptions confirmed.
-    pub subscribed: u64,
-    /// Deliveries.
-    pub deliveries: u64,
-    /// Reconnects.
-    pub reconnects: u64,
-    /// Uplink replies.
-    pub replies: u64,
-    /// All workers finished connecting.
-    pub connect_done: bool,
 }
 
 /// A running load.

@@ -2,7 +2,7 @@
 //! the `[protocol]` limits on a Hello's apps and device label and on topic
 //! names. Over a limit the session answers `Error` and closes.
 
-use super::ServerConfig;
+use super::config::ServerConfig;
 use crate::proto::{ErrorCode, Hello};
 
 /// What in `hello` exceeds the configured limits, if anything. Checked

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::codec::{decode_frame, encode_frame, frame};
-use crate::proto::{Ack, Bye, Ping, Push, Reply, Subscribe, Unsubscribe};
+use crate::proto::{Ack, Bye, Hello, Ping, Push, Reply, Subscribe, Unsubscribe, Uplink};
 
 fn cfg() -> ServerConfig {
     ServerConfig::default()

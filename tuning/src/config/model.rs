@@ -1,28 +1,16 @@
-//! The gateway's configuration model: what a TOML file (or `gateway-tune
-//! config`) says, resolved per shard and validated.
-//!
-//! It lives here, not in the gateway, because the tuner derives it and the
-//! gateway reads it: one model, one set of defaults, one validation.
+//! The configuration model: the sections of a gateway config file with their
+//! defaults, reading and writing them as TOML, and each shard's settings
+//! with its override applied. The `[listen]` section is
+//! [`crate::listen::ListenConfig`]; `[auth.webhook]`, `[uplink]` and
+//! `[events]` are in [`crate::backends`]. The checks of the values are in
+//! `validate.rs`.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Shortest HS256 secret the gateway accepts, in bytes: a shorter key is
-/// below the hash's 256-bit strength and easy to brute-force offline from
-/// a single token (RFC 7518 §3.2 requires at least 256 bits).
-pub const MIN_HS256_SECRET_BYTES: usize = 32;
-
-/// Why `secret` cannot be an HS256 key, naming `source` (the config key or
-/// environment variable it came from); `None` when it is long enough.
-pub fn hs256_secret_problem(secret: &str, source: &str) -> Option<String> {
-    (secret.len() < MIN_HS256_SECRET_BYTES).then(|| {
-        format!(
-            "{source} is {} bytes; an HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes (256 bits), e.g. `openssl rand -hex 32`",
-            secret.len()
-        )
-    })
-}
+use super::error::ConfigError;
+use crate::listen::ListenConfig;
 
 /// A whole gateway configuration. Every section has defaults, so an empty
 /// file (or none) is a valid configuration.
@@ -53,8 +41,6 @@ pub struct GatewayConfig {
     /// Logging.
     pub log: LogConfig,
 }
-
-pub use crate::listen::ListenConfig;
 
 /// What a shard does when a connection's outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -326,43 +312,6 @@ pub struct ResolvedShard {
     pub settings: ShardConfig,
 }
 
-/// Why a configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or names an unknown key (the message names it).
-    #[error("config {origin}: {message}")]
-    Parse {
-        /// File name or "inline".
-        origin: String,
-        /// The parser's message, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent with another.
-    #[error("config: {key}: {why}")]
-    Invalid {
-        /// Dotted key path of the offending value.
-        key: String,
-        /// What is wrong and what would be right.
-        why: String,
-    },
-}
-
-fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        why: why.into(),
-    }
-}
-
 impl GatewayConfig {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
@@ -432,146 +381,6 @@ impl GatewayConfig {
             })
             .collect()
     }
-
-    /// Checks ranges and cross-field consistency; the error names the key.
-    pub fn validate(&self, online_cpus: usize) -> Result<(), ConfigError> {
-        crate::listen::validate(&self.listen).map_err(|e| invalid(e.key, e.why))?;
-        let count = self.shard_count(online_cpus);
-        if count > 1024 {
-            return Err(invalid(
-                "shard.count",
-                format!("{count} shards is more than 1024"),
-            ));
-        }
-        for o in &self.shard_overrides {
-            if o.index >= count {
-                return Err(invalid(
-                    "shard_override.index",
-                    format!("shard {} does not exist (there are {count})", o.index),
-                ));
-            }
-        }
-        for shard in self.resolve_shards(online_cpus) {
-            validate_shard(&shard.settings)?;
-        }
-        let p = &self.protocol;
-        if p.max_frame == 0 || p.max_frame > 16 * 1024 * 1024 {
-            return Err(invalid("protocol.max_frame", "must be in 1..=16777216"));
-        }
-        if p.heartbeat_min_ms == 0 || p.heartbeat_min_ms > p.heartbeat_max_ms {
-            return Err(invalid(
-                "protocol.heartbeat_min_ms",
-                "must be at least 1 and at most protocol.heartbeat_max_ms",
-            ));
-        }
-        if !(p.heartbeat_min_ms..=p.heartbeat_max_ms).contains(&p.heartbeat_default_ms) {
-            return Err(invalid(
-                "protocol.heartbeat_default_ms",
-                "must lie within [heartbeat_min_ms, heartbeat_max_ms]",
-            ));
-        }
-        if !(p.idle_factor.is_finite() && p.idle_factor >= 1.0) {
-            return Err(invalid("protocol.idle_factor", "must be a number >= 1.0"));
-        }
-        if p.handshake_timeout_ms == 0 {
-            return Err(invalid(
-                "protocol.handshake_timeout_ms",
-                "must be at least 1",
-            ));
-        }
-        for (key, value, max) in [
-            ("protocol.max_topic_len", p.max_topic_len, 4096),
-            ("protocol.max_apps", p.max_apps, 64),
-            ("protocol.max_app_len", p.max_app_len, 1024),
-            ("protocol.max_device_len", p.max_device_len, 4096),
-        ] {
-            if !(1..=max).contains(&value) {
-                return Err(invalid(key, format!("must be in 1..={max}")));
-            }
-        }
-        if p.close_linger_ms > 60_000 {
-            return Err(invalid("protocol.close_linger_ms", "must be at most 60000"));
-        }
-        for (key, list) in [
-            ("admission.allow", &self.admission.allow),
-            ("admission.deny", &self.admission.deny),
-        ] {
-            for cidr in list {
-                parse_cidr(cidr).map_err(|why| invalid(key, why))?;
-            }
-        }
-        if !(16..=1 << 22).contains(&self.push.mailbox_capacity) {
-            return Err(invalid("push.mailbox_capacity", "must be in 16..=4194304"));
-        }
-        if self.shutdown.kick_rate == 0 {
-            return Err(invalid(
-                "shutdown.kick_rate",
-                "must be at least 1 per second",
-            ));
-        }
-        if self.auth.mode == crate::backends::AuthMode::Jwt
-            && self.auth.algorithm == crate::backends::JwtAlgorithm::HS256
-            && let Some(secret) = &self.auth.jwt_secret
-            && let Some(why) = hs256_secret_problem(secret, "the secret")
-        {
-            return Err(invalid("auth.jwt_secret", why));
-        }
-        crate::backends::validate(self)?;
-        Ok(())
-    }
-}
-
-fn validate_shard(s: &ShardConfig) -> Result<(), ConfigError> {
-    if s.max_handshakes == 0 {
-        return Err(invalid("shard.max_handshakes", "must be at least 1"));
-    }
-    if !s.buffer_count.is_power_of_two() || s.buffer_count > 32768 {
-        return Err(invalid(
-            "shard.buffer_count",
-            format!(
-                "{} must be a power of two no larger than 32768",
-                s.buffer_count
-            ),
-        ));
-    }
-    if s.buffer_size < 64 || s.buffer_size > 1 << 20 {
-        return Err(invalid(
-            "shard.buffer_size",
-            "must be in 64..=1048576 bytes",
-        ));
-    }
-    if !s.ring_entries.is_power_of_two() || !(8..=32768).contains(&s.ring_entries) {
-        return Err(invalid(
-            "shard.ring_entries",
-            "must be a power of two in 8..=32768",
-        ));
-    }
-    if s.outbound_queue_bytes < 1024 {
-        return Err(invalid(
-            "shard.outbound_queue_bytes",
-            "must be at least 1024",
-        ));
-    }
-    if s.timer_tick_ms == 0 || s.timer_tick_ms > 10_000 {
-        return Err(invalid("shard.timer_tick_ms", "must be in 1..=10000"));
-    }
-    if s.idle_batch_ms > 1_000 {
-        return Err(invalid("shard.idle_batch_ms", "must be in 0..=1000"));
-    }
-    if s.idle_batch_after_ms < 100 {
-        return Err(invalid("shard.idle_batch_after_ms", "must be at least 100"));
-    }
-    Ok(())
-}
-
-/// Parses an IPv4/IPv6 CIDR (`10.0.0.0/8`) or a bare address (a /32 or /128).
-pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
-    if let Ok(net) = text.parse::<ipnet::IpNet>() {
-        return Ok(net);
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| format!("`{text}` is not a CIDR (like 10.0.0.0/8) or an IP address"))
 }
 
 #[cfg(test)]
@@ -609,39 +418,6 @@ mod tests {
     }
 
     #[test]
-    fn override_of_missing_shard_is_rejected() {
-        let cfg = GatewayConfig::from_toml(
-            "[shard]\ncount = 1\n[[shard_override]]\nindex = 3\n",
-            "inline",
-        )
-        .unwrap();
-        let msg = cfg.validate(2).unwrap_err().to_string();
-        assert!(msg.contains("shard_override.index"), "{msg}");
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        for (text, key) in [
-            ("[shard]\nbuffer_count = 1000\n", "shard.buffer_count"),
-            (
-                "[protocol]\nheartbeat_min_ms = 9000\nheartbeat_max_ms = 8000\n",
-                "protocol.heartbeat_min_ms",
-            ),
-            ("[protocol]\nidle_factor = 0.5\n", "protocol.idle_factor"),
-            ("[shard]\nidle_batch_ms = 5000\n", "shard.idle_batch_ms"),
-            (
-                "[shard]\nidle_batch_after_ms = 10\n",
-                "shard.idle_batch_after_ms",
-            ),
-            ("[admission]\ndeny = [\"10.0.0.0/99\"]\n", "admission.deny"),
-        ] {
-            let cfg = GatewayConfig::from_toml(text, "inline").unwrap();
-            let msg = cfg.validate(2).unwrap_err().to_string();
-            assert!(msg.contains(key), "{text}: {msg}");
-        }
-    }
-
-    #[test]
     fn toml_round_trips() {
         let mut cfg = GatewayConfig::default();
         cfg.shard.count = 2;
@@ -653,41 +429,5 @@ mod tests {
         });
         let back = GatewayConfig::from_toml(&cfg.to_toml(), "inline").unwrap();
         assert_eq!(back, cfg);
-    }
-
-    #[test]
-    fn an_exposed_control_listener_needs_a_token() {
-        let mut cfg = GatewayConfig::default();
-        cfg.listen.control = "0.0.0.0:7101".parse().unwrap();
-        let msg = cfg.validate(2).unwrap_err().to_string();
-        assert!(msg.contains("listen.control_token"), "{msg}");
-        cfg.listen.control_token = Some("s3cret".into());
-        cfg.validate(2).unwrap();
-    }
-
-    #[test]
-    fn a_short_hs256_secret_is_refused() {
-        let mut cfg = GatewayConfig::default();
-        cfg.auth.jwt_secret = Some("e2e-test-secret".into());
-        let msg = cfg.validate(2).unwrap_err().to_string();
-        assert!(msg.contains("auth.jwt_secret"), "{msg}");
-        assert!(
-            msg.contains("15 bytes") && msg.contains("at least 32"),
-            "{msg}"
-        );
-        cfg.auth.jwt_secret = Some("x".repeat(MIN_HS256_SECRET_BYTES));
-        cfg.validate(2).unwrap();
-        // Unused under RS256: not checked.
-        cfg.auth.jwt_secret = Some("short".into());
-        cfg.auth.algorithm = crate::backends::JwtAlgorithm::RS256;
-        cfg.auth.public_key_file = Some("k.pem".into());
-        cfg.validate(2).unwrap();
-    }
-
-    #[test]
-    fn bare_addresses_are_host_cidrs() {
-        assert_eq!(parse_cidr("127.0.0.1").unwrap().prefix_len(), 32);
-        assert_eq!(parse_cidr("::1").unwrap().prefix_len(), 128);
-        assert!(parse_cidr("nope").is_err());
     }
 }

@@ -1,0 +1,25 @@
+//! The gateway's configuration model: what a TOML file (or `gateway-tune
+//! config`) says, resolved per shard and validated.
+//!
+//! It lives here, not in the gateway, because the tuner derives it and the
+//! gateway reads it: one model, one set of defaults, one validation.
+//!
+//! - `model.rs`: [`GatewayConfig`] and its sections with their defaults,
+//!   TOML in and out, [`GatewayConfig::resolve_shards`];
+//! - `validate.rs`: [`GatewayConfig::validate`], the HS256 secret rule
+//!   ([`hs256_secret_problem`]) and [`parse_cidr`];
+//! - `error.rs`: [`ConfigError`].
+//!
+//! Everything is used through this module (`tuning::config::...`).
+
+mod error;
+mod model;
+mod validate;
+
+pub use crate::listen::ListenConfig;
+pub use error::ConfigError;
+pub use model::{
+    AdmissionConfig, AuthConfig, GatewayConfig, LogConfig, ProtocolConfig, PushConfig,
+    ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
+};
+pub use validate::{MIN_HS256_SECRET_BYTES, hs256_secret_problem, parse_cidr};
