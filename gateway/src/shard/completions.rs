@@ -30,8 +30,10 @@ impl Shard {
                     continue;
                 };
                 self.dispatch(t, tag, res, flags);
-                self.settle(t);
             }
+            // The core's actions of the whole batch, in order: nothing they
+            // submit can complete before the next wait.
+            self.settle(t);
             cqes.clear();
             self.cqes = cqes;
         }
