@@ -95,22 +95,21 @@ impl Net {
     }
 
     fn session_up(&mut self, holder: usize, user: &str, key: u32) {
-        let r = SessionRef {
-            shard: holder as u16,
-            key,
-            generation: 0,
-        };
-        let owner = owner_of(user, self.routers.len());
-        self.send(
-            holder,
-            vec![(
-                Dest::Local(owner as u16),
-                Message::SessionUp(user.into(), r),
-            )],
-        );
+        self.session_change(holder, user, key, Message::SessionUp);
     }
 
     fn session_down(&mut self, holder: usize, user: &str, key: u32) {
+        self.session_change(holder, user, key, Message::SessionDown);
+    }
+
+    /// Tells `user`'s owner, from `holder`, that session `key` came or went.
+    fn session_change(
+        &mut self,
+        holder: usize,
+        user: &str,
+        key: u32,
+        change: fn(Box<str>, SessionRef) -> Message,
+    ) {
         let r = SessionRef {
             shard: holder as u16,
             key,
@@ -119,10 +118,7 @@ impl Net {
         let owner = owner_of(user, self.routers.len());
         self.send(
             holder,
-            vec![(
-                Dest::Local(owner as u16),
-                Message::SessionDown(user.into(), r),
-            )],
+            vec![(Dest::Local(owner as u16), change(user.into(), r))],
         );
     }
 
