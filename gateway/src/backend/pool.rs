@@ -22,6 +22,11 @@ use super::push;
 use crate::stream::{Pending, SendBuf, StreamLife};
 use crate::uring::op::{OpKind, OpTag};
 
+mod io;
+
+use io::{arm_recv, flush, push_pair};
+
+/// Bytes a receive of a backend connection reads at most.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Where a pool connects and what its requests say.
@@ -557,52 +562,4 @@ impl<O> HttpClient<O> {
             }
         }
     }
-}
-
-/// Queues a Connect and its LinkTimeout in one piece. The connect address
-/// lives in the pool's boxed endpoint and the timespec in the pool's box;
-/// pools are never removed while the client lives.
-fn push_pair(ring: &mut IoUring, a: squeue::Entry, b: squeue::Entry) {
-    push(ring, &[a, b]);
-    // Submit now: the connect starts without waiting for the loop's wait.
-    if let Err(e) = ring.submit() {
-        tracing::warn!("submitting a backend connect failed: {e}");
-    }
-}
-
-fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
-    let Some(conn) = conns.get_mut(c) else {
-        return;
-    };
-    if conn.life.in_flight(Pending::Send) || conn.life.close_wanted() || !conn.ready {
-        return;
-    }
-    let Some(rest) = conn.send.to_send() else {
-        return;
-    };
-    let entry = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(OpTag::of(OpKind::BackendSend, c as u32, conn.generation).encode());
-    conn.life.start(Pending::Send);
-    push(ring, std::slice::from_ref(&entry));
-}
-
-fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
-    let Some(conn) = conns.get_mut(c) else {
-        return;
-    };
-    if !conn.life.start(Pending::Recv) {
-        return;
-    }
-    conn.inbuf.reserve(READ_CHUNK);
-    let spare = conn.inbuf.spare_capacity_mut();
-    let entry = opcode::Recv::new(
-        types::Fd(conn.fd),
-        spare.as_mut_ptr().cast(),
-        spare.len() as u32,
-    )
-    .build()
-    .user_data(OpTag::of(OpKind::BackendRecv, c as u32, conn.generation).encode());
-    push(ring, std::slice::from_ref(&entry));
 }
