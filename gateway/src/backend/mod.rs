@@ -382,7 +382,9 @@ impl Backend {
 /// owned by the backend client (connections, the timer's timespec, the
 /// pools' connect timeouts) that outlive their operations.
 pub(crate) fn push(ring: &mut IoUring, entries: &[squeue::Entry]) {
-    crate::shard::push_entries(ring, entries);
+    // SAFETY: see above: buffers stay in their connection's slot until its
+    // operations complete; timespecs are boxed in their owners.
+    unsafe { crate::uring::sq::push_until_queued(ring, entries) };
 }
 
 /// Pool limits shared by the three users.

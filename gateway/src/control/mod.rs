@@ -33,6 +33,7 @@ use socket2::Socket;
 
 use crate::stream::{Pending, SendBuf, StreamLife};
 use crate::uring::op::{OpKind, OpTag};
+use crate::uring::sq::push_until_queued;
 use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
 
 const READ_CHUNK: usize = 8192;
@@ -149,7 +150,9 @@ impl Caller {
 /// owned by `ControlConn`s that stay in the slab until their operations
 /// complete.
 fn push(ring: &mut IoUring, entry: squeue::Entry) {
-    crate::shard::push_entries(ring, std::slice::from_ref(&entry));
+    // SAFETY: see above: receive buffers, answers and addresses stay in
+    // their connection's slot until its operations complete.
+    unsafe { push_until_queued(ring, std::slice::from_ref(&entry)) };
 }
 
 impl ControlServer {

@@ -30,6 +30,7 @@ use crate::shard_core::{Action, Message, ShardCore};
 use crate::shared::Shared;
 use crate::uring::bufring::BufRing;
 use crate::uring::ring::{self, BUF_GROUP, RingError, RingSpec};
+use crate::uring::sq::push_until_queued;
 use crate::uring::urgent::UrgentWatch;
 
 use wake::WakeBatching;
@@ -220,7 +221,12 @@ impl Shard {
 
     /// Queues entries in one piece (see [`crate::uring::sq::push`]).
     fn push_linked(&mut self, entries: &[squeue::Entry]) {
-        push_entries(&mut self.ring, entries);
+        // SAFETY: every entry the driver builds (the doorbell read, the
+        // accepts, client stream operations, the urgent watch) points only
+        // into memory the shard keeps alive and unmoved until the entry's
+        // completion: boxed buffers and addresses, connection slots not
+        // freed while an operation is in flight, boxed timespecs.
+        unsafe { push_until_queued(&mut self.ring, entries) };
     }
 
     /// Runs the shard until it has drained after a shutdown request.
@@ -322,28 +328,5 @@ impl Shard {
             self.inbox = batch;
         }
         self.settle(t);
-    }
-}
-
-/// Queues `entries` on `ring` through the one submission path, retrying
-/// while the kernel is busy: an entry the driver built must not be lost
-/// (a lost close would leak its slot).
-///
-/// Every entry a shard builds (client streams, control and backend
-/// connections, the doorbell, the accepts, the urgent watch) points only
-/// into memory the shard keeps alive and unmoved until the entry's
-/// completion: boxed buffers, connection slots not freed while an
-/// operation is in flight, boxed timespecs.
-pub(crate) fn push_entries(ring: &mut IoUring, entries: &[squeue::Entry]) {
-    loop {
-        // SAFETY: see above; upheld by every caller in the shard.
-        match unsafe { crate::uring::sq::push(ring, entries) } {
-            Ok(()) => return,
-            Err(e @ crate::uring::sq::PushError::TooMany { .. }) => {
-                tracing::error!("dropping submission: {e}");
-                return;
-            }
-            Err(e) => tracing::warn!("submission queue full and {e}; retrying"),
-        }
     }
 }

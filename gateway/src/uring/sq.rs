@@ -60,3 +60,23 @@ pub unsafe fn push(ring: &mut IoUring, entries: &[squeue::Entry]) -> Result<(), 
         }
     }
 }
+
+/// [`push`], retrying for as long as the kernel is busy: for a shard, whose
+/// entries must not be lost (a lost close would leak its slot). Entries
+/// that can never fit are dropped with an error in the log.
+///
+/// # Safety
+/// As for [`push`].
+pub unsafe fn push_until_queued(ring: &mut IoUring, entries: &[squeue::Entry]) {
+    loop {
+        // SAFETY: the caller vouches for what the entries point to.
+        match unsafe { push(ring, entries) } {
+            Ok(()) => return,
+            Err(e @ PushError::TooMany { .. }) => {
+                tracing::error!("dropping submission: {e}");
+                return;
+            }
+            Err(e) => tracing::warn!("submission queue full and {e}; retrying"),
+        }
+    }
+}
