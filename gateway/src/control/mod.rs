@@ -32,6 +32,7 @@ use slab::Slab;
 use socket2::Socket;
 
 use crate::stream::{Pending, SendBuf, StreamLife};
+use crate::uring::entries;
 use crate::uring::op::{OpKind, OpTag};
 use crate::uring::sq::push_until_queued;
 use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
@@ -503,15 +504,8 @@ impl ControlServer {
         if !c.life.start(Pending::Recv) {
             return;
         }
-        c.inbuf.reserve(READ_CHUNK);
-        let spare = c.inbuf.spare_capacity_mut();
-        let entry = opcode::Recv::new(
-            types::Fd(c.fd),
-            spare.as_mut_ptr().cast(),
-            spare.len() as u32,
-        )
-        .build()
-        .user_data(OpTag::of(OpKind::ControlRecv, key as u32, c.generation).encode());
+        let tag = OpTag::of(OpKind::ControlRecv, key as u32, c.generation);
+        let entry = entries::recv_into_spare(c.fd, &mut c.inbuf, READ_CHUNK, tag.encode());
         push(ring, entry);
     }
 
@@ -525,10 +519,8 @@ impl ControlServer {
         let Some(rest) = c.send.to_send() else {
             return;
         };
-        let entry = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(OpTag::of(OpKind::ControlSend, key as u32, c.generation).encode());
+        let tag = OpTag::of(OpKind::ControlSend, key as u32, c.generation);
+        let entry = entries::send(c.fd, rest, tag.encode());
         c.life.start(Pending::Send);
         push(ring, entry);
     }

@@ -4,6 +4,7 @@
 //! someone is waiting.
 
 pub mod bufring;
+pub mod entries;
 pub mod op;
 pub mod ring;
 pub mod sq;

@@ -2,12 +2,13 @@
 //! timeout, its sends (one in flight, partial sends resumed) and its
 //! receives. Each is tagged with the connection's key and generation.
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, squeue};
 use slab::Slab;
 
 use super::{Conn, READ_CHUNK};
 use crate::backend::push;
 use crate::stream::Pending;
+use crate::uring::entries;
 use crate::uring::op::{OpKind, OpTag};
 
 /// Queues a Connect and its LinkTimeout in one piece. The connect address
@@ -31,10 +32,8 @@ pub(super) fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     let Some(rest) = conn.send.to_send() else {
         return;
     };
-    let entry = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(OpTag::of(OpKind::BackendSend, c as u32, conn.generation).encode());
+    let tag = OpTag::of(OpKind::BackendSend, c as u32, conn.generation);
+    let entry = entries::send(conn.fd, rest, tag.encode());
     conn.life.start(Pending::Send);
     push(ring, std::slice::from_ref(&entry));
 }
@@ -46,14 +45,7 @@ pub(super) fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
     if !conn.life.start(Pending::Recv) {
         return;
     }
-    conn.inbuf.reserve(READ_CHUNK);
-    let spare = conn.inbuf.spare_capacity_mut();
-    let entry = opcode::Recv::new(
-        types::Fd(conn.fd),
-        spare.as_mut_ptr().cast(),
-        spare.len() as u32,
-    )
-    .build()
-    .user_data(OpTag::of(OpKind::BackendRecv, c as u32, conn.generation).encode());
+    let tag = OpTag::of(OpKind::BackendRecv, c as u32, conn.generation);
+    let entry = entries::recv_into_spare(conn.fd, &mut conn.inbuf, READ_CHUNK, tag.encode());
     push(ring, std::slice::from_ref(&entry));
 }
