@@ -14,6 +14,18 @@
 //! stay put until it completes, partial sends resume where they stopped,
 //! and bytes written meanwhile wait behind it.
 
+/// Bits of a connection's generation that name it in an operation: a
+/// driver may keep only these (an io_uring tag packs the op kind, the
+/// key and 24 bits of generation into 64 bits of user data).
+pub const GENERATION_BITS: u32 = 24;
+
+/// Whether generations `a` and `b` are the same on the bits an operation
+/// carries ([`GENERATION_BITS`]).
+pub fn same_generation(a: u32, b: u32) -> bool {
+    let mask = (1u32 << GENERATION_BITS) - 1;
+    a & mask == b & mask
+}
+
 /// An operation a stream can have in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -22,7 +22,7 @@ use slab::Slab;
 
 use super::conn::{Conn, flags};
 use super::{ShardCore, StreamOpKind, Time};
-use crate::stream::Pending;
+use crate::stream::{Pending, same_generation};
 
 /// Connection (key, generation), if it is still in its slot (not a later
 /// connection that reuses the slot). Generations are compared in the 24
@@ -31,15 +31,6 @@ pub(super) fn live(conns: &mut Slab<Conn>, key: u32, generation: u32) -> Option<
     conns
         .get_mut(key as usize)
         .filter(|c| same_generation(c.generation, generation))
-}
-
-/// Bits of a generation that must match: drivers may keep only the low
-/// 24 (io_uring's 64-bit user data also holds the op kind and the key).
-pub const GENERATION_BITS: u32 = 24;
-
-fn same_generation(a: u32, b: u32) -> bool {
-    let mask = (1u32 << GENERATION_BITS) - 1;
-    a & mask == b & mask
 }
 
 impl ShardCore {

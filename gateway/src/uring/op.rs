@@ -107,7 +107,7 @@ pub trait OpCode: Copy + Eq + std::fmt::Debug {
 }
 
 /// Bits of a connection's generation a [`Tag`] carries.
-pub const GENERATION_BITS: u32 = 24;
+pub use crate::stream::GENERATION_BITS;
 
 const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
 
@@ -148,7 +148,7 @@ impl<K: OpCode> Tag<K> {
     /// Whether this tag was made for the connection of generation
     /// `generation` (compared on the bits a tag carries).
     pub fn is_for(self, generation: u32) -> bool {
-        self.generation == generation & GENERATION_MASK
+        crate::stream::same_generation(self.generation, generation)
     }
 
     /// Packs the tag into an SQE's `user_data`.
