@@ -13,10 +13,3 @@ pub struct Time {
     /// Milliseconds since the Unix epoch.
     pub unix_ms: u64,
 }
-
-impl Time {
-    /// Seconds since the Unix epoch.
-    pub fn unix_s(self) -> u64 {
-        self.unix_ms / 1000
-    }
-}

@@ -253,7 +253,6 @@ impl Shard {
             self.read_inbox(t);
             self.handle_control_requests(t);
             self.core.on_tick(t);
-            self.settle(t);
             self.core.end_turn();
             self.settle(t);
             self.control.expire(&mut self.ring, now);

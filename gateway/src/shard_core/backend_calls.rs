@@ -55,8 +55,8 @@ impl ShardCore {
     }
 
     /// Reports a session that went online (both auth modes).
-    pub(super) fn presence_online(&mut self, now: Millis, p: Presence) {
-        self.session_established(now, p.key);
+    pub(super) fn presence_online(&mut self, p: Presence) {
+        self.session_established(p.key);
         self.actions
             .push(Action::Backend(Box::new(BackendCall::Online(p))));
     }

@@ -147,7 +147,7 @@ impl ShardCore {
         } else if conn.has(flags::SHUTDOWN_SENT) {
             self.submit_close(key);
         }
-        self.try_finish(now, key);
+        self.try_finish(key);
     }
 
     /// Moves the session's output to the wire and acts on its events.
@@ -186,7 +186,7 @@ impl ShardCore {
             }
             Event::Uplink(uplink) => self.forward_uplink(key, uplink),
             Event::Subscribe(topics) => self.subscribe(now, key, topics),
-            Event::Unsubscribe(topics) => self.unsubscribe(now, key, topics),
+            Event::Unsubscribe(topics) => self.unsubscribe(key, topics),
             Event::Ack(ids) => self.stats.acks += ids.len() as u64,
         }
     }
@@ -257,17 +257,14 @@ impl ShardCore {
         }
         self.stats.handshakes_ok += 1;
         let generation = conn.generation;
-        self.presence_online(
-            now,
-            crate::backend::events::Presence {
-                key,
-                generation,
-                user,
-                session,
-                device,
-                apps,
-            },
-        );
+        self.presence_online(crate::backend::events::Presence {
+            key,
+            generation,
+            user,
+            session,
+            device,
+            apps,
+        });
     }
 
     fn count_close(&mut self, key: u32, reason: &CloseReason) {
@@ -377,7 +374,7 @@ impl ShardCore {
         } else {
             self.flush(key);
         }
-        self.try_finish(now, key);
+        self.try_finish(key);
     }
 
     pub(super) fn on_timer(&mut self, now: Millis, key: u32) {

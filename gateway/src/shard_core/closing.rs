@@ -86,13 +86,13 @@ impl ShardCore {
 
     /// The shutdown of (key, generation) completed: the close may follow.
     pub fn on_shutdown_done(&mut self, t: Time, key: u32, generation: u32) {
-        let now = self.at(t);
+        self.at(t);
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         conn.life.finish(Pending::Shutdown);
         self.submit_close_if_clear(key);
-        self.try_finish(now, key);
+        self.try_finish(key);
     }
 
     /// Decides to close `key` now: nothing more is sent, the receive and
@@ -132,22 +132,22 @@ impl ShardCore {
 
     /// The close of (key, generation)'s stream completed.
     pub fn on_close_done(&mut self, t: Time, key: u32, generation: u32) {
-        let now = self.at(t);
+        self.at(t);
         let Some(conn) = live(&mut self.conns, key, generation) else {
             return;
         };
         conn.life.close_done();
-        self.try_finish(now, key);
+        self.try_finish(key);
     }
 
     /// Frees `key`'s slot once nothing of it is in flight any more.
-    pub(super) fn try_finish(&mut self, now: Millis, key: u32) {
+    pub(super) fn try_finish(&mut self, key: u32) {
         if !self.conns.get(key as usize).is_some_and(Conn::is_finished) {
             return;
         }
         let mut conn = self.conns.remove(key as usize);
         self.wheel.cancel(key);
-        self.session_finished(now, key, &conn);
+        self.session_finished(key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);
         self.account_queued(left, conn.outbound.queued_bytes());

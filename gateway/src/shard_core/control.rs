@@ -52,7 +52,7 @@ impl ShardCore {
         let now = self.at(t);
         let path = req.path.split('?').next().unwrap_or("");
         if !matches!(path, "/v1/push" | "/v1/push/batch") {
-            self.route_accepted(now);
+            self.route_accepted();
         }
         if let Some(answer) = self.route_control(now, caller, req) {
             self.actions.push(Action::Answer(caller, answer));
@@ -67,8 +67,8 @@ impl ShardCore {
     /// Routes the pushes answered so far (see
     /// [`ShardCore::on_control_request`]).
     pub fn route_accepted_pushes(&mut self, t: Time) {
-        let now = self.at(t);
-        self.route_accepted(now);
+        self.at(t);
+        self.route_accepted();
     }
 
     /// Writes `resp` to `caller`.
@@ -123,10 +123,10 @@ impl ShardCore {
             // The status page: under the same bearer-token rule as the
             // API it polls.
             ("GET", "/") => Some(routes::status_page()),
-            ("POST", "/v1/push") => Some(self.api_push(now, &req.body)),
-            ("POST", "/v1/push/batch") => Some(self.api_push_batch(now, &req.body)),
+            ("POST", "/v1/push") => Some(self.api_push(&req.body)),
+            ("POST", "/v1/push/batch") => Some(self.api_push_batch(&req.body)),
             ("POST", "/v1/kick") => self.api_kick(now, key, &req.body),
-            ("POST", "/v1/drain") => Some(self.api_drain(now, &req.body)),
+            ("POST", "/v1/drain") => Some(self.api_drain(&req.body)),
             ("GET", p) if p.starts_with("/v1/users/") => {
                 match percent_decode(&p["/v1/users/".len()..]) {
                     Some(user) => self.api_user(now, key, &user),

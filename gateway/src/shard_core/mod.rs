@@ -283,11 +283,6 @@ impl ShardCore {
         }
     }
 
-    /// This shard's index.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
     /// Notes the wall clock of the input being handled.
     fn at(&mut self, t: Time) -> Millis {
         self.unix_ms = t.unix_ms;
@@ -315,7 +310,7 @@ impl ShardCore {
     pub fn sending(&self, key: u32, generation: u32) -> Option<&[u8]> {
         self.conns
             .get(key as usize)
-            .filter(|c| c.generation == generation)
+            .filter(|c| crate::stream::same_generation(c.generation, generation))
             .and_then(|c| c.outbound.sending())
     }
 
@@ -348,10 +343,11 @@ impl ShardCore {
     }
 
     /// When the core next needs [`ShardCore::on_tick`] (or the driver's
-    /// loop to turn: held mail to retry, receives to re-arm).
+    /// loop to turn: held mail to retry, receives to re-arm, deliveries
+    /// waiting for [`ShardCore::end_turn`]).
     pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
         let outbox = (self.outboxes.backlog() > 0).then(|| now.saturating_add(1));
-        let rearm = (!self.rearm.is_empty()).then_some(now);
+        let turn = (!self.rearm.is_empty() || !self.pending_flush.is_empty()).then_some(now);
         [
             self.wheel.next_wakeup(),
             self.drain_wakeup(now),
@@ -359,7 +355,7 @@ impl ShardCore {
             self.requests_wakeup(),
             self.rejections.next_due(),
             outbox,
-            rearm,
+            turn,
         ]
         .into_iter()
         .flatten()

@@ -59,6 +59,16 @@ pub struct SimClient {
 }
 
 impl SimClient {
+    /// The client reads the whole of the gateway's send `op`, and the send
+    /// completes.
+    fn read_send(&mut self, core: &mut ShardCore, t: Time, op: StreamOp) {
+        let bytes = core.sending(op.key, op.generation).map(<[u8]>::to_vec);
+        let bytes = bytes.expect("a send with bytes in flight");
+        self.session
+            .handle_input(t.now, &bytes, &mut self.events, &mut self.to_gateway);
+        core.on_send_done(t, op.key, op.generation, Ok(bytes.len()));
+    }
+
     /// Bytes the client writes (frames its session encoded).
     pub fn write(&mut self, mut bytes: Vec<u8>) {
         self.to_gateway.append(&mut bytes);
@@ -349,15 +359,7 @@ impl Sim {
             }
             StreamOpKind::Send => {
                 if client.reading {
-                    let bytes = core.sending(key, generation).map(<[u8]>::to_vec);
-                    let bytes = bytes.expect("a send with bytes in flight");
-                    client.session.handle_input(
-                        t.now,
-                        &bytes,
-                        &mut client.events,
-                        &mut client.to_gateway,
-                    );
-                    core.on_send_done(t, key, generation, Ok(bytes.len()));
+                    client.read_send(core, t, op);
                 } else {
                     client.stalled_send = Some(op);
                 }
@@ -402,11 +404,7 @@ impl Sim {
             if c.reading
                 && let Some(op) = c.stalled_send.take()
             {
-                let bytes = core.sending(op.key, op.generation).map(<[u8]>::to_vec);
-                let bytes = bytes.expect("a stalled send with bytes in flight");
-                c.session
-                    .handle_input(t.now, &bytes, &mut c.events, &mut c.to_gateway);
-                core.on_send_done(t, op.key, op.generation, Ok(bytes.len()));
+                c.read_send(core, t, op);
                 moved = true;
             }
             if c.recv_armed && !c.to_gateway.is_empty() {

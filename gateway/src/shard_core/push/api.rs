@@ -128,11 +128,11 @@ impl ShardCore {
     }
 
     /// Answers `POST /v1/push`.
-    pub(in crate::shard_core) fn api_push(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_push(&mut self, body: &[u8]) -> Response {
         if let Some(busy) = self.busy() {
             return busy;
         }
-        match self.accept_push(now, body) {
+        match self.accept_push(body) {
             Ok(id) => Response::json(200, &json!({ "id": id })),
             Err(e) => {
                 self.stats.pushes_rejected += 1;
@@ -143,7 +143,7 @@ impl ShardCore {
 
     /// Answers `POST /v1/push/batch`: one push request per line (NDJSON);
     /// each line gets its own result, in order.
-    pub(in crate::shard_core) fn api_push_batch(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_push_batch(&mut self, body: &[u8]) -> Response {
         if let Some(busy) = self.busy() {
             return busy;
         }
@@ -172,12 +172,12 @@ impl ShardCore {
                         }
                         _ => {
                             if let Some(done) = run.take() {
-                                self.route_run(now, done);
+                                self.route_run(done);
                             }
                             if mergeable {
                                 run = Some((dest, job, None));
                             } else {
-                                self.route(now, dest, job);
+                                self.route(dest, job);
                             }
                         }
                     }
@@ -189,16 +189,16 @@ impl ShardCore {
             }
         }
         if let Some(done) = run.take() {
-            self.route_run(now, done);
+            self.route_run(done);
         }
         Response::json(200, &json!({ "results": results }))
     }
 
-    fn accept_push(&mut self, now: Millis, body: &[u8]) -> Result<u64, ApiError> {
+    fn accept_push(&mut self, body: &[u8]) -> Result<u64, ApiError> {
         let (dest, job) = self.prepare_push(body)?;
         let id = job.id;
         self.stats.pushes_accepted += 1;
-        self.route(now, dest, job);
+        self.route(dest, job);
         Ok(id)
     }
 
@@ -261,12 +261,12 @@ impl ShardCore {
     }
 
     /// Hands a run of pushes to the routing, its frames as one.
-    fn route_run(&mut self, now: Millis, run: (Destination, PushJob, Option<BytesMut>)) {
+    fn route_run(&mut self, run: (Destination, PushJob, Option<BytesMut>)) {
         let (dest, mut job, frames) = run;
         if let Some(frames) = frames {
             job.frame = frames.freeze();
         }
-        self.route(now, dest, job);
+        self.route(dest, job);
     }
 
     /// Hands a prepared push to the routing. A push that fans out (to
@@ -277,10 +277,10 @@ impl ShardCore {
     /// owner or a holder, or a few local enqueues): its delivery then
     /// does not wait behind the answer's send. Once one push waits, later
     /// ones wait behind it, so pushes keep the order they were accepted in.
-    fn route(&mut self, now: Millis, dest: Destination, job: PushJob) {
+    fn route(&mut self, dest: Destination, job: PushJob) {
         let small = matches!(&dest, Destination::Users(us) if us.len() <= ROUTE_AT_ONCE_USERS);
         if small && self.accepted.0.is_empty() {
-            self.route_now(now, dest, job);
+            self.route_now(dest, job);
         } else {
             self.accepted.0.push((dest, job));
         }
@@ -290,13 +290,13 @@ impl ShardCore {
     /// were accepted. The control requests call this before anything
     /// that must come after those pushes (a kick, a drain, a presence
     /// question) and once their answers are on their way.
-    pub(in crate::shard_core) fn route_accepted(&mut self, now: Millis) {
+    pub(in crate::shard_core) fn route_accepted(&mut self) {
         if self.accepted.0.is_empty() {
             return;
         }
         let mut accepted = std::mem::take(&mut self.accepted.0);
         for (dest, job) in accepted.drain(..) {
-            self.route_now(now, dest, job);
+            self.route_now(dest, job);
         }
         // Keep the storage for the next burst unless it grew large.
         if accepted.capacity() <= 1024 && self.accepted.0.is_empty() {
@@ -305,16 +305,16 @@ impl ShardCore {
     }
 
     /// Sends a prepared push on its way.
-    fn route_now(&mut self, now: Millis, dest: Destination, job: PushJob) {
+    fn route_now(&mut self, dest: Destination, job: PushJob) {
         let job = Arc::new(job);
         match dest {
             Destination::Users(users) => {
                 for user in users {
-                    self.route_to_user(now, &user, &job);
+                    self.route_to_user(&user, &job);
                 }
             }
-            Destination::Topic(topic) => self.route_to_topic(now, &topic, &job),
-            Destination::All => self.route_to_all(now, &job),
+            Destination::Topic(topic) => self.route_to_topic(&topic, &job),
+            Destination::All => self.route_to_all(&job),
         }
     }
 
@@ -356,7 +356,7 @@ impl ShardCore {
 
     /// Answers `POST /v1/drain`: every shard stops accepting and kicks its
     /// sessions (code drain, with reconnect hints) at the given rate.
-    pub(in crate::shard_core) fn api_drain(&mut self, now: Millis, body: &[u8]) -> Response {
+    pub(in crate::shard_core) fn api_drain(&mut self, body: &[u8]) -> Response {
         let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
             DrainRequest::default()
         } else {
@@ -375,7 +375,7 @@ impl ShardCore {
         let retry_after = req.retry_after_ms.unwrap_or(shutdown.retry_after_ms);
         let shards = self.settings.shards.len();
         let per_shard = rate.div_ceil(shards as u32).max(1);
-        self.routing(now, |router, out| {
+        self.routing(|router, out| {
             router.to_every_shard(
                 || Message::Drain(per_shard, reconnect.clone(), retry_after),
                 out,

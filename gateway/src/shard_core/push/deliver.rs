@@ -197,7 +197,7 @@ impl ShardCore {
 
     /// A session passed its handshake: remember when, and tell its user's
     /// owner.
-    pub(in crate::shard_core) fn session_established(&mut self, now: Millis, key: u32) {
+    pub(in crate::shard_core) fn session_established(&mut self, key: u32) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
@@ -211,19 +211,19 @@ impl ShardCore {
             generation: conn.generation,
         };
         let name = user.clone();
-        self.tell_owner(now, &name, Message::SessionUp(user, r));
+        self.tell_owner(&name, Message::SessionUp(user, r));
     }
 
     /// A session's slot is being freed: leave its topics and the directory,
     /// and give back its app names and device label.
-    pub(in crate::shard_core) fn session_finished(&mut self, now: Millis, key: u32, conn: &Conn) {
+    pub(in crate::shard_core) fn session_finished(&mut self, key: u32, conn: &Conn) {
         release_apps(&mut self.app_names, conn.apps);
         release_device(&mut self.device_names, conn.device);
         if let Some(topics) = &conn.topics {
             for &id in topics.iter() {
                 if let Some(name) = self.topics.unsubscribe(id, key) {
                     let msg = Message::TopicLeave(name.clone(), self.index as u16);
-                    self.tell_owner(now, &name, msg);
+                    self.tell_owner(&name, msg);
                 }
             }
         }
@@ -233,7 +233,7 @@ impl ShardCore {
                 key,
                 generation: conn.generation,
             };
-            self.tell_owner(now, user, Message::SessionDown(user.clone(), r));
+            self.tell_owner(user, Message::SessionDown(user.clone(), r));
         }
     }
 
@@ -262,18 +262,13 @@ impl ShardCore {
             }
             if sub.first_on_shard {
                 let msg = Message::TopicJoin(topic.as_str().into(), self.index as u16);
-                self.tell_owner(now, &topic, msg);
+                self.tell_owner(&topic, msg);
             }
         }
     }
 
     /// Unsubscribes session `key` from `topics`.
-    pub(in crate::shard_core) fn unsubscribe(
-        &mut self,
-        now: Millis,
-        key: u32,
-        topics: Vec<String>,
-    ) {
+    pub(in crate::shard_core) fn unsubscribe(&mut self, key: u32, topics: Vec<String>) {
         for topic in topics {
             let Some(id) = self.topics.id_of(&topic) else {
                 continue;
@@ -294,7 +289,7 @@ impl ShardCore {
             self.stats.subscriptions = self.stats.subscriptions.saturating_sub(1);
             if let Some(name) = self.topics.unsubscribe(id, key) {
                 let msg = Message::TopicLeave(name.clone(), self.index as u16);
-                self.tell_owner(now, &name, msg);
+                self.tell_owner(&name, msg);
             }
         }
     }

@@ -72,7 +72,7 @@ impl ShardCore {
 
     /// Sends `msg` to shard `to`, at the driver's next
     /// [`ShardCore::flush_mail`] (which also hands this shard its own).
-    pub(super) fn send_to(&mut self, _now: Millis, to: usize, msg: Message) {
+    pub(super) fn send_to(&mut self, to: usize, msg: Message) {
         if to == self.index {
             self.outboxes.to_self.push_back(msg);
             return;
@@ -109,18 +109,16 @@ impl ShardCore {
     /// Writes the fresh and the held-back mail for other shards to `sink`.
     fn send_mail(&mut self, sink: &mut impl MailSink) {
         let outboxes = &mut self.outboxes;
-        for (to, msg) in outboxes.fresh.drain(..) {
-            if outboxes.queues.contains_key(&to) {
-                outboxes.queues.entry(to).or_default().push_back(msg);
-                outboxes.held += 1;
-                continue;
-            }
-            if let Err(msg) = sink.send(to, msg) {
+        let mut fresh = std::mem::take(&mut outboxes.fresh);
+        for (to, msg) in fresh.drain(..) {
+            if outboxes.holds(to) {
+                outboxes.hold(to, msg);
+            } else if let Err(msg) = sink.send(to, msg) {
                 self.stats.mailbox_full += 1;
-                outboxes.queues.entry(to).or_default().push_back(msg);
-                outboxes.held += 1;
+                outboxes.hold(to, msg);
             }
         }
+        outboxes.fresh = fresh;
         outboxes.queues.retain(|&to, queue| {
             while let Some(msg) = queue.pop_front() {
                 if let Err(msg) = sink.send(to, msg) {
@@ -147,10 +145,10 @@ impl ShardCore {
     }
 
     /// Sends what the router decided, in order.
-    fn send_routed(&mut self, now: Millis, out: &mut Outbox) {
+    fn send_routed(&mut self, out: &mut Outbox) {
         for (dest, msg) in out.drain(..) {
             match dest {
-                Dest::Local(shard) => self.send_to(now, usize::from(shard), msg),
+                Dest::Local(shard) => self.send_to(usize::from(shard), msg),
                 Dest::Node(node) => {
                     // This node's router knows only its own shards.
                     tracing::debug!(shard = self.index, node, "no link to other nodes: dropped");
@@ -162,13 +160,12 @@ impl ShardCore {
     /// Runs `route` on the router, then sends what it decided.
     pub(super) fn routing(
         &mut self,
-        now: Millis,
         route: impl FnOnce(&mut shard_router::router::Router, &mut Outbox),
     ) {
         let mut out = std::mem::take(&mut self.routed);
         route(&mut self.router, &mut out);
         self.stats.route_cache_hits = self.router.cache_hits();
-        self.send_routed(now, &mut out);
+        self.send_routed(&mut out);
         if out.capacity() <= 1024 {
             self.routed = out;
         }
@@ -178,7 +175,7 @@ impl ShardCore {
     /// the holder's.
     fn handle_message(&mut self, now: Millis, msg: Message) {
         let mut held = None;
-        self.routing(now, |router, out| held = router.handle(msg, out));
+        self.routing(|router, out| held = router.handle(msg, out));
         let Some(msg) = held else {
             return;
         };
@@ -187,7 +184,6 @@ impl ShardCore {
             Message::SessionsRequest(user, sessions, action, reply_to) => {
                 let infos = self.act_on_sessions(now, &user, &sessions, &action);
                 self.send_to(
-                    now,
                     usize::from(reply_to.shard),
                     Message::RequestReply(reply_to, infos),
                 );
@@ -208,22 +204,22 @@ impl ShardCore {
     }
 
     /// Routes a push for `user` (see `Router::to_user`).
-    fn route_to_user(&mut self, now: Millis, user: &str, job: &Arc<PushJob>) {
-        self.routing(now, |router, out| router.to_user(user, job, out));
+    fn route_to_user(&mut self, user: &str, job: &Arc<PushJob>) {
+        self.routing(|router, out| router.to_user(user, job, out));
     }
 
     /// Routes a push for `topic` to its owner.
-    fn route_to_topic(&mut self, now: Millis, topic: &str, job: &Arc<PushJob>) {
-        self.routing(now, |router, out| router.to_topic(topic, job, out));
+    fn route_to_topic(&mut self, topic: &str, job: &Arc<PushJob>) {
+        self.routing(|router, out| router.to_topic(topic, job, out));
     }
 
     /// Sends a broadcast to every shard.
-    fn route_to_all(&mut self, now: Millis, job: &Arc<PushJob>) {
-        self.routing(now, |router, out| router.to_all(job, out));
+    fn route_to_all(&mut self, job: &Arc<PushJob>) {
+        self.routing(|router, out| router.to_all(job, out));
     }
 
     /// Tells `name`'s owner (user or topic) `msg`.
-    pub(super) fn tell_owner(&mut self, now: Millis, name: &str, msg: Message) {
-        self.routing(now, |router, out| out.push((router.owner(name), msg)));
+    pub(super) fn tell_owner(&mut self, name: &str, msg: Message) {
+        self.routing(|router, out| out.push((router.owner(name), msg)));
     }
 }

@@ -63,9 +63,7 @@ impl ShardCore {
             shard: self.index as u16,
             id,
         };
-        self.routing(now, |router, out| {
-            router.user_request(user, action, reply_to, out)
-        });
+        self.routing(|router, out| router.user_request(user, action, reply_to, out));
     }
 
     pub(super) fn request_plan(&mut self, now: Millis, id: u32, expect: u16) {
