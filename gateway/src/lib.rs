@@ -10,7 +10,8 @@
 //! sources), [`timer`] (the per-shard timer wheel), [`admission`]
 //! (who may connect), [`stats`] (shard-local counters), [`stream`] (the
 //! life of a stream's operations, for every kind of connection), [`control`] (the
-//! HTTP control listener), [`backend`] (the backend client),
+//! HTTP control listener), [`backend`] (the backend client), [`fd_ops`]
+//! (what those two ask their driver to do),
 //! [`instance_lock`] (one gateway per address), [`cli`] (the subcommands
 //! for people), [`build_info`] (version and git commit).
 
@@ -20,6 +21,7 @@ pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod control;
+pub mod fd_ops;
 pub mod instance_lock;
 pub mod metrics;
 pub mod push_ids;

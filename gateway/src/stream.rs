@@ -165,6 +165,12 @@ impl SendBuf {
         (!self.sending.is_empty()).then(|| &self.sending[self.sent..])
     }
 
+    /// The bytes of the send in flight, as [`SendBuf::to_send`] gave them
+    /// (empty when none is): what a driver hands the kernel.
+    pub fn in_flight(&self) -> &[u8] {
+        self.sending.get(self.sent..).unwrap_or_default()
+    }
+
     /// A send of `n` bytes completed; true when nothing is left to send.
     pub fn sent(&mut self, n: usize) -> bool {
         self.sent = (self.sent + n).min(self.sending.len());

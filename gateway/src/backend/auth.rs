@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 
-use io_uring::IoUring;
 use protocol::proto::{ErrorCode, Hello};
 use protocol::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -105,7 +104,6 @@ impl WebhookAuth {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         client: &mut HttpClient<Owner>,
@@ -159,7 +157,7 @@ impl WebhookAuth {
             device: hello.device.clone(),
             apps: hello.apps.clone(),
         };
-        match client.submit(ring, now, self.pool, owner, bytes) {
+        match client.submit(now, self.pool, owner, bytes) {
             Ok(()) => {
                 self.in_flight += 1;
                 None

@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use io_uring::IoUring;
 use protocol::time::Millis;
 use serde::Serialize;
 use tuning::backends::EventsConfig;
@@ -119,7 +118,6 @@ impl Events {
     /// A session went online.
     pub(super) fn online(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         client: &mut HttpClient<Owner>,
@@ -138,7 +136,7 @@ impl Events {
         };
         self.sessions.insert(p.key, (p, "closed"));
         self.push(now, stats, record);
-        self.tick(ring, now, stats, client);
+        self.tick(now, stats, client);
     }
 
     /// Notes why connection `key` is closing.
@@ -155,7 +153,6 @@ impl Events {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn offline(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         client: &mut HttpClient<Owner>,
@@ -184,7 +181,7 @@ impl Events {
             reason,
         };
         self.push(now, stats, record);
-        self.tick(ring, now, stats, client);
+        self.tick(now, stats, client);
     }
 
     /// When the batcher needs to run next (batch age or retry backoff).
@@ -200,7 +197,6 @@ impl Events {
     /// Sends a due batch or a due retry.
     pub(super) fn tick(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         client: &mut HttpClient<Owner>,
@@ -246,7 +242,7 @@ impl Events {
             &batch.body,
         );
         batch.sending = true;
-        if let Err((_, f)) = client.submit(ring, now, self.pool, Owner::Events, bytes) {
+        if let Err((_, f)) = client.submit(now, self.pool, Owner::Events, bytes) {
             self.finish(now, stats, Err(f));
         }
     }

@@ -1,7 +1,10 @@
 //! The gateway as an HTTP client of the backends it fronts (DESIGN.md §4):
 //! webhook auth ([`auth`]), uplink forwarding ([`uplink`]) and presence
-//! events ([`events`]), over per-shard keep-alive pools on the shard's own
-//! io_uring ring ([`pool`], framing in [`http_client`]).
+//! events ([`events`]), over per-shard keep-alive pools ([`pool`], framing
+//! in [`http_client`]). Sans-IO like the shard core: the client queues
+//! [`crate::fd_ops::FdOp`]s for its driver, which reports their results
+//! back; time comes in as `now`, and the driver wakes the client by
+//! [`Backend::next_deadline`] and [`Backend::on_tick`].
 //!
 //! Nothing here blocks a shard: every queue is bounded (in-flight caps,
 //! event queue cap), every request has a deadline, and when a backend is
@@ -18,15 +21,14 @@ pub mod uplink;
 
 use std::net::ToSocketAddrs;
 
-use io_uring::{IoUring, opcode, squeue, types};
 use protocol::proto::{ErrorCode, Reply};
 use protocol::time::Millis;
 use socket2::SockAddr;
 use tuning::backends::HttpUrl;
 use tuning::config::GatewayConfig;
 
+use crate::fd_ops::{FdDone, FdOp};
 use crate::stats::ShardStats;
-use crate::uring::op::{OpKind, OpTag};
 use pool::{Endpoint, HttpClient, PoolLimits};
 
 /// Why the backend client could not be set up.
@@ -137,9 +139,6 @@ pub struct Backend {
     /// Presence events, when `events.url` is set.
     pub events: Option<events::Events>,
     shard: usize,
-    timer_ts: Box<types::Timespec>,
-    timer_seq: u32,
-    timer_at: Option<Millis>,
     /// Results for client connections, for the shard to apply.
     pub outcomes: Vec<Outcome>,
 }
@@ -180,9 +179,6 @@ impl Backend {
             auth,
             events,
             shard,
-            timer_ts: Box::new(types::Timespec::new()),
-            timer_seq: 0,
-            timer_at: None,
             outcomes: Vec::new(),
         })
     }
@@ -197,7 +193,6 @@ impl Backend {
     #[allow(clippy::too_many_arguments)]
     pub fn authenticate(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         key: u32,
@@ -205,8 +200,8 @@ impl Backend {
         hello: &protocol::proto::Hello,
     ) -> Option<Verdict> {
         let auth = self.auth.as_mut()?;
-        let v = auth.start(ring, now, stats, &mut self.client, key, generation, hello);
-        self.after(ring, now, stats);
+        let v = auth.start(now, stats, &mut self.client, key, generation, hello);
+        self.on_tick(now, stats);
         v
     }
 
@@ -215,7 +210,6 @@ impl Backend {
     #[allow(clippy::too_many_arguments)]
     pub fn uplink(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         key: u32,
@@ -223,31 +217,18 @@ impl Backend {
         user: &str,
         up: protocol::proto::Uplink,
     ) -> Option<Reply> {
-        let r = self.uplink.forward(
-            ring,
-            now,
-            stats,
-            &mut self.client,
-            key,
-            generation,
-            user,
-            up,
-        );
-        self.after(ring, now, stats);
+        let r = self
+            .uplink
+            .forward(now, stats, &mut self.client, key, generation, user, up);
+        self.on_tick(now, stats);
         r
     }
 
     /// Records a session going online (Welcome sent).
-    pub fn online(
-        &mut self,
-        ring: &mut IoUring,
-        now: Millis,
-        stats: &mut ShardStats,
-        p: events::Presence,
-    ) {
+    pub fn online(&mut self, now: Millis, stats: &mut ShardStats, p: events::Presence) {
         if let Some(ev) = self.events.as_mut() {
-            ev.online(ring, now, stats, &mut self.client, self.shard, p);
-            self.after(ring, now, stats);
+            ev.online(now, stats, &mut self.client, self.shard, p);
+            self.on_tick(now, stats);
         }
     }
 
@@ -259,54 +240,71 @@ impl Backend {
     }
 
     /// Records a session going offline (its connection is gone).
-    pub fn offline(
+    pub fn offline(&mut self, now: Millis, stats: &mut ShardStats, key: u32, generation: u32) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.offline(now, stats, &mut self.client, self.shard, key, generation);
+            self.on_tick(now, stats);
+        }
+    }
+
+    /// Whether operations wait for [`Backend::take_ops`].
+    pub fn has_ops(&self) -> bool {
+        self.client.has_ops()
+    }
+
+    /// Moves the operations queued since the last call to `into`, in order.
+    pub fn take_ops(&mut self, into: &mut Vec<FdOp>) {
+        self.client.take_ops(into);
+    }
+
+    /// Where backend connection `key` connects to.
+    pub fn connect_addr(&self, key: u32, generation: u32) -> Option<&SockAddr> {
+        self.client.connect_addr(key, generation)
+    }
+
+    /// The receive buffer of backend connection `key` (see
+    /// [`HttpClient::recv_buffer`]).
+    pub fn recv_buffer(&mut self, key: u32, generation: u32) -> Option<&mut Vec<u8>> {
+        self.client.recv_buffer(key, generation)
+    }
+
+    /// The bytes of backend connection `key`'s send in flight.
+    pub fn sending(&self, key: u32, generation: u32) -> Option<&[u8]> {
+        self.client.sending(key, generation)
+    }
+
+    /// An operation of backend connection `key` ended (see
+    /// [`HttpClient::on_done`]); what it finished lands in
+    /// [`Backend::outcomes`].
+    pub fn on_done(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         key: u32,
         generation: u32,
+        done: FdDone,
     ) {
-        if let Some(ev) = self.events.as_mut() {
-            ev.offline(
-                ring,
-                now,
-                stats,
-                &mut self.client,
-                self.shard,
-                key,
-                generation,
-            );
-            self.after(ring, now, stats);
-        }
+        self.client.on_done(now, key, generation, done);
+        self.on_tick(now, stats);
     }
 
-    /// Handles a completion of a backend operation; results land in
-    /// [`Backend::outcomes`].
-    pub fn on_completion(
-        &mut self,
-        ring: &mut IoUring,
-        now: Millis,
-        stats: &mut ShardStats,
-        tag: OpTag,
-        res: i32,
-    ) {
-        match tag.kind {
-            OpKind::BackendTimer => {
-                if tag.index == self.timer_seq {
-                    self.timer_at = None;
-                }
-            }
-            OpKind::BackendLinkTimeout => return,
-            _ => self.client.on_completion(ring, now, tag, res),
-        }
-        self.after(ring, now, stats);
+    /// When [`Backend::on_tick`] is due next: the earliest request
+    /// deadline or event batch; `None` when nothing waits.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        [
+            self.client.next_deadline(),
+            self.events.as_ref().and_then(events::Events::next_wakeup),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Expires deadlines, routes finished requests, flushes due event
-    /// batches and re-arms the timer.
-    fn after(&mut self, ring: &mut IoUring, now: Millis, stats: &mut ShardStats) {
-        self.client.expire(ring, now);
+    /// Expires deadlines, routes finished requests and flushes due event
+    /// batches; results land in [`Backend::outcomes`]. Cheap when nothing
+    /// is due.
+    pub fn on_tick(&mut self, now: Millis, stats: &mut ShardStats) {
+        self.client.expire(now);
         for _ in 0..4 {
             if self.client.done.is_empty() {
                 break;
@@ -335,56 +333,16 @@ impl Backend {
                 }
             }
             if let Some(ev) = self.events.as_mut() {
-                ev.tick(ring, now, stats, &mut self.client);
+                ev.tick(now, stats, &mut self.client);
             }
         }
         if let Some(ev) = self.events.as_mut() {
-            ev.tick(ring, now, stats, &mut self.client);
+            ev.tick(now, stats, &mut self.client);
         }
         stats.backend_connects = self.client.connects;
         stats.backend_connect_errors = self.client.connect_errors;
         stats.backend_in_flight = self.client.in_flight() as u64;
-        self.arm_timer(ring, now);
     }
-
-    fn arm_timer(&mut self, ring: &mut IoUring, now: Millis) {
-        let next = [
-            self.client.next_deadline(),
-            self.events.as_ref().and_then(events::Events::next_wakeup),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(next) = next else {
-            return;
-        };
-        if self.timer_at.is_some_and(|at| at <= next) {
-            return;
-        }
-        let ms = next.0.saturating_sub(now.0).max(1);
-        *self.timer_ts = types::Timespec::new()
-            .sec(ms / 1000)
-            .nsec(((ms % 1000) * 1_000_000) as u32);
-        self.timer_seq = self.timer_seq.wrapping_add(1);
-        self.timer_at = Some(next);
-        let entry = opcode::Timeout::new(&*self.timer_ts)
-            .build()
-            .user_data(OpTag::new(OpKind::BackendTimer, self.timer_seq).encode());
-        push(ring, std::slice::from_ref(&entry));
-        // Submitted now: the kernel reads the timespec at submission.
-        if let Err(e) = ring.submit() {
-            tracing::warn!("submitting the backend timer failed: {e}");
-        }
-    }
-}
-
-/// Queues an entry of the backend client. Entries point into buffers
-/// owned by the backend client (connections, the timer's timespec, the
-/// pools' connect timeouts) that outlive their operations.
-pub(crate) fn push(ring: &mut IoUring, entries: &[squeue::Entry]) {
-    // SAFETY: see above: buffers stay in their connection's slot until its
-    // operations complete; timespecs are boxed in their owners.
-    unsafe { crate::uring::sq::push_until_queued(ring, entries) };
 }
 
 /// Pool limits shared by the three users.

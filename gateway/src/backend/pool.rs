@@ -1,6 +1,8 @@
-//! Per-shard keep-alive connection pools to HTTP backends, driven by the
-//! shard's io_uring ring (Connect + LinkTimeout, Send, Recv, Close on
-//! ordinary descriptors: a few backend connections, not millions).
+//! Per-shard keep-alive connection pools to HTTP backends (a few backend
+//! connections on ordinary descriptors, not millions). The client is
+//! sans-IO: it queues [`FdOp`]s (open, connect, send, receive, shutdown,
+//! close) for its driver and learns their results through its `on_*`
+//! inputs, each naming the connection's key and generation.
 //!
 //! A request is queued on its pool, written to a ready connection with
 //! room (up to `depth` pipelined requests each) or waits for one to open.
@@ -12,19 +14,19 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
-use io_uring::{IoUring, opcode, squeue, types};
 use protocol::time::Millis;
 use slab::Slab;
 use socket2::SockAddr;
 
 use super::http_client::{Response, parse_response};
-use super::push;
+use crate::fd_ops::{FdDone, FdOpKind, FdOps};
 use crate::stream::{Pending, SendBuf, StreamLife};
-use crate::uring::op::{OpKind, OpTag};
 
 mod io;
+#[cfg(test)]
+mod tests;
 
-use io::{arm_recv, flush, push_pair};
+use io::{arm_recv, flush};
 
 /// Bytes a receive of a backend connection reads at most.
 const READ_CHUNK: usize = 16 * 1024;
@@ -32,7 +34,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Where a pool connects and what its requests say.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// Resolved address (boxed: the kernel reads it during Connect).
+    /// Resolved address (boxed: the kernel may read it while a connect is
+    /// in flight).
     pub addr: Box<SockAddr>,
     /// `Host` header value.
     pub host: String,
@@ -110,10 +113,6 @@ struct Conn {
 struct Pool {
     endpoint: Endpoint,
     limits: PoolLimits,
-    /// The connect timeout as the LinkTimeout behind each Connect reads
-    /// it. Boxed and owned by the pool, so it outlives every submission,
-    /// including one that stays queued because `io_uring_enter` failed.
-    connect_timeout: Box<types::Timespec>,
     conns: Vec<usize>,
     waiting: VecDeque<(usize, u32)>,
     deadlines: VecDeque<(Millis, usize, u32)>,
@@ -135,6 +134,8 @@ pub struct HttpClient<O> {
     pub connects: u64,
     /// Connect attempts that failed (for stats).
     pub connect_errors: u64,
+    /// Operations for the driver.
+    ops: FdOps,
 }
 
 impl<O> Default for HttpClient<O> {
@@ -148,6 +149,7 @@ impl<O> Default for HttpClient<O> {
             done: Vec::new(),
             connects: 0,
             connect_errors: 0,
+            ops: FdOps::default(),
         }
     }
 }
@@ -155,16 +157,9 @@ impl<O> Default for HttpClient<O> {
 impl<O> HttpClient<O> {
     /// Adds a pool; requests name it by the returned id.
     pub fn add_pool(&mut self, endpoint: Endpoint, limits: PoolLimits) -> PoolId {
-        let ms = u64::from(limits.connect_timeout_ms);
-        let connect_timeout = Box::new(
-            types::Timespec::new()
-                .sec(ms / 1000)
-                .nsec(((ms % 1000) * 1_000_000) as u32),
-        );
         self.pools.push(Pool {
             endpoint,
             limits,
-            connect_timeout,
             conns: Vec::new(),
             waiting: VecDeque::new(),
             deadlines: VecDeque::new(),
@@ -187,7 +182,6 @@ impl<O> HttpClient<O> {
     /// Fails at once when the pool is marked down and has no open connection.
     pub fn submit(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         pool: PoolId,
         owner: O,
@@ -218,7 +212,7 @@ impl<O> HttpClient<O> {
         });
         p.waiting.push_back((key, serial));
         p.deadlines.push_back((deadline, key, serial));
-        self.pump(ring, now, pool);
+        self.pump(now, pool);
         Ok(())
     }
 
@@ -231,7 +225,7 @@ impl<O> HttpClient<O> {
     }
 
     /// Fails every request whose deadline has passed.
-    pub fn expire(&mut self, ring: &mut IoUring, now: Millis) {
+    pub fn expire(&mut self, now: Millis) {
         for pool in 0..self.pools.len() {
             while let Some(&(at, key, serial)) = self.pools[pool].deadlines.front() {
                 if self.reqs.get(key).is_some_and(|r| r.serial != serial)
@@ -250,7 +244,7 @@ impl<O> HttpClient<O> {
                     if let Some(conn) = self.conns.get_mut(c) {
                         conn.inflight.retain(|&k| k != key);
                     }
-                    self.close(ring, c, "request timed out");
+                    self.close(c, "request timed out");
                 }
             }
         }
@@ -266,7 +260,7 @@ impl<O> HttpClient<O> {
     }
 
     /// Hands waiting requests to connections, opening new ones as needed.
-    fn pump(&mut self, ring: &mut IoUring, now: Millis, pool: PoolId) {
+    fn pump(&mut self, now: Millis, pool: PoolId) {
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
@@ -298,7 +292,7 @@ impl<O> HttpClient<O> {
                 conn.send.writer().extend_from_slice(&req.bytes);
                 conn.inflight.push_back(key);
             }
-            flush(ring, &mut self.conns, c);
+            flush(&mut self.conns, &mut self.ops, c);
         }
         // Open connections for what still waits (those connecting count).
         let live = |c: &usize| self.conns.get(*c).is_some_and(|c| !c.life.close_wanted());
@@ -315,67 +309,80 @@ impl<O> HttpClient<O> {
             return;
         }
         for _ in 0..to_open {
-            match self.connect(ring, pool) {
-                Ok(()) => {}
-                Err(e) => {
-                    self.connect_errors += 1;
-                    self.mark_down(now, pool, &format!("cannot create socket: {e}"));
-                    break;
-                }
-            }
+            self.open(pool);
         }
     }
 
-    fn connect(&mut self, ring: &mut IoUring, pool: PoolId) -> std::io::Result<()> {
+    /// Starts a new connection of `pool`: the driver opens its socket and
+    /// answers with [`HttpClient::on_done`].
+    fn open(&mut self, pool: PoolId) {
         let Some(p) = self.pools.get_mut(pool) else {
-            return Ok(());
+            return;
         };
-        let addr = &p.endpoint.addr;
-        // SAFETY: plain socket(2); the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                i32::from(addr.family()),
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt with a live int on a socket we own.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut life = StreamLife::default();
         life.start(Pending::Connect);
         let key = self.conns.insert(Conn {
-            fd,
+            fd: -1,
             generation,
             pool,
             life,
             ..Conn::default()
         });
         p.conns.push(key);
-        let connect = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(OpTag::of(OpKind::BackendConnect, key as u32, generation).encode());
-        // Both entries go in back to back (a link must not be split over
-        // two submissions); the timespec is the pool's, which outlives them.
-        let timeout = opcode::LinkTimeout::new(&*p.connect_timeout)
-            .build()
-            .user_data(OpTag::of(OpKind::BackendLinkTimeout, key as u32, generation).encode());
-        push_pair(ring, connect, timeout);
-        Ok(())
+        self.ops.push(key, generation, -1, FdOpKind::Open);
+    }
+
+    /// An operation of connection `key` (of `generation`) ended at `now`;
+    /// a completion for another connection is ignored.
+    pub fn on_done(&mut self, now: Millis, key: u32, generation: u32, done: FdDone) {
+        match done {
+            FdDone::Opened(fd) => self.on_opened(now, key, generation, fd),
+            FdDone::Connected(res) => self.on_connect_done(now, key, generation, res),
+            FdDone::Sent(res) => self.on_send_done(key, generation, res),
+            FdDone::Received(res) => self.on_recv_done(now, key, generation, res),
+            FdDone::Closed => self.on_close_done(now, key, generation),
+        }
+    }
+
+    /// The driver opened connection `key`'s socket (`Ok(fd)`, TCP_NODELAY
+    /// set) or could not; on success its connect is queued.
+    fn on_opened(&mut self, now: Millis, key: u32, generation: u32, fd: std::io::Result<RawFd>) {
+        let Some(conn) = self.conn_mut(key, generation) else {
+            return;
+        };
+        let pool = conn.pool;
+        match fd {
+            Ok(fd) if conn.life.close_wanted() => {
+                // Given up while the socket was being opened.
+                conn.fd = fd;
+                conn.life.finish(Pending::Connect);
+                self.close(key as usize, "closing");
+            }
+            Ok(fd) => {
+                conn.fd = fd;
+                let timeout_ms = self
+                    .pools
+                    .get(pool)
+                    .map_or(1_000, |p| p.limits.connect_timeout_ms);
+                self.ops.push(
+                    key as usize,
+                    generation,
+                    fd,
+                    FdOpKind::Connect { timeout_ms },
+                );
+            }
+            Err(e) => {
+                // No descriptor, so nothing to close: the slot goes now.
+                self.conns.remove(key as usize);
+                if let Some(p) = self.pools.get_mut(pool) {
+                    p.conns.retain(|&k| k != key as usize);
+                }
+                self.connect_errors += 1;
+                self.mark_down(now, pool, &format!("cannot create socket: {e}"));
+            }
+        }
     }
 
     fn mark_down(&mut self, now: Millis, pool: PoolId, why: &str) {
@@ -391,86 +398,93 @@ impl<O> HttpClient<O> {
         }
     }
 
-    /// Handles a completion of a backend-connection operation.
-    pub fn on_completion(&mut self, ring: &mut IoUring, now: Millis, tag: OpTag, res: i32) {
-        let c = tag.index as usize;
-        if !self
-            .conns
-            .get(c)
-            .is_some_and(|conn| tag.is_for(conn.generation))
-        {
+    /// Connection `key`'s connect ended: `Ok` connected, `Err(errno)`
+    /// failed (`ECANCELED`: its timeout fired).
+    fn on_connect_done(&mut self, now: Millis, key: u32, generation: u32, res: Result<(), i32>) {
+        let c = key as usize;
+        let Some(conn) = self.conn_mut(key, generation) else {
             return; // not this connection's
+        };
+        conn.life.finish(Pending::Connect);
+        let pool = conn.pool;
+        match res {
+            Ok(()) if !conn.life.close_wanted() => {}
+            _ => {
+                self.connect_errors += 1;
+                let why = match res {
+                    Err(e) if e == libc::ECANCELED => "connect timed out".to_string(),
+                    Err(e) => format!("connect failed: {}", std::io::Error::from_raw_os_error(e)),
+                    Ok(()) => "closing".to_string(),
+                };
+                self.close(c, &why);
+                self.mark_down(now, pool, &why);
+                return;
+            }
         }
-        match tag.kind {
-            OpKind::BackendConnect => {
-                let Some(conn) = self.conns.get_mut(c) else {
-                    return;
-                };
-                conn.life.finish(Pending::Connect);
-                let pool = conn.pool;
-                if res < 0 || conn.life.close_wanted() {
-                    self.connect_errors += 1;
-                    let why = if res == -libc::ECANCELED {
-                        "connect timed out".to_string()
-                    } else {
-                        format!(
-                            "connect failed: {}",
-                            std::io::Error::from_raw_os_error(-res)
-                        )
-                    };
-                    self.close(ring, c, &why);
-                    self.mark_down(now, pool, &why);
-                    return;
-                }
-                conn.ready = true;
-                self.connects += 1;
-                if let Some(p) = self.pools.get_mut(pool) {
-                    p.down_until = Millis(0);
-                }
-                arm_recv(ring, &mut self.conns, c);
-                self.pump(ring, now, pool);
+        conn.ready = true;
+        self.connects += 1;
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.down_until = Millis(0);
+        }
+        arm_recv(&mut self.conns, &mut self.ops, c);
+        self.pump(now, pool);
+    }
+
+    /// A send of connection `key` ended: `Ok(n)` bytes went out, or
+    /// `Err(errno)`.
+    fn on_send_done(&mut self, key: u32, generation: u32, res: Result<usize, i32>) {
+        let c = key as usize;
+        let Some(conn) = self.conn_mut(key, generation) else {
+            return; // not this connection's
+        };
+        conn.life.finish(Pending::Send);
+        match res {
+            Ok(n) if n > 0 && !conn.life.close_wanted() => {
+                conn.send.sent(n);
+                flush(&mut self.conns, &mut self.ops, c);
             }
-            OpKind::BackendSend => {
-                let Some(conn) = self.conns.get_mut(c) else {
-                    return;
-                };
-                conn.life.finish(Pending::Send);
-                if res <= 0 || conn.life.close_wanted() {
-                    self.close(ring, c, "send failed");
-                    return;
-                }
-                conn.send.sent(res as usize);
-                flush(ring, &mut self.conns, c);
-            }
-            OpKind::BackendRecv => self.on_recv(ring, now, c, res),
-            OpKind::BackendClose => {
-                if let Some(conn) = self.conns.try_remove(c) {
-                    debug_assert!(!conn.life.busy(), "closed with an operation in flight");
-                    let pool = conn.pool;
-                    if let Some(p) = self.pools.get_mut(pool) {
-                        p.conns.retain(|&k| k != c);
-                    }
-                    self.pump(ring, now, pool);
-                }
-            }
-            _ => {}
+            _ => self.close(c, "send failed"),
         }
     }
 
-    fn on_recv(&mut self, ring: &mut IoUring, now: Millis, c: usize, res: i32) {
+    /// The close of connection `key` completed: its slot is free, and
+    /// what waits for a connection may open another.
+    fn on_close_done(&mut self, now: Millis, key: u32, generation: u32) {
+        let c = key as usize;
+        if self.conn(key, generation).is_none() {
+            return;
+        }
+        if let Some(conn) = self.conns.try_remove(c) {
+            debug_assert!(!conn.life.busy(), "closed with an operation in flight");
+            let pool = conn.pool;
+            if let Some(p) = self.pools.get_mut(pool) {
+                p.conns.retain(|&k| k != c);
+            }
+            self.pump(now, pool);
+        }
+    }
+
+    /// A receive of connection `key` ended: `Ok(n)` bytes were added to
+    /// its [`HttpClient::recv_buffer`] (0: the backend closed), or
+    /// `Err(errno)`.
+    fn on_recv_done(&mut self, now: Millis, key: u32, generation: u32, res: Result<usize, i32>) {
+        let c = key as usize;
+        if self.conn(key, generation).is_none() {
+            return; // not this connection's
+        }
+        self.on_recv(now, c, res.unwrap_or(0));
+    }
+
+    fn on_recv(&mut self, now: Millis, c: usize, n: usize) {
         let Some(conn) = self.conns.get_mut(c) else {
             return;
         };
         conn.life.finish(Pending::Recv);
         if conn.life.close_wanted() {
-            self.close(ring, c, "closing");
+            self.close(c, "closing");
             return;
         }
-        let eof = res <= 0;
-        if res > 0 {
-            // SAFETY: the kernel wrote `res` bytes into the spare capacity.
-            unsafe { conn.inbuf.set_len(conn.inbuf.len() + res as usize) };
-        }
+        let eof = n == 0;
         let pool = conn.pool;
         let max = self
             .pools
@@ -518,16 +532,16 @@ impl<O> HttpClient<O> {
             }
         }
         if eof || !keep {
-            self.close(ring, c, "backend closed the connection");
+            self.close(c, "backend closed the connection");
         } else {
-            arm_recv(ring, &mut self.conns, c);
+            arm_recv(&mut self.conns, &mut self.ops, c);
         }
-        self.pump(ring, now, pool);
+        self.pump(now, pool);
     }
 
     /// Closes connection `c`: its requests in flight are sent again once if
     /// they never got an answer on a reused connection, else fail.
-    fn close(&mut self, ring: &mut IoUring, c: usize, why: &str) {
+    fn close(&mut self, c: usize, why: &str) {
         let Some(conn) = self.conns.get_mut(c) else {
             return;
         };
@@ -537,14 +551,11 @@ impl<O> HttpClient<O> {
         let first = conn.life.want_close();
         if conn.life.may_close(&[]) {
             conn.life.close_sent();
-            let entry = opcode::Close::new(types::Fd(conn.fd))
-                .build()
-                .user_data(OpTag::of(OpKind::BackendClose, c as u32, conn.generation).encode());
-            push(ring, std::slice::from_ref(&entry));
-        } else if first && conn.life.busy() {
-            // SAFETY: shutting down a socket this connection owns; its
-            // pending operations complete and call back here.
-            unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+            self.ops.push(c, conn.generation, conn.fd, FdOpKind::Close);
+        } else if first && conn.life.busy() && conn.fd >= 0 {
+            // Its pending operations complete and call back here.
+            self.ops
+                .push(c, conn.generation, conn.fd, FdOpKind::Shutdown);
         }
         for key in orphans.into_iter().rev() {
             let Some(req) = self.reqs.get_mut(key) else {

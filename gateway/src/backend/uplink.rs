@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use io_uring::IoUring;
 use protocol::proto::{Reply, Uplink};
 use protocol::time::Millis;
 use tuning::backends::UplinkConfig;
@@ -103,7 +102,6 @@ impl Uplinks {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &mut self,
-        ring: &mut IoUring,
         now: Millis,
         stats: &mut ShardStats,
         client: &mut HttpClient<Owner>,
@@ -159,7 +157,7 @@ impl Uplinks {
             generation,
             request_id: id,
         };
-        match client.submit(ring, now, pool, owner, bytes) {
+        match client.submit(now, pool, owner, bytes) {
             Ok(()) => {
                 self.in_flight += 1;
                 None

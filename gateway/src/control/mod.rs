@@ -1,18 +1,25 @@
 //! The control listener of one shard: HTTP/1.1 keep-alive on ordinary
-//! descriptors (a handful of backend connections, not millions), served
-//! from the shard's own ring. Every shard serves it via SO_REUSEPORT.
+//! descriptors (a handful of backend connections, not millions). Every
+//! shard serves it via SO_REUSEPORT.
+//!
+//! [`ControlServer`] is sans-IO: its driver owns the listener, hands it
+//! each accepted descriptor ([`ControlServer::on_accepted`]) and performs
+//! the [`FdOp`]s it queues (receive, send, shutdown, close), reporting
+//! their completions back. Requests come out whole
+//! ([`ControlServer::take_ready`]) and answers go in
+//! ([`ControlServer::respond`]).
 //!
 //! Connections are bounded ([`limits`]): at most `control_max_connections`
 //! per shard (more are answered 503 and closed), a request must arrive
 //! whole within `control_head_timeout_ms` (else 408 and close), and a
 //! keep-alive connection idle for `control_idle_timeout_ms` is closed. The
-//! server reads no clock: the shard passes `now` in, calls
+//! server reads no clock: the driver passes `now` in, calls
 //! [`ControlServer::expire`] every loop and sleeps no longer than
 //! [`ControlServer::next_deadline`].
 //!
 //! A slot of the connection slab is freed only once no receive or send of
 //! its connection is in flight (closing shuts the socket down first and
-//! waits for them; see [`crate::stream`]). Every operation is tagged with
+//! waits for them; see [`crate::stream`]). Every operation names
 //! the slot's key and the connection's generation, and a completion that
 //! names another generation, or finds no such operation in flight, is
 //! ignored. Answers that come later are matched by [`Caller`], key and
@@ -24,17 +31,13 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
-use io_uring::{IoUring, opcode, squeue, types};
 use protocol::time::Millis;
 use slab::Slab;
-use socket2::Socket;
 
-use crate::stream::{Pending, SendBuf, StreamLife};
-use crate::uring::entries;
-use crate::uring::op::{OpKind, OpTag};
-use crate::uring::sq::push_until_queued;
+use crate::fd_ops::{FdDone, FdOp, FdOpKind, FdOps};
+use crate::stream::{Pending, SendBuf, StreamLife, same_generation};
 use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
 
 const READ_CHUNK: usize = 8192;
@@ -56,7 +59,7 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 #[derive(Debug, Default)]
 struct ControlConn {
     generation: u32,
-    fd: i32,
+    fd: RawFd,
     inbuf: Vec<u8>,
     /// Answers: the bytes being sent (the kernel reads from them while a
     /// send is out) and those written meanwhile, which go next, together.
@@ -87,9 +90,9 @@ impl ControlConn {
         self.send.writer()
     }
 
-    /// Whether connection `c` is the one `tag` was submitted for.
-    fn owns(&self, tag: OpTag) -> bool {
-        tag.is_for(self.generation)
+    /// Whether this is the connection of `generation` (a completion's).
+    fn owns(&self, generation: u32) -> bool {
+        same_generation(self.generation, generation)
     }
 
     /// What the connection is doing, for its timeouts.
@@ -116,7 +119,6 @@ impl ControlConn {
 /// One shard's control listener and its connections.
 #[derive(Debug)]
 pub struct ControlServer {
-    listener: Socket,
     conns: Slab<ControlConn>,
     ready: Vec<(Caller, http::Request)>,
     /// Connections with answers written since the last `flush_sends`.
@@ -129,6 +131,8 @@ pub struct ControlServer {
     earliest: EarliestDeadline,
     /// Connections found expired by the last scan (kept to reuse).
     expired: Vec<(usize, Phase)>,
+    /// Operations for the driver.
+    ops: FdOps,
 }
 
 /// Who asked: a control connection, told apart from a later connection
@@ -147,20 +151,10 @@ impl Caller {
     }
 }
 
-/// Queues an entry of a control connection. Entries point into buffers
-/// owned by `ControlConn`s that stay in the slab until their operations
-/// complete.
-fn push(ring: &mut IoUring, entry: squeue::Entry) {
-    // SAFETY: see above: receive buffers, answers and addresses stay in
-    // their connection's slot until its operations complete.
-    unsafe { push_until_queued(ring, std::slice::from_ref(&entry)) };
-}
-
 impl ControlServer {
-    /// Serves `listener` (bound and listening already) within `limits`.
-    pub fn new(listener: Socket, limits: ControlLimits) -> Self {
+    /// Serves the connections its driver accepts, within `limits`.
+    pub fn new(limits: ControlLimits) -> Self {
         Self {
-            listener,
             conns: Slab::new(),
             ready: Vec::new(),
             unsent: Vec::new(),
@@ -170,6 +164,7 @@ impl ControlServer {
             refusing: 0,
             earliest: EarliestDeadline::default(),
             expired: Vec::new(),
+            ops: FdOps::default(),
         }
     }
 
@@ -183,9 +178,38 @@ impl ControlServer {
         self.conns.len()
     }
 
-    /// When the shard must wake next to expire a connection: `None` when
-    /// no connection has a deadline (no control connections: no wake-ups).
-    /// May be early (a lower bound); never late.
+    /// Whether operations wait for [`ControlServer::take_ops`].
+    pub fn has_ops(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// Moves the operations queued since the last call to `into`, in order.
+    pub fn take_ops(&mut self, into: &mut Vec<FdOp>) {
+        self.ops.take(into);
+    }
+
+    /// The receive buffer of connection `key` while its receive is in
+    /// flight: the driver adds what it received at the end (into the
+    /// spare capacity, or by copying) before [`ControlServer::on_done`].
+    pub fn recv_buffer(&mut self, key: u32, generation: u32) -> Option<&mut Vec<u8>> {
+        self.conns
+            .get_mut(key as usize)
+            .filter(|c| c.owns(generation) && c.life.in_flight(Pending::Recv))
+            .map(|c| &mut c.inbuf)
+    }
+
+    /// The bytes of connection `key`'s send in flight; they stay put until
+    /// [`ControlServer::on_done`].
+    pub fn sending(&self, key: u32, generation: u32) -> Option<&[u8]> {
+        self.conns
+            .get(key as usize)
+            .filter(|c| c.owns(generation) && c.life.in_flight(Pending::Send))
+            .map(|c| c.send.in_flight())
+    }
+
+    /// When the driver must call [`ControlServer::expire`] next: `None`
+    /// when no connection has a deadline (no control connections: no
+    /// wake-ups). May be early (a lower bound); never late.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.earliest.get()
     }
@@ -194,7 +218,7 @@ impl ControlServer {
     /// not complete in time is answered 408 and its connection closed (a
     /// new connection that sent nothing is closed), an idle keep-alive
     /// connection is closed. Cheap when nothing is due: one comparison.
-    pub fn expire(&mut self, ring: &mut IoUring, now: Millis) {
+    pub fn expire(&mut self, now: Millis) {
         if !self.earliest.due(now) {
             return;
         }
@@ -208,12 +232,12 @@ impl ControlServer {
         }
         self.earliest = next;
         for (key, phase) in expired.drain(..) {
-            self.expire_one(ring, key, phase, now);
+            self.expire_one(key, phase, now);
         }
         self.expired = expired;
     }
 
-    fn expire_one(&mut self, ring: &mut IoUring, key: usize, phase: Phase, now: Millis) {
+    fn expire_one(&mut self, key: usize, phase: Phase, now: Millis) {
         match phase {
             Phase::Request { started: true } => {
                 self.counters.head_timeouts += 1;
@@ -231,11 +255,11 @@ impl ControlServer {
             }
             Phase::Request { started: false } => {
                 self.counters.head_timeouts += 1;
-                self.close(ring, key);
+                self.close(key);
             }
             Phase::Idle => {
                 self.counters.idle_closes += 1;
-                self.close(ring, key);
+                self.close(key);
             }
             Phase::Busy => {}
         }
@@ -248,26 +272,8 @@ impl ControlServer {
         }
     }
 
-    /// The listener's descriptor (for the shard's urgent watch).
-    pub fn listener_fd(&self) -> std::os::fd::RawFd {
-        self.listener.as_raw_fd()
-    }
-
-    /// Arms one accept on the listener.
-    pub fn arm_accept(&mut self, ring: &mut IoUring) {
-        let entry = opcode::Accept::new(
-            types::Fd(self.listener.as_raw_fd()),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-        .flags(libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(OpTag::new(OpKind::ControlAccept, 0).encode());
-        push(ring, entry);
-    }
-
     /// Requests parsed and waiting for the shard to answer with
-    /// [`ControlServer::respond`] (now or later), with their connection key.
+    /// [`ControlServer::respond`] (now or later), with their caller.
     pub fn take_ready(&mut self) -> Vec<(Caller, http::Request)> {
         std::mem::take(&mut self.ready)
     }
@@ -276,13 +282,7 @@ impl ControlServer {
     /// connection is gone) and hands on the request pipelined behind it,
     /// if complete. Answers leave at the next [`ControlServer::flush_sends`],
     /// so a burst of pipelined requests is answered in one send.
-    pub fn respond(
-        &mut self,
-        ring: &mut IoUring,
-        now: Millis,
-        caller: Caller,
-        resp: &routes::Response,
-    ) {
+    pub fn respond(&mut self, now: Millis, caller: Caller, resp: &routes::Response) {
         let key = caller.key;
         let Some(c) = self.conns.get_mut(key) else {
             return;
@@ -305,7 +305,7 @@ impl ControlServer {
             c.close_after_send = true;
         }
         self.mark_unsent(key);
-        self.serve(ring, now, key);
+        self.serve(now, key);
         self.note(key);
     }
 
@@ -315,7 +315,7 @@ impl ControlServer {
     }
 
     /// Starts the sends of the answers written since the last call.
-    pub fn flush_sends(&mut self, ring: &mut IoUring) {
+    pub fn flush_sends(&mut self) {
         let mut keys = std::mem::take(&mut self.unsent);
         for key in keys.drain(..) {
             let Some(c) = self.conns.get_mut(key) else {
@@ -323,7 +323,7 @@ impl ControlServer {
             };
             c.listed = false;
             if !c.life.in_flight(Pending::Send) && !c.life.close_wanted() && !c.send.is_empty() {
-                self.arm_send(ring, key);
+                self.start_send(key);
             }
         }
         self.unsent = keys;
@@ -339,83 +339,9 @@ impl ControlServer {
         }
     }
 
-    /// Handles a completion of a control operation at `now`.
-    pub fn on_completion(
-        &mut self,
-        ring: &mut IoUring,
-        now: Millis,
-        tag: OpTag,
-        res: i32,
-        _flags: u32,
-    ) {
-        let key = tag.index as usize;
-        match tag.kind {
-            OpKind::ControlAccept => {
-                self.arm_accept(ring);
-                if res >= 0 {
-                    self.on_accept(ring, now, res);
-                }
-            }
-            OpKind::ControlRecv => {
-                let Some(c) = self.conns.get_mut(key).filter(|c| c.owns(tag)) else {
-                    return;
-                };
-                if !c.life.finish(Pending::Recv) {
-                    return; // not this connection's: nothing of it is out
-                }
-                if res <= 0 || c.life.close_wanted() {
-                    self.close(ring, key);
-                    return;
-                }
-                if c.inbuf.is_empty() && !c.fresh && !c.awaiting && !c.close_after_send {
-                    c.since = now; // the first byte of a request
-                }
-                // SAFETY: the kernel wrote `res` bytes into the spare capacity.
-                unsafe { c.inbuf.set_len(c.inbuf.len() + res as usize) };
-                self.serve(ring, now, key);
-                self.note(key);
-            }
-            OpKind::ControlSend => {
-                let Some(c) = self.conns.get_mut(key).filter(|c| c.owns(tag)) else {
-                    return;
-                };
-                if !c.life.finish(Pending::Send) {
-                    return; // not this connection's: nothing of it is out
-                }
-                if res < 0 || c.life.close_wanted() {
-                    self.close(ring, key);
-                    return;
-                }
-                c.since = now;
-                // Answers written meanwhile go out together, after the rest
-                // of a partial send.
-                if !c.send.sent(res as usize) {
-                    self.arm_send(ring, key);
-                } else {
-                    c.send.shrink(KEEP_CAPACITY);
-                    if c.close_after_send {
-                        self.close(ring, key);
-                        return;
-                    }
-                }
-                // Serve anything held back behind unsent answers.
-                self.serve(ring, now, key);
-                self.note(key);
-            }
-            OpKind::ControlClose => {
-                if !self.conns.get(key).is_some_and(|c| c.owns(tag)) {
-                    return;
-                }
-                if self.conns.remove(key).refused {
-                    self.refusing -= 1;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Takes a new connection `fd`, or refuses it (503) over the cap.
-    fn on_accept(&mut self, ring: &mut IoUring, now: Millis, fd: i32) {
+    /// Takes a new connection on descriptor `fd` (accepted by the
+    /// driver), or refuses it (503) over the cap.
+    pub fn on_accepted(&mut self, now: Millis, fd: RawFd) {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         if self.conns.len() - self.refusing < self.limits.max_connections {
@@ -426,15 +352,13 @@ impl ControlServer {
                 fresh: true,
                 ..Default::default()
             });
-            self.arm_recv(ring, key);
+            self.start_recv(key);
             self.note(key);
             return;
         }
         self.counters.refused += 1;
         if self.refusing >= MAX_REFUSING {
-            // SAFETY: closing the descriptor the accept just gave us; no
-            // operation of ours uses it.
-            unsafe { libc::close(fd) };
+            self.ops.push(usize::MAX, generation, fd, FdOpKind::Discard);
             return;
         }
         let mut send = SendBuf::default();
@@ -450,14 +374,84 @@ impl ControlServer {
             ..Default::default()
         });
         self.refusing += 1;
-        self.arm_send(ring, key);
+        self.start_send(key);
+        self.note(key);
+    }
+
+    /// An operation of connection `key` (of `generation`) ended at `now`;
+    /// a completion for another connection, or for an operation not in
+    /// flight, is ignored.
+    pub fn on_done(&mut self, now: Millis, key: u32, generation: u32, done: FdDone) {
+        let key = key as usize;
+        let Some(c) = self.conns.get_mut(key).filter(|c| c.owns(generation)) else {
+            return;
+        };
+        match done {
+            FdDone::Received(res) if c.life.finish(Pending::Recv) => {
+                self.on_received(now, key, res)
+            }
+            FdDone::Sent(res) if c.life.finish(Pending::Send) => self.on_sent(now, key, res),
+            FdDone::Closed if c.life.is_close_sent() => {
+                let refused = self.conns.remove(key).refused;
+                self.refusing -= usize::from(refused);
+            }
+            _ => {} // not this connection's: nothing of it is out
+        }
+    }
+
+    /// A receive of connection `key` ended: `Ok(n)` bytes were added to
+    /// its [`ControlServer::recv_buffer`] (0: the peer closed).
+    fn on_received(&mut self, now: Millis, key: usize, res: Result<usize, i32>) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let n = match res {
+            Ok(n) if n > 0 && !c.life.close_wanted() => n,
+            _ => {
+                self.close(key);
+                return;
+            }
+        };
+        if c.inbuf.len() == n && !c.fresh && !c.awaiting && !c.close_after_send {
+            c.since = now; // the first byte of a request
+        }
+        self.serve(now, key);
+        self.note(key);
+    }
+
+    /// A send of connection `key` ended: `Ok(n)` bytes went out.
+    fn on_sent(&mut self, now: Millis, key: usize, res: Result<usize, i32>) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let n = match res {
+            Ok(n) if !c.life.close_wanted() => n,
+            _ => {
+                self.close(key);
+                return;
+            }
+        };
+        c.since = now;
+        // Answers written meanwhile go out together, after the rest of a
+        // partial send.
+        if !c.send.sent(n) {
+            self.start_send(key);
+        } else {
+            c.send.shrink(KEEP_CAPACITY);
+            if c.close_after_send {
+                self.close(key);
+                return;
+            }
+        }
+        // Serve anything held back behind unsent answers.
+        self.serve(now, key);
         self.note(key);
     }
 
     /// Takes the next complete request off connection `key` and hands it
     /// to the shard; reads on when none is complete. One request at a time
     /// is with the shard, so answers keep the order of the requests.
-    fn serve(&mut self, ring: &mut IoUring, now: Millis, key: usize) {
+    fn serve(&mut self, now: Millis, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -482,7 +476,7 @@ impl ControlServer {
                 };
                 self.ready.push((caller, req));
             }
-            Ok(None) => self.arm_recv(ring, key),
+            Ok(None) => self.start_recv(key),
             Err(e) => {
                 let status = e.status();
                 let body = routes::error_body(&e.to_string());
@@ -497,37 +491,31 @@ impl ControlServer {
         }
     }
 
-    fn arm_recv(&mut self, ring: &mut IoUring, key: usize) {
+    fn start_recv(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if !c.life.start(Pending::Recv) {
-            return;
+        if c.life.start(Pending::Recv) {
+            let max = READ_CHUNK;
+            self.ops
+                .push(key, c.generation, c.fd, FdOpKind::Recv { max });
         }
-        let tag = OpTag::of(OpKind::ControlRecv, key as u32, c.generation);
-        let entry = entries::recv_into_spare(c.fd, &mut c.inbuf, READ_CHUNK, tag.encode());
-        push(ring, entry);
     }
 
-    fn arm_send(&mut self, ring: &mut IoUring, key: usize) {
+    fn start_send(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.life.in_flight(Pending::Send) || c.life.close_wanted() {
+        if c.life.in_flight(Pending::Send) || c.life.close_wanted() || c.send.to_send().is_none() {
             return;
         }
-        let Some(rest) = c.send.to_send() else {
-            return;
-        };
-        let tag = OpTag::of(OpKind::ControlSend, key as u32, c.generation);
-        let entry = entries::send(c.fd, rest, tag.encode());
         c.life.start(Pending::Send);
-        push(ring, entry);
+        self.ops.push(key, c.generation, c.fd, FdOpKind::Send);
     }
 
     /// Closes `key` once no operation of it is in flight; a pending
     /// receive is ended by shutting the socket down first.
-    fn close(&mut self, ring: &mut IoUring, key: usize) {
+    fn close(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -536,16 +524,12 @@ impl ControlServer {
         }
         if c.life.busy() {
             if c.life.want_close() {
-                // SAFETY: shutting down a socket this connection owns; its
-                // pending operations then complete and call back here.
-                unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+                // Its pending operations then complete and call back here.
+                self.ops.push(key, c.generation, c.fd, FdOpKind::Shutdown);
             }
             return;
         }
         c.life.close_sent();
-        let entry = opcode::Close::new(types::Fd(c.fd))
-            .build()
-            .user_data(OpTag::of(OpKind::ControlClose, key as u32, c.generation).encode());
-        push(ring, entry);
+        self.ops.push(key, c.generation, c.fd, FdOpKind::Close);
     }
 }

@@ -40,8 +40,7 @@ impl Shard {
                         routes::metrics(&self.shared)
                     }
                 };
-                self.control
-                    .respond(&mut self.ring, t.now, caller, &response);
+                self.control.respond(t.now, caller, &response);
             }
             Action::StopAccepting => self.stop_accepting(),
         }
@@ -93,21 +92,16 @@ impl Shard {
     }
 
     fn call_backend(&mut self, t: Time, call: BackendCall) {
-        let (ring, now) = (&mut self.ring, t.now);
+        let now = t.now;
         match call {
             BackendCall::Authenticate {
                 key,
                 generation,
                 hello,
             } => {
-                let verdict = self.backend.authenticate(
-                    ring,
-                    now,
-                    self.core.stats_mut(),
-                    key,
-                    generation,
-                    &hello,
-                );
+                let verdict =
+                    self.backend
+                        .authenticate(now, self.core.stats_mut(), key, generation, &hello);
                 if let Some(verdict) = verdict {
                     let outcome = Outcome::Auth {
                         key,
@@ -125,15 +119,9 @@ impl Shard {
                 user,
                 uplink,
             } => {
-                let reply = self.backend.uplink(
-                    ring,
-                    now,
-                    self.core.stats_mut(),
-                    key,
-                    generation,
-                    &user,
-                    uplink,
-                );
+                let reply =
+                    self.backend
+                        .uplink(now, self.core.stats_mut(), key, generation, &user, uplink);
                 if let Some(reply) = reply {
                     let outcome = Outcome::Reply {
                         key,
@@ -143,7 +131,7 @@ impl Shard {
                     self.core.on_backend_outcome(t, outcome);
                 }
             }
-            BackendCall::Online(p) => self.backend.online(ring, now, self.core.stats_mut(), p),
+            BackendCall::Online(p) => self.backend.online(now, self.core.stats_mut(), p),
             BackendCall::Closing {
                 key,
                 generation,
@@ -151,7 +139,7 @@ impl Shard {
             } => self.backend.closing(key, generation, reason),
             BackendCall::Offline { key, generation } => {
                 self.backend
-                    .offline(ring, now, self.core.stats_mut(), key, generation)
+                    .offline(now, self.core.stats_mut(), key, generation)
             }
         }
         self.apply_backend_outcomes(t);
@@ -200,7 +188,8 @@ impl Shard {
         if !self.core.has_accepted_pushes() {
             return;
         }
-        self.control.flush_sends(&mut self.ring);
+        self.control.flush_sends();
+        self.perform_fd_ops(t);
         if let Err(e) = self.ring.submit() {
             tracing::warn!(shard = self.index, "submitting control answers failed: {e}");
         }

@@ -44,9 +44,6 @@ impl Shard {
         if !tag.kind.is_client_traffic() {
             self.wake.note_busy(now);
         }
-        if tag.kind == OpKind::ControlAccept && res >= 0 {
-            self.watch_control_conn(res);
-        }
         let (key, generation) = (tag.index, tag.generation);
         match tag.kind {
             OpKind::AcceptMulti => {
@@ -75,10 +72,8 @@ impl Shard {
             | OpKind::BackendLinkTimeout
             | OpKind::BackendSend
             | OpKind::BackendRecv
-            | OpKind::BackendClose
-            | OpKind::BackendTimer => {
-                self.backend
-                    .on_completion(&mut self.ring, now, self.core.stats_mut(), tag, res);
+            | OpKind::BackendClose => {
+                self.on_fd_completion(t, tag, res);
                 self.apply_backend_outcomes(t);
             }
             OpKind::Doorbell => {
@@ -92,10 +87,7 @@ impl Shard {
             OpKind::ControlAccept
             | OpKind::ControlRecv
             | OpKind::ControlSend
-            | OpKind::ControlClose => {
-                self.control
-                    .on_completion(&mut self.ring, now, tag, res, flags)
-            }
+            | OpKind::ControlClose => self.on_fd_completion(t, tag, res),
         }
     }
 

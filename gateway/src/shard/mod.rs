@@ -8,6 +8,7 @@
 
 mod actions;
 mod completions;
+mod fd_io;
 mod waiting;
 mod wake;
 
@@ -101,8 +102,15 @@ pub struct Shard {
     doorbell_buf: Box<u64>,
     accept_addrs: Box<[(libc::sockaddr_storage, libc::socklen_t)]>,
     multishot_accept: bool,
+    control_listener: Socket,
     control: ControlServer,
     backend: crate::backend::Backend,
+    /// What the control server and the backend client asked for, being
+    /// performed (storage kept across turns).
+    fd_ops: Vec<crate::fd_ops::FdOp>,
+    /// The timeout linked to the latest backend connect (read by the
+    /// kernel when it is submitted).
+    connect_timeout: Box<io_uring::types::Timespec>,
     clock: Clock,
     cqes: Vec<(u64, i32, u32)>,
     /// The core's actions being performed (storage kept across turns).
@@ -166,15 +174,12 @@ impl Shard {
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
         let doorbell = shared.doorbells[index].clone();
-        let control = ControlServer::new(
-            control_listener,
-            ControlLimits::from_config(&settings.config.listen),
-        );
+        let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
         let urgent = UrgentWatch::new()
             .and_then(|u| {
                 u.add(doorbell.as_raw_fd())?;
                 u.add(listener.as_raw_fd())?;
-                u.add(control.listener_fd())?;
+                u.add(control_listener.as_raw_fd())?;
                 Ok(u)
             })
             .map_err(|source| ShardError::Urgent {
@@ -193,8 +198,11 @@ impl Shard {
             core,
             index,
             shard_cfg,
+            control_listener,
             control,
             backend,
+            fd_ops: Vec::new(),
+            connect_timeout: Box::new(io_uring::types::Timespec::new()),
             shared,
             listener: Some(listener),
             doorbell,
@@ -229,11 +237,21 @@ impl Shard {
         unsafe { push_until_queued(&mut self.ring, entries) };
     }
 
+    /// Queues entries in one piece for memory the caller vouches for.
+    ///
+    /// # Safety
+    /// What the entries point to must stay alive and unmoved until their
+    /// completion (a timespec: until their submission).
+    unsafe fn push_unchecked(&mut self, entries: &[squeue::Entry]) {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { push_until_queued(&mut self.ring, entries) };
+    }
+
     /// Runs the shard until it has drained after a shutdown request.
     pub fn run(mut self) -> Result<(), ShardError> {
         self.arm_accepts();
         self.arm_doorbell();
-        self.control.arm_accept(&mut self.ring);
+        self.arm_control_accept();
         self.publish();
         tracing::info!(
             shard = self.index,
@@ -255,8 +273,13 @@ impl Shard {
             self.core.on_tick(t);
             self.core.end_turn();
             self.settle(t);
-            self.control.expire(&mut self.ring, now);
-            self.control.flush_sends(&mut self.ring);
+            self.control.expire(now);
+            self.control.flush_sends();
+            if self.backend.next_deadline().is_some_and(|at| at <= now) {
+                self.backend.on_tick(now, self.core.stats_mut());
+                self.apply_backend_outcomes(t);
+            }
+            self.perform_fd_ops(t);
             self.bufs.commit();
             let done = self.core.drain_step(t) == Some(true);
             self.settle(t);
@@ -300,6 +323,7 @@ impl Shard {
     fn settle(&mut self, t: crate::shard_core::Time) {
         loop {
             self.perform_actions(t);
+            self.perform_fd_ops(t);
             if !self.core.has_mail() {
                 break;
             }

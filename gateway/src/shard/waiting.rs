@@ -17,6 +17,8 @@ impl Shard {
             // Head and idle timeouts of control connections; `None`
             // without any, so an idle gateway does not wake for them.
             self.control.next_deadline(),
+            // Backend request deadlines and presence-event batches.
+            self.backend.next_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -43,8 +43,8 @@ pub enum OpKind {
     BackendRecv = 16,
     /// Close of a backend connection.
     BackendClose = 17,
-    /// The backend module's timer (request deadlines, event batching).
-    BackendTimer = 18,
+    // 18 was the backend client's own timer: its deadlines now bound the
+    // shard's wait.
     /// The poll of the shard's urgent descriptors (see `uring::urgent`).
     UrgentPoll = 19,
     /// The zero timeout linked to that poll (result ignored).
@@ -89,7 +89,6 @@ impl OpCode for OpKind {
             15 => Self::BackendSend,
             16 => Self::BackendRecv,
             17 => Self::BackendClose,
-            18 => Self::BackendTimer,
             19 => Self::UrgentPoll,
             20 => Self::UrgentTimeout,
             _ => return None,

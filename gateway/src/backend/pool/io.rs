@@ -1,51 +1,86 @@
-//! The submissions of a backend connection: its Connect with the linked
-//! timeout, its sends (one in flight, partial sends resumed) and its
-//! receives. Each is tagged with the connection's key and generation.
+//! The client's side facing its driver: the operations it queues (sends,
+//! one in flight with partial sends resumed, and receives, each with the
+//! connection's key and generation) and the buffers and addresses it
+//! lends while they are in flight.
 
-use io_uring::{IoUring, squeue};
 use slab::Slab;
+use socket2::SockAddr;
 
-use super::{Conn, READ_CHUNK};
-use crate::backend::push;
-use crate::stream::Pending;
-use crate::uring::entries;
-use crate::uring::op::{OpKind, OpTag};
+use super::{Conn, HttpClient, READ_CHUNK};
+use crate::fd_ops::{FdOp, FdOpKind, FdOps};
+use crate::stream::{Pending, same_generation};
 
-/// Queues a Connect and its LinkTimeout in one piece. The connect address
-/// lives in the pool's boxed endpoint and the timespec in the pool's box;
-/// pools are never removed while the client lives.
-pub(super) fn push_pair(ring: &mut IoUring, a: squeue::Entry, b: squeue::Entry) {
-    push(ring, &[a, b]);
-    // Submit now: the connect starts without waiting for the loop's wait.
-    if let Err(e) = ring.submit() {
-        tracing::warn!("submitting a backend connect failed: {e}");
+impl<O> HttpClient<O> {
+    /// Whether operations wait for [`HttpClient::take_ops`].
+    pub fn has_ops(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// Moves the operations queued since the last call to `into`, in order.
+    pub fn take_ops(&mut self, into: &mut Vec<FdOp>) {
+        self.ops.take(into);
+    }
+
+    /// The connection of `key` and `generation`, if it is that one.
+    pub(super) fn conn(&self, key: u32, generation: u32) -> Option<&Conn> {
+        self.conns
+            .get(key as usize)
+            .filter(|c| same_generation(c.generation, generation))
+    }
+
+    pub(super) fn conn_mut(&mut self, key: u32, generation: u32) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(key as usize)
+            .filter(|c| same_generation(c.generation, generation))
+    }
+
+    /// Where connection `key` connects to: its pool's address, which
+    /// stays put while the client lives (pools are never removed).
+    pub fn connect_addr(&self, key: u32, generation: u32) -> Option<&SockAddr> {
+        let conn = self.conn(key, generation)?;
+        self.pools.get(conn.pool).map(|p| &*p.endpoint.addr)
+    }
+
+    /// The receive buffer of connection `key` while its receive is in
+    /// flight: the driver adds what it received at the end before
+    /// [`HttpClient::on_done`].
+    pub fn recv_buffer(&mut self, key: u32, generation: u32) -> Option<&mut Vec<u8>> {
+        self.conn_mut(key, generation)
+            .filter(|c| c.life.in_flight(Pending::Recv))
+            .map(|c| &mut c.inbuf)
+    }
+
+    /// The bytes of connection `key`'s send in flight; they stay put until
+    /// [`HttpClient::on_done`].
+    pub fn sending(&self, key: u32, generation: u32) -> Option<&[u8]> {
+        self.conn(key, generation)
+            .filter(|c| c.life.in_flight(Pending::Send))
+            .map(|c| c.send.in_flight())
     }
 }
 
-pub(super) fn flush(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
+/// Starts the send of what waits on connection `c`, unless one is out.
+pub(super) fn flush(conns: &mut Slab<Conn>, ops: &mut FdOps, c: usize) {
     let Some(conn) = conns.get_mut(c) else {
         return;
     };
     if conn.life.in_flight(Pending::Send) || conn.life.close_wanted() || !conn.ready {
         return;
     }
-    let Some(rest) = conn.send.to_send() else {
+    if conn.send.to_send().is_none() {
         return;
-    };
-    let tag = OpTag::of(OpKind::BackendSend, c as u32, conn.generation);
-    let entry = entries::send(conn.fd, rest, tag.encode());
+    }
     conn.life.start(Pending::Send);
-    push(ring, std::slice::from_ref(&entry));
+    ops.push(c, conn.generation, conn.fd, FdOpKind::Send);
 }
 
-pub(super) fn arm_recv(ring: &mut IoUring, conns: &mut Slab<Conn>, c: usize) {
+/// Starts a receive on connection `c`, unless one is out.
+pub(super) fn arm_recv(conns: &mut Slab<Conn>, ops: &mut FdOps, c: usize) {
     let Some(conn) = conns.get_mut(c) else {
         return;
     };
-    if !conn.life.start(Pending::Recv) {
-        return;
+    if conn.life.start(Pending::Recv) {
+        let max = READ_CHUNK;
+        ops.push(c, conn.generation, conn.fd, FdOpKind::Recv { max });
     }
-    let tag = OpTag::of(OpKind::BackendRecv, c as u32, conn.generation);
-    let entry = entries::recv_into_spare(conn.fd, &mut conn.inbuf, READ_CHUNK, tag.encode());
-    push(ring, std::slice::from_ref(&entry));
 }
