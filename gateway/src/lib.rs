@@ -1,11 +1,11 @@
-//! The gateway: configuration, shard threads on io_uring, the client
-//! listener and the control listener.
+//! The gateway: configuration, shard threads (on io_uring, or epoll where
+//! io_uring is not allowed), the client listener and the control listener.
 //!
 //! Layout by role: [`settings`] (validated config), [`runtime`] (start-up,
 //! threads, shutdown), [`shared`] (what shards and the main thread share),
-//! [`shard_core`] (a shard's state and policy, sans-IO), [`shard`] (the
-//! io_uring driver around it: the only code that builds SQEs for client
-//! connections), [`uring`] (io_uring helpers), [`clock`] (the clocks the
+//! [`shard_core`] (a shard's state and policy, sans-IO), [`driver`] (the
+//! drivers around it, the only code that makes a shard's syscalls),
+//! [`uring`] (io_uring helpers), [`clock`] (the clocks the
 //! driver reads), [`time`] (the time inputs carry), [`push_ids`] (push id
 //! sources), [`timer`] (the per-shard timer wheel), [`admission`]
 //! (who may connect), [`stats`] (shard-local counters), [`stream`] (the
@@ -21,13 +21,13 @@ pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod control;
+pub mod driver;
 pub mod fd_ops;
 pub mod instance_lock;
 pub mod metrics;
 pub mod push_ids;
 pub mod runtime;
 pub mod settings;
-pub mod shard;
 pub mod shard_core;
 pub mod shared;
 pub mod stats;

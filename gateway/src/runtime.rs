@@ -13,10 +13,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use shard_router::mailbox::Mailboxes;
 
+use crate::driver::ShardError;
+use crate::driver::iouring::Shard;
 use crate::instance_lock::{InstanceLock, LockError};
 use crate::metrics::MetricsHub;
 use crate::settings::Settings;
-use crate::shard::{Shard, ShardError};
 use crate::shard_core::CountingPushIds;
 pub use crate::shared::Shared;
 use crate::stats::PublishedStats;

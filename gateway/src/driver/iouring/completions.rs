@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use io_uring::{cqueue, opcode, types};
 
-use super::Shard;
+use super::{RingIo, Shard};
 use crate::shard_core::{Time, Transport};
 use crate::uring::op::{OpKind, OpTag};
 
@@ -17,7 +17,8 @@ impl Shard {
         loop {
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.extend(
-                self.ring
+                self.io
+                    .ring
                     .completion()
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
@@ -33,7 +34,7 @@ impl Shard {
             }
             // The core's actions of the whole batch, in order: nothing they
             // submit can complete before the next wait.
-            self.settle(t);
+            self.shell.settle(&mut self.io, t);
             cqes.clear();
             self.cqes = cqes;
         }
@@ -55,7 +56,7 @@ impl Shard {
             OpKind::AcceptOne => {
                 let i = tag.index as usize;
                 let peer = (res >= 0)
-                    .then(|| self.accept_addrs.get(i).and_then(|a| sockaddr_ip(&a.0)))
+                    .then(|| self.io.accept_addrs.get(i).and_then(|a| sockaddr_ip(&a.0)))
                     .flatten();
                 self.arm_accept_slot(i);
                 self.on_accept(t, res, peer);
@@ -63,10 +64,10 @@ impl Shard {
             OpKind::Recv => self.on_recv(t, tag, res, flags),
             OpKind::Send => {
                 let res = usize::try_from(res).map_err(|_| res);
-                self.core.on_send_done(t, key, generation, res);
+                self.shell.core.on_send_done(t, key, generation, res);
             }
-            OpKind::Shutdown => self.core.on_shutdown_done(t, key, generation),
-            OpKind::Close => self.core.on_close_done(t, key, generation),
+            OpKind::Shutdown => self.shell.core.on_shutdown_done(t, key, generation),
+            OpKind::Close => self.shell.core.on_close_done(t, key, generation),
             OpKind::Cancel => {}
             OpKind::BackendConnect
             | OpKind::BackendLinkTimeout
@@ -74,15 +75,15 @@ impl Shard {
             | OpKind::BackendRecv
             | OpKind::BackendClose => {
                 self.on_fd_completion(t, tag, res);
-                self.apply_backend_outcomes(t);
+                self.shell.apply_backend_outcomes(t);
             }
             OpKind::Doorbell => {
-                self.arm_doorbell();
-                if self.shared.draining.load(Ordering::Acquire) {
-                    self.core.on_shutdown_requested(t);
+                self.io.arm_doorbell();
+                if self.shell.shared.draining.load(Ordering::Acquire) {
+                    self.shell.core.on_shutdown_requested(t);
                 }
             }
-            OpKind::UrgentPoll => self.urgent.on_poll_done(),
+            OpKind::UrgentPoll => self.io.urgent.on_poll_done(),
             OpKind::UrgentTimeout => {}
             OpKind::ControlAccept
             | OpKind::ControlRecv
@@ -94,9 +95,9 @@ impl Shard {
     fn on_accept(&mut self, t: Time, res: i32, peer: Option<std::net::IpAddr>) {
         if res < 0 {
             if res != -libc::ECANCELED {
-                self.core.stats_mut().accept_errors += 1;
+                self.shell.core.stats_mut().accept_errors += 1;
                 tracing::debug!(
-                    shard = self.index,
+                    shard = self.shell.index,
                     "accept failed: {}",
                     std::io::Error::from_raw_os_error(-res)
                 );
@@ -104,7 +105,9 @@ impl Shard {
             return;
         }
         // The client listener speaks raw v1.
-        self.core.on_accepted(t, res as u32, Transport::RawV1, peer);
+        self.shell
+            .core
+            .on_accepted(t, res as u32, Transport::RawV1, peer);
     }
 
     /// A completion of a client connection's multishot receive: the bytes
@@ -114,64 +117,57 @@ impl Shard {
         let more = cqueue::more(flags);
         let buffer = cqueue::buffer_select(flags);
         if res == -libc::ENOBUFS {
-            self.bufs.grow();
-            self.core.on_recv_no_buffers(key, generation, more);
+            self.io.bufs.grow();
+            self.shell.core.on_recv_no_buffers(key, generation, more);
             return;
         }
         let len = usize::try_from(res).unwrap_or(0);
         let Some(bid) = buffer else {
             if res > 0 {
-                self.core.on_received(t, key, generation, &[], more);
+                self.shell.core.on_received(t, key, generation, &[], more);
             } else {
-                self.core.on_recv_ended(t, key, generation);
+                self.shell.core.on_recv_ended(t, key, generation);
             }
             return;
         };
-        let (data, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
+        let (data, done) = self.io.bufs.take(bid, len, cqueue::buffer_more(flags));
         if res > 0 {
-            self.core.on_received(t, key, generation, data, more);
+            self.shell.core.on_received(t, key, generation, data, more);
         } else {
-            self.core.on_recv_ended(t, key, generation);
+            self.shell.core.on_recv_ended(t, key, generation);
         }
         if done {
-            self.bufs.recycle(bid);
+            self.io.bufs.recycle(bid);
         }
-    }
-
-    pub(super) fn arm_doorbell(&mut self) {
-        let buf: *mut u64 = &mut *self.doorbell_buf;
-        let entry = opcode::Read::new(types::Fd(self.doorbell.as_raw_fd()), buf.cast(), 8)
-            .build()
-            .user_data(OpTag::new(OpKind::Doorbell, 0).encode());
-        self.push(entry);
     }
 
     pub(super) fn arm_accepts(&mut self) {
-        if self.core.is_draining() {
+        if self.shell.core.is_draining() {
             return;
         }
-        let Some(listener) = &self.listener else {
+        let Some(listener) = &self.io.listener else {
             return;
         };
         let fd = types::Fd(listener.as_raw_fd());
-        if self.multishot_accept {
+        if self.io.multishot_accept {
             let entry = opcode::AcceptMulti::new(fd)
                 .allocate_file_index(true)
                 .build()
                 .user_data(OpTag::new(OpKind::AcceptMulti, 0).encode());
-            self.push(entry);
+            self.io.push(entry);
         } else {
-            for i in 0..self.accept_addrs.len() {
+            for i in 0..self.io.accept_addrs.len() {
                 self.arm_accept_slot(i);
             }
         }
     }
 
     pub(super) fn arm_accept_slot(&mut self, i: usize) {
-        if self.core.is_draining() {
+        if self.shell.core.is_draining() {
             return;
         }
-        let (Some(listener), Some(slot)) = (&self.listener, self.accept_addrs.get_mut(i)) else {
+        let (Some(listener), Some(slot)) = (&self.io.listener, self.io.accept_addrs.get_mut(i))
+        else {
             return;
         };
         slot.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -183,6 +179,16 @@ impl Shard {
         .file_index(Some(types::DestinationSlot::auto_target()))
         .build()
         .user_data(OpTag::new(OpKind::AcceptOne, i as u32).encode());
+        self.io.push(entry);
+    }
+}
+
+impl RingIo {
+    pub(super) fn arm_doorbell(&mut self) {
+        let buf: *mut u64 = &mut *self.doorbell_buf;
+        let entry = opcode::Read::new(types::Fd(self.doorbell.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(OpTag::new(OpKind::Doorbell, 0).encode());
         self.push(entry);
     }
 }

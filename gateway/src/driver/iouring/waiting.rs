@@ -10,36 +10,28 @@ use super::{Shard, ShardError};
 impl Shard {
     /// Submits queued SQEs and sleeps until a completion or the next timer.
     pub(super) fn wait(&mut self) -> Result<(), ShardError> {
-        let now = self.clock.now();
-        let wake = [
-            // Timers, paced work, held-back mail, receives to re-arm.
-            self.core.next_deadline(now),
-            // Head and idle timeouts of control connections; `None`
-            // without any, so an idle gateway does not wake for them.
-            self.control.next_deadline(),
-            // Backend request deadlines and presence-event batches.
-            self.backend.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let now = self.shell.clock.now();
+        let wake = self.shell.next_deadline(now);
         let timeout_ms = wake.map(|at| at.0.saturating_sub(now.0));
         let batch = self
             .wake
             .batch(now, timeout_ms.map(|ms| ms.saturating_mul(1000)));
         let (want, min_wait_us) = match batch {
             Some(b) => {
-                self.core.stats_mut().batched_waits += 1;
+                self.shell.core.stats_mut().batched_waits += 1;
                 self.arm_urgent_watch();
                 (b.completions, b.window_us)
             }
             None => (1, 0),
         };
         let result = match timeout_ms {
-            None if min_wait_us == 0 => self.ring.submitter().submit_and_wait(1),
+            None if min_wait_us == 0 => self.io.ring.submitter().submit_and_wait(1),
             None => {
                 let args = types::SubmitArgs::new().min_wait_usec(min_wait_us);
-                self.ring.submitter().submit_with_args(want as usize, &args)
+                self.io
+                    .ring
+                    .submitter()
+                    .submit_with_args(want as usize, &args)
             }
             Some(ms) => {
                 let ts = types::Timespec::new()
@@ -48,7 +40,10 @@ impl Shard {
                 let args = types::SubmitArgs::new()
                     .timespec(&ts)
                     .min_wait_usec(min_wait_us);
-                self.ring.submitter().submit_with_args(want as usize, &args)
+                self.io
+                    .ring
+                    .submitter()
+                    .submit_with_args(want as usize, &args)
             }
         };
         match result {
@@ -62,7 +57,7 @@ impl Shard {
                 Ok(())
             }
             Err(source) => Err(ShardError::Enter {
-                shard: self.index,
+                shard: self.shell.index,
                 source,
             }),
         }
@@ -70,8 +65,8 @@ impl Shard {
 
     /// Arms the urgent watch for a batched wait, unless it is armed.
     fn arm_urgent_watch(&mut self) {
-        if let Some(entries) = self.urgent.arm() {
-            self.push_linked(&entries);
+        if let Some(entries) = self.io.urgent.arm() {
+            self.io.push_linked(&entries);
         }
     }
 
@@ -79,9 +74,9 @@ impl Shard {
     /// it ends a batched wait. Without it the request still gets answered,
     /// only up to one batching window later.
     pub(super) fn watch_control_conn(&mut self, fd: i32) {
-        if let Err(e) = self.urgent.add(fd) {
+        if let Err(e) = self.io.urgent.add(fd) {
             tracing::warn!(
-                shard = self.index,
+                shard = self.shell.index,
                 "control connection not watched (requests may wait one idle_batch_ms): {e}"
             );
         }

@@ -7,37 +7,33 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue, types};
 
-use super::Shard;
+use super::{RingIo, Shard};
+use crate::backend::Backend;
+use crate::control::ControlServer;
+use crate::driver::shell::Side;
+use crate::driver::sockets::open_tcp_socket;
 use crate::fd_ops::{FdDone, FdOp, FdOpKind};
 use crate::shard_core::Time;
 use crate::uring::entries;
 use crate::uring::op::{OpKind, OpTag};
 
-/// Which state machine an operation belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Control,
-    Backend,
-}
-
-impl Side {
-    fn kinds(self) -> [OpKind; 3] {
-        match self {
-            Side::Control => [
-                OpKind::ControlRecv,
-                OpKind::ControlSend,
-                OpKind::ControlClose,
-            ],
-            Side::Backend => [
-                OpKind::BackendRecv,
-                OpKind::BackendSend,
-                OpKind::BackendClose,
-            ],
-        }
+/// The op kinds of a side's receives, sends and closes.
+fn kinds(side: Side) -> [OpKind; 3] {
+    match side {
+        Side::Control => [
+            OpKind::ControlRecv,
+            OpKind::ControlSend,
+            OpKind::ControlClose,
+        ],
+        Side::Backend => [
+            OpKind::BackendRecv,
+            OpKind::BackendSend,
+            OpKind::BackendClose,
+        ],
     }
 }
 
-impl Shard {
+impl RingIo {
     /// Arms one accept on the control listener.
     pub(super) fn arm_control_accept(&mut self) {
         let entry = opcode::Accept::new(
@@ -51,71 +47,49 @@ impl Shard {
         self.push(entry);
     }
 
-    /// Performs what the control server and the backend client have
-    /// queued, including what performing it leads to.
-    pub(super) fn perform_fd_ops(&mut self, t: Time) {
-        while self.control.has_ops() || self.backend.has_ops() {
-            let mut ops = std::mem::take(&mut self.fd_ops);
-            self.control.take_ops(&mut ops);
-            let control = ops.len();
-            self.backend.take_ops(&mut ops);
-            for (i, op) in ops.drain(..).enumerate() {
-                let side = if i < control {
-                    Side::Control
-                } else {
-                    Side::Backend
-                };
-                self.perform_fd_op(t, side, op);
-            }
-            self.fd_ops = ops;
-        }
-    }
-
-    fn perform_fd_op(&mut self, t: Time, side: Side, op: FdOp) {
+    /// Performs `op`; an Open ends at once and gives back its socket.
+    pub(super) fn perform_fd_op(
+        &mut self,
+        side: Side,
+        op: FdOp,
+        control: &mut ControlServer,
+        backend: &mut Backend,
+    ) -> Option<FdDone> {
         let FdOp {
             key,
             generation,
             fd,
             kind,
         } = op;
-        let [recv, send, close] = side.kinds();
+        let [recv, send, close] = kinds(side);
         let entry = match kind {
             FdOpKind::Open => {
-                let opened = open_tcp_socket(self.backend.connect_addr(key, generation));
-                let stats = self.core.stats_mut();
-                let done = FdDone::Opened(opened);
-                self.backend.on_done(t.now, stats, key, generation, done);
-                return;
+                let opened = open_tcp_socket(backend.connect_addr(key, generation));
+                return Some(FdDone::Opened(opened));
             }
             FdOpKind::Connect { timeout_ms } => {
-                self.submit_connect(key, generation, fd, timeout_ms);
-                return;
+                self.submit_connect(backend, key, generation, fd, timeout_ms);
+                return None;
             }
             FdOpKind::Recv { max } => {
                 let buf = match side {
-                    Side::Control => self.control.recv_buffer(key, generation),
-                    Side::Backend => self.backend.recv_buffer(key, generation),
-                };
-                let Some(buf) = buf else {
-                    return;
-                };
+                    Side::Control => control.recv_buffer(key, generation),
+                    Side::Backend => backend.recv_buffer(key, generation),
+                }?;
                 entries::recv_into_spare(fd, buf, max, OpTag::of(recv, key, generation).encode())
             }
             FdOpKind::Send => {
                 let bytes = match side {
-                    Side::Control => self.control.sending(key, generation),
-                    Side::Backend => self.backend.sending(key, generation),
-                };
-                let Some(bytes) = bytes else {
-                    return;
-                };
+                    Side::Control => control.sending(key, generation),
+                    Side::Backend => backend.sending(key, generation),
+                }?;
                 entries::send(fd, bytes, OpTag::of(send, key, generation).encode())
             }
             FdOpKind::Shutdown => {
                 // SAFETY: shutting down a socket its state machine owns;
                 // the operations in flight on it then complete.
                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-                return;
+                return None;
             }
             FdOpKind::Close => opcode::Close::new(types::Fd(fd))
                 .build()
@@ -123,7 +97,7 @@ impl Shard {
             FdOpKind::Discard => {
                 // SAFETY: closing a descriptor no operation ever used.
                 unsafe { libc::close(fd) };
-                return;
+                return None;
             }
         };
         // SAFETY: receive buffers and sent bytes stay in their
@@ -132,12 +106,20 @@ impl Shard {
         // neither grows nor shrinks a buffer while an operation on it is
         // in flight).
         unsafe { self.push_unchecked(std::slice::from_ref(&entry)) };
+        None
     }
 
     /// A backend connect with its timeout, linked, in one piece; submitted
     /// at once so the connect starts without waiting for the loop's wait.
-    fn submit_connect(&mut self, key: u32, generation: u32, fd: RawFd, timeout_ms: u32) {
-        let Some(addr) = self.backend.connect_addr(key, generation) else {
+    fn submit_connect(
+        &mut self,
+        backend: &Backend,
+        key: u32,
+        generation: u32,
+        fd: RawFd,
+        timeout_ms: u32,
+    ) {
+        let Some(addr) = backend.connect_addr(key, generation) else {
             return;
         };
         let connect = opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len())
@@ -145,8 +127,10 @@ impl Shard {
             .flags(squeue::Flags::IO_LINK)
             .user_data(OpTag::of(OpKind::BackendConnect, key, generation).encode());
         let ms = u64::from(timeout_ms);
-        // The kernel copies the timespec when the entry is submitted; the
-        // box lives in the driver until the next connect's submission.
+        // The kernel copies the timespec when the entry is submitted, at
+        // once below. Should that submission fail, the entry waits in the
+        // queue and reads the box later: still valid memory, at worst with
+        // a later connect's timeout.
         *self.connect_timeout = types::Timespec::new()
             .sec(ms / 1000)
             .nsec(((ms % 1000) * 1_000_000) as u32);
@@ -154,7 +138,7 @@ impl Shard {
             .build()
             .user_data(OpTag::of(OpKind::BackendLinkTimeout, key, generation).encode());
         // SAFETY: the address is the pool's boxed endpoint, which lives as
-        // long as the client; the timespec is read at submission, below.
+        // long as the client; the timespec is boxed in the driver.
         unsafe { self.push_unchecked(&[connect, timeout]) };
         if let Err(e) = self.ring.submit() {
             tracing::warn!(
@@ -163,7 +147,9 @@ impl Shard {
             );
         }
     }
+}
 
+impl Shard {
     /// A completion of a control or backend operation, as an input to its
     /// state machine.
     pub(super) fn on_fd_completion(&mut self, t: Time, tag: OpTag, res: i32) {
@@ -171,12 +157,12 @@ impl Shard {
         let len = usize::try_from(res).map_err(|_| -res);
         let (side, done) = match tag.kind {
             OpKind::ControlAccept => {
-                self.arm_control_accept();
+                self.io.arm_control_accept();
                 if res >= 0 {
                     self.watch_control_conn(res);
-                    self.control.on_accepted(now, res);
+                    self.shell.control.on_accepted(now, res);
                 }
-                self.perform_fd_ops(t);
+                self.shell.perform_fd_ops(&mut self.io, t);
                 return;
             }
             OpKind::ControlRecv => (Side::Control, FdDone::Received(len)),
@@ -193,19 +179,13 @@ impl Shard {
         };
         if let FdDone::Received(Ok(n)) = done {
             let buf = match side {
-                Side::Control => self.control.recv_buffer(key, generation),
-                Side::Backend => self.backend.recv_buffer(key, generation),
+                Side::Control => self.shell.control.recv_buffer(key, generation),
+                Side::Backend => self.shell.backend.recv_buffer(key, generation),
             };
             filled(buf, n);
         }
-        match side {
-            Side::Control => self.control.on_done(now, key, generation, done),
-            Side::Backend => {
-                let stats = self.core.stats_mut();
-                self.backend.on_done(now, stats, key, generation, done);
-            }
-        }
-        self.perform_fd_ops(t);
+        self.shell.fd_done(now, side, key, generation, done);
+        self.shell.perform_fd_ops(&mut self.io, t);
     }
 }
 
@@ -218,14 +198,4 @@ fn filled(buf: Option<&mut Vec<u8>>, n: usize) {
         // `entries::recv_into_spare`) and the kernel wrote `n` bytes there.
         unsafe { buf.set_len(buf.len() + n) };
     }
-}
-
-/// A TCP socket for a backend connection, with TCP_NODELAY.
-fn open_tcp_socket(addr: Option<&socket2::SockAddr>) -> std::io::Result<RawFd> {
-    let Some(addr) = addr else {
-        return Err(std::io::Error::other("no such backend connection"));
-    };
-    let socket = socket2::Socket::new(addr.domain(), socket2::Type::STREAM, None)?;
-    socket.set_tcp_nodelay(true)?;
-    Ok(std::os::fd::IntoRawFd::into_raw_fd(socket))
 }

@@ -1,0 +1,68 @@
+//! The drivers of a shard: the code that makes its syscalls, around the
+//! same sans-IO core. [`shell`] is what every driver does the same way;
+//! [`iouring`] is the io_uring driver.
+
+pub mod iouring;
+pub mod shell;
+pub mod sockets;
+
+use std::io;
+
+use crate::settings::Settings;
+use crate::uring::ring::RingError;
+
+/// Why a shard could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The ring, its descriptor table or its receive pool could not be set
+    /// up.
+    #[error("shard {shard}: {source}")]
+    Ring {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        source: RingError,
+    },
+    /// The shard thread panicked.
+    #[error("shard {shard} panicked")]
+    Panicked {
+        /// Shard index.
+        shard: usize,
+    },
+    /// The backend client could not be set up (bad or unresolvable URL).
+    #[error("shard {shard}: {source}")]
+    Backend {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        source: crate::backend::BackendError,
+    },
+    /// The epoll instance of the urgent watch could not be set up.
+    #[error("shard {shard}: cannot set up the urgent watch (epoll): {source}")]
+    Urgent {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Waiting on the ring failed.
+    #[error("shard {shard}: io_uring_enter failed: {source}")]
+    Enter {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Shard `index`'s backend client, from the config (no connection opened).
+pub(crate) fn backend_for(
+    settings: &Settings,
+    index: usize,
+) -> Result<crate::backend::Backend, ShardError> {
+    crate::backend::Backend::new(&settings.config, index).map_err(|source| ShardError::Backend {
+        shard: index,
+        source,
+    })
+}
