@@ -14,8 +14,9 @@ use tuning::config::GatewayConfig;
 #[derive(Debug, Parser)]
 #[command(
     version = gateway::build_info::LONG_VERSION,
-    about = "Thread-per-core sharded connection gateway on io_uring",
-    long_about = "Thread-per-core sharded connection gateway on io_uring.\n\n\
+    about = "Thread-per-core sharded connection gateway on io_uring (epoll where io_uring is not allowed)",
+    long_about = "Thread-per-core sharded connection gateway on io_uring, or on epoll where \
+        io_uring is not allowed.\n\n\
         Without a subcommand it runs the gateway (embedded defaults unless --config). \
         The subcommands are tools for people: mint a token, subscribe, push, read the \
         counters, print a starter config.",
@@ -37,6 +38,10 @@ struct Cli {
     /// Number of shards [default: online CPUs].
     #[arg(long)]
     shards: Option<usize>,
+    /// Which driver runs the shards: auto (io_uring where allowed, else
+    /// epoll), io_uring or epoll [default: the config's, auto].
+    #[arg(long)]
+    driver: Option<tuning::config::DriverChoice>,
     /// Once every listener is bound, write their addresses to this file as
     /// `client=ADDR` and `control=ADDR` lines (written whole, by rename), so
     /// that whoever asked for port 0 learns the ports without a race.
@@ -96,6 +101,24 @@ fn startup_check(cfg: &GatewayConfig, cpus: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Decides the driver (see `tuning::driver`) and says why in one log line:
+/// a warning when auto falls back to epoll.
+fn choose_driver(choice: tuning::config::DriverChoice) -> anyhow::Result<tuning::driver::Driver> {
+    let uring = tuning::check::io_uring_features(
+        &tuning::host::HostRoot::system(),
+        &tuning::facts::OsFacts,
+    );
+    let decision = tuning::driver::decide(choice, &uring)?;
+    if decision.driver == tuning::driver::Driver::Epoll
+        && choice == tuning::config::DriverChoice::Auto
+    {
+        tracing::warn!(driver = "epoll", "{}", decision.why);
+    } else {
+        tracing::info!(driver = %decision.driver, "{}", decision.why);
+    }
+    Ok(decision.driver)
+}
+
 /// A random secret for when none is configured: nobody can mint tokens
 /// for it, so the gateway is safe but refuses every client until one is set.
 fn random_secret() -> Vec<u8> {
@@ -127,6 +150,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
             bail!("--shards must be at least 1");
         }
         cfg.shard.count = n;
+    }
+    if let Some(d) = cli.driver {
+        cfg.shard.driver = d;
     }
     if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET")
         && !secret.is_empty()
@@ -204,10 +230,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cfg.log.level);
     let mut cfg = cfg;
     let cpus = online_cpus();
-    gateway::settings::resolve_auto_limits(&mut cfg, raise_nofile());
+    let driver = choose_driver(cfg.shard.driver)?;
+    let shards = if cfg.shard.count == 0 {
+        cpus
+    } else {
+        cfg.shard.count
+    };
+    gateway::settings::resolve_auto_limits(&mut cfg, raise_nofile(), driver, shards);
     cfg.validate(cpus)?;
     startup_check(&cfg, cpus)?;
-    let settings = Settings::new(cfg, cpus)?;
+    let mut settings = Settings::new(cfg, cpus)?;
+    settings.driver = driver;
     let auth = &settings.config.auth;
     let hs256_in_use = auth.mode == tuning::backends::AuthMode::Jwt
         && auth.algorithm == tuning::backends::JwtAlgorithm::HS256;
@@ -239,6 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         client = %c.listen.client,
         control = %c.listen.control,
         shards = settings.shards.len(),
+        driver = %settings.driver,
         max_connections_per_shard = settings.shards.first().map(|s| s.settings.max_connections),
         heartbeat_ms = c.protocol.heartbeat_default_ms,
         config = cli.config.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),

@@ -13,14 +13,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use shard_router::mailbox::Mailboxes;
 
-use crate::driver::ShardError;
-use crate::driver::iouring::Shard;
+use crate::driver::{ShardError, epoll, iouring};
 use crate::instance_lock::{InstanceLock, LockError};
 use crate::metrics::MetricsHub;
 use crate::settings::Settings;
 use crate::shard_core::CountingPushIds;
 pub use crate::shared::Shared;
 use crate::stats::PublishedStats;
+use tuning::driver::Driver;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,25 @@ fn local_addr(socket: &Socket, fallback: SocketAddr) -> SocketAddr {
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(fallback)
+}
+
+/// Tells the starting thread whether shard `built` could be built, then
+/// runs it.
+fn announce_and_run<S>(
+    built: Result<S, ShardError>,
+    ready: &std::sync::mpsc::Sender<Result<(), ShardError>>,
+    run: fn(S) -> Result<(), ShardError>,
+) -> Result<(), ShardError> {
+    match built {
+        Ok(shard) => {
+            let _ = ready.send(Ok(()));
+            run(shard)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            Ok(())
+        }
+    }
 }
 
 impl Gateway {
@@ -160,14 +179,18 @@ impl Gateway {
                     {
                         tracing::warn!(shard = index, cpu, "could not pin shard thread");
                     }
-                    match Shard::new(index, settings, shared, verifier, client, control) {
-                        Ok(shard) => {
-                            let _ = ready.send(Ok(()));
-                            shard.run()
+                    match settings.driver {
+                        Driver::IoUring => {
+                            let built = iouring::Shard::new(
+                                index, settings, shared, verifier, client, control,
+                            );
+                            announce_and_run(built, &ready, iouring::Shard::run)
                         }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            Ok(())
+                        Driver::Epoll => {
+                            let built = epoll::Shard::new(
+                                index, settings, shared, verifier, client, control,
+                            );
+                            announce_and_run(built, &ready, epoll::Shard::run)
                         }
                     }
                 })

@@ -3,17 +3,33 @@
 
 use protocol::server::ServerConfig;
 use tuning::config::{ConfigError, GatewayConfig, ProtocolConfig, ResolvedShard};
+use tuning::driver::Driver;
 
 /// Direct-descriptor slots kept beyond `max_connections`, so a connection
 /// refused for being over a limit can still be told why.
 pub const REFUSAL_SLACK: u32 = tuning::derive::DIRECT_TABLE_RESERVE as u32;
 
 /// Replaces `max_connections = 0` ("as many as fit") with the largest value
-/// whose direct-descriptor table fits under `nofile_soft`, the kernel's
-/// bound on one ring's table. Explicit values are left for the start-up
-/// check to judge.
-pub fn resolve_auto_limits(cfg: &mut GatewayConfig, nofile_soft: u64) {
-    let fit = nofile_soft.saturating_sub(u64::from(REFUSAL_SLACK)).max(1);
+/// that fits under `nofile_soft`: on io_uring the kernel's bound on one
+/// ring's direct-descriptor table; on epoll, where every connection is a
+/// descriptor of the one process, that limit shared by `shards` (less what
+/// the shards keep for themselves). Explicit values are left for the
+/// start-up check to judge.
+pub fn resolve_auto_limits(
+    cfg: &mut GatewayConfig,
+    nofile_soft: u64,
+    driver: Driver,
+    shards: usize,
+) {
+    let fit = match driver {
+        Driver::IoUring => nofile_soft.saturating_sub(u64::from(REFUSAL_SLACK)),
+        Driver::Epoll => {
+            let shards = shards.max(1) as u64;
+            let reserve = tuning::check::epoll_fd_reserve(shards);
+            nofile_soft.saturating_sub(reserve) / shards
+        }
+    };
+    let fit = fit.max(1);
     let fit = u32::try_from(fit).unwrap_or(u32::MAX - REFUSAL_SLACK);
     if cfg.shard.max_connections == 0 {
         cfg.shard.max_connections = fit;
@@ -34,6 +50,8 @@ pub struct Settings {
     pub shards: Vec<ResolvedShard>,
     /// Protocol timings and limits for the server sessions.
     pub server: ServerConfig,
+    /// The driver that runs the shards (decided at start-up).
+    pub driver: Driver,
 }
 
 impl Settings {
@@ -46,6 +64,7 @@ impl Settings {
             config,
             shards,
             server,
+            driver: Driver::IoUring,
         })
     }
 }
@@ -80,7 +99,7 @@ mod tests {
             max_connections: Some(0),
             ..Default::default()
         });
-        resolve_auto_limits(&mut cfg, 20_000);
+        resolve_auto_limits(&mut cfg, 20_000, Driver::IoUring, 2);
         assert_eq!(cfg.shard.max_connections, 20_000 - REFUSAL_SLACK);
         assert_eq!(
             cfg.shard_overrides[0].max_connections,
@@ -88,8 +107,16 @@ mod tests {
         );
         let mut explicit = GatewayConfig::default();
         explicit.shard.max_connections = 50_000;
-        resolve_auto_limits(&mut explicit, 20_000);
+        resolve_auto_limits(&mut explicit, 20_000, Driver::IoUring, 2);
         assert_eq!(explicit.shard.max_connections, 50_000);
+    }
+
+    #[test]
+    fn on_epoll_the_process_limit_is_shared_by_the_shards() {
+        let mut cfg = GatewayConfig::default();
+        resolve_auto_limits(&mut cfg, 20_000, Driver::Epoll, 2);
+        let reserve = tuning::check::epoll_fd_reserve(2) as u32;
+        assert_eq!(cfg.shard.max_connections, (20_000 - reserve) / 2);
     }
 
     #[test]

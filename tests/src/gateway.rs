@@ -24,6 +24,12 @@ fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr)> {
     Some((field("client")?, field("control")?))
 }
 
+/// The driver the tests ask of every gateway they start: `E2E_DRIVER`
+/// (`io_uring` or `epoll`), or the gateway's default (`auto`) when unset.
+pub fn test_driver() -> Option<String> {
+    std::env::var("E2E_DRIVER").ok().filter(|d| !d.is_empty())
+}
+
 /// A gateway child process with its own ports and config file.
 pub struct Gateway {
     child: Option<Child>,
@@ -53,7 +59,12 @@ impl Gateway {
         let ready = dir.0.join("ready");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.0.join("gateway.log")).expect("log file");
-        let mut child = Command::new(binary("gateway"))
+        let mut command = Command::new(binary("gateway"));
+        // `make test` runs the behaviour tests once per driver.
+        if let Some(driver) = test_driver() {
+            command.arg("--driver").arg(driver);
+        }
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .arg("--listen")

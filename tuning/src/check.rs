@@ -3,9 +3,10 @@
 //! [`LiveFacts`], and produce a [`Report`]; nothing here fails, an
 //! unreadable value becomes a warning.
 
-use crate::config::GatewayConfig;
+use crate::config::{DriverChoice, GatewayConfig};
 use crate::cpu;
 use crate::derive::{DIRECT_TABLE_RESERVE, Derived, KERNEL_BYTES_PER_CONN, direct_table_size};
+use crate::driver::{self, Driver};
 use crate::facts::{LiveFacts, OsFacts, UNLIMITED, fmt_count, fmt_limit};
 use crate::host::HostRoot;
 use crate::report::{Finding, Report, Severity};
@@ -37,6 +38,8 @@ pub struct CheckTarget {
     pub buffer_count: u32,
     /// How to judge per-shard limits.
     pub mode: Mode,
+    /// The driver the config asks for.
+    pub driver: DriverChoice,
 }
 
 impl CheckTarget {
@@ -65,6 +68,7 @@ impl CheckTarget {
             ring_entries: max(|s| s.ring_entries),
             buffer_count: max(|s| s.buffer_count),
             mode,
+            driver: cfg.shard.driver,
         }
     }
 
@@ -116,12 +120,72 @@ pub fn startup_check_with(
 pub fn check(root: &HostRoot, facts: &dyn LiveFacts, target: &CheckTarget) -> Report {
     let mut r = Report::default();
     let uring = io_uring_features(root, facts);
-    r.extend(nofile_findings(facts, target));
+    let decision = driver::decide(target.driver, &uring);
+    let epoll = matches!(&decision, Ok(d) if d.driver == Driver::Epoll);
+    r.push(driver::finding(&decision));
+    if epoll {
+        r.extend(epoll_nofile_findings(facts, target));
+    } else {
+        r.extend(nofile_findings(facts, target));
+    }
     r.extend(sysctl_findings(root, facts, target));
-    r.push(memlock_finding(facts, target, uring.kernel));
-    r.extend(uring.findings());
+    let mut ring_findings = vec![memlock_finding(facts, target, uring.kernel)];
+    ring_findings.extend(uring.findings());
+    for mut f in ring_findings {
+        // What io_uring lacks does not stop an epoll gateway.
+        if epoll && f.severity == Severity::Block {
+            f.severity = Severity::Warn;
+            f.why = format!("{} (the epoll driver runs instead)", f.why);
+        }
+        r.push(f);
+    }
     r.extend(cpu::cpu_findings(root, &target.shard_cpus, target.mode));
     r
+}
+
+/// Descriptors an epoll gateway keeps besides client sockets: per shard
+/// its epoll instance, listeners, doorbell, control and backend sockets;
+/// plus the process's own.
+pub fn epoll_fd_reserve(shards: u64) -> u64 {
+    64 + 16 * shards
+}
+
+/// The `RLIMIT_NOFILE` soft limit an epoll gateway needs: every client
+/// connection of every shard is a descriptor of the one process.
+fn epoll_nofile_findings(facts: &dyn LiveFacts, t: &CheckTarget) -> Vec<Finding> {
+    let lim = match facts.rlimit_nofile() {
+        Ok(l) => l,
+        Err(e) => return vec![unreadable("rlimit.nofile", e)],
+    };
+    let shards = t.shards();
+    let conns = shards.saturating_mul(u64::from(t.max_connections_per_shard));
+    let need = conns.saturating_add(epoll_fd_reserve(shards));
+    let why = format!(
+        "the epoll driver keeps every client connection as a descriptor of the one process,          so the limit counts for all shards together: {shards} shards × {} connections          (shard.max_connections) + {} for listeners, epoll, doorbells, control and backend          sockets = {} descriptors",
+        fmt_count(u64::from(t.max_connections_per_shard)),
+        epoll_fd_reserve(shards),
+        fmt_count(need),
+    );
+    let severity = if lim.soft >= need {
+        Severity::Ok
+    } else {
+        Severity::Warn
+    };
+    let advice = if lim.soft >= need {
+        ": fits".to_owned()
+    } else {
+        format!(
+            "; above the limit ({}), accepts fail with EMFILE once it is reached: raise              LimitNOFILE or lower shard.max_connections",
+            fmt_limit(lim.soft)
+        )
+    };
+    vec![Finding::new(
+        "rlimit.nofile.soft",
+        fmt_limit(lim.soft),
+        format!(">= {need}"),
+        severity,
+        format!("{why}{advice}"),
+    )]
 }
 
 fn unreadable(key: &str, err: impl std::fmt::Display) -> Finding {

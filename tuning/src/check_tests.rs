@@ -121,7 +121,7 @@ fn startup_blocks_when_the_direct_table_exceeds_the_soft_limit() {
 }
 
 #[test]
-fn startup_blocks_without_io_uring() {
+fn without_io_uring_auto_falls_back_to_epoll_and_io_uring_blocks() {
     let host = FakeHost::stock();
     let facts = StaticFacts {
         ring: RingProbe::SetupFailed { errno: libc::EPERM },
@@ -130,10 +130,42 @@ fn startup_blocks_without_io_uring() {
     let mut cfg = GatewayConfig::default();
     cfg.shard.max_connections = 1000;
     let r = startup_check_with(&host.root(), &facts, &cfg, 4);
+    assert_eq!(r.blocking().count(), 0, "{r:#?}");
+    let driver = r.get("shard.driver").unwrap();
+    assert_eq!(driver.severity, Severity::Warn);
+    assert!(driver.current.starts_with("epoll"), "{driver:?}");
+    assert!(driver.why.contains("io_uring_setup: EPERM"), "{driver:?}");
+    assert!(
+        r.get("io_uring.setup")
+            .unwrap()
+            .why
+            .contains("the epoll driver runs instead")
+    );
+    // On epoll the descriptor limit counts for every shard together.
+    let nofile = r.get("rlimit.nofile.soft").unwrap();
+    assert!(nofile.why.contains("one process"), "{nofile:?}");
+    cfg.shard.driver = crate::config::DriverChoice::IoUring;
+    let r = startup_check_with(&host.root(), &facts, &cfg, 4);
     assert_eq!(r.exit_code(), 2);
-    let block = r.blocking().next().unwrap();
-    assert_eq!(block.key, "io_uring.setup");
-    assert!(block.why.contains("seccomp"));
+    let keys: Vec<&str> = r.blocking().map(|f| f.key.as_str()).collect();
+    assert!(keys.contains(&"shard.driver"), "{keys:?}");
+    assert!(keys.contains(&"io_uring.setup"), "{keys:?}");
+    assert!(r.get("io_uring.setup").unwrap().why.contains("seccomp"));
+}
+
+#[test]
+fn an_epoll_gateway_over_the_process_descriptor_limit_is_warned() {
+    let host = FakeHost::stock();
+    let mut cfg = GatewayConfig::default();
+    cfg.shard.driver = crate::config::DriverChoice::Epoll;
+    cfg.shard.count = 2;
+    cfg.shard.max_connections = 19_000;
+    let r = startup_check_with(&host.root(), &nofile(20_000, 20_000), &cfg, 4);
+    assert_eq!(sev(&r, "rlimit.nofile.soft"), Severity::Warn);
+    assert_eq!(sev(&r, "shard.driver"), Severity::Ok);
+    cfg.shard.max_connections = 9_900;
+    let r = startup_check_with(&host.root(), &nofile(20_000, 20_000), &cfg, 4);
+    assert_eq!(sev(&r, "rlimit.nofile.soft"), Severity::Ok);
 }
 
 #[test]
@@ -144,11 +176,17 @@ fn startup_blocks_on_old_kernel_and_offline_cpus() {
     cfg.shard.max_connections = 1000;
     cfg.shard.cpus = vec![0, 9];
     cfg.shard.count = 2;
+    cfg.shard.driver = crate::config::DriverChoice::IoUring;
     let r = startup_check_with(&host.root(), &healthy_facts(), &cfg, 4);
     let keys: Vec<&str> = r.blocking().map(|f| f.key.as_str()).collect();
     assert!(keys.contains(&"io_uring.kernel"), "{keys:?}");
     assert!(keys.contains(&"io_uring.op.recv-multishot"), "{keys:?}");
     assert!(keys.contains(&"cpus.online"), "{keys:?}");
+    // On auto the old kernel only means epoll.
+    cfg.shard.driver = crate::config::DriverChoice::Auto;
+    let r = startup_check_with(&host.root(), &healthy_facts(), &cfg, 4);
+    let keys: Vec<&str> = r.blocking().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["cpus.online"]);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!   production, a fake tree in tests); [`facts`] holds the live syscalls
 //!   (rlimits, the io_uring probe) behind a trait.
 //! - [`check`]: the host check and the gateway's start-up check, producing a
-//!   [`report::Report`]; [`uring`] is the io_uring part, [`cpu`] the CPU part.
+//!   [`report::Report`]; [`uring`] is the io_uring part, [`cpu`] the CPU part,
+//!   [`driver`] the choice between the io_uring and the epoll driver.
 //! - [`starter`]: the commented starter config `gateway config` prints.
 //! - [`plan`] and [`apply`]: the raise-only sysctl plan, applying it and
 //!   reverting it.
@@ -18,6 +19,7 @@ pub mod check;
 pub mod config;
 pub mod cpu;
 pub mod derive;
+pub mod driver;
 pub mod facts;
 pub mod host;
 pub mod listen;

@@ -74,8 +74,12 @@ pub const DOCS: &[KeyDoc] = &[
         "[0, 1]",
     ),
     d(
+        "shard.driver",
+        "Which driver runs the shards: \"auto\" (io_uring where the kernel and seccomp allow it, else epoll, logged with the reason), \"io_uring\" (refuse to start without it) or \"epoll\". Also --driver.",
+    ),
+    d(
         "shard.max_connections",
-        "Most client connections per shard; 0 = as many as RLIMIT_NOFILE allows.",
+        "Most client connections per shard; 0 = as many as RLIMIT_NOFILE allows (on epoll, shared by all shards).",
     ),
     d(
         "shard.max_handshakes",

@@ -1,7 +1,9 @@
 //! The drivers of a shard: the code that makes its syscalls, around the
 //! same sans-IO core. [`shell`] is what every driver does the same way;
-//! [`iouring`] is the io_uring driver.
+//! [`iouring`] is the io_uring driver, [`epoll`] the one for hosts where
+//! io_uring is not allowed.
 
+pub mod epoll;
 pub mod iouring;
 pub mod shell;
 pub mod sockets;
@@ -41,6 +43,15 @@ pub enum ShardError {
     /// The epoll instance of the urgent watch could not be set up.
     #[error("shard {shard}: cannot set up the urgent watch (epoll): {source}")]
     Urgent {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The epoll driver's instance or its listeners could not be set up,
+    /// or waiting on it failed.
+    #[error("shard {shard}: epoll: {source}")]
+    Poller {
         /// Shard index.
         shard: usize,
         /// The OS error.

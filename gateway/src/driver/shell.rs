@@ -31,11 +31,41 @@ pub enum Side {
     Backend,
 }
 
+/// How a client stream operation ended, when a driver knows it at once
+/// (a write that went out, a shutdown, a close), as the core's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamDone {
+    /// The connection's key.
+    pub key: u32,
+    /// The connection's generation.
+    pub generation: u32,
+    /// What ended.
+    pub kind: StreamDoneKind,
+}
+
+/// What a [`StreamDone`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamDoneKind {
+    /// The receive ended (cancelled, or the peer closed).
+    RecvEnded,
+    /// A send ended: bytes sent, or a negative errno.
+    Sent(Result<usize, i32>),
+    /// The shutdown completed.
+    Shutdown,
+    /// The close completed.
+    Closed,
+}
+
 /// A driver's I/O: what the shell asks of it.
 pub trait ShardIo {
     /// Performs a client stream operation; a send's bytes are read from
-    /// [`ShardCore::sending`].
+    /// [`ShardCore::sending`]. An operation that ends at once is reported
+    /// by [`ShardIo::take_stream_done`].
     fn stream_op(&mut self, core: &ShardCore, op: StreamOp);
+
+    /// Moves the stream operations that ended at once to `into`, in order
+    /// (a completion-based driver has none).
+    fn take_stream_done(&mut self, into: &mut Vec<StreamDone>);
 
     /// Performs an operation of the control server or the backend client
     /// (whose buffers and addresses it may read); an operation that ends
@@ -77,6 +107,8 @@ pub struct Shell {
     inbox: Vec<Message>,
     /// Control and backend operations being performed (storage kept).
     fd_ops: Vec<FdOp>,
+    /// Stream operations that ended at once (storage kept).
+    stream_done: Vec<StreamDone>,
     last_publish: Millis,
 }
 
@@ -101,6 +133,7 @@ impl Shell {
             actions: Vec::new(),
             inbox: Vec::new(),
             fd_ops: Vec::new(),
+            stream_done: Vec::new(),
             last_publish: Millis(0),
         }
     }
@@ -211,6 +244,28 @@ impl Shell {
     /// Performs every action the core has queued, in order, including
     /// those that performing them leads to.
     fn perform_actions(&mut self, io: &mut impl ShardIo, t: Time) {
+        loop {
+            self.perform_queued_actions(io, t);
+            let mut done = std::mem::take(&mut self.stream_done);
+            io.take_stream_done(&mut done);
+            if done.is_empty() {
+                self.stream_done = done;
+                return;
+            }
+            for d in done.drain(..) {
+                let (key, generation) = (d.key, d.generation);
+                match d.kind {
+                    StreamDoneKind::RecvEnded => self.core.on_recv_ended(t, key, generation),
+                    StreamDoneKind::Sent(res) => self.core.on_send_done(t, key, generation, res),
+                    StreamDoneKind::Shutdown => self.core.on_shutdown_done(t, key, generation),
+                    StreamDoneKind::Closed => self.core.on_close_done(t, key, generation),
+                }
+            }
+            self.stream_done = done;
+        }
+    }
+
+    fn perform_queued_actions(&mut self, io: &mut impl ShardIo, t: Time) {
         while self.core.has_actions() {
             let mut actions = std::mem::take(&mut self.actions);
             self.core.take_actions(&mut actions);

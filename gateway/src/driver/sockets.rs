@@ -14,3 +14,22 @@ pub fn open_tcp_socket(addr: Option<&SockAddr>) -> std::io::Result<RawFd> {
     socket.set_tcp_nodelay(true)?;
     Ok(socket.into_raw_fd())
 }
+
+/// The IP address in a sockaddr the kernel filled.
+pub fn sockaddr_ip(sa: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match i32::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
+        }
+        _ => None,
+    }
+}

@@ -132,7 +132,12 @@ impl Sim {
         tweak(&mut config);
         // `max_connections = 0` means "as many as the descriptor table
         // holds", resolved as the gateway does at start-up.
-        crate::settings::resolve_auto_limits(&mut config, 20_000);
+        crate::settings::resolve_auto_limits(
+            &mut config,
+            20_000,
+            tuning::driver::Driver::IoUring,
+            shards,
+        );
         let settings = Arc::new(Settings::new(config, shards).expect("a valid sim config"));
         let verifier = Arc::new(JwtVerifier::hs256(SECRET, 0));
         let ids = Arc::new(CountingPushIds::default());

@@ -19,7 +19,7 @@ mod validate;
 pub use crate::listen::ListenConfig;
 pub use error::ConfigError;
 pub use model::{
-    AdmissionConfig, AuthConfig, GatewayConfig, LogConfig, ProtocolConfig, PushConfig,
-    ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
+    AdmissionConfig, AuthConfig, DriverChoice, GatewayConfig, LogConfig, ProtocolConfig,
+    PushConfig, ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
 };
 pub use validate::{MIN_HS256_SECRET_BYTES, hs256_secret_problem, parse_cidr};

@@ -53,6 +53,47 @@ pub enum SlowConsumerPolicy {
     DropOldest,
 }
 
+/// Which driver runs the shards (`[shard] driver`, `--driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverChoice {
+    /// io_uring when the kernel and seccomp allow it, else epoll (with one
+    /// log line that says why).
+    #[default]
+    Auto,
+    /// io_uring or nothing: the gateway refuses to start without it.
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// epoll, even where io_uring would run.
+    Epoll,
+}
+
+impl DriverChoice {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::IoUring => "io_uring",
+            Self::Epoll => "epoll",
+        }
+    }
+}
+
+impl std::str::FromStr for DriverChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "io_uring" => Ok(Self::IoUring),
+            "epoll" => Ok(Self::Epoll),
+            other => Err(format!(
+                "unknown driver `{other}`: expected auto, io_uring or epoll"
+            )),
+        }
+    }
+}
+
 /// Per-shard settings (the `[shard]` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,9 +104,14 @@ pub struct ShardConfig {
     /// shard i on the i-th online CPU.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<usize>,
-    /// Most client connections one shard holds; also the size of its
-    /// direct-descriptor table. 0 (the default) means as many as the
-    /// table may hold: the `RLIMIT_NOFILE` soft limit less a small reserve.
+    /// Which driver runs the shards: `auto` (io_uring where allowed, else
+    /// epoll), `io_uring` or `epoll`.
+    pub driver: DriverChoice,
+    /// Most client connections one shard holds. 0 (the default) means as
+    /// many as fit: on io_uring the size of one ring's direct-descriptor
+    /// table (the `RLIMIT_NOFILE` soft limit less a small reserve); on
+    /// epoll, where every connection is a descriptor of the one process,
+    /// that limit shared by the shards.
     pub max_connections: u32,
     /// Most handshakes (accepted, no Welcome yet) in flight per shard.
     pub max_handshakes: u32,
@@ -102,6 +148,7 @@ impl Default for ShardConfig {
         Self {
             count: 0,
             cpus: Vec::new(),
+            driver: DriverChoice::Auto,
             max_connections: 0,
             max_handshakes: 4096,
             ring_entries: 4096,

@@ -8,7 +8,7 @@ use io_uring::{opcode, types};
 use super::{BUF_GROUP, RingIo};
 use crate::backend::Backend;
 use crate::control::ControlServer;
-use crate::driver::shell::{ShardIo, Side};
+use crate::driver::shell::{ShardIo, Side, StreamDone};
 use crate::fd_ops::{FdDone, FdOp};
 use crate::shard_core::{ShardCore, StreamOp, StreamOpKind};
 use crate::uring::op::{OpKind, OpTag};
@@ -57,6 +57,10 @@ impl ShardIo for RingIo {
                 .user_data(OpTag::of(OpKind::Close, key, generation).encode()),
         };
         self.push(entry);
+    }
+
+    fn take_stream_done(&mut self, _into: &mut Vec<StreamDone>) {
+        // Every operation completes on the ring.
     }
 
     fn fd_op(

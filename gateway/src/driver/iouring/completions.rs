@@ -56,7 +56,12 @@ impl Shard {
             OpKind::AcceptOne => {
                 let i = tag.index as usize;
                 let peer = (res >= 0)
-                    .then(|| self.io.accept_addrs.get(i).and_then(|a| sockaddr_ip(&a.0)))
+                    .then(|| {
+                        self.io
+                            .accept_addrs
+                            .get(i)
+                            .and_then(|a| crate::driver::sockets::sockaddr_ip(&a.0))
+                    })
                     .flatten();
                 self.arm_accept_slot(i);
                 self.on_accept(t, res, peer);
@@ -190,24 +195,5 @@ impl RingIo {
             .build()
             .user_data(OpTag::new(OpKind::Doorbell, 0).encode());
         self.push(entry);
-    }
-}
-
-/// The IP address in a sockaddr the kernel filled.
-fn sockaddr_ip(sa: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
-    match i32::from(sa.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin =
-                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6 =
-                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
-        }
-        _ => None,
     }
 }

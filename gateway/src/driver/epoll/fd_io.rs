@@ -1,0 +1,274 @@
+//! What the shell asks of the epoll driver ([`ShardIo`]), and the control
+//! server's and backend client's connections on epoll: their receives read
+//! into the buffers they lend, their sends write the bytes they lend, and
+//! a backend connect is non-blocking, finished when the socket becomes
+//! writable or failed at its deadline. An operation that can end at once
+//! does; one that would block waits for readiness.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::fds::{FdSlot, Owner, Token};
+use super::streams::{try_read, try_send};
+use super::{EpollIo, Shard, errno, poller};
+use crate::backend::Backend;
+use crate::control::ControlServer;
+use crate::driver::shell::{ShardIo, Side, StreamDone};
+use crate::driver::sockets::open_tcp_socket;
+use crate::fd_ops::{FdDone, FdOp, FdOpKind};
+use crate::shard_core::{ShardCore, StreamOp, Time};
+
+impl ShardIo for EpollIo {
+    fn stream_op(&mut self, core: &ShardCore, op: StreamOp) {
+        self.client_op(core, op);
+    }
+
+    fn take_stream_done(&mut self, into: &mut Vec<StreamDone>) {
+        into.append(&mut self.stream_done);
+    }
+
+    fn fd_op(
+        &mut self,
+        side: Side,
+        op: FdOp,
+        control: &mut ControlServer,
+        backend: &mut Backend,
+    ) -> Option<FdDone> {
+        let FdOp {
+            key,
+            generation,
+            fd,
+            kind,
+        } = op;
+        match kind {
+            FdOpKind::Open => return Some(FdDone::Opened(self.open_backend(backend, op))),
+            FdOpKind::Discard => {
+                // SAFETY: closing a descriptor no operation ever used.
+                unsafe { libc::close(fd) };
+                return None;
+            }
+            _ => {}
+        }
+        let slot = self.fds.get_mut(fd)?;
+        slot.key = key;
+        slot.generation = generation;
+        match kind {
+            FdOpKind::Connect { timeout_ms } => {
+                let addr = backend.connect_addr(key, generation)?;
+                // SAFETY: connect with the pool's live address.
+                let r = unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) };
+                if r == 0 {
+                    return Some(FdDone::Connected(Ok(())));
+                }
+                match errno() {
+                    libc::EINPROGRESS => {
+                        slot.connecting = true;
+                        let deadline = self.now.saturating_add(u64::from(timeout_ms));
+                        let seq = slot.seq;
+                        self.connects.push((fd, seq, deadline));
+                        None
+                    }
+                    e => Some(FdDone::Connected(Err(e))),
+                }
+            }
+            FdOpKind::Recv { max } => {
+                let buf = match side {
+                    Side::Control => control.recv_buffer(key, generation),
+                    Side::Backend => backend.recv_buffer(key, generation),
+                }?;
+                match read_into(fd, buf, max) {
+                    Some(res) => Some(FdDone::Received(res)),
+                    None => {
+                        slot.readable = false;
+                        slot.reading = true;
+                        slot.recv_max = u32::try_from(max).unwrap_or(u32::MAX);
+                        None
+                    }
+                }
+            }
+            FdOpKind::Send => {
+                let bytes = match side {
+                    Side::Control => control.sending(key, generation),
+                    Side::Backend => backend.sending(key, generation),
+                }?;
+                match try_send(fd, bytes) {
+                    Some(res) => Some(FdDone::Sent(res)),
+                    None => {
+                        slot.writable = false;
+                        slot.send_pending = true;
+                        None
+                    }
+                }
+            }
+            FdOpKind::Shutdown => {
+                // SAFETY: shutting down a socket its state machine owns.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                // What waits on it ends now: a read finds the end, a write
+                // fails.
+                slot.readable = true;
+                slot.writable = true;
+                self.visit_soon(fd);
+                None
+            }
+            FdOpKind::Close => {
+                self.close_fd(fd);
+                Some(FdDone::Closed)
+            }
+            FdOpKind::Open | FdOpKind::Discard => None,
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            self.poller.delete(listener.as_raw_fd());
+        }
+        self.accept_ready = false;
+    }
+
+    fn submit_now(&mut self) {
+        // Sends go out as they are performed.
+    }
+}
+
+impl EpollIo {
+    /// A non-blocking socket for backend connection `op`, watched.
+    fn open_backend(&mut self, backend: &Backend, op: FdOp) -> std::io::Result<RawFd> {
+        let fd = open_tcp_socket(backend.connect_addr(op.key, op.generation))?;
+        // SAFETY: F_SETFL on a socket we just made; the result is checked.
+        let nonblocking = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK)
+        };
+        let seq = self.fds.open(fd, Owner::Backend);
+        let watched = if nonblocking < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            self.poller
+                .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode())
+        };
+        if let Err(e) = watched {
+            self.close_fd(fd);
+            return Err(e);
+        }
+        if let Some(slot) = self.fds.get_mut(fd) {
+            slot.key = op.key;
+            slot.generation = op.generation;
+        }
+        Ok(fd)
+    }
+}
+
+/// One read of at most `max` bytes onto the end of `buf`.
+fn read_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> Option<Result<usize, i32>> {
+    let start = buf.len();
+    buf.resize(start + max, 0);
+    let res = try_read(fd, &mut buf[start..]);
+    buf.truncate(start + res.and_then(Result::ok).unwrap_or(0));
+    res
+}
+
+impl Shard {
+    /// A control or backend connection with readiness: a connect in
+    /// progress finishes, a waiting send goes on, a waiting receive reads.
+    pub(super) fn visit_side(&mut self, t: Time, fd: RawFd) {
+        let Some(FdSlot {
+            owner,
+            key,
+            generation,
+            readable,
+            writable,
+            reading,
+            recv_max,
+            send_pending,
+            connecting,
+            ..
+        }) = self.io.fds.get_mut(fd).map(|s| *s)
+        else {
+            return;
+        };
+        let side = if owner == Owner::Control {
+            Side::Control
+        } else {
+            Side::Backend
+        };
+        let mut done = Vec::new();
+        if connecting && writable {
+            let mut err: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: SO_ERROR into a live int of its size.
+            unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut err as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            self.io.connects.retain(|c| c.0 != fd);
+            if let Some(slot) = self.io.fds.get_mut(fd) {
+                slot.connecting = false;
+            }
+            done.push(FdDone::Connected(if err == 0 { Ok(()) } else { Err(err) }));
+        } else if writable && send_pending {
+            let bytes = match side {
+                Side::Control => self.shell.control.sending(key, generation),
+                Side::Backend => self.shell.backend.sending(key, generation),
+            };
+            let res = bytes.map_or(Some(Err(libc::ECANCELED)), |b| try_send(fd, b));
+            if let Some(slot) = self.io.fds.get_mut(fd) {
+                match res {
+                    Some(res) => {
+                        slot.send_pending = false;
+                        done.push(FdDone::Sent(res));
+                    }
+                    None => slot.writable = false,
+                }
+            }
+        }
+        if readable && reading {
+            let buf = match side {
+                Side::Control => self.shell.control.recv_buffer(key, generation),
+                Side::Backend => self.shell.backend.recv_buffer(key, generation),
+            };
+            let res = buf.map_or(Some(Err(libc::ECANCELED)), |b| {
+                read_into(fd, b, recv_max as usize)
+            });
+            if let Some(slot) = self.io.fds.get_mut(fd) {
+                match res {
+                    Some(res) => {
+                        slot.reading = false;
+                        done.push(FdDone::Received(res));
+                    }
+                    None => slot.readable = false,
+                }
+            }
+        }
+        for d in done {
+            self.shell.fd_done(t.now, side, key, generation, d);
+        }
+        self.shell.perform_fd_ops(&mut self.io, t);
+    }
+
+    /// Backend connects past their deadline fail as timed out.
+    pub(super) fn expire_connects(&mut self, t: Time) {
+        if self.io.connects.iter().all(|c| c.2 > t.now) {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            self.io.connects.drain(..).partition(|c| c.2 <= t.now);
+        self.io.connects = waiting;
+        for (fd, seq, _) in due {
+            let Some(slot) = self.io.fds.current(fd, seq) else {
+                continue;
+            };
+            if !std::mem::take(&mut slot.connecting) {
+                continue;
+            }
+            let (key, generation) = (slot.key, slot.generation);
+            let timed_out = FdDone::Connected(Err(libc::ECANCELED));
+            self.shell
+                .fd_done(t.now, Side::Backend, key, generation, timed_out);
+        }
+        self.shell.perform_fd_ops(&mut self.io, t);
+    }
+}

@@ -1,0 +1,392 @@
+//! The epoll driver of one shard, for hosts where io_uring is not allowed
+//! (container seccomp profiles, `kernel.io_uring_disabled`, old kernels).
+//! It drives the same [`Shell`] as the io_uring driver: its own epoll
+//! instance and SO_REUSEPORT listeners, edge-triggered non-blocking
+//! sockets, `accept4` in batches, reads into one shard-owned scratch
+//! buffer (an idle connection holds no receive buffer; a partial frame is
+//! kept by the core's session, as on io_uring), and sends of the bytes the
+//! core lends (already coalesced into one buffer per connection). The
+//! mailbox doorbell is an eventfd in the epoll set, and the wait's timeout
+//! is the shell's next deadline.
+//!
+//! Readiness is latched per descriptor ([`fds::FdSlot`]): an edge is used
+//! up only once a read or write has found the socket empty or full, so a
+//! connection whose receive is armed later still gets read.
+
+mod fd_io;
+mod fds;
+mod poller;
+mod streams;
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use protocol::auth::TokenVerifier;
+use protocol::time::Millis;
+use socket2::Socket;
+use tuning::config::ResolvedShard;
+
+use super::ShardError;
+use super::shell::{Shell, StreamDone};
+use crate::clock::Clock;
+use crate::control::ControlServer;
+use crate::control::limits::ControlLimits;
+use crate::settings::Settings;
+use crate::shard_core::{ShardCore, Time};
+use crate::shared::Shared;
+use fds::{FdTable, Token};
+use poller::{Poller, READ_EVENTS};
+
+/// Bytes of the shard's scratch buffer, which every client read goes into.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads of one connection per visit before others get their turn.
+const READS_PER_VISIT: usize = 8;
+/// Connections accepted per listener per loop before other work.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Events taken per wait.
+const EVENTS_PER_WAIT: usize = 1024;
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_PAUSE_MS: u64 = 100;
+
+/// The epoll instance and what the shard watches with it.
+pub struct EpollIo {
+    poller: Poller,
+    listener: Option<Socket>,
+    control_listener: Socket,
+    doorbell: Arc<OwnedFd>,
+    fds: FdTable,
+    /// Descriptors to visit: readiness came in, or an operation waits on
+    /// readiness already latched.
+    ready: VecDeque<RawFd>,
+    /// Client stream operations that ended at once.
+    stream_done: Vec<StreamDone>,
+    /// Backend connects in progress: descriptor, its `seq`, deadline.
+    connects: Vec<(RawFd, u32, Millis)>,
+    /// Every client read lands here first.
+    scratch: Box<[u8]>,
+    /// `now` of the current loop (operations that start a timeout read it).
+    now: Millis,
+    accept_ready: bool,
+    control_accept_ready: bool,
+    /// Accepting waits until then (the process ran out of descriptors).
+    accept_paused_until: Option<Millis>,
+    events: Vec<libc::epoll_event>,
+}
+
+/// One shard on epoll.
+pub struct Shard {
+    io: EpollIo,
+    shell: Shell,
+    shard_cfg: ResolvedShard,
+}
+
+impl Shard {
+    /// Builds shard `index` on its own epoll instance; the listeners are
+    /// made by the caller (bound and listening).
+    pub fn new(
+        index: usize,
+        settings: Arc<Settings>,
+        shared: Arc<Shared>,
+        verifier: Arc<dyn TokenVerifier + Send + Sync>,
+        listener: Socket,
+        control_listener: Socket,
+    ) -> Result<Self, ShardError> {
+        let poll_err = |source| ShardError::Poller {
+            shard: index,
+            source,
+        };
+        let shard_cfg = settings.shards[index].clone();
+        let poller = Poller::new().map_err(poll_err)?;
+        listener.set_nonblocking(true).map_err(poll_err)?;
+        control_listener.set_nonblocking(true).map_err(poll_err)?;
+        let doorbell = shared.doorbells[index].clone();
+        poller
+            .add(listener.as_raw_fd(), READ_EVENTS, Token::Listener.encode())
+            .map_err(poll_err)?;
+        poller
+            .add(
+                control_listener.as_raw_fd(),
+                READ_EVENTS,
+                Token::ControlListener.encode(),
+            )
+            .map_err(poll_err)?;
+        poller
+            .add(doorbell.as_raw_fd(), READ_EVENTS, Token::Doorbell.encode())
+            .map_err(poll_err)?;
+        let clock = Clock::start();
+        let core = ShardCore::new(
+            index,
+            settings.clone(),
+            verifier,
+            shared.push_ids.clone(),
+            clock.time(),
+        );
+        let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
+        let backend = super::backend_for(&settings, index)?;
+        let io = EpollIo {
+            poller,
+            listener: Some(listener),
+            control_listener,
+            doorbell,
+            fds: FdTable::default(),
+            ready: VecDeque::new(),
+            stream_done: Vec::new(),
+            connects: Vec::new(),
+            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            now: clock.now(),
+            accept_ready: true,
+            control_accept_ready: true,
+            accept_paused_until: None,
+            events: Vec::with_capacity(EVENTS_PER_WAIT),
+        };
+        Ok(Self {
+            io,
+            shell: Shell::new(core, index, shared, control, backend, clock),
+            shard_cfg,
+        })
+    }
+
+    /// Runs the shard until it has drained after a shutdown request.
+    pub fn run(mut self) -> Result<(), ShardError> {
+        self.shell.publish();
+        tracing::info!(
+            shard = self.shell.index,
+            cpu = ?self.shard_cfg.cpu,
+            driver = "epoll",
+            max_connections = self.shard_cfg.settings.max_connections,
+            "shard running"
+        );
+        loop {
+            self.wait()?;
+            let t = self.shell.clock.time();
+            self.io.now = t.now;
+            self.take_events(t);
+            self.accept_clients(t);
+            self.accept_control(t);
+            self.visit_ready(t);
+            self.expire_connects(t);
+            self.shell.settle(&mut self.io, t);
+            self.shell.turn(&mut self.io, t);
+            if self.shell.end_turn(&mut self.io, t) {
+                break;
+            }
+        }
+        self.shell.publish();
+        tracing::info!(shard = self.shell.index, "shard stopped");
+        Ok(())
+    }
+
+    /// Sleeps until an event or the next deadline; not at all when work
+    /// is waiting.
+    fn wait(&mut self) -> Result<(), ShardError> {
+        let now = self.shell.clock.now();
+        let busy =
+            !self.io.ready.is_empty() || self.io.accept_ready || self.io.control_accept_ready;
+        let wake = [
+            self.shell.next_deadline(now),
+            self.io.connects.iter().map(|c| c.2).min(),
+            self.io.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout_ms = if busy {
+            0
+        } else {
+            wake.map_or(-1, |at| {
+                i32::try_from(at.0.saturating_sub(now.0)).unwrap_or(i32::MAX)
+            })
+        };
+        self.io
+            .poller
+            .wait(&mut self.io.events, timeout_ms)
+            .map_err(|source| ShardError::Poller {
+                shard: self.shell.index,
+                source,
+            })
+    }
+
+    /// Latches the readiness the wait reported and lists what to visit.
+    fn take_events(&mut self, t: Time) {
+        let events = std::mem::take(&mut self.io.events);
+        for ev in &events {
+            let flags = ev.events;
+            match Token::decode(ev.u64) {
+                Some(Token::Listener) => self.io.accept_ready = true,
+                Some(Token::ControlListener) => self.io.control_accept_ready = true,
+                Some(Token::Doorbell) => self.ring_doorbell(t),
+                Some(Token::Fd(fd, seq)) => {
+                    let Some(slot) = self.io.fds.current(fd, seq) else {
+                        continue;
+                    };
+                    let hup = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                    if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | hup) != 0 {
+                        slot.readable = true;
+                    }
+                    if flags & (libc::EPOLLOUT as u32 | hup) != 0 {
+                        slot.writable = true;
+                    }
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.io.ready.push_back(fd);
+                    }
+                }
+                None => {}
+            }
+        }
+        self.io.events = events;
+    }
+
+    /// The doorbell rang: mail (read every turn anyway) or a shutdown.
+    fn ring_doorbell(&mut self, t: Time) {
+        let mut buf = 0u64;
+        // SAFETY: reading 8 bytes into a live u64 from our eventfd; it is
+        // readable (its event came in), so this does not block.
+        unsafe {
+            libc::read(
+                self.io.doorbell.as_raw_fd(),
+                (&mut buf as *mut u64).cast(),
+                8,
+            )
+        };
+        if self.shell.shared.draining.load(Ordering::Acquire) {
+            self.shell.core.on_shutdown_requested(t);
+        }
+    }
+
+    /// Accepts client connections, a batch per turn.
+    fn accept_clients(&mut self, t: Time) {
+        if !self.io.accept_ready || self.shell.core.is_draining() {
+            return;
+        }
+        if self.io.accept_paused_until.is_some_and(|at| t.now < at) {
+            return;
+        }
+        self.io.accept_paused_until = None;
+        let Some(listener) = &self.io.listener else {
+            return;
+        };
+        let lfd = listener.as_raw_fd();
+        for _ in 0..ACCEPTS_PER_TURN {
+            match accept(lfd) {
+                Ok((fd, peer)) => {
+                    let seq = self.io.fds.open(fd, fds::Owner::Client);
+                    if let Err(e) =
+                        self.io
+                            .poller
+                            .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode())
+                    {
+                        tracing::warn!(shard = self.shell.index, "cannot watch a connection: {e}");
+                        self.io.fds.close(fd);
+                        // SAFETY: closing the descriptor accept just gave us.
+                        unsafe { libc::close(fd) };
+                        continue;
+                    }
+                    let stream = u32::try_from(fd).unwrap_or(u32::MAX);
+                    self.shell.core.on_accepted(
+                        t,
+                        stream,
+                        crate::shard_core::Transport::RawV1,
+                        peer,
+                    );
+                }
+                Err(libc::EAGAIN) => {
+                    self.io.accept_ready = false;
+                    return;
+                }
+                Err(e @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                    self.shell.core.stats_mut().accept_errors += 1;
+                    tracing::debug!(
+                        shard = self.shell.index,
+                        "accept paused: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    self.io.accept_paused_until = Some(t.now.saturating_add(ACCEPT_PAUSE_MS));
+                    return;
+                }
+                Err(_) => self.shell.core.stats_mut().accept_errors += 1,
+            }
+        }
+    }
+
+    /// Accepts control connections, a batch per turn.
+    fn accept_control(&mut self, t: Time) {
+        if !self.io.control_accept_ready {
+            return;
+        }
+        let lfd = self.io.control_listener.as_raw_fd();
+        for _ in 0..ACCEPTS_PER_TURN {
+            match accept(lfd) {
+                Ok((fd, _)) => {
+                    let seq = self.io.fds.open(fd, fds::Owner::Control);
+                    let watched =
+                        self.io
+                            .poller
+                            .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode());
+                    if watched.is_err() {
+                        self.io.fds.close(fd);
+                        // SAFETY: closing the descriptor accept just gave us.
+                        unsafe { libc::close(fd) };
+                        continue;
+                    }
+                    self.shell.control.on_accepted(t.now, fd);
+                    self.shell.perform_fd_ops(&mut self.io, t);
+                }
+                Err(libc::EAGAIN) => {
+                    self.io.control_accept_ready = false;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Visits the descriptors with readiness to use: the reads and writes
+    /// waiting on them go on, and what they find becomes inputs.
+    fn visit_ready(&mut self, t: Time) {
+        for _ in 0..self.io.ready.len() {
+            let Some(fd) = self.io.ready.pop_front() else {
+                break;
+            };
+            let Some(slot) = self.io.fds.get_mut(fd) else {
+                continue;
+            };
+            slot.queued = false;
+            match slot.owner {
+                fds::Owner::Client => self.visit_client(t, fd),
+                fds::Owner::Control | fds::Owner::Backend => self.visit_side(t, fd),
+                fds::Owner::Free => {}
+            }
+        }
+    }
+}
+
+/// One `accept4` (non-blocking, close-on-exec): the descriptor and the
+/// peer's IP, or the errno.
+fn accept(listener: RawFd) -> Result<(RawFd, Option<std::net::IpAddr>), i32> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: accept4 writes at most `len` bytes of address into `addr`.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(errno());
+    }
+    Ok((fd, crate::driver::sockets::sockaddr_ip(&addr)))
+}
+
+/// The calling thread's errno.
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
