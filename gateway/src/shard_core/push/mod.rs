@@ -180,7 +180,7 @@ impl ShardCore {
             return;
         };
         match msg {
-            Message::Deliver(target, job) => self.deliver(now, target, &job),
+            Message::Deliver(target, job, _) => self.deliver(now, target, &job),
             Message::SessionsRequest(user, sessions, action, reply_to) => {
                 let infos = self.act_on_sessions(now, &user, &sessions, &action);
                 self.send_to(
@@ -205,12 +205,12 @@ impl ShardCore {
 
     /// Routes a push for `user` (see `Router::to_user`).
     fn route_to_user(&mut self, user: &str, job: &Arc<PushJob>) {
-        self.routing(|router, out| router.to_user(user, job, out));
+        self.routing(|router, out| router.to_user(user, job, None, out));
     }
 
     /// Routes a push for `topic` to its owner.
     fn route_to_topic(&mut self, topic: &str, job: &Arc<PushJob>) {
-        self.routing(|router, out| router.to_topic(topic, job, out));
+        self.routing(|router, out| router.to_topic(topic, job, None, out));
     }
 
     /// Sends a broadcast to every shard.
