@@ -39,8 +39,9 @@ impl Doorbell for Shared {
     }
 }
 
-/// The sessions other shards published last (every `PUBLISH_MS`, 250 ms,
-/// and whenever a shard answers a stats request).
+/// The sessions other shards published last: a shard publishes when its
+/// loop turns 250 ms or more after its last publish (`shard::PUBLISH_MS`),
+/// and whenever it answers a stats request.
 impl Census for Shared {
     fn sessions_elsewhere(&self, shard: usize) -> u64 {
         self.stats
