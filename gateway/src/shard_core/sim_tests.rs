@@ -507,3 +507,29 @@ fn a_holder_that_never_counts_leaves_the_answer_partial_after_the_timeout() {
     assert_eq!(answer["results"][1]["partial"], true, "{answer}");
     assert_eq!(answer["results"][1]["online"], 1, "{answer}");
 }
+
+#[test]
+fn a_push_that_overflows_a_slow_consumer_under_disconnect_is_not_counted() {
+    let mut sim = Sim::new(2, |c| {
+        c.shard.outbound_queue_bytes = 4096;
+        c.shard.slow_consumer = SlowConsumerPolicy::Disconnect;
+    });
+    let slow = sim.connect(1, "yuri");
+    sim.set_reading(slow, false);
+    let big = "z".repeat(1000);
+    let counts: Vec<u64> = (0..8)
+        .map(|_| {
+            let body = format!(r#"{{"to":{},"payload":"{big}"}}"#, user("yuri"));
+            let caller = sim.request(0, "POST", "/v1/push", &body);
+            let (_, answer) = sim.answer(caller).expect("answered");
+            answer["online"].as_u64().unwrap_or(99)
+        })
+        .collect();
+    assert_eq!(sim.cores[1].stats.slow_consumer_disconnects, 1);
+    let queued = counts.iter().take_while(|&&n| n == 1).count();
+    assert!(queued > 0 && queued < counts.len(), "{counts:?}");
+    assert!(
+        counts[queued..].iter().all(|&n| n == 0),
+        "the overflowing push and those after it reached nobody: {counts:?}"
+    );
+}

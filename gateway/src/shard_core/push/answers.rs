@@ -174,8 +174,10 @@ impl AnswerRef {
 #[derive(Debug, Default)]
 pub(crate) struct PendingAnswers {
     pending: Slab<Pending>,
-    /// (deadline, key, seq) in the order the answers began; entries of
-    /// answers already given are skipped.
+    /// (deadline, key, seq) in the order the answers began. The front is
+    /// always an answer still waiting; entries behind it whose answers
+    /// were given wait to be skipped (16 bytes each, at most as many as
+    /// answers given within one timeout).
     deadlines: VecDeque<(Millis, u32, u32)>,
     next_seq: u32,
 }
