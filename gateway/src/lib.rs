@@ -7,7 +7,7 @@
 //! drivers around it, the only code that makes a shard's syscalls),
 //! [`uring`] (io_uring helpers), [`clock`] (the clocks the
 //! driver reads), [`time`] (the time inputs carry), [`push_ids`] (push id
-//! sources), [`timer`] (the per-shard timer wheel), [`admission`]
+//! sources), [`census`] (the gateway's session count a broadcast reports), [`timer`] (the per-shard timer wheel), [`admission`]
 //! (who may connect), [`stats`] (shard-local counters), [`stream`] (the
 //! life of a stream's operations, for every kind of connection), [`control`] (the
 //! HTTP control listener), [`backend`] (the backend client), [`fd_ops`]
@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod backend;
 pub mod build_info;
+pub mod census;
 pub mod cli;
 pub mod clock;
 pub mod control;

@@ -19,6 +19,7 @@ use crate::stats::ShardStats;
 /// Counters that are levels, not running totals (their docs say "a gauge").
 pub const GAUGES: &[&str] = &[
     "connections",
+    "sessions",
     "outbound_queued_bytes",
     "subscriptions",
     "mailbox_depth",

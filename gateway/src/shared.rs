@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use shard_router::mailbox::{Doorbell, Mailboxes};
 use shard_router::messages::Message;
 
+use crate::census::Census;
 use crate::metrics::MetricsHub;
 use crate::push_ids::PushIds;
-use crate::stats::PublishedStats;
+use crate::stats::{PublishedStats, SESSIONS};
 
 /// State every shard and the main thread can see: read-mostly, written
 /// only by its owner (each stats slot by its shard, the flag by main).
@@ -35,6 +36,20 @@ pub struct Shared {
 impl Doorbell for Shared {
     fn ring(&self, to: usize) {
         self.ring_doorbell(to);
+    }
+}
+
+/// The sessions other shards published last: a shard publishes when its
+/// loop turns 250 ms or more after its last publish (`shard::PUBLISH_MS`),
+/// and whenever it answers a stats request.
+impl Census for Shared {
+    fn sessions_elsewhere(&self, shard: usize) -> u64 {
+        self.stats
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != shard)
+            .map(|(_, s)| s.value(SESSIONS))
+            .sum()
     }
 }
 

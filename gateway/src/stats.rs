@@ -43,6 +43,9 @@ macro_rules! counters {
 counters! {
     /// Client connections open now (a gauge).
     connections,
+    /// Client sessions past their handshake, until their connection is
+    /// gone (a gauge).
+    sessions,
     /// Client connections accepted.
     accepts,
     /// Accept completions that failed.
@@ -177,6 +180,29 @@ counters! {
     control_idle_closes,
 }
 
+/// Where counter `name` is in [`ShardStats::NAMES`] (a compile-time error
+/// when there is no such counter).
+const fn position(name: &str) -> usize {
+    let mut i = 0;
+    while i < ShardStats::NAMES.len() {
+        let (a, b) = (ShardStats::NAMES[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such counter");
+}
+
+/// Where `sessions` is in [`ShardStats::values`].
+pub const SESSIONS: usize = position("sessions");
+
 /// One shard's published counters: a single writer (the shard), any
 /// number of readers. Padded so shards never share a cache line.
 #[derive(Debug)]
@@ -202,6 +228,14 @@ impl PublishedStats {
         for (slot, v) in self.values.iter().zip(stats.values()) {
             slot.store(v, Ordering::Relaxed);
         }
+    }
+
+    /// The last published value of the counter at `index` of
+    /// [`ShardStats::NAMES`] (0 beyond them).
+    pub fn value(&self, index: usize) -> u64 {
+        self.values
+            .get(index)
+            .map_or(0, |a| a.load(Ordering::Relaxed))
     }
 
     /// The last published figures.
@@ -233,5 +267,18 @@ mod tests {
         assert_eq!(ShardStats::NAMES.len(), s.values().len());
         assert_eq!(ShardStats::DOCS.len(), ShardStats::COUNT);
         assert!(ShardStats::DOCS.iter().all(|d| !d.trim().is_empty()));
+    }
+
+    #[test]
+    fn one_counter_is_read_by_its_position() {
+        let s = ShardStats {
+            sessions: 5,
+            ..Default::default()
+        };
+        let p = PublishedStats::default();
+        p.publish(&s);
+        assert_eq!(ShardStats::NAMES[SESSIONS], "sessions");
+        assert_eq!(p.value(SESSIONS), 5);
+        assert_eq!(p.value(usize::MAX), 0);
     }
 }

@@ -77,6 +77,26 @@ pub struct RouteAsk {
     pub seq: u32,
 }
 
+/// Where the count of the sessions a push reached goes: the push API's
+/// shard waits for it before it answers (`"online": N`).
+///
+/// The owner that resolves a user or a topic tells the receipt's shard how
+/// many holding shards will count ([`Message::PushPlan`]); each holding
+/// shard answers with the sessions it enqueued the push to
+/// ([`Message::PushCount`]). A count may arrive before its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Shard waiting for the count, and its pending answer.
+    pub reply_to: RequestRef,
+    /// That answer's sequence number: a count arriving after its answer
+    /// was given (timed out) never lands on a later answer that took the
+    /// same slot.
+    pub seq: u32,
+    /// Which part of the answer it counts (a line, or a run of lines, of
+    /// a batch; 0 for a single push).
+    pub part: u32,
+}
+
 /// One session as presence reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionInfo {
@@ -104,17 +124,20 @@ pub enum Message {
     /// To a topic's owner: a shard lost its last subscriber.
     TopicLeave(Box<str>, u16),
     /// To a user's owner: route this push to the user's sessions, and
-    /// answer with the route if asked and cacheable.
-    PushToUser(Box<str>, Arc<PushJob>, Option<RouteAsk>),
+    /// answer with the route if asked and cacheable; plan the count if a
+    /// receipt is given.
+    PushToUser(Box<str>, Arc<PushJob>, Option<RouteAsk>, Option<Receipt>),
     /// To a shard that asked: the user's (hash's) sessions, answering
     /// question `seq`.
     Route(u64, u32, Box<[SessionRef]>),
     /// To a shard that cached a route: the user's sessions changed.
     ForgetRoute(u64),
-    /// To a topic's owner: route this push to the shards with subscribers.
-    PushToTopic(Box<str>, Arc<PushJob>),
-    /// To a holding shard: deliver this push to local recipients.
-    Deliver(Target, Arc<PushJob>),
+    /// To a topic's owner: route this push to the shards with
+    /// subscribers; plan the count if a receipt is given.
+    PushToTopic(Box<str>, Arc<PushJob>, Option<Receipt>),
+    /// To a holding shard: deliver this push to local recipients, and
+    /// count them to the receipt if one is given.
+    Deliver(Target, Arc<PushJob>, Option<Receipt>),
     /// To a user's owner: act on the user's sessions, answer `RequestRef`.
     UserRequest(Box<str>, UserAction, RequestRef),
     /// To a holding shard: act on these sessions of the user.
@@ -123,6 +146,12 @@ pub enum Message {
     RequestPlan(RequestRef, u16),
     /// To the requester: the sessions one holding shard acted on.
     RequestReply(RequestRef, Vec<SessionInfo>),
+    /// To a receipt's shard: this many holding shards will count the push
+    /// for one user or topic.
+    PushPlan(Receipt, u16),
+    /// To a receipt's shard: one holding shard enqueued the push to this
+    /// many sessions.
+    PushCount(Receipt, u32),
     /// To every shard: kick all sessions (drain kind) at this rate per shard.
     Drain(u32, Arc<[String]>, u32),
 }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::directory::{SessionRef, UserDirectory};
-use crate::messages::{Dest, Message, PushJob, RequestRef, RouteAsk, Target, UserAction};
+use crate::messages::{Dest, Message, PushJob, Receipt, RequestRef, RouteAsk, Target, UserAction};
 use crate::owner::{owner_of, owner_of_hash, stable_hash};
 use crate::routes::{RouteCache, RouteWatchers, cacheable};
 use crate::topics::TopicShards;
@@ -73,23 +73,33 @@ impl Router {
 
     /// A push for `user`: straight to the holding shards when the route is
     /// cached, else through the user's owner (asking for the route when
-    /// the owner is another shard).
-    pub fn to_user(&mut self, user: &str, job: &Arc<PushJob>, out: &mut Outbox) {
+    /// the owner is another shard). With a `receipt`, whoever resolves the
+    /// user plans the count: the owner, or this shard itself on a cached
+    /// route (a [`Message::PushPlan`] to the receipt's shard in `out`).
+    pub fn to_user(
+        &mut self,
+        user: &str,
+        job: &Arc<PushJob>,
+        receipt: Option<Receipt>,
+        out: &mut Outbox,
+    ) {
         let hash = stable_hash(user);
         let owner = owner_of_hash(hash, self.shards);
         if owner == usize::from(self.index) {
             out.push((
                 local(owner),
-                Message::PushToUser(user.into(), job.clone(), None),
+                Message::PushToUser(user.into(), job.clone(), None, receipt),
             ));
             return;
         }
         if let Some(sessions) = self.routes.known(hash) {
             self.cache_hits += 1;
-            for (shard, sessions) in group_by_shard(sessions) {
+            let holders = group_by_shard(sessions);
+            plan(receipt, holders.len(), out);
+            for (shard, sessions) in holders {
                 out.push((
                     local(shard),
-                    Message::Deliver(Target::User(user.into(), sessions), job.clone()),
+                    Message::Deliver(Target::User(user.into(), sessions), job.clone(), receipt),
                 ));
             }
             return;
@@ -100,23 +110,32 @@ impl Router {
         });
         out.push((
             local(owner),
-            Message::PushToUser(user.into(), job.clone(), ask),
+            Message::PushToUser(user.into(), job.clone(), ask, receipt),
         ));
     }
 
     /// A push for `topic`: to its owner, which knows the shards with
-    /// subscribers.
-    pub fn to_topic(&self, topic: &str, job: &Arc<PushJob>, out: &mut Outbox) {
+    /// subscribers (and plans the count, with a `receipt`).
+    pub fn to_topic(
+        &self,
+        topic: &str,
+        job: &Arc<PushJob>,
+        receipt: Option<Receipt>,
+        out: &mut Outbox,
+    ) {
         out.push((
             self.owner(topic),
-            Message::PushToTopic(topic.into(), job.clone()),
+            Message::PushToTopic(topic.into(), job.clone(), receipt),
         ));
     }
 
     /// A broadcast: to every shard.
     pub fn to_all(&self, job: &Arc<PushJob>, out: &mut Outbox) {
         for shard in 0..self.shards {
-            out.push((local(shard), Message::Deliver(Target::All, job.clone())));
+            out.push((
+                local(shard),
+                Message::Deliver(Target::All, job.clone(), None),
+            ));
         }
     }
 
@@ -128,8 +147,8 @@ impl Router {
     }
 
     /// Handles a message an owner acts on; gives back the ones a holding
-    /// shard acts on (`Deliver`, `SessionsRequest`, `RequestPlan`,
-    /// `RequestReply`, `Drain`).
+    /// or requesting shard acts on (`Deliver`, `SessionsRequest`,
+    /// `RequestPlan`, `RequestReply`, `PushPlan`, `PushCount`, `Drain`).
     pub fn handle(&mut self, msg: Message, out: &mut Outbox) -> Option<Message> {
         match msg {
             Message::SessionUp(user, r) => {
@@ -142,11 +161,17 @@ impl Router {
             }
             Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
             Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
-            Message::PushToUser(user, job, ask) => {
-                for (shard, sessions) in self.holders_of(&user) {
+            Message::PushToUser(user, job, ask, receipt) => {
+                let holders = self.holders_of(&user);
+                plan(receipt, holders.len(), out);
+                for (shard, sessions) in holders {
                     out.push((
                         local(shard),
-                        Message::Deliver(Target::User(user.clone(), sessions), job.clone()),
+                        Message::Deliver(
+                            Target::User(user.clone(), sessions),
+                            job.clone(),
+                            receipt,
+                        ),
                     ));
                 }
                 if let Some(ask) = ask {
@@ -157,11 +182,13 @@ impl Router {
                 self.routes.learn(user, seq, sessions);
             }
             Message::ForgetRoute(user) => self.routes.forget(user),
-            Message::PushToTopic(topic, job) => {
-                for &shard in self.topic_owner.shards(&topic) {
+            Message::PushToTopic(topic, job, receipt) => {
+                let shards = self.topic_owner.shards(&topic);
+                plan(receipt, shards.len(), out);
+                for &shard in shards {
                     out.push((
                         Dest::Local(shard),
-                        Message::Deliver(Target::Topic(topic.clone()), job.clone()),
+                        Message::Deliver(Target::Topic(topic.clone()), job.clone(), receipt),
                     ));
                 }
             }
@@ -182,6 +209,8 @@ impl Router {
             | Message::SessionsRequest(..)
             | Message::RequestPlan(..)
             | Message::RequestReply(..)
+            | Message::PushPlan(..)
+            | Message::PushCount(..)
             | Message::Drain(..)) => return Some(holder),
         }
         None
@@ -232,6 +261,15 @@ impl Router {
         for shard in self.watchers.take(hash) {
             out.push((Dest::Local(shard), Message::ForgetRoute(hash)));
         }
+    }
+}
+
+/// With a receipt: tells its shard that `holders` holding shards will
+/// count the push.
+fn plan(receipt: Option<Receipt>, holders: usize, out: &mut Outbox) {
+    if let Some(r) = receipt {
+        let holders = u16::try_from(holders).unwrap_or(u16::MAX);
+        out.push((Dest::Local(r.reply_to.shard), Message::PushPlan(r, holders)));
     }
 }
 

@@ -82,7 +82,10 @@ pub fn decide(
 ) -> Result<DriverDecision, DriverUnavailable> {
     let unavailable = uring_unavailable(uring);
     let (driver, why) = match (choice, unavailable) {
-        (DriverChoice::Epoll, _) => (Driver::Epoll, "driver = \"epoll\" (config or --driver)".into()),
+        (DriverChoice::Epoll, _) => (
+            Driver::Epoll,
+            "driver = \"epoll\" (config or --driver)".into(),
+        ),
         (DriverChoice::IoUring, Some(reason)) => return Err(DriverUnavailable { reason }),
         (DriverChoice::IoUring, None) => (
             Driver::IoUring,

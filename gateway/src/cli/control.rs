@@ -84,7 +84,7 @@ fn request(c: &ControlArgs, method: &str, path: &str, body: &str) -> Result<Answ
     Ok(answer)
 }
 
-/// Runs `gateway push`: prints the answer (`{"id": N, ...}`).
+/// Runs `gateway push`: prints the answer (`{"id": N, "online": K}`).
 pub fn push(args: &PushArgs) -> Result<(), CliError> {
     let answer = request(
         &args.control,

@@ -292,15 +292,16 @@ impl ShardCore {
     /// Under `disconnect`, an overflowing connection loses what is queued
     /// behind the frame being written and gets a best-effort Kick
     /// (SLOW_CONSUMER) in its place, then is closed: the Kick arrives if
-    /// the client reads again within `protocol.close_linger_ms`.
-    pub(super) fn enqueue(&mut self, now: Millis, key: u32, frame: impl Into<Frame>) {
+    /// the client reads again within `protocol.close_linger_ms`. Returns
+    /// whether `frame` was queued.
+    pub(super) fn enqueue(&mut self, now: Millis, key: u32, frame: impl Into<Frame>) -> bool {
         let cap = self.shard_cfg.settings.outbound_queue_bytes;
         let policy = self.shard_cfg.settings.slow_consumer;
         let Some(conn) = self.conns.get_mut(key as usize) else {
-            return;
+            return false;
         };
         if conn.life.close_wanted() {
-            return;
+            return false;
         }
         let before = conn.outbound.queued_bytes();
         let outcome = conn
@@ -319,13 +320,17 @@ impl ShardCore {
         let after = conn.outbound.queued_bytes();
         self.account_queued(before, after);
         match outcome {
-            Enqueued::Queued => {}
-            Enqueued::QueuedDropping(n) => self.stats.slow_consumer_drops += u64::from(n),
+            Enqueued::Queued => true,
+            Enqueued::QueuedDropping(n) => {
+                self.stats.slow_consumer_drops += u64::from(n);
+                true
+            }
             Enqueued::Overflow => {
                 self.stats.slow_consumer_disconnects += 1;
                 // Queues the Kick and starts the close. Safe inside
                 // `handle_output` too: this takes only the Kick's output.
                 self.handle_output(now, key);
+                false
             }
         }
     }

@@ -42,12 +42,15 @@ impl ShardCore {
     /// A request of the control listener, from `caller`. The answer comes
     /// out as an [`Action::Answer`], now or later (cross-shard requests).
     ///
-    /// A push is answered once it is accepted (validated, encoded, given
-    /// its id); it is routed, with this shard's own deliveries, by
-    /// [`ShardCore::route_accepted_pushes`], which the driver calls once
-    /// the answers are on their way. Any other request first routes the
-    /// pushes accepted before it, so the order between requests on a
-    /// connection is the order they take effect in.
+    /// A broadcast is answered once it is accepted (validated, encoded,
+    /// given its id), with the sessions online; a push to users or a topic
+    /// once its holding shards have counted the sessions they enqueued it
+    /// to (at most `push::REQUEST_TIMEOUT_MS` later, then `"partial"`).
+    /// A push that fans out is routed, with this shard's own deliveries,
+    /// by [`ShardCore::route_accepted_pushes`], which the driver calls
+    /// once the answers given are on their way. Any other request first
+    /// routes the pushes accepted before it, so the order between requests
+    /// on a connection is the order they take effect in.
     pub fn on_control_request(&mut self, t: Time, caller: Caller, req: &Request) {
         let now = self.at(t);
         let path = req.path.split('?').next().unwrap_or("");
@@ -123,8 +126,8 @@ impl ShardCore {
             // The status page: under the same bearer-token rule as the
             // API it polls.
             ("GET", "/") => Some(routes::status_page()),
-            ("POST", "/v1/push") => Some(self.api_push(&req.body)),
-            ("POST", "/v1/push/batch") => Some(self.api_push_batch(&req.body)),
+            ("POST", "/v1/push") => self.api_push(now, key, &req.body),
+            ("POST", "/v1/push/batch") => self.api_push_batch(now, key, &req.body),
             ("POST", "/v1/kick") => self.api_kick(now, key, &req.body),
             ("POST", "/v1/drain") => Some(self.api_drain(&req.body)),
             ("GET", p) if p.starts_with("/v1/users/") => {

@@ -7,7 +7,8 @@
 //! cache, push routing and delivery, kick and drain, auth verdicts, the
 //! bookkeeping of requests across shards and the counters. It makes no
 //! syscall and reads no clock: every input carries a [`Time`], push ids
-//! come from a [`PushIds`] the driver hands in, and what must happen in the
+//! come from a [`PushIds`] the driver hands in (and the other shards'
+//! session counts from a [`Census`]), and what must happen in the
 //! world comes out as an [`Action`] (a stream operation, a backend call, a
 //! control answer) or as mail for another shard ([`ShardCore::flush_mail`]).
 //!
@@ -51,6 +52,7 @@ use crate::settings::Settings;
 use crate::stats::ShardStats;
 use crate::timer::TimerWheel;
 
+pub use crate::census::Census;
 pub use crate::push_ids::{CountingPushIds, PushIds};
 pub use crate::time::Time;
 
@@ -189,6 +191,8 @@ pub struct ShardCore {
     settings: Arc<Settings>,
     verifier: Arc<dyn TokenVerifier + Send + Sync>,
     push_ids: Arc<dyn PushIds>,
+    /// The other shards' sessions, for a broadcast's answer.
+    census: Arc<dyn Census>,
     /// Wall clock of the input being handled.
     unix_ms: u64,
     conns: Slab<Conn>,
@@ -214,7 +218,9 @@ pub struct ShardCore {
     topics: LocalTopics,
     outboxes: push::Outboxes,
     requests: push::PendingRequests,
-    /// Pushes answered and not routed yet.
+    /// Push answers waiting for the holders' counts.
+    answers: push::PendingAnswers,
+    /// Pushes accepted and not routed yet.
     accepted: push::AcceptedPushes,
     paced: Vec<push::PacedJob>,
     fanout_samples: Vec<u64>,
@@ -235,12 +241,15 @@ impl std::fmt::Debug for ShardCore {
 }
 
 impl ShardCore {
-    /// The core of shard `index` of `settings.shards`, started at `t`.
+    /// The core of shard `index` of `settings.shards`, started at `t`,
+    /// taking push ids from `push_ids` and the other shards' session
+    /// counts from `census`.
     pub fn new(
         index: usize,
         settings: Arc<Settings>,
         verifier: Arc<dyn TokenVerifier + Send + Sync>,
         push_ids: Arc<dyn PushIds>,
+        census: Arc<dyn Census>,
         t: Time,
     ) -> Self {
         let shard_cfg = settings.shards[index].clone();
@@ -254,6 +263,7 @@ impl ShardCore {
             settings,
             verifier,
             push_ids,
+            census,
             unix_ms: t.unix_ms,
             conns: Slab::with_capacity(max_connections.min(1 << 20)),
             queues: outbound::QueuePool::default(),
@@ -272,6 +282,7 @@ impl ShardCore {
             topics: LocalTopics::default(),
             outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
+            answers: push::PendingAnswers::default(),
             accepted: push::AcceptedPushes::default(),
             paced: Vec::new(),
             fanout_samples: Vec::new(),
@@ -315,7 +326,7 @@ impl ShardCore {
     }
 
     /// Runs what is due at `t`: connection timers, paced deliveries and
-    /// the timeouts of requests across shards.
+    /// the timeouts of requests and push answers across shards.
     pub fn on_tick(&mut self, t: Time) {
         let now = self.at(t);
         let mut fired = std::mem::take(&mut self.fired);
@@ -328,6 +339,7 @@ impl ShardCore {
         if !self.requests.is_empty() {
             self.expire_requests(now);
         }
+        self.expire_answers(now);
     }
 
     /// Ends a turn of the driver's loop: the sends of everything delivered
@@ -353,6 +365,7 @@ impl ShardCore {
             self.drain_wakeup(now),
             self.paced_wakeup(now),
             self.requests_wakeup(),
+            self.answers_wakeup(),
             self.rejections.next_due(),
             outbox,
             turn,

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::auth::{Claims, JwtVerifier, mint_hs256};
 use protocol::client::{ClientConfig, ClientEvent, ClientSession};
@@ -18,8 +19,8 @@ use protocol::time::Millis;
 use tuning::config::GatewayConfig;
 
 use super::{
-    Action, Answer, BackendCall, CountingPushIds, Message, ShardCore, StreamOp, StreamOpKind, Time,
-    Transport,
+    Action, Answer, BackendCall, Census, CountingPushIds, Message, ShardCore, StreamOp,
+    StreamOpKind, Time, Transport,
 };
 use crate::control::Caller;
 use crate::control::http::Request;
@@ -102,6 +103,22 @@ impl SimClient {
     }
 }
 
+/// The sessions each simulated shard published last: the simulation
+/// publishes every core's count whenever it has run them.
+#[derive(Debug)]
+pub struct SimCensus(Vec<AtomicU64>);
+
+impl Census for SimCensus {
+    fn sessions_elsewhere(&self, shard: usize) -> u64 {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != shard)
+            .map(|(_, n)| n.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// The simulated gateway.
 pub struct Sim {
     /// One core per shard.
@@ -119,6 +136,10 @@ pub struct Sim {
     pub backend_calls: Vec<(usize, BackendCall)>,
     /// Shards that stopped accepting.
     pub stopped_accepting: Vec<bool>,
+    /// What the cores read as the other shards' sessions.
+    pub census: Arc<SimCensus>,
+    /// Shards whose mail is lost (a shard that never answers).
+    pub deaf: Vec<bool>,
     next_caller: usize,
     actions: Vec<Action>,
 }
@@ -141,12 +162,23 @@ impl Sim {
         let settings = Arc::new(Settings::new(config, shards).expect("a valid sim config"));
         let verifier = Arc::new(JwtVerifier::hs256(SECRET, 0));
         let ids = Arc::new(CountingPushIds::default());
+        let census = Arc::new(SimCensus((0..shards).map(|_| AtomicU64::new(0)).collect()));
         let t = Time {
             now: Millis(0),
             unix_ms: EPOCH_MS,
         };
         let cores = (0..shards)
-            .map(|i| ShardCore::new(i, settings.clone(), verifier.clone(), ids.clone(), t))
+            .map(|i| {
+                let census: Arc<dyn Census> = census.clone();
+                ShardCore::new(
+                    i,
+                    settings.clone(),
+                    verifier.clone(),
+                    ids.clone(),
+                    census,
+                    t,
+                )
+            })
             .collect();
         Sim {
             cores,
@@ -157,6 +189,8 @@ impl Sim {
             answers: Vec::new(),
             backend_calls: Vec::new(),
             stopped_accepting: vec![false; shards],
+            census,
+            deaf: vec![false; shards],
             next_caller: 0,
             actions: Vec::new(),
         }
@@ -272,9 +306,10 @@ impl Sim {
             }
             moved |= self.deliver_client_bytes();
             moved |= self.carry_mail();
-            for core in &mut self.cores {
+            for (core, published) in self.cores.iter_mut().zip(&self.census.0) {
                 core.end_turn();
                 moved |= core.has_actions();
+                published.store(core.stats.sessions, Ordering::Relaxed);
             }
             if !moved {
                 return;
@@ -439,7 +474,9 @@ impl Sim {
         }
         for (shard, inbox) in self.inboxes.iter_mut().enumerate() {
             while let Some(msg) = inbox.pop_front() {
-                self.cores[shard].on_mail(t, msg);
+                if !self.deaf[shard] {
+                    self.cores[shard].on_mail(t, msg);
+                }
                 moved = true;
             }
         }

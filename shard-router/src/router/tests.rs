@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::{Outbox, Router};
 use crate::directory::SessionRef;
-use crate::messages::{Dest, Message, PushJob, RequestRef, Target, UserAction};
+use crate::messages::{Dest, Message, PushJob, Receipt, RequestRef, Target, UserAction};
 use crate::owner::owner_of;
 
 /// Routers of one node and their mailboxes: each inbox is FIFO per
@@ -123,17 +123,36 @@ impl Net {
     }
 
     fn push_to_user(&mut self, via: usize, user: &str, id: u64) {
-        let job = Arc::new(PushJob {
-            id,
-            frame: Bytes::new(),
-            frames: 1,
-            app: "".into(),
-            rate: 0,
-            accepted_us: 0,
-        });
+        self.push_to_user_counted(via, user, id, None);
+    }
+
+    /// A push to `user` through `via`, its count going to `receipt`.
+    fn push_to_user_counted(&mut self, via: usize, user: &str, id: u64, receipt: Option<Receipt>) {
         let mut out = Vec::new();
-        self.routers[via].to_user(user, &job, &mut out);
+        self.routers[via].to_user(user, &job(id), receipt, &mut out);
         self.send(via, out);
+    }
+
+    /// The plans `shard` was handed for `receipt`.
+    fn plans(&self, shard: usize, receipt: Receipt) -> Vec<u16> {
+        self.handed[shard]
+            .iter()
+            .filter_map(|m| match m {
+                Message::PushPlan(r, n) if *r == receipt => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The receipts of the deliveries `shard` was handed, in order.
+    fn delivery_receipts(&self, shard: usize) -> Vec<Option<Receipt>> {
+        self.handed[shard]
+            .iter()
+            .filter_map(|m| match m {
+                Message::Deliver(_, _, r) => Some(*r),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Ids of the user pushes `shard` was handed to deliver.
@@ -141,10 +160,30 @@ impl Net {
         self.handed[shard]
             .iter()
             .filter_map(|m| match m {
-                Message::Deliver(Target::User(..), job) => Some(job.id),
+                Message::Deliver(Target::User(..), job, _) => Some(job.id),
                 _ => None,
             })
             .collect()
+    }
+}
+
+fn job(id: u64) -> Arc<PushJob> {
+    Arc::new(PushJob {
+        id,
+        frame: Bytes::new(),
+        frames: 1,
+        app: "".into(),
+        rate: 0,
+        accepted_us: 0,
+    })
+}
+
+/// A receipt for an answer waiting on `shard`.
+fn receipt(shard: u16, part: u32) -> Receipt {
+    Receipt {
+        reply_to: RequestRef { shard, id: 3 },
+        seq: 41,
+        part,
     }
 }
 
@@ -257,22 +296,14 @@ fn a_topic_push_visits_only_shards_with_subscribers() {
         );
     }
     net.settle();
-    let job = Arc::new(PushJob {
-        id: 9,
-        frame: Bytes::new(),
-        frames: 1,
-        app: "".into(),
-        rate: 0,
-        accepted_us: 0,
-    });
     let mut out = Vec::new();
-    net.routers[0].to_topic("news", &job, &mut out);
+    net.routers[0].to_topic("news", &job(9), None, &mut out);
     net.send(0, out);
     net.settle();
     for shard in 0..4 {
         let topic_deliveries = net.handed[shard]
             .iter()
-            .filter(|m| matches!(m, Message::Deliver(Target::Topic(t), _) if &**t == "news"))
+            .filter(|m| matches!(m, Message::Deliver(Target::Topic(t), ..) if &**t == "news"))
             .count();
         let want = usize::from(shard == 1 || shard == 3);
         assert_eq!(topic_deliveries, want, "shard {shard}");
@@ -310,4 +341,125 @@ fn a_user_request_is_planned_with_one_answer_per_holding_shard() {
     };
     assert_eq!(asked(0), vec![1]);
     assert_eq!(asked(2), vec![2]);
+}
+
+#[test]
+fn a_user_push_through_the_owner_is_planned_there_and_each_delivery_carries_the_receipt() {
+    for seed in 1..20u64 {
+        let mut net = Net::new(4, seed);
+        let via = 1;
+        let user = user_owned_elsewhere(4, via, 3);
+        net.session_up(0, &user, 1);
+        net.session_up(3, &user, 2);
+        net.session_up(3, &user, 3);
+        net.settle();
+        let r = receipt(via as u16, 0);
+        net.push_to_user_counted(via, &user, 1, Some(r));
+        net.settle();
+        assert_eq!(net.plans(via, r), vec![2], "seed {seed}: two holders");
+        assert_eq!(net.delivery_receipts(0), vec![Some(r)]);
+        assert_eq!(net.delivery_receipts(3), vec![Some(r)]);
+        assert_eq!(net.routers[via].cache_hits(), 0, "a route through 3 shards");
+    }
+}
+
+#[test]
+fn a_cached_route_is_planned_by_the_pushing_shard_itself() {
+    let mut net = Net::new(4, 5);
+    let via = 0;
+    let user = (0..)
+        .map(|i| format!("user-{i}"))
+        .find(|u| owner_of(u, 4) != via)
+        .unwrap_or_default();
+    let holder = owner_of(&user, 4);
+    net.session_up(holder, &user, 7);
+    net.settle();
+    // Pushes without a receipt are planned nowhere; they teach the route.
+    net.push_to_user(via, &user, 1);
+    net.settle();
+    assert!(
+        (0..4).all(|s| !net.handed[s]
+            .iter()
+            .any(|m| matches!(m, Message::PushPlan(..)))),
+        "no receipt, no plan"
+    );
+    let r = receipt(via as u16, 2);
+    let mut out = Vec::new();
+    net.routers[via].to_user(&user, &job(2), Some(r), &mut out);
+    assert_eq!(net.routers[via].cache_hits(), 1, "the route was cached");
+    let plans: Vec<(Dest, u16)> = out
+        .iter()
+        .filter_map(|(d, m)| match m {
+            Message::PushPlan(got, n) if *got == r => Some((*d, *n)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        plans,
+        vec![(Dest::Local(via as u16), 1)],
+        "planned at once, to itself"
+    );
+    assert!(
+        !out.iter()
+            .any(|(_, m)| matches!(m, Message::PushToUser(..))),
+        "no hop through the owner"
+    );
+    net.send(via, out);
+    net.settle();
+    assert_eq!(net.plans(via, r), vec![1]);
+    assert_eq!(net.delivery_receipts(holder), vec![None, Some(r)]);
+}
+
+#[test]
+fn an_offline_user_is_planned_with_no_holders_wherever_it_is_owned() {
+    let mut net = Net::new(3, 9);
+    for (i, user) in ["nobody-a", "nobody-b", "nobody-c", "nobody-d"]
+        .iter()
+        .enumerate()
+    {
+        for via in 0..3 {
+            let r = receipt(via as u16, i as u32);
+            net.push_to_user_counted(via, user, 1, Some(r));
+            net.settle();
+            assert_eq!(net.plans(via, r), vec![0], "{user} via {via}");
+        }
+    }
+    assert!((0..3).all(|s| net.delivery_receipts(s).is_empty()));
+}
+
+#[test]
+fn a_topic_push_is_planned_by_the_topic_owner_and_a_broadcast_carries_no_receipt() {
+    let mut net = Net::new(4, 13);
+    let owner = owner_of("news", 4);
+    for shard in [0u16, 2] {
+        net.send(
+            usize::from(shard),
+            vec![(
+                Dest::Local(owner as u16),
+                Message::TopicJoin("news".into(), shard),
+            )],
+        );
+    }
+    net.settle();
+    let (news, empty) = (receipt(3, 0), receipt(3, 1));
+    let mut out = Vec::new();
+    net.routers[3].to_topic("news", &job(1), Some(news), &mut out);
+    net.routers[3].to_topic("nobody-reads-this", &job(2), Some(empty), &mut out);
+    net.routers[3].to_all(&job(3), &mut out);
+    net.send(3, out);
+    net.settle();
+    assert_eq!(net.plans(3, news), vec![2], "two shards with subscribers");
+    assert_eq!(net.plans(3, empty), vec![0], "nobody subscribed");
+    for shard in 0..4 {
+        // The broadcast goes straight, the topic push through its owner:
+        // either may arrive first.
+        let mut got = net.delivery_receipts(shard);
+        got.sort_by_key(Option::is_none);
+        let want = if shard == 0 || shard == 2 {
+            vec![Some(news), None]
+        } else {
+            vec![None]
+        };
+        assert_eq!(got, want, "shard {shard}");
+    }
 }

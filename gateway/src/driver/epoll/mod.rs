@@ -121,6 +121,7 @@ impl Shard {
             settings.clone(),
             verifier,
             shared.push_ids.clone(),
+            shared.clone(),
             clock.time(),
         );
         let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));

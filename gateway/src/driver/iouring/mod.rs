@@ -111,6 +111,7 @@ impl Shard {
             settings.clone(),
             verifier,
             shared.push_ids.clone(),
+            shared.clone(),
             clock.time(),
         );
         let multishot_accept = !core.needs_peer_address();

@@ -1,7 +1,10 @@
 //! The backend-facing push API on the control listener: `/v1/push`,
 //! `/v1/push/batch`, `/v1/users/{user}`, `/v1/kick`, `/v1/drain`. Requests
 //! are validated here, turned into one encoded push (or a cross-shard
-//! request) and routed.
+//! request) and routed. A push to users or a topic is answered once its
+//! holders have counted the sessions it reached (`answers`); a broadcast at
+//! once, with the sessions the gateway held when it was accepted (the
+//! [`Census`](crate::census::Census)).
 
 use std::sync::Arc;
 
@@ -13,7 +16,8 @@ use protocol::time::Millis;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Message, OUTBOX_LIMIT, PushJob, UserAction};
+use super::answers::{Line, Shape, Tally};
+use super::{Message, OUTBOX_LIMIT, PushJob, Receipt, UserAction};
 use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::shard_core::ShardCore;
@@ -75,20 +79,44 @@ enum Destination {
     All,
 }
 
+impl Destination {
+    /// How many users or topics will plan the push's count; `None` for a
+    /// broadcast, whose answer never waits.
+    fn names(&self) -> Option<usize> {
+        match self {
+            Destination::Users(users) => Some(users.len()),
+            Destination::Topic(_) => Some(1),
+            Destination::All => None,
+        }
+    }
+}
+
 /// Most users a push may name and still be routed before its answer (see
 /// [`Shard::route`]).
 const ROUTE_AT_ONCE_USERS: usize = 8;
 
-/// Pushes accepted and answered but not routed yet (see
-/// [`Shard::route_accepted`]).
+/// Pushes accepted but not routed yet (see [`Shard::route_accepted`]),
+/// with where their counts go.
 #[derive(Debug, Default)]
-pub(crate) struct AcceptedPushes(Vec<(Destination, PushJob)>);
+pub(crate) struct AcceptedPushes(Vec<(Destination, PushJob, Option<Receipt>)>);
 
 impl AcceptedPushes {
     /// Whether no push waits for its routing.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// A run of merged pushes of a batch (see `ShardCore::api_push_batch`).
+#[derive(Debug)]
+struct Run {
+    dest: Destination,
+    /// The run's first push, its frame count the run's.
+    job: PushJob,
+    /// The frames from the second push on, gathering.
+    frames: Option<BytesMut>,
+    /// Where the run's one count goes (a topic run).
+    receipt: Option<Receipt>,
 }
 
 /// A kick request body.
@@ -127,79 +155,143 @@ impl ShardCore {
             .then(|| Response::error(503, "busy: cross-shard mailboxes are full, retry later"))
     }
 
-    /// Answers `POST /v1/push`.
-    pub(in crate::shard_core) fn api_push(&mut self, body: &[u8]) -> Response {
+    /// Answers `POST /v1/push`: a broadcast at once; a push to users or a
+    /// topic once its holders have counted (`None` here, the answer comes
+    /// later).
+    pub(in crate::shard_core) fn api_push(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        body: &[u8],
+    ) -> Option<Response> {
         if let Some(busy) = self.busy() {
-            return busy;
+            return Some(busy);
         }
-        match self.accept_push(body) {
-            Ok(id) => Response::json(200, &json!({ "id": id })),
+        let (dest, job) = match self.prepare_push(body) {
+            Ok(push) => push,
             Err(e) => {
                 self.stats.pushes_rejected += 1;
-                bad_request(&e)
+                return Some(bad_request(&e));
             }
-        }
+        };
+        self.stats.pushes_accepted += 1;
+        let id = job.id;
+        let Some(names) = dest.names() else {
+            let online = self.census();
+            self.route(dest, job, None);
+            return Some(Response::json(200, &json!({ "id": id, "online": online })));
+        };
+        let tally = Tally::new(names);
+        let answer = self.await_answer(now, caller, Shape::One { id, tally });
+        self.route(dest, job, Some(answer.receipt(self.index, 0)));
+        self.seal_answer(answer, None);
+        None
     }
 
     /// Answers `POST /v1/push/batch`: one push request per line (NDJSON);
-    /// each line gets its own result, in order.
-    pub(in crate::shard_core) fn api_push_batch(&mut self, body: &[u8]) -> Response {
+    /// each line gets its own result, in order, once every line is
+    /// counted (`None` here when that is later).
+    pub(in crate::shard_core) fn api_push_batch(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        body: &[u8],
+    ) -> Option<Response> {
         if let Some(busy) = self.busy() {
-            return busy;
+            return Some(busy);
         }
-        let mut results = Vec::new();
+        let answer = self.await_answer(
+            now,
+            caller,
+            Shape::Batch {
+                lines: Vec::new(),
+                tallies: Vec::new(),
+            },
+        );
+        let mut lines = Vec::new();
+        let mut tallies = Vec::new();
+        // The sessions online, for the broadcasts: read once per batch.
+        let mut census = None;
         // Consecutive unpaced pushes to the same broadcast or topic (same app)
         // travel as one job whose frames are concatenated: each recipient
-        // then gets one enqueue and one send for the whole run. From the
-        // second push on, the frames gather in one buffer, frozen when the
-        // run ends.
-        let mut run: Option<(Destination, PushJob, Option<BytesMut>)> = None;
+        // then gets one enqueue and one send for the whole run, and its
+        // lines share one count. From the second push on, the frames
+        // gather in one buffer, frozen when the run ends.
+        let mut run: Option<Run> = None;
         for line in body.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match self.prepare_push(line) {
-                Ok((dest, job)) => {
-                    results.push(json!({ "id": job.id }));
-                    self.stats.pushes_accepted += 1;
-                    let mergeable = job.rate == 0 && !matches!(dest, Destination::Users(_));
-                    match &mut run {
-                        Some((d, acc, frames)) if mergeable && *d == dest && acc.app == job.app => {
-                            frames
-                                .get_or_insert_with(|| BytesMut::from(&acc.frame[..]))
-                                .extend_from_slice(&job.frame);
-                            acc.frames += 1;
-                        }
-                        _ => {
-                            if let Some(done) = run.take() {
-                                self.route_run(done);
-                            }
-                            if mergeable {
-                                run = Some((dest, job, None));
-                            } else {
-                                self.route(dest, job);
-                            }
-                        }
-                    }
-                }
+            let (dest, job) = match self.prepare_push(line) {
+                Ok(push) => push,
                 Err(e) => {
                     self.stats.pushes_rejected += 1;
-                    results.push(json!({ "error": e.to_string() }));
+                    lines.push(Line::Refused(e.to_string()));
+                    continue;
                 }
+            };
+            self.stats.pushes_accepted += 1;
+            let id = job.id;
+            let mergeable = job.rate == 0 && !matches!(dest, Destination::Users(_));
+            if let Some(r) = &mut run
+                && mergeable
+                && r.dest == dest
+                && r.job.app == job.app
+            {
+                r.frames
+                    .get_or_insert_with(|| BytesMut::from(&r.job.frame[..]))
+                    .extend_from_slice(&job.frame);
+                r.job.frames += 1;
+                lines.push(match (r.receipt, census) {
+                    (Some(receipt), _) => Line::Counted {
+                        id,
+                        part: receipt.part,
+                    },
+                    (None, online) => Line::Known {
+                        id,
+                        online: online.unwrap_or(0),
+                    },
+                });
+                continue;
+            }
+            if let Some(done) = run.take() {
+                self.route_run(done);
+            }
+            let receipt = match dest.names() {
+                Some(names) => {
+                    let part = u32::try_from(tallies.len()).unwrap_or(u32::MAX);
+                    tallies.push(Tally::new(names));
+                    lines.push(Line::Counted { id, part });
+                    Some(answer.receipt(self.index, part))
+                }
+                None => {
+                    let online = *census.get_or_insert_with(|| self.census());
+                    lines.push(Line::Known { id, online });
+                    None
+                }
+            };
+            if mergeable {
+                run = Some(Run {
+                    dest,
+                    job,
+                    frames: None,
+                    receipt,
+                });
+            } else {
+                self.route(dest, job, receipt);
             }
         }
         if let Some(done) = run.take() {
             self.route_run(done);
         }
-        Response::json(200, &json!({ "results": results }))
+        self.seal_answer(answer, Some((lines, tallies)));
+        None
     }
 
-    fn accept_push(&mut self, body: &[u8]) -> Result<u64, ApiError> {
-        let (dest, job) = self.prepare_push(body)?;
-        let id = job.id;
-        self.stats.pushes_accepted += 1;
-        self.route(dest, job);
-        Ok(id)
+    /// Client sessions across the gateway: this shard's now, the others'
+    /// as they last published them.
+    fn census(&self) -> u64 {
+        self.stats.sessions + self.census.sessions_elsewhere(self.index)
     }
 
     /// Validates a push request and encodes its frame.
@@ -261,28 +353,35 @@ impl ShardCore {
     }
 
     /// Hands a run of pushes to the routing, its frames as one.
-    fn route_run(&mut self, run: (Destination, PushJob, Option<BytesMut>)) {
-        let (dest, mut job, frames) = run;
+    fn route_run(&mut self, run: Run) {
+        let Run {
+            dest,
+            mut job,
+            frames,
+            receipt,
+        } = run;
         if let Some(frames) = frames {
             job.frame = frames.freeze();
         }
-        self.route(dest, job);
+        self.route(dest, job, receipt);
     }
 
     /// Hands a prepared push to the routing. A push that fans out (to
     /// all, to a topic, to more than [`ROUTE_AT_ONCE_USERS`] users) is
-    /// routed by [`Shard::route_accepted`], after the answer has been
-    /// sent, so the answer never waits for this shard's part of the
-    /// fan-out. A push to a few users is routed at once (a message to an
-    /// owner or a holder, or a few local enqueues): its delivery then
-    /// does not wait behind the answer's send. Once one push waits, later
-    /// ones wait behind it, so pushes keep the order they were accepted in.
-    fn route(&mut self, dest: Destination, job: PushJob) {
+    /// routed by [`Shard::route_accepted`], after the answers given so far
+    /// have been sent, so a broadcast's answer never waits for this
+    /// shard's part of the fan-out (the answers that wait for counts get
+    /// them as the holders enqueue, paced or not). A push to a few users
+    /// is routed at once (a message to an owner or a holder, or a few
+    /// local enqueues). Once one push waits, later ones wait behind it,
+    /// so pushes keep the order they were accepted in. Either way the
+    /// count goes to `receipt`.
+    fn route(&mut self, dest: Destination, job: PushJob, receipt: Option<Receipt>) {
         let small = matches!(&dest, Destination::Users(us) if us.len() <= ROUTE_AT_ONCE_USERS);
         if small && self.accepted.0.is_empty() {
-            self.route_now(dest, job);
+            self.route_now(dest, job, receipt);
         } else {
-            self.accepted.0.push((dest, job));
+            self.accepted.0.push((dest, job, receipt));
         }
     }
 
@@ -295,8 +394,8 @@ impl ShardCore {
             return;
         }
         let mut accepted = std::mem::take(&mut self.accepted.0);
-        for (dest, job) in accepted.drain(..) {
-            self.route_now(dest, job);
+        for (dest, job, receipt) in accepted.drain(..) {
+            self.route_now(dest, job, receipt);
         }
         // Keep the storage for the next burst unless it grew large.
         if accepted.capacity() <= 1024 && self.accepted.0.is_empty() {
@@ -304,16 +403,17 @@ impl ShardCore {
         }
     }
 
-    /// Sends a prepared push on its way.
-    fn route_now(&mut self, dest: Destination, job: PushJob) {
+    /// Sends a prepared push on its way, its count (every user's) going
+    /// to `receipt`.
+    fn route_now(&mut self, dest: Destination, job: PushJob, receipt: Option<Receipt>) {
         let job = Arc::new(job);
         match dest {
             Destination::Users(users) => {
                 for user in users {
-                    self.route_to_user(&user, &job);
+                    self.route_to_user(&user, &job, receipt);
                 }
             }
-            Destination::Topic(topic) => self.route_to_topic(&topic, &job),
+            Destination::Topic(topic) => self.route_to_topic(&topic, &job, receipt),
             Destination::All => self.route_to_all(&job),
         }
     }

@@ -9,7 +9,7 @@ use protocol::proto::{ErrorCode, KickCode};
 use protocol::time::Millis;
 use shard_router::directory::SessionRef;
 
-use super::{Message, PushJob, SessionInfo, Target, UserAction};
+use super::{Message, PushJob, Receipt, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
 use crate::shard_core::conn::{Conn, flags};
 use crate::shard_core::names::{app_names, device_name, release_apps, release_device};
@@ -41,15 +41,37 @@ impl ShardCore {
             && app.is_none_or(|bit| conn.apps & (1u64 << bit) != 0)
     }
 
-    /// Delivers `job` to this shard's recipients in `target`.
-    pub(super) fn deliver(&mut self, now: Millis, target: Target, job: &PushJob) {
+    /// Delivers `job` to this shard's recipients in `target`; with a
+    /// receipt, tells its shard how many sessions the push was enqueued to
+    /// (for a paced push: how many will get it, at once, without waiting
+    /// for the pacing).
+    pub(super) fn deliver(
+        &mut self,
+        now: Millis,
+        target: Target,
+        job: &PushJob,
+        receipt: Option<Receipt>,
+    ) {
+        let reached = self.deliver_here(now, target, job);
+        if let Some(r) = receipt {
+            let reached = u32::try_from(reached).unwrap_or(u32::MAX);
+            self.send_to(
+                usize::from(r.reply_to.shard),
+                Message::PushCount(r, reached),
+            );
+        }
+    }
+
+    /// Delivers `job` to this shard's recipients in `target`; returns how
+    /// many sessions it was enqueued to (or, paced, will be).
+    fn deliver_here(&mut self, now: Millis, target: Target, job: &PushJob) -> usize {
         let app = if job.app.is_empty() {
             None
         } else {
             match self.app_names.id(&job.app) {
                 Some(bit) => Some(bit),
                 // Nobody here declared that app.
-                None => return,
+                None => return 0,
             }
         };
         let (recipients, pace): (Vec<(u32, u32)>, bool) = match &target {
@@ -94,11 +116,16 @@ impl ShardCore {
             0
         };
         if rate == 0 {
+            let mut reached = 0;
             for &(key, _) in &recipients {
-                self.deliver_one(now, key, &mut copies, &job.frame, job.frames);
+                if self.deliver_one(now, key, &mut copies, &job.frame, job.frames) {
+                    reached += 1;
+                }
             }
             self.record_fanout(job.accepted_us);
+            reached
         } else {
+            let reached = recipients.len();
             self.paced.push(PacedJob {
                 source: job.frame.clone(),
                 copies,
@@ -108,11 +135,13 @@ impl ShardCore {
                 started: now,
                 accepted_us: job.accepted_us,
             });
+            reached
         }
     }
 
     /// Queues the push (`frames` frames, whose v1 encoding is `v1`) to
-    /// `key`, in the encoding of `key`'s transport.
+    /// `key`, in the encoding of `key`'s transport; returns whether it was
+    /// queued (not when the connection is closing or overflowed).
     fn deliver_one(
         &mut self,
         now: Millis,
@@ -120,19 +149,20 @@ impl ShardCore {
         copies: &mut LocalCopies,
         v1: &[u8],
         frames: u32,
-    ) {
+    ) -> bool {
         let Some(encoding) = self.conns.get(key as usize).map(|c| c.transport.encoding()) else {
-            return;
+            return false;
         };
         self.stats.deliveries += u64::from(frames);
         self.stats.frames_out += u64::from(frames);
-        self.enqueue(now, key, copies.get(v1, encoding).clone());
+        let queued = self.enqueue(now, key, copies.get(v1, encoding).clone());
         if let Some(conn) = self.conns.get_mut(key as usize)
             && !conn.has(flags::FLUSH_PENDING)
         {
             conn.set(flags::FLUSH_PENDING);
             self.pending_flush.push(key);
         }
+        queued
     }
 
     /// Starts the sends of everything delivered this loop iteration: all
@@ -205,6 +235,7 @@ impl ShardCore {
         let Some(user) = conn.user.clone() else {
             return;
         };
+        self.stats.sessions += 1;
         let r = SessionRef {
             shard: self.index as u16,
             key,
@@ -228,6 +259,7 @@ impl ShardCore {
             }
         }
         if let Some(user) = &conn.user {
+            self.stats.sessions = self.stats.sessions.saturating_sub(1);
             let r = SessionRef {
                 shard: self.index as u16,
                 key,

@@ -5,6 +5,7 @@
 //! the shards holding recipients; each holding shard writes the same bytes
 //! to its recipients.
 
+mod answers;
 mod api;
 mod deliver;
 mod requests;
@@ -19,13 +20,15 @@ use shard_router::router::Outbox;
 use super::{MailSink, ShardCore, Time};
 
 pub use shard_router::messages::{
-    Message, PushJob, RequestRef, RouteAsk, SessionInfo, Target, UserAction,
+    Message, PushJob, Receipt, RequestRef, RouteAsk, SessionInfo, Target, UserAction,
 };
 
+pub(crate) use answers::PendingAnswers;
 pub(crate) use api::AcceptedPushes;
 pub use api::ApiError;
 pub(crate) use deliver::PacedJob;
 pub(crate) use requests::PendingRequests;
+pub use requests::REQUEST_TIMEOUT_MS;
 
 /// Mail to other shards: what was written since the driver last flushed,
 /// and the messages held back per destination while its inbox is full.
@@ -180,7 +183,7 @@ impl ShardCore {
             return;
         };
         match msg {
-            Message::Deliver(target, job) => self.deliver(now, target, &job),
+            Message::Deliver(target, job, receipt) => self.deliver(now, target, &job, receipt),
             Message::SessionsRequest(user, sessions, action, reply_to) => {
                 let infos = self.act_on_sessions(now, &user, &sessions, &action);
                 self.send_to(
@@ -190,6 +193,8 @@ impl ShardCore {
             }
             Message::RequestPlan(req, expect) => self.request_plan(now, req.id, expect),
             Message::RequestReply(req, infos) => self.request_reply(now, req.id, infos),
+            Message::PushPlan(receipt, holders) => self.push_planned(receipt, holders),
+            Message::PushCount(receipt, sessions) => self.push_counted(receipt, sessions),
             Message::Drain(rate, reconnect, retry_after_ms) => {
                 self.start_admin_drain(now, rate, &reconnect, retry_after_ms)
             }
@@ -203,14 +208,16 @@ impl ShardCore {
         }
     }
 
-    /// Routes a push for `user` (see `Router::to_user`).
-    fn route_to_user(&mut self, user: &str, job: &Arc<PushJob>) {
-        self.routing(|router, out| router.to_user(user, job, out));
+    /// Routes a push for `user` (see `Router::to_user`), its count going
+    /// to `receipt`.
+    fn route_to_user(&mut self, user: &str, job: &Arc<PushJob>, receipt: Option<Receipt>) {
+        self.routing(|router, out| router.to_user(user, job, receipt, out));
     }
 
-    /// Routes a push for `topic` to its owner.
-    fn route_to_topic(&mut self, topic: &str, job: &Arc<PushJob>) {
-        self.routing(|router, out| router.to_topic(topic, job, out));
+    /// Routes a push for `topic` to its owner, its count going to
+    /// `receipt`.
+    fn route_to_topic(&mut self, topic: &str, job: &Arc<PushJob>, receipt: Option<Receipt>) {
+        self.routing(|router, out| router.to_topic(topic, job, receipt, out));
     }
 
     /// Sends a broadcast to every shard.
