@@ -31,6 +31,7 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 use protocol::time::Millis;
@@ -52,6 +53,12 @@ const MAX_UNSENT: usize = 1 << 20;
 /// connects cannot grow the slab either.
 const MAX_REFUSING: usize = 64;
 
+/// Requests of one connection handed to the shard and not answered yet,
+/// at most: a pipelining client gets this much concurrency (a push's
+/// answer may wait for other shards), and no more of its bytes are parsed
+/// until answers leave.
+const MAX_PIPELINED: usize = 64;
+
 /// Buffers of an idle connection larger than this are given back (a past
 /// 1 MiB request must not stay pinned by an idle keep-alive connection).
 const KEEP_CAPACITY: usize = 64 * 1024;
@@ -67,11 +74,14 @@ struct ControlConn {
     /// Receive and send in flight, and the close.
     life: StreamLife,
     close_after_send: bool,
-    /// A request was handed to the shard and is not answered yet; later
-    /// pipelined requests wait so responses keep their order.
-    awaiting: bool,
-    /// Whether the request being answered keeps the connection open.
-    keep_alive: bool,
+    /// Requests handed to the shard, oldest first, with their answers as
+    /// they come (in any order); answers leave in request order.
+    due: VecDeque<Due>,
+    /// The sequence number of `due`'s front (the next answer to leave).
+    first_seq: u32,
+    /// A request that closes the connection (or a malformed one) was
+    /// taken: nothing after it is parsed.
+    last_taken: bool,
     /// Listed in `ControlServer::unsent` for the next `flush_sends`.
     listed: bool,
     /// When the current phase (see [`ControlConn::phase`]) started: the
@@ -84,7 +94,47 @@ struct ControlConn {
     refused: bool,
 }
 
+/// A request handed to the shard, and its answer once written.
+#[derive(Debug)]
+struct Due {
+    /// Whether the request keeps the connection open.
+    keep_alive: bool,
+    /// The whole HTTP response, once the shard answered.
+    answer: Option<Vec<u8>>,
+}
+
 impl ControlConn {
+    /// Whether a request is with the shard.
+    fn awaiting(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// Moves the answers that are next in request order to the send
+    /// buffer; after one that closes the connection nothing else goes.
+    fn release_answers(&mut self) {
+        while let Some(Due {
+            keep_alive,
+            answer: Some(_),
+        }) = self.due.front()
+        {
+            let keep_alive = *keep_alive;
+            let Some(Due {
+                answer: Some(bytes),
+                ..
+            }) = self.due.pop_front()
+            else {
+                break;
+            };
+            self.first_seq = self.first_seq.wrapping_add(1);
+            self.send.writer().extend_from_slice(&bytes);
+            if !keep_alive {
+                self.close_after_send = true;
+                self.due.clear();
+                break;
+            }
+        }
+    }
+
     /// Where an answer is written now: behind the bytes being sent, if any.
     fn answers(&mut self) -> &mut Vec<u8> {
         self.send.writer()
@@ -97,7 +147,7 @@ impl ControlConn {
 
     /// What the connection is doing, for its timeouts.
     fn phase(&self) -> Phase {
-        if self.life.close_wanted() || self.awaiting {
+        if self.life.close_wanted() || self.awaiting() {
             Phase::Busy
         } else if self.close_after_send {
             // Its last answer is leaving: bounded by the idle timeout.
@@ -141,13 +191,19 @@ pub struct ControlServer {
 pub struct Caller {
     key: usize,
     generation: u32,
+    /// The request's number on its connection (answers leave in order).
+    seq: u32,
 }
 
 impl Caller {
     /// The caller on control connection `key` of generation `generation`
     /// (for drivers other than this server's, such as a simulation).
     pub fn new(key: usize, generation: u32) -> Self {
-        Self { key, generation }
+        Self {
+            key,
+            generation,
+            seq: 0,
+        }
     }
 }
 
@@ -278,32 +334,35 @@ impl ControlServer {
         std::mem::take(&mut self.ready)
     }
 
-    /// Writes the answer to `caller`'s pending request (dropped if that
-    /// connection is gone) and hands on the request pipelined behind it,
-    /// if complete. Answers leave at the next [`ControlServer::flush_sends`],
-    /// so a burst of pipelined requests is answered in one send.
+    /// Writes the answer to `caller`'s request (dropped if that
+    /// connection is gone). Answers leave in request order, at the next
+    /// [`ControlServer::flush_sends`] once every earlier one is written,
+    /// so a burst of pipelined requests is answered in one send; room
+    /// for more pipelined requests is taken at once.
     pub fn respond(&mut self, now: Millis, caller: Caller, resp: &routes::Response) {
         let key = caller.key;
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.generation != caller.generation || !c.awaiting || c.life.close_wanted() {
+        if c.generation != caller.generation || c.life.close_wanted() {
             return;
         }
-        c.awaiting = false;
-        c.fresh = false;
-        c.since = now;
-        let keep = c.keep_alive && resp.status < 500;
+        let index = caller.seq.wrapping_sub(c.first_seq) as usize;
+        let Some(due) = c.due.get_mut(index).filter(|d| d.answer.is_none()) else {
+            return;
+        };
+        let mut answer = Vec::new();
         http::write_response(
-            c.answers(),
+            &mut answer,
             resp.status,
             resp.content_type,
             &resp.body,
-            keep,
+            due.keep_alive,
         );
-        if !keep {
-            c.close_after_send = true;
-        }
+        due.answer = Some(answer);
+        c.fresh = false;
+        c.since = now;
+        c.release_answers();
         self.mark_unsent(key);
         self.serve(now, key);
         self.note(key);
@@ -412,7 +471,7 @@ impl ControlServer {
                 return;
             }
         };
-        if c.inbuf.len() == n && !c.fresh && !c.awaiting && !c.close_after_send {
+        if c.inbuf.len() == n && !c.fresh && !c.awaiting() && !c.close_after_send {
             c.since = now; // the first byte of a request
         }
         self.serve(now, key);
@@ -448,45 +507,68 @@ impl ControlServer {
         self.note(key);
     }
 
-    /// Takes the next complete request off connection `key` and hands it
-    /// to the shard; reads on when none is complete. One request at a time
-    /// is with the shard, so answers keep the order of the requests.
+    /// Takes the complete requests off connection `key` and hands them
+    /// to the shard, up to [`MAX_PIPELINED`] unanswered; reads on when
+    /// the next is not complete. The shard takes them in order, and their
+    /// answers leave in that order.
     fn serve(&mut self, now: Millis, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.life.close_wanted() || c.awaiting || c.close_after_send || c.send.unsent() > MAX_UNSENT
-        {
-            return;
-        }
-        match http::parse_request(&c.inbuf) {
-            Ok(Some((req, used))) => {
-                c.inbuf.drain(..used);
-                if c.inbuf.is_empty()
-                    && c.inbuf.capacity() > KEEP_CAPACITY
-                    && !c.life.in_flight(Pending::Recv)
-                {
-                    c.inbuf = Vec::new();
-                }
-                c.awaiting = true;
-                c.keep_alive = req.keep_alive;
-                let caller = Caller {
-                    key,
-                    generation: c.generation,
-                };
-                self.ready.push((caller, req));
+        loop {
+            if c.life.close_wanted()
+                || c.last_taken
+                || c.close_after_send
+                || c.due.len() >= MAX_PIPELINED
+                || c.send.unsent() > MAX_UNSENT
+            {
+                return;
             }
-            Ok(None) => self.start_recv(key),
-            Err(e) => {
-                let status = e.status();
-                let body = routes::error_body(&e.to_string());
-                http::write_response(c.answers(), status, "application/json", &body, false);
-                c.close_after_send = true;
-                c.since = now;
-                if !c.life.in_flight(Pending::Recv) {
-                    c.inbuf.clear();
+            match http::parse_request(&c.inbuf) {
+                Ok(Some((req, used))) => {
+                    c.inbuf.drain(..used);
+                    if c.inbuf.is_empty()
+                        && c.inbuf.capacity() > KEEP_CAPACITY
+                        && !c.life.in_flight(Pending::Recv)
+                    {
+                        c.inbuf = Vec::new();
+                    }
+                    let seq = c.first_seq.wrapping_add(c.due.len() as u32);
+                    c.due.push_back(Due {
+                        keep_alive: req.keep_alive,
+                        answer: None,
+                    });
+                    c.last_taken = !req.keep_alive;
+                    let caller = Caller {
+                        key,
+                        generation: c.generation,
+                        seq,
+                    };
+                    self.ready.push((caller, req));
                 }
-                self.mark_unsent(key);
+                Ok(None) => {
+                    self.start_recv(key);
+                    return;
+                }
+                Err(e) => {
+                    // Answered in its turn, after the requests before it;
+                    // then the connection closes.
+                    let mut answer = Vec::new();
+                    let body = routes::error_body(&e.to_string());
+                    http::write_response(&mut answer, e.status(), "application/json", &body, false);
+                    c.due.push_back(Due {
+                        keep_alive: false,
+                        answer: Some(answer),
+                    });
+                    c.last_taken = true;
+                    c.since = now;
+                    if !c.life.in_flight(Pending::Recv) {
+                        c.inbuf.clear();
+                    }
+                    c.release_answers();
+                    self.mark_unsent(key);
+                    return;
+                }
             }
         }
     }

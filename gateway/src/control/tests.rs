@@ -49,6 +49,12 @@ impl Rig {
     /// Performs the server's operations at `now` until nothing moves,
     /// answering every request 200 as the shard would.
     fn pump(&mut self, now: Millis) {
+        self.pump_answering(now, true);
+    }
+
+    /// Like [`Rig::pump`]; without `answer`, requests stay in
+    /// `take_ready` for the test to answer.
+    fn pump_answering(&mut self, now: Millis, answer: bool) {
         loop {
             self.server.flush_sends();
             let mut ops = std::mem::take(&mut self.waiting);
@@ -57,10 +63,12 @@ impl Rig {
             for op in ops {
                 moved |= self.perform(now, op);
             }
-            let ready = self.server.take_ready();
-            moved |= !ready.is_empty();
-            for (caller, _req) in ready {
-                self.server.respond(now, caller, &routes::health());
+            if answer {
+                let ready = self.server.take_ready();
+                moved |= !ready.is_empty();
+                for (caller, _req) in ready {
+                    self.server.respond(now, caller, &routes::health());
+                }
             }
             if !moved && !self.server.has_ops() {
                 return;
@@ -284,6 +292,49 @@ fn pipelined_requests_are_answered_in_order_in_one_send() {
     let (text, closed) = rig.read(c);
     assert_eq!(text.matches("HTTP/1.1 200 ").count(), 3, "{text}");
     assert!(!closed, "keep-alive");
+}
+
+#[test]
+fn pipelined_answers_leave_in_request_order_whatever_order_they_come_in() {
+    let mut rig = Rig::new(LIMITS);
+    let c = rig.connect(Millis(0));
+    rig.write(c, &[HEALTHZ, HEALTHZ, HEALTHZ].concat());
+    rig.pump_answering(Millis(1), false);
+    let ready = rig.server.take_ready();
+    assert_eq!(ready.len(), 3, "all three are with the shard at once");
+    let answer = |status: u16| routes::Response::json(status, &serde_json::json!({ "n": status }));
+    // The third and the second answer first: nothing leaves yet.
+    rig.server.respond(Millis(2), ready[2].0, &answer(202));
+    rig.server.respond(Millis(2), ready[1].0, &answer(503));
+    rig.pump_answering(Millis(2), false);
+    assert_eq!(rig.read(c), (String::new(), false));
+    // A second answer for the same request is dropped.
+    rig.server.respond(Millis(2), ready[2].0, &answer(500));
+    rig.server.respond(Millis(3), ready[0].0, &answer(201));
+    rig.pump_answering(Millis(3), false);
+    let (text, closed) = rig.read(c);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["201", "503", "202"], "{text}");
+    assert!(!closed, "a 5xx answer keeps a keep-alive connection");
+}
+
+#[test]
+fn a_request_that_closes_the_connection_is_the_last_one_taken() {
+    let mut rig = Rig::new(LIMITS);
+    let c = rig.connect(Millis(0));
+    let close = b"GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
+    rig.write(c, &[&close[..], HEALTHZ].concat());
+    rig.pump_answering(Millis(1), false);
+    let ready = rig.server.take_ready();
+    assert_eq!(ready.len(), 1, "nothing after a closing request is parsed");
+    rig.server.respond(Millis(2), ready[0].0, &routes::health());
+    rig.pump_answering(Millis(2), false);
+    let (text, closed) = rig.read(c);
+    assert_eq!(text.matches("HTTP/1.1 200 ").count(), 1, "{text}");
+    assert!(closed);
 }
 
 #[test]
