@@ -47,15 +47,29 @@ deps:
 	  echo "$(TEST_PY_PKGS)" > $$stamp; \
 	fi
 
+# The end-to-end behaviour tests run once per driver: every gateway they
+# start takes E2E_DRIVER. The rest (benchmarks, packaging, the io_uring
+# driver's own wake batching and direct-descriptor tables, the fallback
+# test, which sets up its own) runs on io_uring only.
+EPOLL_E2E := attack backends control_limits control_pipelining data_plane \
+	hostile_clients metrics_format push push_answer push_online route_cache \
+	startup_refusals
+EPOLL_E2E_ARGS := -p e2e-tests $(foreach t,$(EPOLL_E2E),--test $(t))
+
 # Builds everything (release binaries too: the end-to-end tests drive them),
-# then runs every test of the workspace.
+# then runs every test of the workspace on the io_uring driver, and the
+# end-to-end behaviour tests again on the epoll driver.
 test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build --release --bins
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	  E2E_DRIVER=io_uring $(CARGO) nextest run --workspace --no-fail-fast && \
+	  echo "== the end-to-end behaviour tests again, on the epoll driver ==" && \
+	  E2E_DRIVER=epoll $(CARGO) nextest run --no-fail-fast $(EPOLL_E2E_ARGS); \
 	else \
-	  $(CARGO) test --workspace --no-fail-fast; \
+	  E2E_DRIVER=io_uring $(CARGO) test --workspace --no-fail-fast && \
+	  echo "== the end-to-end behaviour tests again, on the epoll driver ==" && \
+	  E2E_DRIVER=epoll $(CARGO) test --no-fail-fast $(EPOLL_E2E_ARGS); \
 	fi
 	$(CARGO) test --workspace --doc
 

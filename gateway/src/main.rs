@@ -101,22 +101,15 @@ fn startup_check(cfg: &GatewayConfig, cpus: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Decides the driver (see `tuning::driver`) and says why in one log line:
-/// a warning when auto falls back to epoll.
+/// Decides the driver (see `tuning::driver`); `driver = "io_uring"` on a
+/// host without it is a one-line error. Why auto fell back to epoll is the
+/// start-up check's `shard.driver` warning, logged once.
 fn choose_driver(choice: tuning::config::DriverChoice) -> anyhow::Result<tuning::driver::Driver> {
     let uring = tuning::check::io_uring_features(
         &tuning::host::HostRoot::system(),
         &tuning::facts::OsFacts,
     );
-    let decision = tuning::driver::decide(choice, &uring)?;
-    if decision.driver == tuning::driver::Driver::Epoll
-        && choice == tuning::config::DriverChoice::Auto
-    {
-        tracing::warn!(driver = "epoll", "{}", decision.why);
-    } else {
-        tracing::info!(driver = %decision.driver, "{}", decision.why);
-    }
-    Ok(decision.driver)
+    Ok(tuning::driver::decide(choice, &uring)?.driver)
 }
 
 /// A random secret for when none is configured: nobody can mint tokens

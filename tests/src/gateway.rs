@@ -54,12 +54,35 @@ impl Gateway {
     /// Like [`Gateway::start`], with the control listener on `control`
     /// (readiness is still probed over 127.0.0.1).
     pub fn start_with_control(shards: usize, config: &str, control: SocketAddr) -> Self {
+        Self::launch(None, shards, config, control)
+    }
+
+    /// Like [`Gateway::start`], with the gateway run by `launcher` (a
+    /// program that sets something up, then execs the gateway with its
+    /// arguments, such as `e2e-no-io-uring`).
+    pub fn start_under(launcher: &Path, shards: usize, config: &str) -> Self {
+        Self::launch(
+            Some(launcher),
+            shards,
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
+    fn launch(launcher: Option<&Path>, shards: usize, config: &str, control: SocketAddr) -> Self {
         let dir = TempDir::new("gw");
         let path = dir.0.join("gateway.toml");
         let ready = dir.0.join("ready");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.0.join("gateway.log")).expect("log file");
-        let mut command = Command::new(binary("gateway"));
+        let mut command = match launcher {
+            Some(l) => {
+                let mut c = Command::new(l);
+                c.arg(binary("gateway"));
+                c
+            }
+            None => Command::new(binary("gateway")),
+        };
         // `make test` runs the behaviour tests once per driver.
         if let Some(driver) = test_driver() {
             command.arg("--driver").arg(driver);

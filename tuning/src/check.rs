@@ -132,9 +132,15 @@ pub fn check(root: &HostRoot, facts: &dyn LiveFacts, target: &CheckTarget) -> Re
     let mut ring_findings = vec![memlock_finding(facts, target, uring.kernel)];
     ring_findings.extend(uring.findings());
     for mut f in ring_findings {
-        // What io_uring lacks does not stop an epoll gateway.
-        if epoll && f.severity == Severity::Block {
-            f.severity = Severity::Warn;
+        // What io_uring lacks does not stop an epoll gateway: a warning for
+        // the host check, and at start-up nothing beyond the one
+        // `shard.driver` line.
+        if epoll && f.severity != Severity::Ok {
+            f.severity = if target.mode == Mode::Startup {
+                Severity::Ok
+            } else {
+                Severity::Warn
+            };
             f.why = format!("{} (the epoll driver runs instead)", f.why);
         }
         r.push(f);
