@@ -29,7 +29,11 @@ fn auto_falls_back_to_epoll_says_why_once_and_serves_clients() {
         "{}",
         why[0]
     );
-    assert_eq!(log.matches("driver=\"epoll\"").count(), 2, "both shards on epoll:\n{log}");
+    assert_eq!(
+        log.matches("driver=\"epoll\"").count(),
+        2,
+        "both shards on epoll:\n{log}"
+    );
     // It serves: a session on each shard, a push to each, a broadcast.
     let mut clients: Vec<Client> = (0..8)
         .map(|i| Client::established(gw.client, &format!("fb{i}")))
@@ -38,14 +42,18 @@ fn auto_falls_back_to_epoll_says_why_once_and_serves_clients() {
         let body = json!({"to": {"user": format!("fb{i}")}, "payload": format!("p{i}")});
         let (status, answer) = http(gw.control, "POST", "/v1/push", &body.to_string()).unwrap();
         assert_eq!(status, 200, "{answer}");
-        let push = c.next_push(Duration::from_secs(5)).expect("the push arrives");
+        let push = c
+            .next_push(Duration::from_secs(5))
+            .expect("the push arrives");
         assert_eq!(&push.payload[..], format!("p{i}").as_bytes());
     }
     let body = json!({"to": {"all": true}, "payload": "all"});
     let (status, answer) = http(gw.control, "POST", "/v1/push", &body.to_string()).unwrap();
     assert_eq!(status, 200, "{answer}");
     for c in &mut clients {
-        let push = c.next_push(Duration::from_secs(5)).expect("the broadcast arrives");
+        let push = c
+            .next_push(Duration::from_secs(5))
+            .expect("the broadcast arrives");
         assert_eq!(&push.payload[..], b"all");
     }
 }
@@ -54,7 +62,14 @@ fn auto_falls_back_to_epoll_says_why_once_and_serves_clients() {
 fn io_uring_under_the_filter_fails_with_one_line_naming_the_cause() {
     let out = Command::new(binary("e2e-no-io-uring"))
         .arg(binary("gateway"))
-        .args(["--driver", "io_uring", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .args([
+            "--driver",
+            "io_uring",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .expect("run the gateway");
@@ -63,7 +78,9 @@ fn io_uring_under_the_filter_fails_with_one_line_naming_the_cause() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
         lines,
-        ["gateway: driver = \"io_uring\" but io_uring is unavailable: io_uring_setup: EPERM (blocked by seccomp or kernel.io_uring_disabled?)"],
+        [
+            "gateway: driver = \"io_uring\" but io_uring is unavailable: io_uring_setup: EPERM (blocked by seccomp or kernel.io_uring_disabled?)"
+        ],
         "{stderr}"
     );
 }
@@ -78,7 +95,10 @@ fn the_host_check_says_which_driver_will_run_and_why() {
         } else {
             Command::new(binary("gateway-tune"))
         };
-        let out = c.args(["check", "--json"]).output().expect("run gateway-tune");
+        let out = c
+            .args(["check", "--json"])
+            .output()
+            .expect("run gateway-tune");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let report: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
@@ -94,7 +114,10 @@ fn the_host_check_says_which_driver_will_run_and_why() {
     let blocked = run(true);
     assert_eq!(blocked["current"], "epoll (auto)", "{blocked}");
     assert!(
-        blocked["why"].as_str().unwrap().contains("io_uring_setup: EPERM"),
+        blocked["why"]
+            .as_str()
+            .unwrap()
+            .contains("io_uring_setup: EPERM"),
         "{blocked}"
     );
     let free = run(false);

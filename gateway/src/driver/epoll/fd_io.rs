@@ -121,7 +121,7 @@ impl ShardIo for EpollIo {
         if let Some(listener) = self.listener.take() {
             self.poller.delete(listener.as_raw_fd());
         }
-        self.accept_ready = false;
+        self.accepts.ready = false;
     }
 
     fn submit_now(&mut self) {

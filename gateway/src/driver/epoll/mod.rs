@@ -68,11 +68,45 @@ pub struct EpollIo {
     scratch: Box<[u8]>,
     /// `now` of the current loop (operations that start a timeout read it).
     now: Millis,
-    accept_ready: bool,
-    control_accept_ready: bool,
-    /// Accepting waits until then (the process ran out of descriptors).
-    accept_paused_until: Option<Millis>,
+    /// The client listener's accepts.
+    accepts: Accepts,
+    /// The control listener's accepts.
+    control_accepts: Accepts,
     events: Vec<libc::epoll_event>,
+}
+
+/// One listener's accepting: whether connections may be waiting, and a
+/// pause after the process ran out of descriptors (the listener stays
+/// readable, so accepting at once again would spin).
+#[derive(Debug, Clone, Copy)]
+struct Accepts {
+    ready: bool,
+    paused_until: Option<Millis>,
+}
+
+impl Accepts {
+    /// Whether accepting should be tried at `now`.
+    fn due(&self, now: Millis) -> bool {
+        self.ready && self.paused_until.is_none_or(|at| now >= at)
+    }
+
+    /// Whether accepting is to be tried without waiting for an event.
+    fn busy(&self) -> bool {
+        self.ready && self.paused_until.is_none()
+    }
+
+    /// After an accept failed with `errno`: pause on exhaustion, else stop
+    /// until the next event.
+    fn failed(&mut self, now: Millis, errno: i32) {
+        if matches!(
+            errno,
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+        ) {
+            self.paused_until = Some(now.saturating_add(ACCEPT_PAUSE_MS));
+        } else {
+            self.ready = false;
+        }
+    }
 }
 
 /// One shard on epoll.
@@ -137,9 +171,14 @@ impl Shard {
             connects: Vec::new(),
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
             now: clock.now(),
-            accept_ready: true,
-            control_accept_ready: true,
-            accept_paused_until: None,
+            accepts: Accepts {
+                ready: true,
+                paused_until: None,
+            },
+            control_accepts: Accepts {
+                ready: true,
+                paused_until: None,
+            },
             events: Vec::with_capacity(EVENTS_PER_WAIT),
         };
         Ok(Self {
@@ -184,11 +223,12 @@ impl Shard {
     fn wait(&mut self) -> Result<(), ShardError> {
         let now = self.shell.clock.now();
         let busy =
-            !self.io.ready.is_empty() || self.io.accept_ready || self.io.control_accept_ready;
+            !self.io.ready.is_empty() || self.io.accepts.busy() || self.io.control_accepts.busy();
         let wake = [
             self.shell.next_deadline(now),
             self.io.connects.iter().map(|c| c.2).min(),
-            self.io.accept_paused_until,
+            self.io.accepts.paused_until,
+            self.io.control_accepts.paused_until,
         ]
         .into_iter()
         .flatten()
@@ -215,8 +255,8 @@ impl Shard {
         for ev in &events {
             let flags = ev.events;
             match Token::decode(ev.u64) {
-                Some(Token::Listener) => self.io.accept_ready = true,
-                Some(Token::ControlListener) => self.io.control_accept_ready = true,
+                Some(Token::Listener) => self.io.accepts.ready = true,
+                Some(Token::ControlListener) => self.io.control_accepts.ready = true,
                 Some(Token::Doorbell) => self.ring_doorbell(t),
                 Some(Token::Fd(fd, seq)) => {
                     let Some(slot) = self.io.fds.current(fd, seq) else {
@@ -259,14 +299,12 @@ impl Shard {
 
     /// Accepts client connections, a batch per turn.
     fn accept_clients(&mut self, t: Time) {
-        if !self.io.accept_ready || self.shell.core.is_draining() {
+        if !self.io.accepts.due(t.now) {
             return;
         }
-        if self.io.accept_paused_until.is_some_and(|at| t.now < at) {
-            return;
-        }
-        self.io.accept_paused_until = None;
+        self.io.accepts.paused_until = None;
         let Some(listener) = &self.io.listener else {
+            self.io.accepts.ready = false;
             return;
         };
         let lfd = listener.as_raw_fd();
@@ -294,29 +332,30 @@ impl Shard {
                     );
                 }
                 Err(libc::EAGAIN) => {
-                    self.io.accept_ready = false;
+                    self.io.accepts.ready = false;
                     return;
                 }
-                Err(e @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                Err(libc::ECONNABORTED | libc::EINTR) => {}
+                Err(e) => {
                     self.shell.core.stats_mut().accept_errors += 1;
                     tracing::debug!(
                         shard = self.shell.index,
-                        "accept paused: {}",
+                        "accept failed: {}",
                         std::io::Error::from_raw_os_error(e)
                     );
-                    self.io.accept_paused_until = Some(t.now.saturating_add(ACCEPT_PAUSE_MS));
+                    self.io.accepts.failed(t.now, e);
                     return;
                 }
-                Err(_) => self.shell.core.stats_mut().accept_errors += 1,
             }
         }
     }
 
     /// Accepts control connections, a batch per turn.
     fn accept_control(&mut self, t: Time) {
-        if !self.io.control_accept_ready {
+        if !self.io.control_accepts.due(t.now) {
             return;
         }
+        self.io.control_accepts.paused_until = None;
         let lfd = self.io.control_listener.as_raw_fd();
         for _ in 0..ACCEPTS_PER_TURN {
             match accept(lfd) {
@@ -336,10 +375,14 @@ impl Shard {
                     self.shell.perform_fd_ops(&mut self.io, t);
                 }
                 Err(libc::EAGAIN) => {
-                    self.io.control_accept_ready = false;
+                    self.io.control_accepts.ready = false;
                     return;
                 }
-                Err(_) => return,
+                Err(libc::ECONNABORTED | libc::EINTR) => {}
+                Err(e) => {
+                    self.io.control_accepts.failed(t.now, e);
+                    return;
+                }
             }
         }
     }
@@ -390,4 +433,26 @@ fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_descriptors_pauses_accepting_instead_of_spinning() {
+        let mut a = Accepts {
+            ready: true,
+            paused_until: None,
+        };
+        assert!(a.due(Millis(0)) && a.busy());
+        a.failed(Millis(10), libc::EMFILE);
+        assert!(!a.busy(), "the wait may sleep");
+        assert!(!a.due(Millis(10 + ACCEPT_PAUSE_MS - 1)));
+        assert!(a.due(Millis(10 + ACCEPT_PAUSE_MS)));
+        // Another error: wait for the listener's next event.
+        a.paused_until = None;
+        a.failed(Millis(20), libc::EINVAL);
+        assert!(!a.due(Millis(u64::MAX)) && !a.busy());
+    }
 }
