@@ -10,7 +10,6 @@ pub mod sockets;
 
 use std::io;
 
-use crate::settings::Settings;
 use crate::uring::ring::RingError;
 
 /// Why a shard could not start or stopped abnormally.
@@ -65,15 +64,4 @@ pub enum ShardError {
         /// The OS error.
         source: io::Error,
     },
-}
-
-/// Shard `index`'s backend client, from the config (no connection opened).
-pub(crate) fn backend_for(
-    settings: &Settings,
-    index: usize,
-) -> Result<crate::backend::Backend, ShardError> {
-    crate::backend::Backend::new(&settings.config, index).map_err(|source| ShardError::Backend {
-        shard: index,
-        source,
-    })
 }

@@ -8,14 +8,18 @@
 
 use std::sync::Arc;
 
+use protocol::auth::TokenVerifier;
 use protocol::time::Millis;
 
 use crate::backend::{Backend, Outcome};
 use crate::clock::Clock;
 use crate::control::ControlServer;
+use crate::control::limits::ControlLimits;
 use crate::control::routes;
+use crate::driver::ShardError;
 use crate::fd_ops::{FdDone, FdOp};
 use crate::metrics::ShardMetrics;
+use crate::settings::Settings;
 use crate::shard_core::{Action, Answer, BackendCall, Message, ShardCore, StreamOp, Time};
 use crate::shared::Shared;
 
@@ -113,8 +117,35 @@ pub struct Shell {
 }
 
 impl Shell {
+    /// The shell of shard `index` as every driver builds it: the clock
+    /// started, the core, the control server and the backend client from
+    /// the settings (no connection opened yet).
+    pub fn build(
+        index: usize,
+        settings: &Arc<Settings>,
+        shared: Arc<Shared>,
+        verifier: Arc<dyn TokenVerifier + Send + Sync>,
+    ) -> Result<Self, ShardError> {
+        let clock = Clock::start();
+        let core = ShardCore::new(
+            index,
+            settings.clone(),
+            verifier,
+            shared.push_ids.clone(),
+            shared.clone(),
+            clock.time(),
+        );
+        let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
+        let backend =
+            Backend::new(&settings.config, index).map_err(|source| ShardError::Backend {
+                shard: index,
+                source,
+            })?;
+        Ok(Self::new(core, index, shared, control, backend, clock))
+    }
+
     /// The shell of shard `index` around `core`.
-    pub fn new(
+    fn new(
         core: ShardCore,
         index: usize,
         shared: Arc<Shared>,

@@ -30,11 +30,8 @@ use tuning::config::ResolvedShard;
 
 use super::ShardError;
 use super::shell::{Shell, StreamDone};
-use crate::clock::Clock;
-use crate::control::ControlServer;
-use crate::control::limits::ControlLimits;
 use crate::settings::Settings;
-use crate::shard_core::{ShardCore, Time};
+use crate::shard_core::Time;
 use crate::shared::Shared;
 use fds::{FdTable, Token};
 use poller::{Poller, READ_EVENTS};
@@ -149,17 +146,7 @@ impl Shard {
         poller
             .add(doorbell.as_raw_fd(), READ_EVENTS, Token::Doorbell.encode())
             .map_err(poll_err)?;
-        let clock = Clock::start();
-        let core = ShardCore::new(
-            index,
-            settings.clone(),
-            verifier,
-            shared.push_ids.clone(),
-            shared.clone(),
-            clock.time(),
-        );
-        let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
-        let backend = super::backend_for(&settings, index)?;
+        let shell = Shell::build(index, &settings, shared, verifier)?;
         let io = EpollIo {
             poller,
             listener: Some(listener),
@@ -170,7 +157,7 @@ impl Shard {
             stream_done: Vec::new(),
             connects: Vec::new(),
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-            now: clock.now(),
+            now: shell.clock.now(),
             accepts: Accepts {
                 ready: true,
                 paused_until: None,
@@ -183,7 +170,7 @@ impl Shard {
         };
         Ok(Self {
             io,
-            shell: Shell::new(core, index, shared, control, backend, clock),
+            shell,
             shard_cfg,
         })
     }

@@ -23,11 +23,7 @@ use tuning::config::ResolvedShard;
 
 use super::ShardError;
 use super::shell::Shell;
-use crate::clock::Clock;
-use crate::control::ControlServer;
-use crate::control::limits::ControlLimits;
 use crate::settings::{REFUSAL_SLACK, Settings};
-use crate::shard_core::ShardCore;
 use crate::shared::Shared;
 use crate::uring::bufring::BufRing;
 use crate::uring::ring::{self, BUF_GROUP, RingSpec};
@@ -98,29 +94,20 @@ impl Shard {
         })?;
         let min_wait = ring.params().is_feature_min_timeout();
         let cq_entries = ring.params().cq_entries();
-        let clock = Clock::start();
+        let shell = Shell::build(index, &settings, shared.clone(), verifier)?;
         let wake = WakeBatching::new(
             s.idle_batch_ms,
             s.idle_batch_after_ms,
             min_wait,
             cq_entries,
-            clock.now(),
+            shell.clock.now(),
         );
-        let core = ShardCore::new(
-            index,
-            settings.clone(),
-            verifier,
-            shared.push_ids.clone(),
-            shared.clone(),
-            clock.time(),
-        );
-        let multishot_accept = !core.needs_peer_address();
+        let multishot_accept = !shell.core.needs_peer_address();
         let pool = if multishot_accept { 0 } else { ACCEPT_POOL };
         // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
         let doorbell = shared.doorbells[index].clone();
-        let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
         let urgent = UrgentWatch::new()
             .and_then(|u| {
                 u.add(doorbell.as_raw_fd())?;
@@ -132,7 +119,6 @@ impl Shard {
                 shard: index,
                 source,
             })?;
-        let backend = super::backend_for(&settings, index)?;
         let io = RingIo {
             ring,
             bufs,
@@ -148,7 +134,7 @@ impl Shard {
         };
         Ok(Self {
             io,
-            shell: Shell::new(core, index, shared, control, backend, clock),
+            shell,
             shard_cfg,
             cqes: Vec::with_capacity(1024),
             last_pool_review: Millis(0),
