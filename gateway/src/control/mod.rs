@@ -25,20 +25,21 @@
 //! ignored. Answers that come later are matched by [`Caller`], key and
 //! generation.
 
+mod conn;
 pub mod http;
 pub mod limits;
 pub mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 use protocol::time::Millis;
 use slab::Slab;
 
 use crate::fd_ops::{FdDone, FdOp, FdOpKind, FdOps};
-use crate::stream::{Pending, SendBuf, StreamLife, same_generation};
+use crate::stream::{Pending, SendBuf};
+use conn::{ControlConn, Due};
 use limits::{ControlCounters, ControlLimits, EarliestDeadline, Phase};
 
 const READ_CHUNK: usize = 8192;
@@ -62,109 +63,6 @@ const MAX_PIPELINED: usize = 64;
 /// Buffers of an idle connection larger than this are given back (a past
 /// 1 MiB request must not stay pinned by an idle keep-alive connection).
 const KEEP_CAPACITY: usize = 64 * 1024;
-
-#[derive(Debug, Default)]
-struct ControlConn {
-    generation: u32,
-    fd: RawFd,
-    inbuf: Vec<u8>,
-    /// Answers: the bytes being sent (the kernel reads from them while a
-    /// send is out) and those written meanwhile, which go next, together.
-    send: SendBuf,
-    /// Receive and send in flight, and the close.
-    life: StreamLife,
-    close_after_send: bool,
-    /// Requests handed to the shard, oldest first, with their answers as
-    /// they come (in any order); answers leave in request order.
-    due: VecDeque<Due>,
-    /// The sequence number of `due`'s front (the next answer to leave).
-    first_seq: u32,
-    /// A request that closes the connection (or a malformed one) was
-    /// taken: nothing after it is parsed.
-    last_taken: bool,
-    /// Listed in `ControlServer::unsent` for the next `flush_sends`.
-    listed: bool,
-    /// When the current phase (see [`ControlConn::phase`]) started: the
-    /// accept, the first byte of a request, the last answer written or
-    /// the last send completed.
-    since: Millis,
-    /// No request has been answered on it yet.
-    fresh: bool,
-    /// Over the cap: answered 503, never read.
-    refused: bool,
-}
-
-/// A request handed to the shard, and its answer once written.
-#[derive(Debug)]
-struct Due {
-    /// Whether the request keeps the connection open.
-    keep_alive: bool,
-    /// The whole HTTP response, once the shard answered.
-    answer: Option<Vec<u8>>,
-}
-
-impl ControlConn {
-    /// Whether a request is with the shard.
-    fn awaiting(&self) -> bool {
-        !self.due.is_empty()
-    }
-
-    /// Moves the answers that are next in request order to the send
-    /// buffer; after one that closes the connection nothing else goes.
-    fn release_answers(&mut self) {
-        while let Some(Due {
-            keep_alive,
-            answer: Some(_),
-        }) = self.due.front()
-        {
-            let keep_alive = *keep_alive;
-            let Some(Due {
-                answer: Some(bytes),
-                ..
-            }) = self.due.pop_front()
-            else {
-                break;
-            };
-            self.first_seq = self.first_seq.wrapping_add(1);
-            self.send.writer().extend_from_slice(&bytes);
-            if !keep_alive {
-                self.close_after_send = true;
-                self.due.clear();
-                break;
-            }
-        }
-    }
-
-    /// Where an answer is written now: behind the bytes being sent, if any.
-    fn answers(&mut self) -> &mut Vec<u8> {
-        self.send.writer()
-    }
-
-    /// Whether this is the connection of `generation` (a completion's).
-    fn owns(&self, generation: u32) -> bool {
-        same_generation(self.generation, generation)
-    }
-
-    /// What the connection is doing, for its timeouts.
-    fn phase(&self) -> Phase {
-        if self.life.close_wanted() || self.awaiting() {
-            Phase::Busy
-        } else if self.close_after_send {
-            // Its last answer is leaving: bounded by the idle timeout.
-            Phase::Idle
-        } else if self.fresh || !self.inbuf.is_empty() {
-            Phase::Request {
-                started: !self.inbuf.is_empty(),
-            }
-        } else {
-            Phase::Idle
-        }
-    }
-
-    fn deadline(&self, limits: &ControlLimits) -> Option<Millis> {
-        self.phase().deadline(limits, self.since)
-    }
-}
 
 /// One shard's control listener and its connections.
 #[derive(Debug)]
