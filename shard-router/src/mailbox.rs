@@ -24,6 +24,10 @@
 //! flag back to `false` *before* draining, so a message pushed after that
 //! point flips the flag again and rings again: no wake-up is ever lost, and
 //! a burst of messages costs one doorbell.
+//!
+//! A message its receiver does not wait on (it reads its inbox on a
+//! deadline of its own) may go quietly ([`Mailboxes::send_quiet`]): no
+//! flag, no doorbell; the receiver finds it at its next drain.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -100,6 +104,25 @@ impl<M> Mailboxes<M> {
             return Err(msg);
         }
         self.wake(to, bell);
+        Ok(())
+    }
+
+    /// Sends `msg` from `from` to `to` without waking `to`: it is taken at
+    /// `to`'s next drain, whenever that is (the receiver must read its
+    /// inbox on a deadline for it). A full inbox gives it back, as
+    /// [`Mailboxes::send`] does (and wakes the receiver, as then).
+    pub fn send_quiet(&self, from: usize, to: usize, msg: M, bell: &dyn Doorbell) -> Result<(), M> {
+        let (Some(inbox), Ok(sender)) = (self.inboxes.get(to), u32::try_from(from)) else {
+            return Err(msg);
+        };
+        if from >= self.inboxes.len() {
+            return Err(msg);
+        }
+        if let Err((_, msg)) = inbox.push((sender, msg)) {
+            self.full[from].fetch_add(1, Ordering::Relaxed);
+            self.wake(to, bell);
+            return Err(msg);
+        }
         Ok(())
     }
 
@@ -197,6 +220,23 @@ mod tests {
         let mut n = 0;
         m.drain(0, |_, _| n += 1);
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_quiet_message_rings_nothing_and_a_later_loud_one_still_rings() {
+        let m = Mailboxes::new(2, 16);
+        let bell = CountingBell::default();
+        m.send_quiet(0, 1, 7, &bell).unwrap();
+        assert!(bell.0.lock().unwrap().is_empty(), "quiet");
+        m.send(0, 1, 8, &bell).unwrap();
+        assert_eq!(
+            *bell.0.lock().unwrap(),
+            vec![1],
+            "the quiet one did not eat the wake-up"
+        );
+        let mut got = Vec::new();
+        m.drain(1, |_, v| got.push(v));
+        assert_eq!(got, [7, 8], "both, in order");
     }
 
     #[test]

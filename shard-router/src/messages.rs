@@ -155,3 +155,13 @@ pub enum Message {
     /// To every shard: kick all sessions (drain kind) at this rate per shard.
     Drain(u32, Arc<[String]>, u32),
 }
+
+impl Message {
+    /// Whether its receiver waits on it: false for the plans and counts
+    /// of a push answer, which the answering shard collects on a short
+    /// deadline of its own (see `Mailboxes::send_quiet`), so counting
+    /// costs no wake-up of its own.
+    pub fn wakes_receiver(&self) -> bool {
+        !matches!(self, Message::PushPlan(..) | Message::PushCount(..))
+    }
+}

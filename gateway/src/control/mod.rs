@@ -58,7 +58,7 @@ const MAX_REFUSING: usize = 64;
 /// at most: a pipelining client gets this much concurrency (a push's
 /// answer may wait for other shards), and no more of its bytes are parsed
 /// until answers leave.
-const MAX_PIPELINED: usize = 64;
+const MAX_PIPELINED: usize = 1024;
 
 /// Buffers of an idle connection larger than this are given back (a past
 /// 1 MiB request must not stay pinned by an idle keep-alive connection).

@@ -249,8 +249,13 @@ impl Shell {
             let (mailboxes, bell, from) = (&self.shared.mailboxes, &*self.shared, self.index);
             // Mail held back for a full inbox is retried at the core's
             // next deadline (one millisecond on).
-            self.core
-                .flush_mail(t, &mut |to, msg| mailboxes.send(from, to, msg, bell));
+            self.core.flush_mail(t, &mut |to, msg: Message| {
+                if msg.wakes_receiver() {
+                    mailboxes.send(from, to, msg, bell)
+                } else {
+                    mailboxes.send_quiet(from, to, msg, bell)
+                }
+            });
             if !self.core.has_actions() {
                 break;
             }

@@ -360,6 +360,11 @@ impl ShardCore {
     pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
         let outbox = (self.outboxes.backlog() > 0).then(|| now.saturating_add(1));
         let turn = (!self.rearm.is_empty() || !self.pending_flush.is_empty()).then_some(now);
+        // Counts for push answers come without a doorbell: read the inbox
+        // on this short deadline while any answer waits for them.
+        let counts = self
+            .has_pending_answers()
+            .then(|| now.saturating_add(push::ANSWER_POLL_MS));
         [
             self.wheel.next_wakeup(),
             self.drain_wakeup(now),
@@ -369,6 +374,7 @@ impl ShardCore {
             self.rejections.next_due(),
             outbox,
             turn,
+            counts,
         ]
         .into_iter()
         .flatten()

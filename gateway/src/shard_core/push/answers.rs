@@ -290,6 +290,11 @@ impl ShardCore {
         }
     }
 
+    /// Whether any push answer waits for plans or counts.
+    pub(in crate::shard_core) fn has_pending_answers(&self) -> bool {
+        !self.answers.pending.is_empty()
+    }
+
     /// When the next answer times out, if any waits.
     pub(in crate::shard_core) fn answers_wakeup(&self) -> Option<Millis> {
         self.answers.deadlines.front().map(|&(at, ..)| at)

@@ -30,6 +30,11 @@ pub(crate) use deliver::PacedJob;
 pub(crate) use requests::PendingRequests;
 pub use requests::REQUEST_TIMEOUT_MS;
 
+/// How often a shard with push answers waiting reads its inbox for their
+/// plans and counts, which come without a doorbell (a busy shard reads it
+/// every turn anyway).
+pub const ANSWER_POLL_MS: u64 = 1;
+
 /// Mail to other shards: what was written since the driver last flushed,
 /// and the messages held back per destination while its inbox is full.
 /// Only destinations with messages waiting have a queue (a map, not one
