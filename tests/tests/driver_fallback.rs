@@ -102,14 +102,13 @@ fn the_host_check_says_which_driver_will_run_and_why() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let report: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
-        let driver = report["findings"]
+        report["findings"]
             .as_array()
             .expect("findings")
             .iter()
             .find(|f| f["key"] == "shard.driver")
             .cloned()
-            .unwrap_or_else(|| panic!("no shard.driver in {text}"));
-        driver
+            .unwrap_or_else(|| panic!("no shard.driver in {text}"))
     };
     let blocked = run(true);
     assert_eq!(blocked["current"], "epoll (auto)", "{blocked}");
