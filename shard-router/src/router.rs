@@ -94,12 +94,30 @@ impl Router {
         }
         if let Some(sessions) = self.routes.known(hash) {
             self.cache_hits += 1;
+            // A push for every app goes to every session of the route: it
+            // is counted here, at once, and the holders send no counts
+            // back (the unicast hot path). With an app filter only the
+            // holders know which sessions take it.
+            let counted_here = job.app.is_empty();
             let holders = group_by_shard(sessions);
-            plan(receipt, holders.len(), out);
+            if counted_here {
+                if let Some(r) = receipt {
+                    let n = u32::try_from(sessions.len()).unwrap_or(u32::MAX);
+                    plan(Some(r), 1, out);
+                    out.push((Dest::Local(r.reply_to.shard), Message::PushCount(r, n)));
+                }
+            } else {
+                plan(receipt, holders.len(), out);
+            }
+            let delivery_receipt = if counted_here { None } else { receipt };
             for (shard, sessions) in holders {
                 out.push((
                     local(shard),
-                    Message::Deliver(Target::User(user.into(), sessions), job.clone(), receipt),
+                    Message::Deliver(
+                        Target::User(user.into(), sessions),
+                        job.clone(),
+                        delivery_receipt,
+                    ),
                 ));
             }
             return;

@@ -404,10 +404,46 @@ fn a_cached_route_is_planned_by_the_pushing_shard_itself() {
             .any(|(_, m)| matches!(m, Message::PushToUser(..))),
         "no hop through the owner"
     );
+    let counts: Vec<u32> = out
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::PushCount(got, n) if *got == r => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![1],
+        "a push for every app is counted from the route"
+    );
     net.send(via, out);
     net.settle();
     assert_eq!(net.plans(via, r), vec![1]);
-    assert_eq!(net.delivery_receipts(holder), vec![None, Some(r)]);
+    assert_eq!(
+        net.delivery_receipts(holder),
+        vec![None, None],
+        "the holder counts nothing"
+    );
+    // With an app filter the holders count.
+    let filtered = Arc::new(PushJob {
+        id: 3,
+        frame: Bytes::new(),
+        frames: 1,
+        app: "chat".into(),
+        rate: 0,
+        accepted_us: 0,
+    });
+    let r = receipt(via as u16, 3);
+    let mut out = Vec::new();
+    net.routers[via].to_user(&user, &filtered, Some(r), &mut out);
+    assert!(
+        !out.iter().any(|(_, m)| matches!(m, Message::PushCount(..))),
+        "not counted from the route"
+    );
+    net.send(via, out);
+    net.settle();
+    assert_eq!(net.plans(via, r), vec![1]);
+    assert_eq!(net.delivery_receipts(holder), vec![None, None, Some(r)]);
 }
 
 #[test]
