@@ -2,7 +2,10 @@
 # Same session, one after the other: the gateway on io_uring, on epoll, and
 # mosquitto, each holding N idle connections (30 s heartbeats) for HOLD s,
 # then one broadcast to N and 20 back-to-back broadcasts to N on each.
+#
+#   scripts/drivers-vs-mosquitto.sh [N] [HOLD_SECS]   (BIN_DIR: default target/release)
 set -uo pipefail
+cd "$(dirname "$0")/.."
 N=${1:-19000}; HOLD=${2:-60}
 B=${BIN_DIR:-target/release}
 export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
