@@ -42,8 +42,10 @@ impl ShardIo for EpollIo {
         match kind {
             FdOpKind::Open => return Some(FdDone::Opened(self.open_backend(backend, op))),
             FdOpKind::Discard => {
-                // SAFETY: closing a descriptor no operation ever used.
-                unsafe { libc::close(fd) };
+                // A descriptor no operation used; it was watched since its
+                // accept, so its slot is freed (and its number's next use
+                // gets a new sequence) with it.
+                self.close_fd(fd);
                 return None;
             }
             _ => {}
