@@ -63,6 +63,9 @@ impl ShardIo for EpollIo {
                 }
                 match errno() {
                     libc::EINPROGRESS => {
+                        // Only an edge after this counts as connected (a
+                        // fresh socket reports itself writable).
+                        slot.writable = false;
                         slot.connecting = true;
                         let deadline = self.now.saturating_add(u64::from(timeout_ms));
                         let seq = slot.seq;
@@ -159,6 +162,21 @@ impl EpollIo {
     }
 }
 
+/// Whether `fd` has a peer (its non-blocking connect finished).
+fn is_connected(fd: RawFd) -> bool {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getpeername writes at most `len` bytes into `addr`.
+    unsafe {
+        libc::getpeername(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) == 0
+    }
+}
+
 /// One read of at most `max` bytes onto the end of `buf`.
 fn read_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> Option<Result<usize, i32>> {
     let start = buf.len();
@@ -206,11 +224,18 @@ impl Shard {
                     &mut len,
                 )
             };
-            self.io.connects.retain(|c| c.0 != fd);
-            if let Some(slot) = self.io.fds.get_mut(fd) {
-                slot.connecting = false;
+            if err == 0 && !is_connected(fd) {
+                // Not yet: a readiness report from before the connect.
+                if let Some(slot) = self.io.fds.get_mut(fd) {
+                    slot.writable = false;
+                }
+            } else {
+                self.io.connects.retain(|c| c.0 != fd);
+                if let Some(slot) = self.io.fds.get_mut(fd) {
+                    slot.connecting = false;
+                }
+                done.push(FdDone::Connected(if err == 0 { Ok(()) } else { Err(err) }));
             }
-            done.push(FdDone::Connected(if err == 0 { Ok(()) } else { Err(err) }));
         } else if writable && send_pending {
             let bytes = match side {
                 Side::Control => self.shell.control.sending(key, generation),
