@@ -54,22 +54,31 @@ impl Gateway {
     /// Like [`Gateway::start`], with the control listener on `control`
     /// (readiness is still probed over 127.0.0.1).
     pub fn start_with_control(shards: usize, config: &str, control: SocketAddr) -> Self {
-        Self::launch(None, shards, config, control)
+        Self::launch(None, test_driver(), shards, config, control)
     }
 
     /// Like [`Gateway::start`], with the gateway run by `launcher` (a
     /// program that sets something up, then execs the gateway with its
-    /// arguments, such as `e2e-no-io-uring`).
+    /// arguments, such as `e2e-no-io-uring`), on the gateway's own driver
+    /// choice (`auto`), whatever `E2E_DRIVER` says: the launcher decides
+    /// what the driver can use.
     pub fn start_under(launcher: &Path, shards: usize, config: &str) -> Self {
         Self::launch(
             Some(launcher),
+            None,
             shards,
             config,
             SocketAddr::from(([127, 0, 0, 1], 0)),
         )
     }
 
-    fn launch(launcher: Option<&Path>, shards: usize, config: &str, control: SocketAddr) -> Self {
+    fn launch(
+        launcher: Option<&Path>,
+        driver: Option<String>,
+        shards: usize,
+        config: &str,
+        control: SocketAddr,
+    ) -> Self {
         let dir = TempDir::new("gw");
         let path = dir.0.join("gateway.toml");
         let ready = dir.0.join("ready");
@@ -84,7 +93,7 @@ impl Gateway {
             None => Command::new(binary("gateway")),
         };
         // `make test` runs the behaviour tests once per driver.
-        if let Some(driver) = test_driver() {
+        if let Some(driver) = driver {
             command.arg("--driver").arg(driver);
         }
         let mut child = command
