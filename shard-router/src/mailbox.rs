@@ -91,18 +91,7 @@ impl<M> Mailboxes<M> {
     /// may be parked. A full inbox gives the message back (and is counted):
     /// the caller keeps it and retries later.
     pub fn send(&self, from: usize, to: usize, msg: M, bell: &dyn Doorbell) -> Result<(), M> {
-        let (Some(inbox), Ok(sender)) = (self.inboxes.get(to), u32::try_from(from)) else {
-            return Err(msg);
-        };
-        if from >= self.inboxes.len() {
-            return Err(msg);
-        }
-        if let Err((_, msg)) = inbox.push((sender, msg)) {
-            self.full[from].fetch_add(1, Ordering::Relaxed);
-            // The receiver may be parked with a full inbox it has not seen.
-            self.wake(to, bell);
-            return Err(msg);
-        }
+        self.push(from, to, msg, bell)?;
         self.wake(to, bell);
         Ok(())
     }
@@ -112,6 +101,13 @@ impl<M> Mailboxes<M> {
     /// inbox on a deadline for it). A full inbox gives it back, as
     /// [`Mailboxes::send`] does (and wakes the receiver, as then).
     pub fn send_quiet(&self, from: usize, to: usize, msg: M, bell: &dyn Doorbell) -> Result<(), M> {
+        self.push(from, to, msg, bell)
+    }
+
+    /// Puts `msg` in `to`'s inbox; a full inbox gives it back, is counted
+    /// against `from`, and wakes `to` (it may be parked with a full inbox
+    /// it has not seen).
+    fn push(&self, from: usize, to: usize, msg: M, bell: &dyn Doorbell) -> Result<(), M> {
         let (Some(inbox), Ok(sender)) = (self.inboxes.get(to), u32::try_from(from)) else {
             return Err(msg);
         };
