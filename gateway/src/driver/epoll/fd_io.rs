@@ -135,25 +135,23 @@ impl ShardIo for EpollIo {
 }
 
 impl EpollIo {
+    /// Watches new descriptor `fd` of `owner` (edge-triggered reads,
+    /// writes and hang-ups); one that cannot be watched is closed.
+    pub(super) fn watch_new(&mut self, fd: RawFd, owner: Owner) -> std::io::Result<()> {
+        let seq = self.fds.open(fd, owner);
+        let watched = self
+            .poller
+            .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode());
+        if watched.is_err() {
+            self.close_fd(fd);
+        }
+        watched
+    }
+
     /// A non-blocking socket for backend connection `op`, watched.
     fn open_backend(&mut self, backend: &Backend, op: FdOp) -> std::io::Result<RawFd> {
-        let fd = open_tcp_socket(backend.connect_addr(op.key, op.generation))?;
-        // SAFETY: F_SETFL on a socket we just made; the result is checked.
-        let nonblocking = unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK)
-        };
-        let seq = self.fds.open(fd, Owner::Backend);
-        let watched = if nonblocking < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            self.poller
-                .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode())
-        };
-        if let Err(e) = watched {
-            self.close_fd(fd);
-            return Err(e);
-        }
+        let fd = open_tcp_socket(backend.connect_addr(op.key, op.generation), true)?;
+        self.watch_new(fd, Owner::Backend)?;
         if let Some(slot) = self.fds.get_mut(fd) {
             slot.key = op.key;
             slot.generation = op.generation;

@@ -298,16 +298,8 @@ impl Shard {
         for _ in 0..ACCEPTS_PER_TURN {
             match accept(lfd) {
                 Ok((fd, peer)) => {
-                    let seq = self.io.fds.open(fd, fds::Owner::Client);
-                    if let Err(e) =
-                        self.io
-                            .poller
-                            .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode())
-                    {
+                    if let Err(e) = self.io.watch_new(fd, fds::Owner::Client) {
                         tracing::warn!(shard = self.shell.index, "cannot watch a connection: {e}");
-                        self.io.fds.close(fd);
-                        // SAFETY: closing the descriptor accept just gave us.
-                        unsafe { libc::close(fd) };
                         continue;
                     }
                     let stream = u32::try_from(fd).unwrap_or(u32::MAX);
@@ -347,15 +339,7 @@ impl Shard {
         for _ in 0..ACCEPTS_PER_TURN {
             match accept(lfd) {
                 Ok((fd, _)) => {
-                    let seq = self.io.fds.open(fd, fds::Owner::Control);
-                    let watched =
-                        self.io
-                            .poller
-                            .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode());
-                    if watched.is_err() {
-                        self.io.fds.close(fd);
-                        // SAFETY: closing the descriptor accept just gave us.
-                        unsafe { libc::close(fd) };
+                    if self.io.watch_new(fd, fds::Owner::Control).is_err() {
                         continue;
                     }
                     self.shell.control.on_accepted(t.now, fd);

@@ -64,7 +64,7 @@ impl RingIo {
         let [recv, send, close] = kinds(side);
         let entry = match kind {
             FdOpKind::Open => {
-                let opened = open_tcp_socket(backend.connect_addr(key, generation));
+                let opened = open_tcp_socket(backend.connect_addr(key, generation), false);
                 return Some(FdDone::Opened(opened));
             }
             FdOpKind::Connect { timeout_ms } => {
