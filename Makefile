@@ -49,11 +49,11 @@ deps:
 
 # The end-to-end behaviour tests run once per driver: every gateway they
 # start takes E2E_DRIVER. The rest (benchmarks, packaging, the io_uring
-# driver's own wake batching and direct-descriptor tables, the fallback
-# test, which sets up its own) runs on io_uring only.
+# driver's direct-descriptor tables, the fallback test, which sets up its
+# own) runs on io_uring only.
 EPOLL_E2E := attack backends control_limits control_pipelining data_plane \
-	hostile_clients metrics_format push push_answer push_online route_cache \
-	startup_refusals
+	hostile_clients idle_batching metrics_format push push_answer push_online \
+	route_cache startup_refusals
 EPOLL_E2E_ARGS := -p e2e-tests $(foreach t,$(EPOLL_E2E),--test $(t))
 
 # Builds everything (release binaries too: the end-to-end tests drive them),

@@ -1,12 +1,14 @@
 //! The drivers of a shard: the code that makes its syscalls, around the
 //! same sans-IO core. [`shell`] is what every driver does the same way;
 //! [`iouring`] is the io_uring driver, [`epoll`] the one for hosts where
-//! io_uring is not allowed.
+//! io_uring is not allowed. [`wake`] is the idle wake-up batching both
+//! drivers follow.
 
 pub mod epoll;
 pub mod iouring;
 pub mod shell;
 pub mod sockets;
+pub mod wake;
 
 use std::io;
 

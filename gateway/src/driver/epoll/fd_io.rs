@@ -144,6 +144,8 @@ impl EpollIo {
             .add(fd, poller::STREAM_EVENTS, Token::Fd(fd, seq).encode());
         if watched.is_err() {
             self.close_fd(fd);
+        } else if owner != Owner::Client {
+            self.watch_urgent(fd);
         }
         watched
     }

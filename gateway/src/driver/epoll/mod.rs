@@ -7,7 +7,8 @@
 //! kept by the core's session, as on io_uring), and sends of the bytes the
 //! core lends (already coalesced into one buffer per connection). The
 //! mailbox doorbell is an eventfd in the epoll set, and the wait's timeout
-//! is the shell's next deadline.
+//! is the shell's next deadline. A quiet shard batches its wake-ups as on
+//! io_uring ([`waiting`]).
 //!
 //! Readiness is latched per descriptor ([`fds::FdSlot`]): an edge is used
 //! up only once a read or write has found the socket empty or full, so a
@@ -17,6 +18,7 @@ mod fd_io;
 mod fds;
 mod poller;
 mod streams;
+mod waiting;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -30,6 +32,7 @@ use tuning::config::ResolvedShard;
 
 use super::ShardError;
 use super::shell::{Shell, StreamDone};
+use super::wake::WakeBatching;
 use crate::settings::Settings;
 use crate::shard_core::Time;
 use crate::shared::Shared;
@@ -44,6 +47,8 @@ const READS_PER_VISIT: usize = 8;
 const ACCEPTS_PER_TURN: usize = 256;
 /// Events taken per wait.
 const EVENTS_PER_WAIT: usize = 1024;
+/// Events taken from the urgent set per wait (it only wakes the shard).
+const URGENT_EVENTS_PER_WAIT: usize = 16;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_PAUSE_MS: u64 = 100;
 
@@ -70,6 +75,10 @@ pub struct EpollIo {
     /// The control listener's accepts.
     control_accepts: Accepts,
     events: Vec<libc::epoll_event>,
+    /// The descriptors whose input ends a batched wait (see [`waiting`]).
+    urgent: Poller,
+    /// What the urgent set reported (only that it woke matters).
+    urgent_events: Vec<libc::epoll_event>,
 }
 
 /// One listener's accepting: whether connections may be waiting, and a
@@ -111,6 +120,7 @@ pub struct Shard {
     io: EpollIo,
     shell: Shell,
     shard_cfg: ResolvedShard,
+    wake: WakeBatching,
 }
 
 impl Shard {
@@ -146,7 +156,23 @@ impl Shard {
         poller
             .add(doorbell.as_raw_fd(), READ_EVENTS, Token::Doorbell.encode())
             .map_err(poll_err)?;
+        let urgent = waiting::urgent_set(&[
+            doorbell.as_raw_fd(),
+            listener.as_raw_fd(),
+            control_listener.as_raw_fd(),
+        ])
+        .map_err(|source| ShardError::Urgent {
+            shard: index,
+            source,
+        })?;
         let shell = Shell::build(index, &settings, shared, verifier)?;
+        let wake = WakeBatching::new(
+            shard_cfg.settings.idle_batch_ms,
+            shard_cfg.settings.idle_batch_after_ms,
+            true,
+            EVENTS_PER_WAIT as u32,
+            shell.clock.now(),
+        );
         let io = EpollIo {
             poller,
             listener: Some(listener),
@@ -167,11 +193,14 @@ impl Shard {
                 paused_until: None,
             },
             events: Vec::with_capacity(EVENTS_PER_WAIT),
+            urgent,
+            urgent_events: Vec::with_capacity(URGENT_EVENTS_PER_WAIT),
         };
         Ok(Self {
             io,
             shell,
             shard_cfg,
+            wake,
         })
     }
 
@@ -182,6 +211,7 @@ impl Shard {
             shard = self.shell.index,
             cpu = ?self.shard_cfg.cpu,
             driver = "epoll",
+            idle_wake_batching = self.wake.is_enabled(),
             max_connections = self.shard_cfg.settings.max_connections,
             "shard running"
         );
@@ -205,50 +235,31 @@ impl Shard {
         Ok(())
     }
 
-    /// Sleeps until an event or the next deadline; not at all when work
-    /// is waiting.
-    fn wait(&mut self) -> Result<(), ShardError> {
-        let now = self.shell.clock.now();
-        let busy =
-            !self.io.ready.is_empty() || self.io.accepts.busy() || self.io.control_accepts.busy();
-        let wake = [
-            self.shell.next_deadline(now),
-            self.io.connects.iter().map(|c| c.2).min(),
-            self.io.accepts.paused_until,
-            self.io.control_accepts.paused_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let timeout_ms = if busy {
-            0
-        } else {
-            wake.map_or(-1, |at| {
-                i32::try_from(at.0.saturating_sub(now.0)).unwrap_or(i32::MAX)
-            })
-        };
-        self.io
-            .poller
-            .wait(&mut self.io.events, timeout_ms)
-            .map_err(|source| ShardError::Poller {
-                shard: self.shell.index,
-                source,
-            })
-    }
-
     /// Latches the readiness the wait reported and lists what to visit.
     fn take_events(&mut self, t: Time) {
         let events = std::mem::take(&mut self.io.events);
         for ev in &events {
             let flags = ev.events;
             match Token::decode(ev.u64) {
-                Some(Token::Listener) => self.io.accepts.ready = true,
-                Some(Token::ControlListener) => self.io.control_accepts.ready = true,
-                Some(Token::Doorbell) => self.ring_doorbell(t),
+                Some(Token::Listener) => {
+                    self.wake.note_busy(t.now);
+                    self.io.accepts.ready = true;
+                }
+                Some(Token::ControlListener) => {
+                    self.wake.note_busy(t.now);
+                    self.io.control_accepts.ready = true;
+                }
+                Some(Token::Doorbell) => {
+                    self.wake.note_busy(t.now);
+                    self.ring_doorbell(t);
+                }
                 Some(Token::Fd(fd, seq)) => {
                     let Some(slot) = self.io.fds.current(fd, seq) else {
                         continue;
                     };
+                    if slot.owner != fds::Owner::Client {
+                        self.wake.note_busy(t.now);
+                    }
                     let hup = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
                     if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | hup) != 0 {
                         slot.readable = true;

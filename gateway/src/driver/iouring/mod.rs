@@ -10,7 +10,6 @@ mod actions;
 mod completions;
 mod fd_io;
 mod waiting;
-mod wake;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use crate::uring::ring::{self, BUF_GROUP, RingSpec};
 use crate::uring::sq::push_until_queued;
 use crate::uring::urgent::UrgentWatch;
 
-use wake::WakeBatching;
+use crate::driver::wake::WakeBatching;
 
 /// Single-shot accepts kept in flight when admission needs peer addresses.
 const ACCEPT_POOL: usize = 32;

@@ -1,6 +1,6 @@
 //! How a shard sleeps: one `io_uring_enter` that submits what is queued
 //! and waits for completions, for the next timer, or, on a quiet shard,
-//! for a batch of completions (see [`super::wake`]), ended early by the
+//! for a batch of completions (see [`crate::driver::wake`]), ended early by the
 //! urgent watch ([`crate::uring::urgent`]) when someone is waiting.
 
 use io_uring::types;

@@ -1,20 +1,22 @@
-//! When a shard lets completions gather before it wakes.
+//! When a shard lets its wake-ups gather, on either driver.
 //!
 //! An idle gateway still hears from every client once a heartbeat: 38,000
 //! connections at 30 s are 1,267 Pings a second, and waking the shard's
 //! thread once per Ping costs more than answering it. So once a shard has
 //! seen nothing but client traffic (frames in, frames out, closes) for a
-//! while, it asks the kernel to hold its wake-up until a batch of
-//! completions is ready or a short window has passed since it went to
-//! sleep, whichever comes first (io_uring's min-wait, Linux 6.12).
+//! while, it sleeps through a short window and takes what gathered in one
+//! go. The io_uring driver asks the kernel to hold its wake-up until a
+//! batch of completions is ready or the window has passed since it went
+//! to sleep (io_uring's min-wait, Linux 6.12); the epoll driver sleeps on
+//! its urgent descriptors only for the window, then collects every event.
 //!
 //! Anything someone is waiting on (a push arriving by the control API or a
 //! mailbox, a control request, a backend reply, a new connection) ends the
-//! quiet spell, and the shard wakes for every completion again until the
-//! next one. So the batching never slows a busy gateway. On a quiet one,
-//! the urgent watch (`crate::uring::urgent`) ends a batched wait as soon as
-//! a push, a control request or a connection arrives; only client frames
-//! wait for the window.
+//! quiet spell, and the shard wakes for every event again until the next
+//! one. So the batching never slows a busy gateway. On a quiet one, the
+//! urgent watch (`crate::uring::urgent` on io_uring, the urgent epoll set
+//! on epoll) ends a batched wait as soon as a push, a control request or a
+//! connection arrives; only client frames wait for the window.
 
 use protocol::time::Millis;
 
