@@ -121,6 +121,7 @@ impl Load {
                 let n = base + u32::from(s < extra);
                 shards.push(ShardPlan {
                     index: s,
+                    driver: crate::engine::Driver::IoUring,
                     peer: spec.peer,
                     target: spec.target,
                     sources: plan.sources.clone(),
