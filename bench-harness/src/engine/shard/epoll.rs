@@ -40,6 +40,9 @@ struct SlotFd {
 /// A shard's epoll set and sockets.
 pub(super) struct EpollIo {
     epoll: OwnedFd,
+    /// `epoll_pwait2` (a timeout in ns, Linux 5.11) works here; else
+    /// `epoll_wait`, whose timeout counts milliseconds.
+    pwait2: bool,
     slots: Vec<SlotFd>,
     target: libc::sockaddr_in,
     sources: Box<[libc::sockaddr_in]>,
@@ -131,12 +134,50 @@ impl EpollIo {
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self {
             epoll,
+            pwait2: true,
             slots: (0..plan.count).map(|_| SlotFd::default()).collect(),
             target: sockaddr(plan.target),
             sources: source_addrs(plan),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS],
             scratch: vec![0; SCRATCH],
         })
+    }
+
+    /// Waits at most `wait` for readiness into `events`; what
+    /// `epoll_wait` returns. The shard's schedules are timed in µs, so
+    /// `epoll_pwait2` is used where the kernel (and a seccomp profile)
+    /// allows it, else `epoll_wait` with the timeout rounded up to a ms.
+    fn wait(&mut self, events: &mut [libc::epoll_event], wait: Duration) -> i64 {
+        let len = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+        if self.pwait2 {
+            let ts = libc::timespec {
+                tv_sec: libc::time_t::try_from(wait.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::from(wait.subsec_nanos()),
+            };
+            // SAFETY: `events` holds `len` live entries the kernel may
+            // fill; `ts` is a live timespec; no signal mask.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    len,
+                    &raw const ts,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize,
+                )
+            };
+            if n >= 0 || !matches!(errno(), libc::ENOSYS | libc::EPERM) {
+                return n;
+            }
+            self.pwait2 = false;
+        }
+        // Round up, never spin on 0.
+        let ms = libc::c_int::try_from(wait.as_micros().div_ceil(1000).max(1))
+            .unwrap_or(libc::c_int::MAX);
+        // SAFETY: as above.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), len, ms) };
+        i64::from(n)
     }
 
     /// The open socket of `slot` in incarnation `generation`.
@@ -271,18 +312,8 @@ impl ShardIo for EpollIo {
     }
 
     fn poll(shard: &mut Shard<'_, Self>, wait: Duration) -> Result<(), ShardError> {
-        // epoll_wait counts milliseconds: round up, never spin on 0.
-        let ms = i32::try_from(wait.as_micros().div_ceil(1000).max(1)).unwrap_or(i32::MAX);
         let mut events = std::mem::take(&mut shard.io.events);
-        // SAFETY: `events` holds `len` live entries the kernel may fill.
-        let n = unsafe {
-            libc::epoll_wait(
-                shard.io.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                i32::try_from(events.len()).unwrap_or(i32::MAX),
-                ms,
-            )
-        };
+        let n = shard.io.wait(&mut events, wait);
         let result = if n < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
