@@ -362,3 +362,99 @@ impl<'a, I: ShardIo> Shard<'a, I> {
         self.res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wire::PeerKind;
+
+    fn plan(driver: Driver, target: SocketAddrV4, count: u32) -> ShardPlan {
+        ShardPlan {
+            index: 0,
+            driver,
+            peer: PeerKind::Nats,
+            target,
+            sources: vec![Ipv4Addr::new(127, 0, 0, 3)],
+            first_user: 0,
+            count,
+            connect_rate: 0.0,
+            subscribe: None,
+            heartbeat_ms: 1000,
+            jwt_secret: String::new(),
+            churn_rate: 0.0,
+            churn_total: 0,
+            uplink_rate: 0.0,
+            uplink_total: 0,
+            uplink_route: String::new(),
+            payload_size: 0,
+            expected_msgs: 0,
+            start_wall_us: 0,
+        }
+    }
+
+    /// Runs a shard until its connect phase is over (10 s at most).
+    fn connect_phase(plan: ShardPlan) -> ShardResult {
+        let link = ShardLink::new();
+        let shard_link = Arc::clone(&link);
+        let h = std::thread::spawn(move || run_shard(&plan, &shard_link));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !link.counters.connect_done.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        link.stop.store(true, Ordering::Relaxed);
+        assert!(link.counters.connect_done.load(Ordering::Relaxed));
+        h.join().unwrap().unwrap()
+    }
+
+    #[test]
+    fn refused_connects_are_counted_alike_on_both_drivers() {
+        // A port nobody listens on (bound, then freed).
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let refused = format!(
+            "connect: {}",
+            io::Error::from_raw_os_error(libc::ECONNREFUSED)
+        );
+        let epoll = connect_phase(plan(Driver::Epoll, target, 5));
+        assert_eq!((epoll.attempts, epoll.established), (5, 0));
+        assert_eq!(
+            epoll.failures.get(&refused),
+            Some(&5),
+            "{:?}",
+            epoll.failures
+        );
+        assert_eq!(epoll.failures.len(), 1, "{:?}", epoll.failures);
+        // The io_uring path, where this host allows it, says the same.
+        if crate::driver::choose(tuning::config::DriverChoice::IoUring).is_ok() {
+            let uring = connect_phase(plan(Driver::IoUring, target, 5));
+            assert_eq!(uring.failures, epoll.failures);
+            assert_eq!(uring.attempts, epoll.attempts);
+        }
+    }
+
+    #[test]
+    fn an_unbindable_source_fails_at_bind_on_epoll() {
+        // 192.0.2.1 (TEST-NET-1) is no address of this host.
+        let mut p = plan(Driver::Epoll, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9), 2);
+        p.sources = vec![Ipv4Addr::new(192, 0, 2, 1)];
+        let r = connect_phase(p);
+        let why = format!(
+            "bind: {}",
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)
+        );
+        assert_eq!(r.failures.get(&why), Some(&2), "{:?}", r.failures);
+        assert_eq!(
+            r.failures.len(),
+            1,
+            "setup failure counted once: {:?}",
+            r.failures
+        );
+    }
+}
