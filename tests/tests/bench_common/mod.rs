@@ -73,8 +73,8 @@ pub fn bench_under(
         }
         None => Command::new(binary("gateway-bench")),
     };
-    // The driver is what each test asks for, never the caller's shell's.
-    command.env_remove("GATEWAY_BENCH_DRIVER");
+    // GATEWAY_BENCH_DRIVER passes through: `GATEWAY_BENCH_DRIVER=epoll`
+    // runs every bench_* test on the harness's epoll driver.
     command.envs(env.iter().copied());
     let mut child = command
         .args(args)
