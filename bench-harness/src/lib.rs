@@ -2,7 +2,8 @@
 //!
 //! Layout by role:
 //! - [`preflight`]: can this host open N connections (sources, fds, memory)?
-//! - [`engine`]: shard threads on io_uring holding the connections.
+//! - [`engine`]: shard threads holding the connections, on io_uring or epoll;
+//!   [`driver`] picks which (`--driver`).
 //! - [`worker`]: worker processes (re-exec) and the exact merge of their results.
 //! - [`wire`]: sans-IO client adapters (gateway v1, MQTT 3.1.1, core NATS).
 //! - [`publish`]: the sending side (push API, MQTT and NATS publishers).
@@ -12,6 +13,7 @@
 //! - [`histo`], [`schedule`], [`stamp`], [`procfs`]: measurement plumbing.
 
 pub mod backend;
+pub mod driver;
 pub mod engine;
 pub mod histo;
 pub mod peers;

@@ -156,8 +156,16 @@ fn write_docs(
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an error is one line on stderr (its causes joined by
+/// colons, never a backtrace) and exit status 1.
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("gateway-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Worker => worker::worker_main().context("worker"),
         Scenario::Backend(args) => bench_harness::backend::run(args),

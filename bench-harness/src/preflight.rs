@@ -2,9 +2,14 @@
 //!
 //! Computes the source addresses, worker processes, descriptor slots and
 //! kernel memory a run needs, and refuses with a message that names the
-//! limit and what to change when the request cannot work.
+//! limit and what to change when the request cannot work. How many
+//! connections one worker process holds depends on the driver: on io_uring
+//! each shard's direct-descriptor table is bounded by RLIMIT_NOFILE, on
+//! epoll every connection is a descriptor of the one process table.
 
 use std::net::Ipv4Addr;
+
+use crate::engine::Driver;
 
 /// Ephemeral ports usable per (source address, destination) pair: Linux's
 /// default `ip_local_port_range` is 32768–60999, about 28k ports.
@@ -52,6 +57,8 @@ pub struct Request {
     /// Whether the target is on this host (loopback: its side of each
     /// connection costs kernel memory here too).
     pub target_is_local: bool,
+    /// The driver the shards run on (sets what one process holds).
+    pub driver: Driver,
 }
 
 /// A plan that fits the host.
@@ -92,10 +99,13 @@ pub enum PreflightError {
     /// The requested workers cannot hold the connections.
     #[error(
         "pre-flight: {connections} connections need {needed} worker processes at {per_process} connections each \
-         ({shards} shards x RLIMIT_NOFILE {nofile} minus {RESERVED_FDS} reserved), but --workers is {workers}: \
-         raise --workers to {needed}, raise --shards, or raise RLIMIT_NOFILE"
+         ({}), but --workers is {workers}: {}",
+        capacity_basis(*.driver, *.shards, *.nofile),
+        remedy(*.driver, *.needed)
     )]
     TooFewWorkers {
+        /// The driver the shards run on.
+        driver: Driver,
         /// Connections asked for.
         connections: u32,
         /// Workers needed.
@@ -145,11 +155,39 @@ pub enum PreflightError {
     },
 }
 
-/// Connections one process with `shards` rings can hold: every ring has its
-/// own direct-descriptor table bounded by RLIMIT_NOFILE.
+/// Connections one process with `shards` shards can hold. On io_uring every
+/// ring has its own direct-descriptor table bounded by RLIMIT_NOFILE; on
+/// epoll every connection is a descriptor of the process's one table,
+/// which also holds each shard's epoll set.
 #[must_use]
-pub fn per_process_capacity(shards: u32, nofile: u32) -> u32 {
-    shards.saturating_mul(nofile.saturating_sub(RESERVED_FDS))
+pub fn per_process_capacity(driver: Driver, shards: u32, nofile: u32) -> u32 {
+    match driver {
+        Driver::IoUring => shards.saturating_mul(nofile.saturating_sub(RESERVED_FDS)),
+        Driver::Epoll => nofile.saturating_sub(RESERVED_FDS).saturating_sub(shards),
+    }
+}
+
+/// How [`per_process_capacity`] came about, for the refusal.
+fn capacity_basis(driver: Driver, shards: u32, nofile: u32) -> String {
+    match driver {
+        Driver::IoUring => {
+            format!("{shards} shards x RLIMIT_NOFILE {nofile} minus {RESERVED_FDS} reserved")
+        }
+        Driver::Epoll => format!(
+            "epoll: one descriptor per connection, RLIMIT_NOFILE {nofile} minus {RESERVED_FDS} reserved \
+             and {shards} epoll sets"
+        ),
+    }
+}
+
+/// What to change when too few workers were asked for.
+fn remedy(driver: Driver, needed: u32) -> String {
+    match driver {
+        Driver::IoUring => {
+            format!("raise --workers to {needed}, raise --shards, or raise RLIMIT_NOFILE")
+        }
+        Driver::Epoll => format!("raise --workers to {needed}, or raise RLIMIT_NOFILE"),
+    }
 }
 
 /// Checks `req` against `host` and returns the plan, or the limit that blocks it.
@@ -160,12 +198,12 @@ pub fn plan(req: &Request, host: &HostLimits) -> Result<Plan, PreflightError> {
     if req.shards == 0 {
         return Err(PreflightError::NoShards);
     }
-    if host.nofile <= RESERVED_FDS {
+    let per_process = per_process_capacity(req.driver, req.shards, host.nofile);
+    if per_process == 0 {
         return Err(PreflightError::NofileTooSmall {
             nofile: host.nofile,
         });
     }
-    let per_process = per_process_capacity(req.shards, host.nofile);
     let needed = req.connections.div_ceil(per_process);
     let workers = if req.workers == 0 {
         needed
@@ -174,6 +212,7 @@ pub fn plan(req: &Request, host: &HostLimits) -> Result<Plan, PreflightError> {
     };
     if workers < needed {
         return Err(PreflightError::TooFewWorkers {
+            driver: req.driver,
             connections: req.connections,
             needed,
             workers,
@@ -291,6 +330,7 @@ mod tests {
             workers,
             first_source: Ipv4Addr::new(127, 0, 0, 2),
             target_is_local: true,
+            driver: Driver::IoUring,
         }
     }
 
@@ -325,6 +365,7 @@ mod tests {
         assert_eq!(
             e,
             PreflightError::TooFewWorkers {
+                driver: Driver::IoUring,
                 connections: 100_000,
                 needed: 3,
                 workers: 1,
@@ -334,6 +375,58 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("raise --workers to 3"));
+    }
+
+    #[test]
+    fn epoll_holds_one_fd_table_per_process_whatever_the_shards() {
+        let epoll = |n, shards, workers| Request {
+            driver: Driver::Epoll,
+            ..req(n, shards, workers)
+        };
+        // 20000 - 64 reserved - 2 epoll sets = 19934 per process, not 2 x 19936.
+        assert_eq!(per_process_capacity(Driver::Epoll, 2, 20_000), 19_934);
+        let p = plan(&epoll(19_934, 2, 0), &host()).unwrap();
+        assert_eq!(p.workers, 1);
+        let p = plan(&epoll(39_872, 2, 0), &host()).unwrap();
+        assert_eq!(p.workers, 3, "io_uring would fit these in one");
+        assert!(
+            p.per_worker.iter().all(|&n| n <= 19_934),
+            "{:?}",
+            p.per_worker
+        );
+        assert_eq!(p.per_worker.iter().sum::<u32>(), 39_872);
+        // More shards do not help on epoll, and the refusal says so.
+        let e = plan(&epoll(40_000, 8, 2), &host()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PreflightError::TooFewWorkers {
+                    needed: 3,
+                    per_process: 19_928,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("epoll: one descriptor per connection"),
+            "{text}"
+        );
+        assert!(
+            text.contains("raise --workers to 3, or raise RLIMIT_NOFILE"),
+            "{text}"
+        );
+        assert!(!text.contains("--shards"), "{text}");
+        // A table too small for one connection beside the reserve.
+        let mut h = host();
+        h.nofile = RESERVED_FDS + 2;
+        assert_eq!(
+            plan(&epoll(1, 2, 0), &h),
+            Err(PreflightError::NofileTooSmall {
+                nofile: RESERVED_FDS + 2
+            })
+        );
     }
 
     #[test]

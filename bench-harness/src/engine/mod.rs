@@ -1,12 +1,21 @@
-//! The load engine: shard threads, each with its own io_uring ring
-//! (single issuer), a direct-descriptor table and a provided-buffer ring
-//! (the gateway's own [`gateway::uring::bufring::BufRing`]), opening and
-//! holding connections without putting them in the process's fd table.
-//! One process therefore holds shards × RLIMIT_NOFILE connections.
+//! The load engine: shard threads, each driving its share of the
+//! connections on one of two drivers ([`Driver`]):
+//!
+//! - io_uring: its own ring (single issuer), a direct-descriptor table and
+//!   a provided-buffer ring (the gateway's own
+//!   [`gateway::uring::bufring::BufRing`]), opening and holding connections
+//!   without putting them in the process's fd table. One process therefore
+//!   holds shards × RLIMIT_NOFILE connections.
+//! - epoll: non-blocking sockets in an edge-triggered epoll set, for hosts
+//!   where io_uring is denied (a container's seccomp profile,
+//!   `kernel.io_uring_disabled`). Every connection is a process fd, so one
+//!   process holds RLIMIT_NOFILE connections whatever its shard count.
 //!
 //! A shard runs a [`ShardPlan`]: connect its share at a rate (open loop),
 //! handshake, optionally subscribe, then hold with heartbeats, while
-//! counting deliveries, churning connections or sending uplinks.
+//! counting deliveries, churning connections or sending uplinks. What a
+//! connection does with its bytes and events is one piece of code for
+//! both drivers; only the I/O differs (`shard::uring`, `shard::epoll`).
 
 mod conn;
 mod ops;
@@ -26,11 +35,46 @@ use crate::wire::PeerKind;
 
 pub use shard::{ShardError, run_shard};
 
+/// Which driver a shard's I/O runs on (the coordinator decides, with the
+/// gateway's own probe, `tuning::driver`; workers obey).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Driver {
+    /// io_uring with direct descriptors and a provided-buffer ring.
+    #[default]
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// Edge-triggered epoll over non-blocking sockets.
+    #[serde(rename = "epoll")]
+    Epoll,
+}
+
+impl Driver {
+    /// The spelling of `--driver` and of the report.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IoUring => "io_uring",
+            Self::Epoll => "epoll",
+        }
+    }
+}
+
+impl From<tuning::driver::Driver> for Driver {
+    fn from(d: tuning::driver::Driver) -> Self {
+        match d {
+            tuning::driver::Driver::IoUring => Self::IoUring,
+            tuning::driver::Driver::Epoll => Self::Epoll,
+        }
+    }
+}
+
 /// What one shard does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardPlan {
     /// Shard index within its worker (for messages).
     pub index: u32,
+    /// The driver its I/O runs on.
+    pub driver: Driver,
     /// Protocol spoken.
     pub peer: PeerKind,
     /// Where to connect.

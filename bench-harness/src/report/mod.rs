@@ -78,6 +78,11 @@ pub struct RunReport {
     pub failures: BTreeMap<String, u64>,
     /// Per-second timeline.
     pub timeline: Vec<TimelinePoint>,
+    /// The driver the harness's shards ran on (`io_uring`, `epoll`); absent
+    /// for runs without them (`floor`) and in reports from before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     /// Remarks for the reader that do not change the verdict (how a
     /// delivery phase ended, a cross-check against the target's own
     /// counters that did not match).
@@ -100,6 +105,7 @@ impl RunReport {
             histograms: BTreeMap::new(),
             failures: BTreeMap::new(),
             timeline: Vec::new(),
+            driver: None,
             notes: Vec::new(),
         }
     }
@@ -142,6 +148,9 @@ impl RunReport {
         );
         for r in &self.invalid_reasons {
             let _ = writeln!(s, "   INVALID: {r}");
+        }
+        if let Some(d) = &self.driver {
+            let _ = writeln!(s, "   {:<34} {d}", "harness driver");
         }
         for (k, v) in &self.metrics {
             let _ = writeln!(s, "   {k:<34} {}", fmt_num(*v));
@@ -240,7 +249,18 @@ mod tests {
         assert_eq!(back.runs[0], r);
         assert_eq!(back.schema, SCHEMA);
         assert!(text.contains("\"p99_us\":100"));
+        assert!(!text.contains("\"driver\""), "no driver, no key");
         let s = r.summary_text();
+        assert!(!s.contains("harness driver"));
+        r.driver = Some("epoll".into());
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"driver\":\"epoll\""), "{text}");
+        assert_eq!(serde_json::from_str::<RunReport>(&text).unwrap(), r);
+        let s = r.summary_text();
+        assert!(
+            s.contains("harness driver                     epoll"),
+            "{s}"
+        );
         assert!(s.contains("INVALID: lag"));
         assert!(s.contains("1234.50"));
         assert!(!s.contains("empty"));

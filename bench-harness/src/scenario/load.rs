@@ -5,7 +5,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{ShardPlan, ShardResult};
+use tuning::config::DriverChoice;
+
+use crate::driver::DriverUnavailable;
+use crate::engine::{Driver, ShardPlan, ShardResult};
 use crate::histo::Latency;
 use crate::preflight::{self, PreflightError};
 use crate::report::TimelinePoint;
@@ -34,6 +37,8 @@ pub struct LoadSpec {
     pub connect_rate: f64,
     /// Shards per worker.
     pub shards: u32,
+    /// Which driver the shards run on (decided in [`Load::start`]).
+    pub driver: DriverChoice,
     /// Worker processes (0: as few as fit).
     pub workers: u32,
     /// First source address.
@@ -67,6 +72,9 @@ pub enum LoadError {
     /// The host cannot do it.
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    /// `--driver io_uring` where io_uring is unavailable.
+    #[error(transparent)]
+    Driver(#[from] DriverUnavailable),
     /// Worker trouble.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -78,6 +86,7 @@ pub enum LoadError {
 /// A running load.
 #[derive(Debug)]
 pub struct Load {
+    driver: Driver,
     procs: Vec<WorkerProc>,
     rx: mpsc::Receiver<FromWorker>,
     latest: Vec<Option<Progress>>,
@@ -93,8 +102,10 @@ pub struct Load {
 }
 
 impl Load {
-    /// Checks the host, splits the load over workers and shards, starts them.
+    /// Decides the driver, checks the host, splits the load over workers
+    /// and shards, starts them.
     pub fn start(spec: &LoadSpec) -> Result<Self, LoadError> {
+        let driver = crate::driver::choose(spec.driver)?;
         let host = preflight::host_limits();
         let plan = preflight::plan(
             &preflight::Request {
@@ -103,6 +114,7 @@ impl Load {
                 workers: spec.workers,
                 first_source: spec.first_source,
                 target_is_local: spec.target.ip().is_loopback(),
+                driver,
             },
             &host,
         )?;
@@ -121,6 +133,7 @@ impl Load {
                 let n = base + u32::from(s < extra);
                 shards.push(ShardPlan {
                     index: s,
+                    driver,
                     peer: spec.peer,
                     target: spec.target,
                     sources: plan.sources.clone(),
@@ -147,6 +160,7 @@ impl Load {
         }
         let n = procs.len();
         Ok(Self {
+            driver,
             procs,
             rx,
             latest: vec![None; n],
@@ -158,6 +172,12 @@ impl Load {
             line: ProgressLine::new(),
             reports: vec![None; n],
         })
+    }
+
+    /// The driver the shards run on.
+    #[must_use]
+    pub fn driver(&self) -> Driver {
+        self.driver
     }
 
     /// Worker processes running.

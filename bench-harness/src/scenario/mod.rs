@@ -20,6 +20,7 @@ use crate::schedule::{LagBudget, judge};
 
 use crate::wire::PeerKind;
 pub use drain::{DrainPhase, PhaseEnd};
+use tuning::config::DriverChoice;
 
 /// Longest duration a `--*-secs` option takes: about eleven days.
 const MAX_SECS: f64 = 1e6;
@@ -52,9 +53,15 @@ pub struct Common {
     /// Gateway control listener (push API, stats).
     #[arg(long, default_value = "127.0.0.1:7101")]
     pub control: SocketAddr,
-    /// Shard threads (io_uring rings) per worker process.
+    /// Shard threads (io_uring rings or epoll sets) per worker process.
     #[arg(long, default_value_t = 2)]
     pub shards: u32,
+    /// Which driver the harness's shards run on: auto (io_uring where the
+    /// host allows it, else epoll, with one line on stderr saying why),
+    /// io_uring (fail if it is unavailable) or epoll (inside containers
+    /// whose seccomp profile denies io_uring).
+    #[arg(long, env = "GATEWAY_BENCH_DRIVER", default_value = "auto")]
+    pub driver: DriverChoice,
     /// Worker processes (0 = as few as the connection count needs).
     #[arg(long, default_value_t = 0)]
     pub workers: u32,
@@ -114,6 +121,7 @@ impl Common {
             connections,
             connect_rate,
             shards: self.shards,
+            driver: self.driver,
             workers: self.workers,
             first_source: self.first_source,
             heartbeat_ms: self.heartbeat_ms,
@@ -149,9 +157,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Takes the timeline and intervals of a finished load.
+    /// Takes the timeline, intervals and driver of a finished load.
     #[must_use]
     pub fn new(mut report: RunReport, load: load::Load) -> Self {
+        report.driver = Some(load.driver().as_str().to_string());
         report.timeline = load.timeline;
         Self {
             report,

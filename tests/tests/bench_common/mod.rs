@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,9 +51,32 @@ impl BenchRun {
 
 /// Runs `gateway-bench <args> --json <tmp>` with a time limit.
 pub fn bench(args: &[&str], limit: Duration) -> BenchRun {
+    bench_under(None, &[], args, limit)
+}
+
+/// Like [`bench`], with gateway-bench run by `launcher` (`launcher
+/// gateway-bench <args>`, e.g. the seccomp launcher `e2e-no-io-uring`)
+/// when given, and `env` set.
+pub fn bench_under(
+    launcher: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+    limit: Duration,
+) -> BenchRun {
     let dir = TempDir::new("bench");
     let json = dir.0.join("report.json");
-    let mut child = Command::new(binary("gateway-bench"))
+    let mut command = match launcher {
+        Some(l) => {
+            let mut c = Command::new(l);
+            c.arg(binary("gateway-bench"));
+            c
+        }
+        None => Command::new(binary("gateway-bench")),
+    };
+    // GATEWAY_BENCH_DRIVER passes through: `GATEWAY_BENCH_DRIVER=epoll`
+    // runs every bench_* test on the harness's epoll driver.
+    command.envs(env.iter().copied());
+    let mut child = command
         .args(args)
         .arg("--json")
         .arg(&json)

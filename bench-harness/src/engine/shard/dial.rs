@@ -1,22 +1,22 @@
-//! Connection set-up and tear-down: the linked socket → setsockopt → bind →
-//! connect chain into a direct-descriptor slot, the handshake start,
-//! shutdown/close, churn reconnects.
+//! Connection set-up and tear-down, whatever the driver: the identity and
+//! token of a slot, the connect attempt and its outcome, the handshake
+//! start, shutdown/close, churn reconnects. The driver does the socket
+//! work ([`ShardIo::connect`], [`ShardIo::close`]).
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use io_uring::{opcode, squeue, types};
+use gateway::stream::StreamLife;
 use protocol::auth::{Claims, mint_hs256};
 
-use super::{ONE, Shard, ShardError, TOKEN_TTL_S};
+use super::{Closed, Dial, Shard, ShardError, ShardIo, TOKEN_TTL_S};
 use crate::engine::conn::Phase;
-use crate::engine::ops::{Op, Tag};
 use crate::engine::seen::Seen;
 use crate::stamp::wall_us;
 use crate::wire::{ClientWire, Identity};
 
-impl Shard<'_> {
+impl<I: ShardIo> Shard<'_, I> {
     pub(super) fn identity(&self, slot: u32) -> Result<Identity, ShardError> {
         let user = format!("u{}", self.plan.first_user + u64::from(slot));
         let token = if self.plan.peer == crate::wire::PeerKind::Gateway {
@@ -57,65 +57,24 @@ impl Shard<'_> {
         let generation = conn.generation;
         self.link.counters.attempts.fetch_add(1, Ordering::Relaxed);
         self.res.attempts += 1;
-        let tag = |op| Tag::of(op, slot, u32::from(generation)).encode();
-        let fixed = types::Fixed(slot);
-        let link = squeue::Flags::IO_LINK;
-        let quiet = squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS;
-        let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
-            return Ok(());
-        };
-        let sock = opcode::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0)
-            .file_index(Some(dest))
-            .build()
-            .flags(quiet)
-            .user_data(tag(Op::Socket));
-        self.push(sock)?;
-        let optval = (&raw const ONE).cast::<libc::c_void>();
-        let optlen = std::mem::size_of::<libc::c_int>() as u32;
-        let nodelay = opcode::SetSockOpt::new(
-            fixed,
-            libc::IPPROTO_TCP as u32,
-            libc::TCP_NODELAY as u32,
-            optval,
-            optlen,
-        )
-        .build()
-        .flags(quiet)
-        .user_data(tag(Op::SockOpt));
-        self.push(nodelay)?;
-        if !self.sources.is_empty() {
-            let src: *const libc::sockaddr_in =
-                &raw const self.sources[slot as usize % self.sources.len()];
-            let noport = opcode::SetSockOpt::new(
-                fixed,
-                libc::IPPROTO_IP as u32,
-                libc::IP_BIND_ADDRESS_NO_PORT as u32,
-                optval,
-                optlen,
-            )
-            .build()
-            .flags(quiet)
-            .user_data(tag(Op::SockOpt));
-            self.push(noport)?;
-            let bind = opcode::Bind::new(
-                fixed,
-                src.cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-            .build()
-            .flags(quiet)
-            .user_data(tag(Op::Bind));
-            self.push(bind)?;
+        match self.io.connect(slot, generation)? {
+            Dial::Pending => Ok(()),
+            Dial::Connected => self.on_connect(slot, 0),
+            Dial::Refused(errno) => self.on_connect(slot, -errno),
+            Dial::SetupFailed(step, errno) => {
+                self.setup_failed(slot, step, errno);
+                self.on_connect(slot, -libc::ECANCELED)
+            }
         }
-        let _ = link;
-        let connect = opcode::Connect::new(
-            fixed,
-            (&raw const *self.target).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-        .build()
-        .user_data(tag(Op::Connect));
-        self.push(connect)
+    }
+    /// A step of the connect chain before the connect failed: counted
+    /// once, under the step's name; the connect that follows is cancelled
+    /// and reports the end of the attempt.
+    pub(super) fn setup_failed(&mut self, slot: u32, step: &str, errno: i32) {
+        self.note_failure(format!("{step}: {}", io::Error::from_raw_os_error(errno)));
+        if let Some(c) = self.conns.get_mut(slot as usize) {
+            c.phase = Phase::Dead;
+        }
     }
     pub(super) fn on_connect(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
         let elapsed = self.elapsed_since_intended(slot);
@@ -185,16 +144,16 @@ impl Shard<'_> {
             conn.phase = Phase::Closing;
         }
         let generation = conn.generation;
-        let tag = |op| Tag::of(op, slot, u32::from(generation)).encode();
-        let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
-            .build()
-            .flags(squeue::Flags::IO_HARDLINK)
-            .user_data(tag(Op::Shutdown));
-        self.push(shut)?;
-        let close = opcode::Close::new(types::Fixed(slot))
-            .build()
-            .user_data(tag(Op::Close));
-        self.push(close)
+        match self.io.close(slot, generation)? {
+            Closed::Later => Ok(()),
+            Closed::Now => {
+                // Nothing of this connection is in flight any more.
+                if let Some(c) = self.conns.get_mut(slot as usize) {
+                    c.life = StreamLife::default();
+                }
+                self.on_close(slot)
+            }
+        }
     }
     pub(super) fn on_close(&mut self, slot: u32) -> Result<(), ShardError> {
         self.maybe_reconnect(slot)

@@ -1,38 +1,59 @@
-//! One shard's event loop on its own io_uring ring: set-up, the wait loop,
-//! schedules and completion routing. Connection set-up and tear-down live
-//! in [`dial`], data and session events in [`traffic`].
+//! One shard's event loop, generic over its I/O ([`ShardIo`]): set-up, the
+//! loop, schedules. What a connection does (dial, handshake, heartbeats,
+//! deliveries, churn, uplinks) is shared by both drivers and lives in
+//! [`dial`] and [`traffic`]; only the I/O differs: [`uring`] (an io_uring
+//! ring with direct descriptors) and [`epoll`] (non-blocking sockets in an
+//! edge-triggered epoll set).
 
 mod dial;
+mod epoll;
 mod traffic;
+mod uring;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddrV4;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use gateway::uring::bufring::BufRing;
-use gateway::uring::ring::{self, BUF_GROUP, RingError, RingSpec};
-use io_uring::{IoUring, cqueue, squeue, types};
+use gateway::uring::ring::RingError;
 use protocol::time::Millis;
 
-use super::conn::{Conn, Phase};
-use super::ops::{Op, Tag};
+use super::conn::Conn;
 use super::timers::Timers;
-use super::{SeqStat, ShardLink, ShardPlan, ShardResult};
+use super::{Driver, SeqStat, ShardLink, ShardPlan, ShardResult};
 use crate::schedule::Schedule;
 use crate::stamp::wall_us;
 use crate::wire::WireEvent;
 
-/// Receive buffers per shard (the provided-buffer ring).
-const RECV_BUFFERS: u32 = 4096;
-/// Size of each receive buffer.
-const RECV_BUFFER_SIZE: u32 = 4096;
 /// Longest the loop sleeps without a due event.
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// How long a reconnecting slot's token stays valid.
 const TOKEN_TTL_S: u64 = 24 * 3600;
+
+/// The `1` that boolean socket options point to (static: stable address,
+/// as an io_uring SetSockOpt reads it after submission).
+static ONE: libc::c_int = 1;
+
+/// `a` as the kernel's `sockaddr_in`.
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The plan's source addresses (port 0: the kernel picks at connect).
+fn source_addrs(plan: &ShardPlan) -> Box<[libc::sockaddr_in]> {
+    plan.sources
+        .iter()
+        .map(|ip| sockaddr(SocketAddrV4::new(*ip, 0)))
+        .collect()
+}
 
 /// Why a shard could not run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +76,16 @@ pub enum ShardError {
         /// OS error.
         source: io::Error,
     },
+    /// The epoll set could not be made or waited on.
+    #[error("shard {shard}: {call} failed: {source}")]
+    Epoll {
+        /// Shard index.
+        shard: u32,
+        /// The call that failed (`epoll_create1`, `epoll_wait`).
+        call: &'static str,
+        /// OS error.
+        source: io::Error,
+    },
     /// A token could not be minted.
     #[error("shard {shard}: cannot mint a token: {reason}")]
     Token {
@@ -65,36 +96,79 @@ pub enum ShardError {
     },
 }
 
-/// The `1` that boolean socket options point to (static: stable address).
-static ONE: libc::c_int = 1;
+/// What starting a connection did at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dial {
+    /// Under way: the driver reports the outcome as a connect event.
+    Pending,
+    /// Connected already.
+    Connected,
+    /// The connect itself failed at once with this errno.
+    Refused(i32),
+    /// A step before the connect (`socket`, `setsockopt`, `bind`, ...)
+    /// failed with this errno.
+    SetupFailed(&'static str, i32),
+}
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+/// What handing bytes to the socket did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Submitted: a completion reports how many bytes went.
+    Later,
+    /// Done now: bytes written (≥ 0) or `-errno`.
+    Now(i32),
+    /// The socket buffer is full: writability resumes the send.
+    Blocked,
+}
+
+/// What closing a connection did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// Submitted: a completion reports the close.
+    Later,
+    /// Closed now, and nothing of the connection is in flight any more.
+    Now,
+}
+
+/// The I/O of a shard: how a connection is opened, written, closed, and
+/// how the shard waits for what happened. The session logic calls these;
+/// a driver's [`ShardIo::poll`] calls the session logic back
+/// ([`Shard::on_connect`], [`Shard::feed`], [`Shard::on_send`], ...).
+trait ShardIo: Sized {
+    /// Starts connection `slot` (incarnation `generation`) to the plan's
+    /// target from the slot's source address.
+    fn connect(&mut self, slot: u32, generation: u16) -> Result<Dial, ShardError>;
+    /// Starts receiving on `slot` once it is connected.
+    fn arm_recv(&mut self, slot: u32, generation: u16) -> Result<(), ShardError>;
+    /// Sends `bytes` on `slot`; they stay put until the send is reported.
+    fn send(&mut self, slot: u32, generation: u16, bytes: &[u8]) -> Result<Sent, ShardError>;
+    /// Shuts down and closes `slot`.
+    fn close(&mut self, slot: u32, generation: u16) -> Result<Closed, ShardError>;
+    /// Waits at most `wait` for I/O and hands what happened to the shard.
+    fn poll(shard: &mut Shard<'_, Self>, wait: Duration) -> Result<(), ShardError>;
+}
+
+/// Runs `plan` on its driver until `link.stop` is set; returns what it
+/// measured.
+pub fn run_shard(plan: &ShardPlan, link: &ShardLink) -> Result<ShardResult, ShardError> {
+    match plan.driver {
+        Driver::IoUring => drive(Shard::new(plan, link, uring::UringIo::new(plan)?)),
+        Driver::Epoll => drive(Shard::new(plan, link, epoll::EpollIo::new(plan)?)),
     }
 }
 
-/// Runs `plan` until `link.stop` is set; returns what it measured.
-pub fn run_shard(plan: &ShardPlan, link: &Arc<ShardLink>) -> Result<ShardResult, ShardError> {
-    let mut s = Shard::new(plan, link)?;
+fn drive<I: ShardIo>(mut s: Shard<'_, I>) -> Result<ShardResult, ShardError> {
     s.run()?;
     Ok(s.finish())
 }
 
-struct Shard<'a> {
-    // Field order: the ring drops before the buffer memory it points into.
-    ring: IoUring,
-    bufs: BufRing,
+struct Shard<'a, I> {
+    // Field order: the I/O (an io_uring ring) drops before the connection
+    // send buffers its operations point into.
+    io: I,
     plan: &'a ShardPlan,
     link: &'a ShardLink,
     conns: Vec<Conn>,
-    target: Box<libc::sockaddr_in>,
-    sources: Box<[libc::sockaddr_in]>,
     epoch: Instant,
     connects: Schedule,
     churn: Option<Schedule>,
@@ -104,7 +178,6 @@ struct Shard<'a> {
     res: ShardResult,
     events: Vec<WireEvent>,
     out: Vec<u8>,
-    cqes: Vec<(u64, i32, u32)>,
     resolved: u64,
     established_now: u64,
     rng: u64,
@@ -117,38 +190,19 @@ struct Shard<'a> {
     churn_last: Option<Instant>,
 }
 
-impl<'a> Shard<'a> {
-    fn new(plan: &'a ShardPlan, link: &'a Arc<ShardLink>) -> Result<Self, ShardError> {
-        let shard = plan.index;
-        let spec = RingSpec {
-            sq_entries: 4096,
-            cq_entries: 16_384,
-            defer_taskrun: false,
-            files: plan.count.max(1),
-            buffers: RECV_BUFFERS,
-            buffer_size: RECV_BUFFER_SIZE,
-        };
-        let (ring, bufs) =
-            ring::build(&spec).map_err(|source| ShardError::Ring { shard, source })?;
-        let sources: Box<[libc::sockaddr_in]> = plan
-            .sources
-            .iter()
-            .map(|ip| sockaddr(SocketAddrV4::new(*ip, 0)))
-            .collect();
+impl<'a, I: ShardIo> Shard<'a, I> {
+    fn new(plan: &'a ShardPlan, link: &'a ShardLink, io: I) -> Self {
         let epoch = Instant::now();
         let res = ShardResult {
             seqs: vec![SeqStat::default(); usize::try_from(plan.expected_msgs).unwrap_or(0)],
             first_intended_us: wall_us(),
             ..ShardResult::default()
         };
-        Ok(Self {
-            ring,
-            bufs,
+        Self {
+            io,
             plan,
             link,
             conns: (0..plan.count).map(|_| Conn::idle()).collect(),
-            target: Box::new(sockaddr(plan.target)),
-            sources,
             epoch,
             connects: Schedule::new(epoch, plan.connect_rate, u64::from(plan.count)),
             churn: None,
@@ -158,7 +212,6 @@ impl<'a> Shard<'a> {
             res,
             events: Vec::new(),
             out: Vec::new(),
-            cqes: Vec::new(),
             resolved: 0,
             established_now: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(plan.index + 1) ^ plan.first_user,
@@ -169,7 +222,7 @@ impl<'a> Shard<'a> {
             churn_started: None,
             churn_issued: 0,
             churn_last: None,
-        })
+        }
     }
     fn now_ms(&self) -> Millis {
         Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
@@ -177,48 +230,11 @@ impl<'a> Shard<'a> {
     fn ns_of(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
-    fn push(&mut self, sqe: squeue::Entry) -> Result<(), ShardError> {
-        // SAFETY: every buffer and address an SQE points to lives in `self`
-        // (boxed or in a connection slot not touched until its completion).
-        unsafe { gateway::uring::sq::push(&mut self.ring, std::slice::from_ref(&sqe)) }.map_err(
-            |e| ShardError::Enter {
-                shard: self.plan.index,
-                source: std::io::Error::other(e),
-            },
-        )
-    }
     fn run(&mut self) -> Result<(), ShardError> {
         while !self.link.stop.load(Ordering::Relaxed) {
             self.issue_due()?;
             let wait = self.wait_time();
-            let ts = types::Timespec::from(wait);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                    ) => {}
-                Err(source) => {
-                    return Err(ShardError::Enter {
-                        shard: self.plan.index,
-                        source,
-                    });
-                }
-            }
-            self.cqes.clear();
-            self.cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            let cqes = std::mem::take(&mut self.cqes);
-            for &(ud, res, flags) in &cqes {
-                self.complete(ud, res, flags)?;
-            }
-            self.cqes = cqes;
-            self.bufs.commit();
+            I::poll(self, wait)?;
             self.run_timers()?;
             self.publish(false);
         }
@@ -312,49 +328,6 @@ impl<'a> Shard<'a> {
             },
         ));
     }
-    fn complete(&mut self, ud: u64, res: i32, flags: u32) -> Result<(), ShardError> {
-        let Some(tag) = Tag::decode(ud) else {
-            return Ok(());
-        };
-        let bid = cqueue::buffer_select(flags);
-        let current = self
-            .conns
-            .get(tag.index as usize)
-            .is_some_and(|c| tag.is_for(u32::from(c.generation)));
-        if !current {
-            if let Some(bid) = bid {
-                self.release_buffer(bid, res, flags);
-            }
-            if tag.kind == Op::Send
-                && let Some(c) = self.conns.get_mut(tag.index as usize)
-            {
-                // A send of an earlier incarnation finished: its buffer is free.
-                c.life.finish(gateway::stream::Pending::Send);
-            }
-            return Ok(());
-        }
-        match tag.kind {
-            Op::Socket | Op::SockOpt | Op::Bind if res == -libc::ECANCELED => {}
-            Op::Socket | Op::SockOpt | Op::Bind => {
-                // Only failures are posted (SKIP_SUCCESS); the Connect that
-                // follows is cancelled and reports the end of the chain.
-                self.note_failure(format!(
-                    "{}: {}",
-                    tag.kind.name(),
-                    io::Error::from_raw_os_error(-res)
-                ));
-                if let Some(c) = self.conns.get_mut(tag.index as usize) {
-                    c.phase = Phase::Dead;
-                }
-            }
-            Op::Connect => self.on_connect(tag.index, res)?,
-            Op::Send => self.on_send(tag.index, res)?,
-            Op::Recv => self.on_recv(tag.index, res, flags, bid)?,
-            Op::Shutdown => {}
-            Op::Close => self.on_close(tag.index)?,
-        }
-        Ok(())
-    }
     fn publish(&mut self, force: bool) {
         if !force && self.last_publish.elapsed() < Duration::from_millis(100) {
             return;
@@ -387,5 +360,101 @@ impl<'a> Shard<'a> {
             }
         }
         self.res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wire::PeerKind;
+
+    fn plan(driver: Driver, target: SocketAddrV4, count: u32) -> ShardPlan {
+        ShardPlan {
+            index: 0,
+            driver,
+            peer: PeerKind::Nats,
+            target,
+            sources: vec![Ipv4Addr::new(127, 0, 0, 3)],
+            first_user: 0,
+            count,
+            connect_rate: 0.0,
+            subscribe: None,
+            heartbeat_ms: 1000,
+            jwt_secret: String::new(),
+            churn_rate: 0.0,
+            churn_total: 0,
+            uplink_rate: 0.0,
+            uplink_total: 0,
+            uplink_route: String::new(),
+            payload_size: 0,
+            expected_msgs: 0,
+            start_wall_us: 0,
+        }
+    }
+
+    /// Runs a shard until its connect phase is over (10 s at most).
+    fn connect_phase(plan: ShardPlan) -> ShardResult {
+        let link = ShardLink::new();
+        let shard_link = Arc::clone(&link);
+        let h = std::thread::spawn(move || run_shard(&plan, &shard_link));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !link.counters.connect_done.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        link.stop.store(true, Ordering::Relaxed);
+        assert!(link.counters.connect_done.load(Ordering::Relaxed));
+        h.join().unwrap().unwrap()
+    }
+
+    #[test]
+    fn refused_connects_are_counted_alike_on_both_drivers() {
+        // A port nobody listens on (bound, then freed).
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let refused = format!(
+            "connect: {}",
+            io::Error::from_raw_os_error(libc::ECONNREFUSED)
+        );
+        let epoll = connect_phase(plan(Driver::Epoll, target, 5));
+        assert_eq!((epoll.attempts, epoll.established), (5, 0));
+        assert_eq!(
+            epoll.failures.get(&refused),
+            Some(&5),
+            "{:?}",
+            epoll.failures
+        );
+        assert_eq!(epoll.failures.len(), 1, "{:?}", epoll.failures);
+        // The io_uring path, where this host allows it, says the same.
+        if crate::driver::choose(tuning::config::DriverChoice::IoUring).is_ok() {
+            let uring = connect_phase(plan(Driver::IoUring, target, 5));
+            assert_eq!(uring.failures, epoll.failures);
+            assert_eq!(uring.attempts, epoll.attempts);
+        }
+    }
+
+    #[test]
+    fn an_unbindable_source_fails_at_bind_on_epoll() {
+        // 192.0.2.1 (TEST-NET-1) is no address of this host.
+        let mut p = plan(Driver::Epoll, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9), 2);
+        p.sources = vec![Ipv4Addr::new(192, 0, 2, 1)];
+        let r = connect_phase(p);
+        let why = format!(
+            "bind: {}",
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)
+        );
+        assert_eq!(r.failures.get(&why), Some(&2), "{:?}", r.failures);
+        assert_eq!(
+            r.failures.len(),
+            1,
+            "setup failure counted once: {:?}",
+            r.failures
+        );
     }
 }

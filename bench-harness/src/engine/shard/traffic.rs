@@ -1,31 +1,26 @@
-//! Data on established connections: sends, multishot receives, session
-//! events (deliveries, replies, closes), heartbeats, churn and uplink picks.
+//! Data on established connections, whatever the driver: sends, received
+//! bytes through the session, session events (deliveries, replies,
+//! closes), heartbeats, churn and uplink picks.
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use io_uring::{cqueue, opcode, types};
-
-use super::{BUF_GROUP, Shard, ShardError};
 use gateway::stream::Pending;
 
+use super::{Sent, Shard, ShardError, ShardIo};
 use crate::engine::conn::Phase;
-use crate::engine::ops::{Op, Tag};
 use crate::stamp::wall_us;
 use crate::wire::WireEvent;
 
-impl Shard<'_> {
+impl<I: ShardIo> Shard<'_, I> {
     pub(super) fn arm_recv(&mut self, slot: u32) -> Result<(), ShardError> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
         conn.life.start(Pending::Recv);
         let generation = conn.generation;
-        let sqe = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
-            .build()
-            .user_data(Tag::of(Op::Recv, slot, u32::from(generation)).encode());
-        self.push(sqe)
+        self.io.arm_recv(slot, generation)
     }
     pub(super) fn send(&mut self, slot: u32, bytes: &[u8]) -> Result<(), ShardError> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
@@ -40,16 +35,15 @@ impl Shard<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
+        let generation = conn.generation;
         let Some(rest) = conn.send.to_send() else {
             return Ok(());
         };
-        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
-        let sqe = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(Tag::of(Op::Send, slot, u32::from(conn.generation)).encode());
         conn.life.start(Pending::Send);
-        self.push(sqe)
+        match self.io.send(slot, generation, rest)? {
+            Sent::Later | Sent::Blocked => Ok(()),
+            Sent::Now(res) => self.on_send(slot, res),
+        }
     }
     pub(super) fn on_send(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
@@ -69,63 +63,23 @@ impl Shard<'_> {
         }
         self.maybe_reconnect(slot)
     }
-    /// Hands back a buffer whose bytes nobody will read.
-    pub(super) fn release_buffer(&mut self, bid: u16, res: i32, flags: u32) {
-        let len = usize::try_from(res).unwrap_or(0);
-        let (_, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
-        if done {
-            self.bufs.recycle(bid);
-        }
-    }
-
-    pub(super) fn on_recv(
-        &mut self,
-        slot: u32,
-        res: i32,
-        flags: u32,
-        bid: Option<u16>,
-    ) -> Result<(), ShardError> {
-        if res > 0
-            && let Some(bid) = bid
-        {
-            let len = usize::try_from(res).unwrap_or(0);
-            let (data, done) = self.bufs.take(bid, len, cqueue::buffer_more(flags));
-            let data = data.to_vec();
-            if done {
-                self.bufs.recycle(bid);
-            }
-            self.feed(slot, &data)?;
-        } else if let Some(bid) = bid {
-            self.release_buffer(bid, res, flags);
-        }
-        if res == -libc::ENOBUFS {
-            // The pool's window was too small for this burst: widen it.
-            self.bufs.grow();
-        }
-        if cqueue::more(flags) {
+    /// The receive side of a live connection ended: `res` 0 is the peer's
+    /// close, a negative one `-errno`. Counted as a failure and closed.
+    pub(super) fn recv_failed(&mut self, slot: u32, res: i32) -> Result<(), ShardError> {
+        let live = self
+            .conns
+            .get(slot as usize)
+            .is_some_and(|c| matches!(c.phase, Phase::Handshaking | Phase::Established));
+        if !live {
             return Ok(());
         }
-        let Some(conn) = self.conns.get_mut(slot as usize) else {
-            return Ok(());
+        let why = if res == 0 {
+            "closed by peer".to_string()
+        } else {
+            format!("recv: {}", io::Error::from_raw_os_error(-res))
         };
-        conn.life.finish(Pending::Recv);
-        let live = matches!(conn.phase, Phase::Handshaking | Phase::Established);
-        // The kernel ends a multishot receive when the buffer ring runs dry
-        // (ENOBUFS) or the completion queue overflows; the last completion
-        // may still carry data. Either way the connection is fine: re-arm.
-        if live && (res > 0 || res == -libc::ENOBUFS) {
-            return self.arm_recv(slot);
-        }
-        if live {
-            let why = if res == 0 {
-                "closed by peer".to_string()
-            } else {
-                format!("recv: {}", io::Error::from_raw_os_error(-res))
-            };
-            self.note_failure(why);
-            return self.lose(slot);
-        }
-        Ok(())
+        self.note_failure(why);
+        self.lose(slot)
     }
     pub(super) fn feed(&mut self, slot: u32, data: &[u8]) -> Result<(), ShardError> {
         let now = self.now_ms();

@@ -18,6 +18,7 @@ use crate::peers::{PeerError, PeerProc, start_mosquitto, start_nats};
 use crate::preflight::{RESERVED_FDS, host_limits};
 use crate::report::RunReport;
 use crate::wire::PeerKind;
+use tuning::config::DriverChoice;
 
 mod table;
 
@@ -66,6 +67,10 @@ pub struct SuiteArgs {
     /// Markdown file to update between the suite markers.
     #[arg(long)]
     pub md: Option<PathBuf>,
+    /// Which driver the harness's shards run on (auto, io_uring, epoll;
+    /// as for the load scenarios). The gateway it starts picks its own.
+    #[arg(long, env = "GATEWAY_BENCH_DRIVER", default_value = "auto")]
+    pub driver: DriverChoice,
     /// HTML report of all runs.
     #[arg(long)]
     pub html: Option<PathBuf>,
@@ -140,7 +145,13 @@ fn start_gateway(
     Err(SuiteError::Gateway("did not listen within 10 s".into()))
 }
 
-fn common(peer: PeerKind, target: SocketAddrV4, control: SocketAddr, secret: &str) -> Common {
+fn common(
+    peer: PeerKind,
+    target: SocketAddrV4,
+    control: SocketAddr,
+    secret: &str,
+    driver: DriverChoice,
+) -> Common {
     Common {
         peer,
         target,
@@ -148,6 +159,7 @@ fn common(peer: PeerKind, target: SocketAddrV4, control: SocketAddr, secret: &st
         // One ring per worker: on a small box the harness shares the cores
         // with the system it measures.
         shards: 1,
+        driver,
         workers: 0,
         first_source: [127, 0, 0, 2].into(),
         heartbeat_ms: 30_000,
@@ -236,7 +248,7 @@ pub fn run(
                     (None, Some(p), t, SocketAddr::V4(t), pid)
                 }
             };
-            let c = common(kind, target, control, &secret);
+            let c = common(kind, target, control, &secret, a.driver);
             let mut counts = vec![side];
             if kind == PeerKind::Gateway && big > side {
                 counts.push(big);
