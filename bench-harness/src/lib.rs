@@ -22,6 +22,7 @@ pub mod procfs;
 pub mod publish;
 pub mod report;
 pub mod scenario;
+pub mod sched;
 pub mod schedule;
 pub mod stamp;
 pub mod wire;

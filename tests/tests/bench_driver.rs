@@ -48,6 +48,8 @@ fn the_epoll_harness_connects_fans_out_and_churns() {
             "connect",
             "--driver",
             "epoll",
+            "--sched",
+            "normal",
             "--target",
             &target,
             "-n",
@@ -74,11 +76,16 @@ fn the_epoll_harness_connects_fans_out_and_churns() {
     assert_eq!(r.metric("held_after_hold"), 300.0, "{}", r.stdout);
     assert_eq!(r.count("connect"), 300);
     assert_eq!(r.count("handshake"), 300);
+    assert_eq!(r.run["sched"], "normal", "{}", r.run);
     // Fan-out: every subscriber gets every broadcast exactly once (the
-    // driver given by the environment this time).
+    // driver given by the environment this time, and the load threads,
+    // publisher included, on SCHED_BATCH).
     let r = bench_under(
         None,
-        &[("GATEWAY_BENCH_DRIVER", "epoll")],
+        &[
+            ("GATEWAY_BENCH_DRIVER", "epoll"),
+            ("GATEWAY_BENCH_SCHED", "batch"),
+        ],
         &[
             "fanout",
             "--target",
@@ -106,6 +113,7 @@ fn the_epoll_harness_connects_fans_out_and_churns() {
     assert_eq!(r.metric("lost"), 0.0);
     assert_eq!(r.metric("duplicates"), 0.0);
     assert_eq!(r.count("completion"), 5);
+    assert_eq!(r.run["sched"], "batch", "{}", r.run);
     // Churn: close and reconnect 20 % of 100 a second for 2 s.
     let r = bench(
         &[

@@ -75,6 +75,9 @@ pub struct ShardPlan {
     pub index: u32,
     /// The driver its I/O runs on.
     pub driver: Driver,
+    /// The scheduling policy of its thread.
+    #[serde(default)]
+    pub sched: crate::sched::Sched,
     /// Protocol spoken.
     pub peer: PeerKind,
     /// Where to connect.

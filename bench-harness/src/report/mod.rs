@@ -83,6 +83,11 @@ pub struct RunReport {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// The scheduling policy of the harness's load threads (`normal`,
+    /// `batch`: `--sched`); absent where there were none and in reports
+    /// from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<String>,
     /// Remarks for the reader that do not change the verdict (how a
     /// delivery phase ended, a cross-check against the target's own
     /// counters that did not match).
@@ -106,6 +111,7 @@ impl RunReport {
             failures: BTreeMap::new(),
             timeline: Vec::new(),
             driver: None,
+            sched: None,
             notes: Vec::new(),
         }
     }
@@ -151,6 +157,9 @@ impl RunReport {
         }
         if let Some(d) = &self.driver {
             let _ = writeln!(s, "   {:<34} {d}", "harness driver");
+        }
+        if let Some(p) = &self.sched {
+            let _ = writeln!(s, "   {:<34} {p}", "harness sched");
         }
         for (k, v) in &self.metrics {
             let _ = writeln!(s, "   {k:<34} {}", fmt_num(*v));
@@ -253,6 +262,7 @@ mod tests {
         let s = r.summary_text();
         assert!(!s.contains("harness driver"));
         r.driver = Some("epoll".into());
+        r.sched = Some("batch".into());
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"driver\":\"epoll\""), "{text}");
         assert_eq!(serde_json::from_str::<RunReport>(&text).unwrap(), r);
@@ -261,6 +271,11 @@ mod tests {
             s.contains("harness driver                     epoll"),
             "{s}"
         );
+        assert!(
+            s.contains("harness sched                      batch"),
+            "{s}"
+        );
+        assert!(text.contains("\"sched\":\"batch\""), "{text}");
         assert!(s.contains("INVALID: lag"));
         assert!(s.contains("1234.50"));
         assert!(!s.contains("empty"));

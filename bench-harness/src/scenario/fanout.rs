@@ -133,6 +133,7 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         payload: a.payload,
         broadcast_all: all,
         batch: a.batch,
+        sched: c.sched,
     };
     let before = gateway_counts(c);
     let sent = send_all(&plan, &to);
@@ -331,6 +332,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         payload: a.payload,
         broadcast_all: false,
         batch: a.batch,
+        sched: c.sched,
     };
     let before = gateway_counts(c);
     let sent = send_all(&plan, &to);

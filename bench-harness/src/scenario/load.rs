@@ -39,6 +39,8 @@ pub struct LoadSpec {
     pub shards: u32,
     /// Which driver the shards run on (decided in [`Load::start`]).
     pub driver: DriverChoice,
+    /// Scheduling policy of the shard threads.
+    pub sched: crate::sched::Sched,
     /// Worker processes (0: as few as fit).
     pub workers: u32,
     /// First source address.
@@ -87,6 +89,7 @@ pub enum LoadError {
 #[derive(Debug)]
 pub struct Load {
     driver: Driver,
+    sched: crate::sched::Sched,
     procs: Vec<WorkerProc>,
     rx: mpsc::Receiver<FromWorker>,
     latest: Vec<Option<Progress>>,
@@ -134,6 +137,7 @@ impl Load {
                 shards.push(ShardPlan {
                     index: s,
                     driver,
+                    sched: spec.sched,
                     peer: spec.peer,
                     target: spec.target,
                     sources: plan.sources.clone(),
@@ -161,6 +165,7 @@ impl Load {
         let n = procs.len();
         Ok(Self {
             driver,
+            sched: spec.sched,
             procs,
             rx,
             latest: vec![None; n],
@@ -178,6 +183,12 @@ impl Load {
     #[must_use]
     pub fn driver(&self) -> Driver {
         self.driver
+    }
+
+    /// The scheduling policy of the shard threads.
+    #[must_use]
+    pub fn sched(&self) -> crate::sched::Sched {
+        self.sched
     }
 
     /// Worker processes running.

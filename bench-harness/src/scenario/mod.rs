@@ -62,6 +62,16 @@ pub struct Common {
     /// whose seccomp profile denies io_uring).
     #[arg(long, env = "GATEWAY_BENCH_DRIVER", default_value = "auto")]
     pub driver: DriverChoice,
+    /// Scheduling policy of the harness's load threads: normal, or batch
+    /// (SCHED_BATCH: a woken harness thread does not preempt the system
+    /// under test on a shared box; see `bench_harness::sched`).
+    #[arg(
+        long,
+        env = "GATEWAY_BENCH_SCHED",
+        value_enum,
+        default_value = "normal"
+    )]
+    pub sched: crate::sched::Sched,
     /// Worker processes (0 = as few as the connection count needs).
     #[arg(long, default_value_t = 0)]
     pub workers: u32,
@@ -122,6 +132,7 @@ impl Common {
             connect_rate,
             shards: self.shards,
             driver: self.driver,
+            sched: self.sched,
             workers: self.workers,
             first_source: self.first_source,
             heartbeat_ms: self.heartbeat_ms,
@@ -157,10 +168,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Takes the timeline, intervals and driver of a finished load.
+    /// Takes the timeline, intervals, driver and scheduling policy of a
+    /// finished load.
     #[must_use]
     pub fn new(mut report: RunReport, load: load::Load) -> Self {
         report.driver = Some(load.driver().as_str().to_string());
+        report.sched = Some(load.sched().as_str().to_string());
         report.timeline = load.timeline;
         Self {
             report,

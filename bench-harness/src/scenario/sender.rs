@@ -49,6 +49,8 @@ pub struct SendPlan {
     /// request is full; with a rate, a request carries the messages that
     /// fell due while the previous one was out, so batching adds no delay.
     pub batch: u32,
+    /// Scheduling policy of the publisher threads (`--sched`).
+    pub sched: crate::sched::Sched,
 }
 
 /// Requests one push API connection may have unanswered.
@@ -141,6 +143,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
         payload,
         broadcast_all,
         batch,
+        sched,
     } = *plan;
     let batch = batch.max(1) as usize;
     let threads = threads.max(1);
@@ -154,6 +157,11 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                         first_intended_us: start_wall,
                         ..SendOutcome::default()
                     };
+                    if let Err(e) = sched.apply_to_this_thread() {
+                        out.errors
+                            .insert(e.to_string(), total.div_ceil(u64::from(threads)));
+                        return out;
+                    }
                     let mut sink = match Sink::connect(kind, addr) {
                         Ok(p) => p,
                         Err(e) => {

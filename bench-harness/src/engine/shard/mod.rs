@@ -86,6 +86,14 @@ pub enum ShardError {
         /// OS error.
         source: io::Error,
     },
+    /// The thread's scheduling policy (`--sched`) could not be set.
+    #[error("shard {shard}: {source}")]
+    Sched {
+        /// Shard index.
+        shard: u32,
+        /// What failed.
+        source: crate::sched::SchedError,
+    },
     /// A token could not be minted.
     #[error("shard {shard}: cannot mint a token: {reason}")]
     Token {
@@ -151,6 +159,12 @@ trait ShardIo: Sized {
 /// Runs `plan` on its driver until `link.stop` is set; returns what it
 /// measured.
 pub fn run_shard(plan: &ShardPlan, link: &ShardLink) -> Result<ShardResult, ShardError> {
+    plan.sched
+        .apply_to_this_thread()
+        .map_err(|source| ShardError::Sched {
+            shard: plan.index,
+            source,
+        })?;
     match plan.driver {
         Driver::IoUring => drive(Shard::new(plan, link, uring::UringIo::new(plan)?)),
         Driver::Epoll => drive(Shard::new(plan, link, epoll::EpollIo::new(plan)?)),
@@ -375,6 +389,7 @@ mod tests {
         ShardPlan {
             index: 0,
             driver,
+            sched: crate::sched::Sched::Normal,
             peer: PeerKind::Nats,
             target,
             sources: vec![Ipv4Addr::new(127, 0, 0, 3)],

@@ -160,6 +160,7 @@ fn common(
         // with the system it measures.
         shards: 1,
         driver,
+        sched: crate::sched::Sched::Normal,
         workers: 0,
         first_source: [127, 0, 0, 2].into(),
         heartbeat_ms: 30_000,
