@@ -79,10 +79,15 @@ fn raise_nofile() -> u64 {
     }
 }
 
-/// The tuner's start-up check: each warning logged once; blocking findings
-/// stop the gateway with the check's own explanation.
-fn startup_check(cfg: &GatewayConfig, cpus: usize) -> anyhow::Result<()> {
-    let report = tuning::check::startup_check(&tuning::host::HostRoot::system(), cfg, cpus);
+/// The tuner's start-up check, with the io_uring verdict the driver choice
+/// took: each warning logged once; blocking findings stop the gateway with
+/// the check's own explanation.
+fn startup_check(
+    cfg: &GatewayConfig,
+    cpus: usize,
+    uring: &tuning::uring::UringFeatures,
+) -> anyhow::Result<()> {
+    let report = tuning::check::startup_check(&tuning::host::HostRoot::system(), cfg, cpus, uring);
     for w in report.warnings() {
         tracing::warn!(key = %w.key, current = %w.current, recommended = %w.recommended, "{}", w.why);
     }
@@ -101,15 +106,19 @@ fn startup_check(cfg: &GatewayConfig, cpus: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Decides the driver (see `tuning::driver`); `driver = "io_uring"` on a
-/// host without it is a one-line error. Why auto fell back to epoll is the
-/// start-up check's `shard.driver` warning, logged once.
-fn choose_driver(choice: tuning::config::DriverChoice) -> anyhow::Result<tuning::driver::Driver> {
+/// Probes io_uring once and decides the driver (see `tuning::driver`);
+/// `driver = "io_uring"` on a host without it is a one-line error. Why auto
+/// fell back to epoll is the start-up check's `shard.driver` warning,
+/// logged once. The verdict goes on to the start-up check.
+fn choose_driver(
+    choice: tuning::config::DriverChoice,
+) -> anyhow::Result<(tuning::driver::Driver, tuning::uring::UringFeatures)> {
     let uring = tuning::check::io_uring_features(
         &tuning::host::HostRoot::system(),
         &tuning::facts::OsFacts,
     );
-    Ok(tuning::driver::decide(choice, &uring)?.driver)
+    let driver = tuning::driver::decide(choice, &uring)?.driver;
+    Ok((driver, uring))
 }
 
 /// A random secret for when none is configured: nobody can mint tokens
@@ -223,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cfg.log.level);
     let mut cfg = cfg;
     let cpus = online_cpus();
-    let driver = choose_driver(cfg.shard.driver)?;
+    let (driver, uring) = choose_driver(cfg.shard.driver)?;
     let shards = if cfg.shard.count == 0 {
         cpus
     } else {
@@ -231,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     gateway::settings::resolve_auto_limits(&mut cfg, raise_nofile(), driver, shards);
     cfg.validate(cpus)?;
-    startup_check(&cfg, cpus)?;
+    startup_check(&cfg, cpus, &uring)?;
     let mut settings = Settings::new(cfg, cpus)?;
     settings.driver = driver;
     let auth = &settings.config.auth;

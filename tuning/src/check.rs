@@ -96,10 +96,18 @@ pub fn io_uring_features(root: &HostRoot, facts: &dyn LiveFacts) -> UringFeature
 }
 
 /// The gateway's start-up check of `cfg` on the real host (`facts` =
-/// [`OsFacts`]). Log every [`Report::warnings`] once; refuse to start on any
-/// [`Report::blocking`] finding, with its `why`.
-pub fn startup_check(root: &HostRoot, cfg: &GatewayConfig, online_cpus: usize) -> Report {
-    startup_check_with(root, &OsFacts, cfg, online_cpus)
+/// [`OsFacts`]), with the io_uring verdict the gateway already took to
+/// choose its driver (so the host is probed once). Log every
+/// [`Report::warnings`] once; refuse to start on any [`Report::blocking`]
+/// finding, with its `why`.
+pub fn startup_check(
+    root: &HostRoot,
+    cfg: &GatewayConfig,
+    online_cpus: usize,
+    uring: &UringFeatures,
+) -> Report {
+    let target = CheckTarget::from_config(cfg, online_cpus, Mode::Startup);
+    check_with_uring(root, &OsFacts, &target, uring)
 }
 
 /// [`startup_check`] with injected live facts.
@@ -118,9 +126,18 @@ pub fn startup_check_with(
 
 /// Every check against `target`: limits, sysctls, io_uring, CPUs.
 pub fn check(root: &HostRoot, facts: &dyn LiveFacts, target: &CheckTarget) -> Report {
+    check_with_uring(root, facts, target, &io_uring_features(root, facts))
+}
+
+/// [`check`] with the io_uring verdict taken already.
+pub fn check_with_uring(
+    root: &HostRoot,
+    facts: &dyn LiveFacts,
+    target: &CheckTarget,
+    uring: &UringFeatures,
+) -> Report {
     let mut r = Report::default();
-    let uring = io_uring_features(root, facts);
-    let decision = driver::decide(target.driver, &uring);
+    let decision = driver::decide(target.driver, uring);
     let epoll = matches!(&decision, Ok(d) if d.driver == Driver::Epoll);
     r.push(driver::finding(&decision));
     if epoll {

@@ -322,11 +322,9 @@ fn startup_check_on_this_host() {
     cfg.shard.max_connections = 1000;
     cfg.shard.count = 1;
     cfg.shard.cpus = vec![0];
-    let r = startup_check(&root, &cfg, 1);
-    if io_uring_features(&root, &OsFacts)
-        .missing_required()
-        .is_empty()
-    {
+    let uring = io_uring_features(&root, &OsFacts);
+    let r = startup_check(&root, &cfg, 1, &uring);
+    if uring.missing_required().is_empty() {
         assert_eq!(r.blocking().count(), 0, "{}", r.to_table());
     } else {
         assert!(r.blocking().count() > 0);

@@ -8,7 +8,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::fds::{FdSlot, Owner, Token};
-use super::streams::{try_read, try_send};
+use super::streams::{read_raw, try_send};
 use super::{EpollIo, Shard, errno, poller};
 use crate::backend::Backend;
 use crate::control::ControlServer;
@@ -177,12 +177,19 @@ fn is_connected(fd: RawFd) -> bool {
     }
 }
 
-/// One read of at most `max` bytes onto the end of `buf`.
+/// One read of at most `max` bytes onto the end of `buf`, into its spare
+/// capacity (reserved, not zero-filled: a receive's `max` is large and most
+/// reads are short).
 fn read_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> Option<Result<usize, i32>> {
-    let start = buf.len();
-    buf.resize(start + max, 0);
-    let res = try_read(fd, &mut buf[start..]);
-    buf.truncate(start + res.and_then(Result::ok).unwrap_or(0));
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len().min(max);
+    // SAFETY: the spare capacity is allocated, ours, and `room` long.
+    let res = unsafe { read_raw(fd, spare.as_mut_ptr().cast(), room) };
+    if let Some(Ok(n)) = res {
+        // SAFETY: the read initialised the first `n` (≤ `room`) spare bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+    }
     res
 }
 

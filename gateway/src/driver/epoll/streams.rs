@@ -32,11 +32,21 @@ pub(super) fn try_send(fd: RawFd, bytes: &[u8]) -> Option<Result<usize, i32>> {
 /// One `read` into `buf` on `fd`: `Some(Ok(n))` (0: the end),
 /// `Some(Err(errno))`, or `None` when nothing is there.
 pub(super) fn try_read(fd: RawFd, buf: &mut [u8]) -> Option<Result<usize, i32>> {
+    // SAFETY: a live, writable slice of its length.
+    unsafe { read_raw(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// [`try_read`] of at most `len` bytes at `at` (memory that need not be
+/// initialised); `n` is at most `len`.
+///
+/// # Safety
+/// `at` must be valid for writes of `len` bytes.
+pub(super) unsafe fn read_raw(fd: RawFd, at: *mut u8, len: usize) -> Option<Result<usize, i32>> {
     loop {
-        // SAFETY: reads into a live, writable slice of its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: the caller vouches for `len` writable bytes at `at`.
+        let n = unsafe { libc::read(fd, at.cast(), len) };
         if n >= 0 {
-            return Some(Ok(n as usize));
+            return Some(Ok((n as usize).min(len)));
         }
         match errno() {
             libc::EINTR => continue,
