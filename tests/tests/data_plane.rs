@@ -11,7 +11,7 @@ use e2e_tests::{Client, Gateway, token, token_with, unix_now};
 use protocol::auth::Claims;
 use protocol::client::{ClientConfig, ClientEvent};
 use protocol::codec::encode_frame;
-use protocol::proto::{ErrorCode, Frame, KickCode, Ping, frame::Kind};
+use protocol::proto::{Ack, ErrorCode, Frame, KickCode, Ping, frame::Kind};
 
 const SECS: Duration = Duration::from_secs(5);
 
@@ -131,6 +131,29 @@ fn ping_gets_pong_with_the_same_id() {
     for _ in 0..3 {
         assert!(c.ping_pong());
     }
+}
+
+/// A client's last frame and its FIN can reach the gateway together (here
+/// the gateway is stopped while both arrive, so one readiness report covers
+/// them). The gateway still reads on to the end and closes the session at
+/// once, not after the idle timeout (the default heartbeat gives minutes).
+/// The last frame is an Ack, which gets no answer: an answer would bring
+/// back the client's ACK, a new readiness report that hides a missed end.
+#[test]
+fn last_frame_and_fin_together_still_close_at_once() {
+    let gw = Gateway::start(1, "");
+    let mut c = Client::established(gw.client, "leaver");
+    gw.signal(libc::SIGSTOP);
+    c.send_raw(&raw_frame(Kind::Ack(Ack { ids: vec![1] })));
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    gw.signal(libc::SIGCONT);
+    let (closed, events) = c.wait_closed(SECS);
+    assert!(
+        closed,
+        "session still open after the client's FIN: {events:?}"
+    );
+    assert_eq!(gw.wait_total("acks", 1), 1, "the last frame was not read");
 }
 
 #[test]

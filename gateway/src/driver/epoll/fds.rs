@@ -39,6 +39,9 @@ pub struct FdSlot {
     pub readable: bool,
     /// Writes may go through.
     pub writable: bool,
+    /// The peer's end (FIN, reset or error) was reported: reads go on
+    /// until they find it, so a short read does not mean "empty" then.
+    pub peer_closed: bool,
     /// A receive is wanted (client: until cancelled; control and backend:
     /// one receive of at most `recv_max` bytes).
     pub reading: bool,

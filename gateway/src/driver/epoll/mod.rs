@@ -264,6 +264,9 @@ impl Shard {
                     if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | hup) != 0 {
                         slot.readable = true;
                     }
+                    if flags & (libc::EPOLLRDHUP as u32 | hup) != 0 {
+                        slot.peer_closed = true;
+                    }
                     if flags & (libc::EPOLLOUT as u32 | hup) != 0 {
                         slot.writable = true;
                     }

@@ -191,8 +191,10 @@ impl Shard {
                 }
                 Some(Ok(n)) => {
                     // A short read emptied the socket: the next data is a
-                    // new edge.
-                    if n < self.io.scratch.len() {
+                    // new edge (epoll(7)). Not so once the peer's end was
+                    // reported: it may have come with this data, and only a
+                    // further read finds it.
+                    if n < self.io.scratch.len() && !slot.peer_closed {
                         slot.readable = false;
                     }
                     let data = &self.io.scratch[..n];
