@@ -95,7 +95,7 @@ impl ShardIo for EpollIo {
                     None => {
                         slot.readable = false;
                         slot.reading = true;
-                        slot.recv_max = u32::try_from(max).unwrap_or(u32::MAX);
+                        slot.recv_max = u16::try_from(max).unwrap_or(u16::MAX);
                         None
                     }
                 }

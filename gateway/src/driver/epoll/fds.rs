@@ -45,8 +45,11 @@ pub struct FdSlot {
     /// A receive is wanted (client: until cancelled; control and backend:
     /// one receive of at most `recv_max` bytes).
     pub reading: bool,
-    /// Most bytes a control or backend receive takes.
-    pub recv_max: u32,
+    /// Most bytes a control or backend receive takes (a larger ask is
+    /// read 64 KiB at a time: a receive may always return fewer). A `u16`
+    /// keeps the slot at 24 B, and there is one slot per descriptor number
+    /// in every shard's table.
+    pub recv_max: u16,
     /// A send waits for the socket to become writable.
     pub send_pending: bool,
     /// A backend connect is in progress.
@@ -165,6 +168,14 @@ mod tests {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }
         assert_eq!(Token::decode(0), None);
+    }
+
+    /// Every shard's table has a slot per descriptor number of the
+    /// process, so with S shards a connection costs S slots: 24 B each is
+    /// part of the epoll driver's RSS per connection (docs/BENCHMARKS.md).
+    #[test]
+    fn a_slot_stays_24_bytes() {
+        assert!(std::mem::size_of::<FdSlot>() <= 24);
     }
 
     #[test]
