@@ -19,13 +19,22 @@
 //! - Acks: by default the client does **not** ack pushes that ask for it; the
 //!   caller acks with [`ClientSession::ack`]. With
 //!   [`ClientSession::set_auto_ack`] it acks each such push as it arrives.
+//! - Duplicates: a durable push (`ack = true`) can arrive more than once
+//!   (at least once, with `redelivery` set on the copies). The session
+//!   hands each id to the app once, within a bounded window of recent ids,
+//!   and acks a copy of one already acked again ([`dedup`]). Carry the
+//!   window across reconnects with [`ClientSession::take_dedup`] and
+//!   [`ClientSession::with_dedup`].
 //! - Timeouts: no `Welcome` within [`CLIENT_HANDSHAKE_TIMEOUT_MS`], or no
 //!   inbound frame within [`CLIENT_IDLE_FACTOR`] × heartbeat, closes the
 //!   session. [`ClientSession::handle_timeout`] has no event list: check
 //!   [`ClientSession::close_reason`] after it.
 
+pub mod dedup;
+
 use bytes::Bytes;
 
+use self::dedup::{DedupWindow, Seen};
 use crate::codec::{self, DEFAULT_MAX_FRAME};
 use crate::proto::{
     Ack, Bye, Error, ErrorCode, Hello, Kick, Ping, Pong, Push, Reply, Subscribe, Unsubscribe,
@@ -138,6 +147,10 @@ pub struct ClientSession {
     auto_ack: bool,
     welcome: Option<Welcome>,
     close_reason: Option<ClientCloseReason>,
+    /// Durable push ids seen lately; made on the first durable push, so
+    /// the many sessions that never get one (load generators) pay a
+    /// pointer.
+    dedup: Option<Box<DedupWindow>>,
 }
 
 impl ClientSession {
@@ -157,7 +170,37 @@ impl ClientSession {
             auto_ack: false,
             welcome: None,
             close_reason: None,
+            dedup: None,
         }
+    }
+
+    /// The same session remembering `window`'s durable push ids: give it
+    /// the window of the connection before ([`ClientSession::take_dedup`])
+    /// so a push redelivered after a reconnect is not seen twice.
+    #[must_use]
+    pub fn with_dedup(mut self, window: DedupWindow) -> ClientSession {
+        self.dedup = Some(Box::new(window));
+        self
+    }
+
+    /// The durable push ids this session has seen (for the next
+    /// connection's [`ClientSession::with_dedup`]); the session keeps an
+    /// empty window of the same capacity.
+    pub fn take_dedup(&mut self) -> DedupWindow {
+        match self.dedup.as_mut() {
+            Some(w) => {
+                let empty = DedupWindow::new(w.capacity());
+                std::mem::replace(w, empty)
+            }
+            None => DedupWindow::default(),
+        }
+    }
+
+    /// Copies of durable pushes dropped as duplicates by this session's
+    /// window (since the window was made).
+    #[must_use]
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.dedup.as_ref().map_or(0, |w| w.dropped())
     }
 
     /// Acks pushes that ask for it automatically (default: off).
@@ -336,10 +379,25 @@ impl ClientSession {
                 events.push(ClientEvent::Welcome(w));
             }
             Kind::Push(p) if established => {
-                if self.auto_ack && p.ack {
-                    send(out, Kind::Ack(Ack { ids: vec![p.id] }));
+                if !p.ack {
+                    events.push(ClientEvent::Push(p));
+                    return;
                 }
-                events.push(ClientEvent::Push(p));
+                let window = self.dedup.get_or_insert_with(Default::default);
+                match window.arrived(p.id) {
+                    Seen::New => {
+                        if self.auto_ack {
+                            window.acked(&[p.id]);
+                            send(out, Kind::Ack(Ack { ids: vec![p.id] }));
+                        }
+                        events.push(ClientEvent::Push(p));
+                    }
+                    // The app has it and its ack will cover this copy too.
+                    Seen::Duplicate => {}
+                    // The ack was lost: without another, the gateway goes
+                    // on redelivering.
+                    Seen::DuplicateAcked => send(out, Kind::Ack(Ack { ids: vec![p.id] })),
+                }
             }
             Kind::Reply(r) if established => events.push(ClientEvent::Reply(r)),
             Kind::Pong(p) => events.push(ClientEvent::Pong(p)),
@@ -394,6 +452,9 @@ impl ClientSession {
 
     /// Acknowledges pushes by id.
     pub fn ack(&mut self, ids: Vec<u64>, out: &mut Vec<u8>) {
+        if let Some(window) = self.dedup.as_mut() {
+            window.acked(&ids);
+        }
         self.send_if_open(out, Kind::Ack(Ack { ids }));
     }
 

@@ -316,6 +316,7 @@ mod tests {
             payload: Bytes::from_static(b"hello"),
             ack: true,
             ts_us: 42,
+            redelivery: false,
         };
         let shared = encode_push(&push);
         let mut plain = Vec::new();

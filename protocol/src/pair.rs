@@ -193,6 +193,7 @@ fn handshake_subscribe_ping_push_and_idle_timeout() {
         payload: Bytes::from_static(b"headline"),
         ack: true,
         ts_us: 1,
+        redelivery: false,
     };
     p.to_client.extend_from_slice(&codec::encode_push(&push));
     p.client.set_auto_ack(true);

@@ -74,7 +74,8 @@ fn kind() -> impl Strategy<Value = Kind> {
                 topic,
                 payload,
                 ack,
-                ts_us
+                ts_us,
+                redelivery: false,
             })),
         proptest::collection::vec(any::<u64>(), 0..8).prop_map(|ids| Kind::Ack(Ack { ids })),
         (any::<u64>(), text(), text(), blob()).prop_map(|(request_id, app, route, payload)| {

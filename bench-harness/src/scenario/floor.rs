@@ -68,6 +68,7 @@ pub fn push_frame(payload: usize) -> Vec<u8> {
         payload: vec![b'.'; payload].into(),
         ack: false,
         ts_us: wall_us(),
+        redelivery: false,
     };
     let mut out = Vec::new();
     codec::encode_frame(&codec::frame(Kind::Push(push)), &mut out);

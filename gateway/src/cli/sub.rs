@@ -74,6 +74,7 @@ pub fn push_json(p: &Push) -> Value {
         "payload": payload,
         "encoding": encoding,
         "ack": p.ack,
+        "redelivery": p.redelivery,
         "ts_us": p.ts_us,
     })
 }
@@ -274,6 +275,7 @@ mod tests {
             payload: bytes::Bytes::from_static(b"hello"),
             ack: true,
             ts_us: 1,
+            redelivery: false,
         };
         let v = push_json(&p);
         assert_eq!(v["payload"], "hello");

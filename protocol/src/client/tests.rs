@@ -174,13 +174,14 @@ fn pushes_replies_and_acks() {
     assert!(out.is_empty(), "no auto-ack by default");
     c.set_auto_ack(true);
     ev.clear();
+    let push = Push { id: 6, ..push };
     c.handle_input(
         Millis(2),
         &bytes_of(&[Kind::Push(push.clone())]),
         &mut ev,
         &mut out,
     );
-    assert_eq!(frames(&out), [Kind::Ack(Ack { ids: vec![5] })]);
+    assert_eq!(frames(&out), [Kind::Ack(Ack { ids: vec![6] })]);
     out.clear();
     let no_ack = Push { ack: false, ..push };
     c.handle_input(
@@ -190,6 +191,116 @@ fn pushes_replies_and_acks() {
         &mut out,
     );
     assert!(out.is_empty());
+}
+
+fn durable(id: u64, redelivery: bool) -> Kind {
+    Kind::Push(Push {
+        id,
+        ack: true,
+        redelivery,
+        payload: Bytes::from_static(b"d"),
+        ..Push::default()
+    })
+}
+
+fn push_ids(ev: &[ClientEvent]) -> Vec<u64> {
+    ev.iter()
+        .filter_map(|e| match e {
+            ClientEvent::Push(p) => Some(p.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_redelivered_durable_push_reaches_the_app_once() {
+    let mut c = established(0, 0);
+    let (mut ev, mut out) = (Vec::new(), Vec::new());
+    c.handle_input(
+        Millis(1),
+        &bytes_of(&[durable(1, false), durable(2, false), durable(1, true)]),
+        &mut ev,
+        &mut out,
+    );
+    assert_eq!(push_ids(&ev), [1, 2], "the copy of 1 is dropped");
+    assert!(
+        out.is_empty(),
+        "not acked by the app yet: nothing to re-ack"
+    );
+    // The app acks 1; a later copy of 1 is acked again, not shown.
+    c.ack(vec![1], &mut out);
+    out.clear();
+    ev.clear();
+    c.handle_input(Millis(2), &bytes_of(&[durable(1, true)]), &mut ev, &mut out);
+    assert!(push_ids(&ev).is_empty());
+    assert_eq!(frames(&out), [Kind::Ack(Ack { ids: vec![1] })]);
+    assert_eq!(c.duplicates_dropped(), 2);
+    // Plain pushes are not deduplicated: their ids are not durable.
+    ev.clear();
+    let plain = Kind::Push(Push {
+        id: 2,
+        ..Push::default()
+    });
+    c.handle_input(Millis(3), &bytes_of(&[plain]), &mut ev, &mut out);
+    assert_eq!(push_ids(&ev), [2]);
+}
+
+#[test]
+fn with_auto_ack_a_copy_is_acked_again() {
+    let mut c = established(0, 0);
+    c.set_auto_ack(true);
+    let (mut ev, mut out) = (Vec::new(), Vec::new());
+    c.handle_input(
+        Millis(1),
+        &bytes_of(&[durable(9, false), durable(9, true)]),
+        &mut ev,
+        &mut out,
+    );
+    assert_eq!(push_ids(&ev), [9]);
+    assert_eq!(
+        frames(&out),
+        [
+            Kind::Ack(Ack { ids: vec![9] }),
+            Kind::Ack(Ack { ids: vec![9] })
+        ]
+    );
+}
+
+#[test]
+fn the_window_carries_over_to_the_next_connection() {
+    let mut first = established(0, 0);
+    first.set_auto_ack(true);
+    let (mut ev, mut out) = (Vec::new(), Vec::new());
+    first.handle_input(
+        Millis(1),
+        &bytes_of(&[durable(4, false)]),
+        &mut ev,
+        &mut out,
+    );
+    let window = first.take_dedup();
+    assert_eq!(window.len(), 1);
+    // A reconnect: the new session gets the window, and the gateway
+    // redelivers 4 (the ack was lost with the connection).
+    let mut second = ClientSession::new(Millis(10), cfg()).with_dedup(window);
+    second.set_auto_ack(true);
+    let mut hello = Vec::new();
+    second.start(&mut hello);
+    ev.clear();
+    out.clear();
+    second.handle_input(
+        Millis(11),
+        &bytes_of(&[welcome(0), durable(4, true), durable(5, false)]),
+        &mut ev,
+        &mut out,
+    );
+    assert_eq!(push_ids(&ev), [5], "4 was seen on the first connection");
+    assert_eq!(
+        frames(&out),
+        [
+            Kind::Ack(Ack { ids: vec![4] }),
+            Kind::Ack(Ack { ids: vec![5] })
+        ]
+    );
 }
 
 #[test]

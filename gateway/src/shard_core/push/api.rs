@@ -335,6 +335,8 @@ impl ShardCore {
                 payload,
                 ack: req.ack,
                 ts_us: accepted_us,
+                // A push from the API is a first delivery.
+                redelivery: false,
             })),
         });
         if frame.len() > self.settings.server.max_frame as usize + protocol::codec::LENGTH_PREFIX {
