@@ -10,7 +10,7 @@
 # ./target/release (no `cargo build` then): scripts/bench-pair.sh uses it to
 # compare two builds.
 #
-# Starts the release gateway on 2 shards, opens N connections from holder
+# Starts the release gateway on 2 shards (SHARDS=n for another count), opens N connections from holder
 # processes (8000 each, over 127.0.0.2.. so no process exceeds its fd limit),
 # heartbeating every 30 s with each holder's Pings spread evenly over the
 # 30 s (as a population of clients that connected at different times would
@@ -47,7 +47,7 @@ export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
   echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
 fi
-"$BIN"/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards 2 2>/tmp/idle-memory-gateway.log &
+"$BIN"/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards "${SHARDS:-2}" 2>/tmp/idle-memory-gateway.log &
 GW=$!
 # The holders run inside `sleep | e2e-holder` subshells: killing a subshell
 # leaves its holder running (and pinging a closed gateway into the next
