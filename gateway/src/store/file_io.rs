@@ -298,6 +298,39 @@ mod tests {
     }
 
     #[test]
+    fn compaction_deletes_dead_segment_files() {
+        let tmp = TempDir::new("compaction");
+        let settings = StoreSettings {
+            segment_bytes: 4096,
+            ..StoreSettings::default()
+        };
+        let (mut core, _) = load_dir(&tmp.0, settings.clone()).unwrap();
+        let mut exec = FileExecutor::new(&tmp.0);
+        let payload = [3u8; 700];
+        for id in 1..=30 {
+            let push = NewPush {
+                id,
+                user: "alice",
+                ttl_ms: None,
+                payload: &payload,
+            };
+            core.append(at(0), push).unwrap();
+        }
+        settle(&mut core, &mut exec, at(1));
+        let segments = || std::fs::read_dir(&tmp.0).unwrap().count();
+        let before = segments();
+        assert!(before >= 5, "{before} segment files");
+        for id in 1..=30 {
+            assert!(core.ack("alice", id));
+        }
+        settle(&mut core, &mut exec, at(2));
+        assert_eq!(segments(), 1, "only the active segment is left");
+        let (core, report) = load_dir(&tmp.0, settings).unwrap();
+        assert_eq!((report.pushes, core.stats().pushes), (0, 0));
+        assert!(report.id_floor >= 30);
+    }
+
+    #[test]
     fn names_that_are_not_segments_are_ignored() {
         assert_eq!(segment_seq("0000000042.seg"), Some(42));
         assert_eq!(segment_seq("42.seg"), None);

@@ -432,3 +432,25 @@ fn ram_per_stored_push_is_at_most_64_bytes() {
     );
     assert!(per_push <= 64.0, "{per_push:.1} B per push");
 }
+
+#[test]
+fn a_load_of_a_push_not_yet_written_waits_for_its_write() {
+    let mut rig = Rig::new(settings());
+    rig.push("alice", 1, b"fresh");
+    assert!(rig.core.load("alice", 1));
+    let ops = rig.take_ops();
+    let append = ops
+        .iter()
+        .position(|o| matches!(o.kind, StoreOpKind::Append { .. }));
+    let read = ops
+        .iter()
+        .position(|o| matches!(o.kind, StoreOpKind::Read { .. }));
+    assert!(append.is_some() && read > append, "{ops:?}");
+    rig.complete(ops);
+    rig.settle();
+    assert!(
+        rig.take_events()
+            .iter()
+            .any(|e| matches!(e, StoreEvent::Loaded { id: 1, payload, .. } if payload == b"fresh"))
+    );
+}
