@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::error::RecoveryError;
 use super::inbox::{Entry, Inboxes};
 use super::log::SegmentInfo;
-use super::record::{Flaw, Record, SEGMENT_MAGIC};
+use super::record::{Flaw, HEADER_LEN, Record, SEGMENT_MAGIC};
 use super::settings::StoreSettings;
 use super::store_core::StoreCore;
 
@@ -244,7 +244,16 @@ impl Recovery {
 }
 
 /// Offset in `bytes` of the first valid record, if any: is a bad record
-/// followed by good ones (corruption) or by nothing (a torn tail)?
+/// followed by good ones (corruption) or by nothing (a torn tail)? Only
+/// offsets with a known kind byte and a length that fits are checksummed,
+/// so a long garbage tail costs little more than one pass.
 fn next_valid_record(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len()).find(|&i| Record::decode(&bytes[i..]).is_ok())
+    (0..bytes.len()).find(|&i| {
+        let rest = &bytes[i..];
+        let plausible = rest.get(..HEADER_LEN + 1).is_some_and(|h| {
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            (1..=6).contains(&h[HEADER_LEN]) && len >= 1 && HEADER_LEN + len <= rest.len()
+        });
+        plausible && Record::decode(rest).is_ok()
+    })
 }

@@ -349,3 +349,28 @@ fn the_fuzz_seeds_are_segments_of_this_format() {
     let (core, _) = recover(settings(), &mut image).unwrap();
     assert_eq!(core.pending_count("alice") + core.pending_count("carol"), 2);
 }
+
+#[test]
+fn a_long_garbage_tail_is_judged_quickly() {
+    let (rig, mut image) = three_pushes();
+    let full = image[&1].len();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let garbage: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    image.get_mut(&1).unwrap().extend_from_slice(&garbage);
+    let started = std::time::Instant::now();
+    let (core, report) = recover(rig.core.settings().clone(), &mut image).unwrap();
+    assert_eq!(core.pending_count("alice"), 3);
+    assert_eq!(report.repaired[0].offset as usize, full);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
