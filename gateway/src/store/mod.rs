@@ -12,8 +12,9 @@
 //!   torn tails are cut, corruption in the middle is refused.
 //! - [`IdBlocks`] (`ids.rs`): push ids from durable reservations, so ids
 //!   never repeat across restarts.
-//! - `file_io.rs`: [`FileExecutor`] performs the ops on real files (on a
-//!   writer thread), [`load_dir`] recovers a directory.
+//! - `file_io.rs`: [`FileExecutor`] performs the ops on real files,
+//!   [`load_dir`] recovers a directory; `writer.rs`: [`Writer`], the
+//!   thread that runs the executor so a shard never waits for a disk.
 //!
 //! A caller's turn: `append` / `on_delivered` / `ack` / `load` as its
 //! inputs demand, then `take_ops` (hand them to the executor, in order),
@@ -36,6 +37,7 @@ mod settings;
 mod store_core;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use api::{Appended, Delivery, NewPush, PendingPush, StoreEvent, StoreStats};
 pub use error::{AppendError, RecoveryError, StoreFailure};
@@ -46,3 +48,4 @@ pub use record::{Flaw, MAX_RECORD_LEN, Record, RemoveReason, SEGMENT_MAGIC};
 pub use recovery::{Recovery, RecoveryReport, TornTail, Verdict};
 pub use settings::{StoreSettings, shard_dir};
 pub use store_core::StoreCore;
+pub use writer::Writer;
