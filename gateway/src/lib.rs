@@ -11,7 +11,8 @@
 //! (who may connect), [`stats`] (shard-local counters), [`stream`] (the
 //! life of a stream's operations, for every kind of connection), [`control`] (the
 //! HTTP control listener), [`backend`] (the backend client), [`fd_ops`]
-//! (what those two ask their driver to do),
+//! (what those two ask their driver to do), [`store`] (the durable store of
+//! acked pushes, sans-IO, with its file executor),
 //! [`instance_lock`] (one gateway per address), [`cli`] (the subcommands
 //! for people), [`build_info`] (version and git commit).
 
@@ -32,6 +33,7 @@ pub mod settings;
 pub mod shard_core;
 pub mod shared;
 pub mod stats;
+pub mod store;
 pub mod stream;
 pub mod time;
 pub mod timer;

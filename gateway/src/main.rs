@@ -42,6 +42,10 @@ struct Cli {
     /// epoll), io_uring or epoll [default: the config's, auto].
     #[arg(long)]
     driver: Option<tuning::config::DriverChoice>,
+    /// Directory of the durable store [default: the config's `[store] dir`,
+    /// gateway-data under the working directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Once every listener is bound, write their addresses to this file as
     /// `client=ADDR` and `control=ADDR` lines (written whole, by rename), so
     /// that whoever asked for port 0 learns the ports without a race.
@@ -155,6 +159,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<GatewayConfig> {
     }
     if let Some(d) = cli.driver {
         cfg.shard.driver = d;
+    }
+    if let Some(dir) = &cli.data_dir {
+        cfg.store.dir.clone_from(dir);
     }
     if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET")
         && !secret.is_empty()

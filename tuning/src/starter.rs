@@ -331,6 +331,62 @@ pub const DOCS: &[KeyDoc] = &[
         "push.mailbox_capacity",
         "Messages each cross-shard mailbox holds before senders wait.",
     ),
+    d(
+        "store",
+        "The durable store of pushes sent with \"ack\": true; one per shard, under dir/shard-<i>.",
+    ),
+    d(
+        "store.dir",
+        "Directory of the store's files, relative to the working directory; --data-dir overrides it.",
+    ),
+    d(
+        "store.durability",
+        "When a push counts as stored: \"fsync\" (written and fdatasync'ed: survives a power cut) or \"os\" (written to the OS: survives a SIGKILL).",
+    ),
+    d(
+        "store.ack_timeout_ms",
+        "Wait for the Ack of a delivered durable push before the first redelivery, ms; doubles per delivery.",
+    ),
+    d(
+        "store.ack_timeout_max_ms",
+        "Cap of the doubling wait between redeliveries, ms.",
+    ),
+    d(
+        "store.max_deliveries",
+        "Deliveries of one push before it is dead-lettered (removed, counted, reported as undelivered).",
+    ),
+    d(
+        "store.resume_window_ms",
+        "How long a disconnected session may be resumed with its token, ms.",
+    ),
+    d(
+        "store.ttl_ms",
+        "How long a durable push is kept when the push names no ttl_ms, ms.",
+    ),
+    d(
+        "store.user_max_pushes",
+        "Most pushes one user's inbox holds.",
+    ),
+    d(
+        "store.user_max_bytes",
+        "Most bytes (as stored on disk) one user's inbox holds.",
+    ),
+    d(
+        "store.inbox_overflow",
+        "A push to a full inbox: \"reject\" (the push API answers 507) or \"drop-oldest\" (counted).",
+    ),
+    d(
+        "store.max_pushes",
+        "Most pushes the whole store holds, all shards together; over it 507.",
+    ),
+    d(
+        "store.max_bytes",
+        "Most live bytes the whole store holds on disk, all shards together; over it 507.",
+    ),
+    d(
+        "store.segment_bytes",
+        "Size at which a store file is closed and the next begun, bytes.",
+    ),
     d("log", "Logging."),
     d(
         "log.level",

@@ -8,12 +8,14 @@
 //!   TOML in and out, [`GatewayConfig::resolve_shards`];
 //! - `validate.rs`: [`GatewayConfig::validate`], the HS256 secret rule
 //!   ([`hs256_secret_problem`]) and [`parse_cidr`];
+//! - `store.rs`: the `[store]` section ([`StoreConfig`]) and its checks;
 //! - `error.rs`: [`ConfigError`].
 //!
 //! Everything is used through this module (`tuning::config::...`).
 
 mod error;
 mod model;
+mod store;
 mod validate;
 
 pub use crate::listen::ListenConfig;
@@ -22,4 +24,5 @@ pub use model::{
     AdmissionConfig, AuthConfig, DriverChoice, GatewayConfig, LogConfig, ProtocolConfig,
     PushConfig, ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
 };
+pub use store::{Durability, MAX_DELIVERIES, MAX_TTL_MS, OverflowPolicy, StoreConfig};
 pub use validate::{MIN_HS256_SECRET_BYTES, hs256_secret_problem, parse_cidr};

@@ -38,6 +38,8 @@ pub struct GatewayConfig {
     pub shutdown: ShutdownConfig,
     /// Push delivery.
     pub push: PushConfig,
+    /// The durable store of acked pushes.
+    pub store: super::store::StoreConfig,
     /// Logging.
     pub log: LogConfig,
 }

@@ -115,6 +115,7 @@ impl GatewayConfig {
             return Err(invalid("auth.jwt_secret", why));
         }
         validate_backends(self)?;
+        self.store.validate(p.max_frame)?;
         Ok(())
     }
 }
