@@ -17,6 +17,7 @@
 //!   binary messages, pong and close; masked client frames for tests and the
 //!   load harness.
 //! - [`close`]: close codes ([`CloseCode`]) and close frame payloads.
+//! - [`frame`]: opcodes, header and control frame limits, masking.
 //!
 //! # What this codec decides
 //!
@@ -39,115 +40,40 @@
 //! and released when it completes. A message whose last frame is whole in
 //! one read is unmasked straight into the caller's [`WsOutput`], never
 //! through the connection's own buffer.
+//!
+//! # Example: an upgrade, then a client's message
+//!
+//! ```
+//! use protocol::ws::encode::write_masked;
+//! use protocol::ws::handshake::{read_upgrade, Handshake, HandshakeConfig};
+//! use protocol::ws::{FrameDecoder, Opcode, WsOutput};
+//!
+//! let request = b"GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: gateway.v1\r\n\r\n";
+//! let Handshake::Accept(accepted) = read_upgrade(request, &HandshakeConfig::default()) else {
+//!     panic!("refused");
+//! };
+//! assert!(accepted.response.starts_with(b"HTTP/1.1 101 Switching Protocols"));
+//! assert_eq!(accepted.consumed, request.len());
+//!
+//! // A binary message as a browser sends it (masked) comes out as a v1
+//! // frame: the 4-byte length, then the protobuf bytes.
+//! let mut wire = Vec::new();
+//! write_masked(Opcode::Binary, true, [1, 2, 3, 4], &[0x1a, 0x00], &mut wire);
+//! let (mut decoder, mut out) = (FrameDecoder::new(), WsOutput::new());
+//! decoder.decode(&wire, 65536, &mut out);
+//! assert_eq!(out.v1, [0, 0, 0, 2, 0x1a, 0x00]);
+//! assert_eq!(decoder.held_capacity(), 0);
+//! ```
 
 pub mod close;
 pub mod decode;
 pub mod encode;
+pub mod frame;
 pub mod handshake;
 
-pub use close::CloseCode;
+pub use close::{CloseCode, CloseError};
 pub use decode::{FrameDecoder, FrameError, WsEnd, WsOutput};
-
-/// The subprotocol of the v1 mapping, offered by the client in
-/// `Sec-WebSocket-Protocol` and echoed by the server.
-pub const SUBPROTOCOL: &str = "gateway.v1";
-
-/// Largest control frame payload (RFC 6455 §5.5): pings, pongs and closes.
-pub const MAX_CONTROL_PAYLOAD: usize = 125;
-
-/// Largest frame header: 2 bytes, an 8-byte extended length, a 4-byte mask.
-pub const MAX_HEADER: usize = 14;
-
-/// A frame's opcode (RFC 6455 §5.2). Values 3–7 and 11–15 are reserved and
-/// refused by the decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Opcode {
-    /// A later fragment of a fragmented message.
-    Continuation = 0x0,
-    /// The first frame of a text message (refused by this mapping).
-    Text = 0x1,
-    /// The first frame of a binary message.
-    Binary = 0x2,
-    /// Close (control).
-    Close = 0x8,
-    /// Ping (control).
-    Ping = 0x9,
-    /// Pong (control).
-    Pong = 0xA,
-}
-
-impl Opcode {
-    /// The opcode for the low 4 bits `bits`, or `None` for a reserved value.
-    #[must_use]
-    pub fn from_bits(bits: u8) -> Option<Opcode> {
-        match bits {
-            0x0 => Some(Opcode::Continuation),
-            0x1 => Some(Opcode::Text),
-            0x2 => Some(Opcode::Binary),
-            0x8 => Some(Opcode::Close),
-            0x9 => Some(Opcode::Ping),
-            0xA => Some(Opcode::Pong),
-            _ => None,
-        }
-    }
-
-    /// Whether this is a control opcode (close, ping, pong).
-    #[must_use]
-    pub fn is_control(self) -> bool {
-        self as u8 & 0x8 != 0
-    }
-}
-
-/// XORs `buf` with the 4-byte `mask`, `buf[0]` being the payload byte at
-/// `offset` (RFC 6455 §5.3). Masking and unmasking are the same operation.
-pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut key = mask;
-    key.rotate_left(offset % 4);
-    // A simple indexed loop: LLVM vectorises it.
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= key[i % 4];
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn opcodes_round_trip_and_reserved_ones_are_none() {
-        for op in [
-            Opcode::Continuation,
-            Opcode::Text,
-            Opcode::Binary,
-            Opcode::Close,
-            Opcode::Ping,
-            Opcode::Pong,
-        ] {
-            assert_eq!(Opcode::from_bits(op as u8), Some(op));
-        }
-        for bits in (3..=7).chain(11..=15) {
-            assert_eq!(Opcode::from_bits(bits), None, "{bits}");
-        }
-        assert!(Opcode::Ping.is_control() && !Opcode::Binary.is_control());
-    }
-
-    #[test]
-    fn masking_at_any_offset_matches_bytewise() {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let data: Vec<u8> = (0..=255).collect();
-        let mut whole = data.clone();
-        apply_mask(&mut whole, mask, 0);
-        for (i, (&d, &w)) in data.iter().zip(&whole).enumerate() {
-            assert_eq!(d ^ mask[i % 4], w);
-        }
-        // Unmasking in pieces at every split point gives the same bytes.
-        for cut in 0..data.len() {
-            let mut pieces = whole.clone();
-            let (a, b) = pieces.split_at_mut(cut);
-            apply_mask(a, mask, 0);
-            apply_mask(b, mask, cut);
-            assert_eq!(pieces, data, "cut {cut}");
-        }
-    }
-}
+pub use frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER, Opcode};
+pub use handshake::SUBPROTOCOL;

@@ -1,7 +1,32 @@
 //! Close codes (RFC 6455 §7.4) and the payload of a close frame (§5.5.1):
 //! empty, or a 2-byte big-endian code followed by a UTF-8 reason.
 
-use super::decode::FrameError;
+/// Why a received close frame's payload is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// A 1-byte payload: a code needs 2.
+    #[error("close frame payload of 1 byte")]
+    TooShort,
+    /// A code that may not be sent (§7.4).
+    #[error("close code {0} is not valid on the wire")]
+    InvalidCode(u16),
+    /// A reason that is not UTF-8.
+    #[error("close reason is not UTF-8")]
+    InvalidReason,
+}
+
+impl CloseError {
+    /// The code of the close frame that answers it: 1007 for a reason that
+    /// is not UTF-8 (invalid payload data), else 1002 (protocol error).
+    #[must_use]
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            CloseError::InvalidReason => CloseCode::INVALID_PAYLOAD,
+            CloseError::TooShort | CloseError::InvalidCode(_) => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
 
 /// A close status code (RFC 6455 §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,20 +77,20 @@ impl std::fmt::Display for CloseCode {
 ///
 /// A 1-byte payload or a code not valid on the wire is a protocol error
 /// (1002); a reason that is not UTF-8 is invalid payload data (1007).
-pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, FrameError> {
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, CloseError> {
     let Some((code, reason)) = payload.split_first_chunk::<2>() else {
         return if payload.is_empty() {
             Ok(None)
         } else {
-            Err(FrameError::CloseTooShort)
+            Err(CloseError::TooShort)
         };
     };
     let code = CloseCode(u16::from_be_bytes(*code));
     if !code.is_valid_on_wire() {
-        return Err(FrameError::InvalidCloseCode(code.0));
+        return Err(CloseError::InvalidCode(code.0));
     }
     if std::str::from_utf8(reason).is_err() {
-        return Err(FrameError::InvalidCloseReason);
+        return Err(CloseError::InvalidReason);
     }
     Ok(Some(code))
 }
@@ -75,7 +100,7 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, FrameErr
 /// UTF-8.
 #[must_use]
 pub fn fit_reason(reason: &str) -> &str {
-    const MAX: usize = super::MAX_CONTROL_PAYLOAD - 2;
+    const MAX: usize = super::frame::MAX_CONTROL_PAYLOAD - 2;
     if reason.len() <= MAX {
         return reason;
     }
@@ -111,7 +136,7 @@ mod tests {
     #[test]
     fn payloads_parse_or_fail_with_the_right_error() {
         assert_eq!(parse_close_payload(b""), Ok(None));
-        assert_eq!(parse_close_payload(&[0x03]), Err(FrameError::CloseTooShort));
+        assert_eq!(parse_close_payload(&[0x03]), Err(CloseError::TooShort));
         assert_eq!(
             parse_close_payload(&[0x03, 0xe8]),
             Ok(Some(CloseCode::NORMAL))
@@ -122,20 +147,24 @@ mod tests {
         );
         assert_eq!(
             parse_close_payload(&[0x03, 0xed]),
-            Err(FrameError::InvalidCloseCode(1005))
+            Err(CloseError::InvalidCode(1005))
         );
         // A reason cut in the middle of a character, and a surrogate.
         assert_eq!(
             parse_close_payload(b"\x03\xe8\xce"),
-            Err(FrameError::InvalidCloseReason)
+            Err(CloseError::InvalidReason)
         );
         assert_eq!(
             parse_close_payload(b"\x03\xe8\xed\xa0\x80"),
-            Err(FrameError::InvalidCloseReason)
+            Err(CloseError::InvalidReason)
         );
         assert_eq!(
-            FrameError::InvalidCloseReason.close_code(),
+            CloseError::InvalidReason.close_code(),
             CloseCode::INVALID_PAYLOAD
+        );
+        assert_eq!(
+            CloseError::TooShort.close_code(),
+            CloseCode::PROTOCOL_ERROR
         );
     }
 

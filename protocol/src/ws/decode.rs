@@ -40,9 +40,9 @@
 
 use bytes::BufMut;
 
-use super::close::{CloseCode, parse_close_payload};
+use super::close::{CloseCode, CloseError, parse_close_payload};
 use super::encode::{write_close, write_empty_close, write_pong};
-use super::{MAX_CONTROL_PAYLOAD, MAX_HEADER, Opcode, apply_mask};
+use super::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER, Opcode, apply_mask};
 
 const FIN: u8 = 0x80;
 const RSV: u8 = 0x70;
@@ -91,15 +91,10 @@ pub enum FrameError {
         /// The limit, `max_message`.
         max: u32,
     },
-    /// A close frame with a 1-byte payload: a code needs 2.
-    #[error("close frame payload of 1 byte")]
-    CloseTooShort,
-    /// A close code that may not be sent (§7.4).
-    #[error("close code {0} is not valid on the wire")]
-    InvalidCloseCode(u16),
-    /// A close reason that is not UTF-8.
-    #[error("close reason is not UTF-8")]
-    InvalidCloseReason,
+    /// A close frame whose payload is invalid: 1 byte long, a code that
+    /// may not be sent, or a reason that is not UTF-8.
+    #[error(transparent)]
+    BadClose(#[from] CloseError),
 }
 
 impl FrameError {
@@ -109,7 +104,7 @@ impl FrameError {
         match self {
             FrameError::TextMessage => CloseCode::UNSUPPORTED_DATA,
             FrameError::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
-            FrameError::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            FrameError::BadClose(e) => e.close_code(),
             FrameError::Unmasked
             | FrameError::ReservedBits
             | FrameError::ReservedOpcode(_)
@@ -117,9 +112,7 @@ impl FrameError {
             | FrameError::ControlTooLong
             | FrameError::UnexpectedContinuation
             | FrameError::ExpectedContinuation
-            | FrameError::BadLength
-            | FrameError::CloseTooShort
-            | FrameError::InvalidCloseCode(_) => CloseCode::PROTOCOL_ERROR,
+            | FrameError::BadLength => CloseCode::PROTOCOL_ERROR,
         }
     }
 }

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::close::{CloseCode, fit_reason};
-use super::{MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
+use super::frame::{MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
 use crate::codec::LENGTH_PREFIX;
 
 /// Length of the header of an unmasked frame with `payload_len` bytes:

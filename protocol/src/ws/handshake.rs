@@ -44,7 +44,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
-use super::SUBPROTOCOL;
+/// The subprotocol of the v1 mapping, offered by the client in
+/// `Sec-WebSocket-Protocol` and echoed by the server.
+pub const SUBPROTOCOL: &str = "gateway.v1";
 
 /// The GUID appended to the key before hashing (RFC 6455 §1.3).
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

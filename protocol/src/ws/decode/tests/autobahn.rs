@@ -189,7 +189,7 @@ fn utf8_in_close_reasons() {
     ];
     for reason in invalid {
         let o = outcome(&close(1000, reason), MAX);
-        o.assert_failed(FrameError::InvalidCloseReason);
+        o.assert_failed(FrameError::BadClose(CloseError::InvalidReason));
         assert_eq!(o.close_code(), Some(1007));
     }
 }
@@ -225,7 +225,7 @@ fn close_handling() {
     assert_eq!(o.sent, [Sent { opcode: 0x8, payload: Vec::new() }]);
     assert_eq!(o.end, Some(WsEnd::PeerClosed(None)));
     // 7.3.2: a 1-byte payload.
-    outcome(&raw(0x88, b"a"), MAX).assert_failed(FrameError::CloseTooShort);
+    outcome(&raw(0x88, b"a"), MAX).assert_failed(FrameError::BadClose(CloseError::TooShort));
     // 7.3.3–7.3.5: a code alone, with a reason, with a 123-byte reason.
     let reasons: [&[u8]; 3] = [b"", b"Hello World!", &[b'*'; 123]];
     for reason in reasons {
@@ -247,7 +247,7 @@ fn close_codes() {
     }
     for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
         let o = outcome(&close(code, b""), MAX);
-        o.assert_failed(FrameError::InvalidCloseCode(code));
+        o.assert_failed(FrameError::BadClose(CloseError::InvalidCode(code)));
         assert_eq!(o.close_code(), Some(1002), "{code}");
     }
 }
