@@ -18,6 +18,8 @@
 //!   load harness.
 //! - [`close`]: close codes ([`CloseCode`]) and close frame payloads.
 //! - [`frame`]: opcodes, header and control frame limits, masking.
+//! - [`session_close`]: the close code for a v1 session's end (`Bye`,
+//!   kick, error), for the close frame the server sends after it.
 //!
 //! # What this codec decides
 //!
@@ -72,6 +74,7 @@ pub mod decode;
 pub mod encode;
 pub mod frame;
 pub mod handshake;
+pub mod session_close;
 
 pub use close::{CloseCode, CloseError};
 pub use decode::{FrameDecoder, FrameError, WsEnd, WsOutput};
