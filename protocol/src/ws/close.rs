@@ -162,10 +162,7 @@ mod tests {
             CloseError::InvalidReason.close_code(),
             CloseCode::INVALID_PAYLOAD
         );
-        assert_eq!(
-            CloseError::TooShort.close_code(),
-            CloseCode::PROTOCOL_ERROR
-        );
+        assert_eq!(CloseError::TooShort.close_code(), CloseCode::PROTOCOL_ERROR);
     }
 
     #[test]

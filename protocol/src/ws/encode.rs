@@ -77,7 +77,10 @@ pub fn encode_binary(payload: &[u8]) -> Bytes {
 /// a cut buffer.
 pub fn write_v1_as_binary(v1: &[u8], out: &mut Vec<u8>) -> usize {
     let mut used = 0;
-    while let Some(prefix) = v1.get(used..).and_then(<[u8]>::first_chunk::<LENGTH_PREFIX>) {
+    while let Some(prefix) = v1
+        .get(used..)
+        .and_then(<[u8]>::first_chunk::<LENGTH_PREFIX>)
+    {
         let len = u32::from_be_bytes(*prefix) as usize;
         let start = used + LENGTH_PREFIX;
         let Some(body) = v1.get(start..start.saturating_add(len)) else {
@@ -156,10 +159,18 @@ mod tests {
     fn rfc_masked_hello_example() {
         // RFC 6455 §5.7: a single-frame masked text message "Hello".
         let mut out = Vec::new();
-        write_masked(Opcode::Text, true, [0x37, 0xfa, 0x21, 0x3d], b"Hello", &mut out);
+        write_masked(
+            Opcode::Text,
+            true,
+            [0x37, 0xfa, 0x21, 0x3d],
+            b"Hello",
+            &mut out,
+        );
         assert_eq!(
             out,
-            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
         );
     }
 

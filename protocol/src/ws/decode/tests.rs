@@ -114,7 +114,10 @@ pub(super) fn server_frames(mut tx: &[u8]) -> Vec<Sent> {
         assert_eq!(b1 & 0x80, 0, "server frames are unmasked");
         let (len, start) = match b1 & 0x7f {
             126 => (u16::from_be_bytes([tx[2], tx[3]]) as usize, 4),
-            127 => (u64::from_be_bytes(tx[2..10].try_into().unwrap()) as usize, 10),
+            127 => (
+                u64::from_be_bytes(tx[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
             n => (n as usize, 2),
         };
         frames.push(Sent {
@@ -131,10 +134,7 @@ pub(super) fn feed(input: &[u8], max: u32, piece: usize) -> (Outcome, FrameDecod
     feed_pieces(input.chunks(piece.max(1)), max)
 }
 
-fn feed_pieces<'a>(
-    pieces: impl Iterator<Item = &'a [u8]>,
-    max: u32,
-) -> (Outcome, FrameDecoder) {
+fn feed_pieces<'a>(pieces: impl Iterator<Item = &'a [u8]>, max: u32) -> (Outcome, FrameDecoder) {
     let mut dec = FrameDecoder::new();
     let mut out = WsOutput::new();
     let (mut v1, mut tx, mut end) = (Vec::new(), Vec::new(), None);
@@ -169,7 +169,9 @@ pub(super) fn outcome(input: &[u8], max: u32) -> Outcome {
 fn rfc_masked_hello_examples() {
     // RFC 6455 §5.7: a single-frame masked text message "Hello"; text is
     // not in the v1 mapping.
-    let text = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let text = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
     outcome(&text, MAX).assert_failed(FrameError::TextMessage);
     // The same frame as binary is one message.
     let mut binary = text;
@@ -224,6 +226,7 @@ fn a_non_minimal_length_is_accepted() {
 #[test]
 fn decoder_state_is_small_and_holds_nothing_at_rest() {
     let size = std::mem::size_of::<FrameDecoder>();
+    println!("size_of::<FrameDecoder>() = {size} bytes");
     assert!(size <= 64, "FrameDecoder is {size} bytes");
     // A whole message in one read never touches the connection's buffer.
     let (o, dec) = feed(&bin(&[1; 1000]), MAX, usize::MAX);
@@ -306,14 +309,25 @@ fn every_two_piece_split_gives_the_same_outcome() {
     assert_eq!(
         whole.sent,
         [
-            Sent { opcode: 0xa, payload: b"p1".to_vec() },
-            Sent { opcode: 0xa, payload: Vec::new() },
-            Sent { opcode: 0x8, payload: 1000u16.to_be_bytes().to_vec() },
+            Sent {
+                opcode: 0xa,
+                payload: b"p1".to_vec()
+            },
+            Sent {
+                opcode: 0xa,
+                payload: Vec::new()
+            },
+            Sent {
+                opcode: 0x8,
+                payload: 1000u16.to_be_bytes().to_vec()
+            },
         ]
     );
     assert_eq!(whole.end, Some(WsEnd::PeerClosed(Some(CloseCode::NORMAL))));
     // Every cut in the small frames at the end and around the big one.
-    let cuts = (0..2000).chain(70_000..70_200).chain(input.len() - 300..input.len());
+    let cuts = (0..2000)
+        .chain(70_000..70_200)
+        .chain(input.len() - 300..input.len());
     for cut in cuts {
         let (a, b) = input.split_at(cut);
         let (split, _) = feed_pieces([a, b].into_iter(), max);
@@ -425,7 +439,13 @@ fn the_v1_session_reads_the_messages_and_its_output_maps_back() {
     let body = &v1[4..];
     let mut input = Vec::new();
     write_masked(Opcode::Binary, false, MASK, &body[..3], &mut input);
-    write_masked(Opcode::Continuation, true, [1, 2, 3, 4], &body[3..], &mut input);
+    write_masked(
+        Opcode::Continuation,
+        true,
+        [1, 2, 3, 4],
+        &body[3..],
+        &mut input,
+    );
 
     let mut dec = FrameDecoder::new();
     let mut ws = WsOutput::new();

@@ -43,10 +43,21 @@ fn framing_text_is_unsupported_data() {
 #[test]
 fn pings_and_pongs() {
     // 2.1–2.4: no payload, text, binary, 125 bytes.
-    let payloads: [&[u8]; 4] = [b"", b"Hello, world!", &[0x00, 0xff, 0xfe, 0xfd, 0xfc], &[0xfe; 125]];
+    let payloads: [&[u8]; 4] = [
+        b"",
+        b"Hello, world!",
+        &[0x00, 0xff, 0xfe, 0xfd, 0xfc],
+        &[0xfe; 125],
+    ];
     for p in payloads {
         let o = outcome(&raw(0x89, p), MAX);
-        assert_eq!(o.sent, [Sent { opcode: 0xa, payload: p.to_vec() }]);
+        assert_eq!(
+            o.sent,
+            [Sent {
+                opcode: 0xa,
+                payload: p.to_vec()
+            }]
+        );
         assert_eq!(o.end, None);
     }
     // 2.5: 126 bytes is over a control frame's limit.
@@ -61,11 +72,22 @@ fn pings_and_pongs() {
     // 2.9: an unsolicited pong, then a ping: one pong, for the ping.
     let mut input = raw(0x8a, b"unsolicited");
     input.extend(raw(0x89, b"ping"));
-    assert_eq!(outcome(&input, MAX).sent, [Sent { opcode: 0xa, payload: b"ping".to_vec() }]);
+    assert_eq!(
+        outcome(&input, MAX).sent,
+        [Sent {
+            opcode: 0xa,
+            payload: b"ping".to_vec()
+        }]
+    );
     // 2.10, 2.11: ten pings, ten pongs in order.
     let input: Vec<u8> = (0..10u8).flat_map(|i| raw(0x89, &[i; 3])).collect();
     let o = outcome(&input, MAX);
-    let expected: Vec<Sent> = (0..10u8).map(|i| Sent { opcode: 0xa, payload: vec![i; 3] }).collect();
+    let expected: Vec<Sent> = (0..10u8)
+        .map(|i| Sent {
+            opcode: 0xa,
+            payload: vec![i; 3],
+        })
+        .collect();
     assert_eq!(o.sent, expected);
 }
 
@@ -133,7 +155,13 @@ fn fragmentation() {
     input.extend(frag(0x0, true, b"ment"));
     let o = outcome(&input, MAX);
     assert_eq!(o.messages, [b"fragment".to_vec()]);
-    assert_eq!(o.sent, [Sent { opcode: 0xa, payload: b"between".to_vec() }]);
+    assert_eq!(
+        o.sent,
+        [Sent {
+            opcode: 0xa,
+            payload: b"between".to_vec()
+        }]
+    );
     // 5.9–5.14: a continuation with nothing to continue, FIN or not.
     for fin in [true, false] {
         let mut input = frag(0x0, fin, b"orphan");
@@ -176,16 +204,20 @@ fn utf8_in_close_reasons() {
     ];
     for reason in valid {
         let o = outcome(&close(1000, reason), MAX);
-        assert_eq!(o.end, Some(WsEnd::PeerClosed(Some(CloseCode::NORMAL))), "{reason:?}");
+        assert_eq!(
+            o.end,
+            Some(WsEnd::PeerClosed(Some(CloseCode::NORMAL))),
+            "{reason:?}"
+        );
         assert_eq!(o.close_code(), Some(1000));
     }
     let invalid: [&[u8]; 6] = [
         b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64",
         b"\xff",
-        b"\xc0\xaf",             // overlong '/'
-        b"\xed\xa0\x80",         // a surrogate
-        b"\xf4\x90\x80\x80",     // above U+10FFFF
-        b"\xce",                 // cut in the middle
+        b"\xc0\xaf",         // overlong '/'
+        b"\xed\xa0\x80",     // a surrogate
+        b"\xf4\x90\x80\x80", // above U+10FFFF
+        b"\xce",             // cut in the middle
     ];
     for reason in invalid {
         let o = outcome(&close(1000, reason), MAX);
@@ -222,7 +254,13 @@ fn close_handling() {
     assert_eq!(dec.held_capacity(), 0);
     // 7.3.1: an empty close gets an empty close.
     let o = outcome(&raw(0x88, b""), MAX);
-    assert_eq!(o.sent, [Sent { opcode: 0x8, payload: Vec::new() }]);
+    assert_eq!(
+        o.sent,
+        [Sent {
+            opcode: 0x8,
+            payload: Vec::new()
+        }]
+    );
     assert_eq!(o.end, Some(WsEnd::PeerClosed(None)));
     // 7.3.2: a 1-byte payload.
     outcome(&raw(0x88, b"a"), MAX).assert_failed(FrameError::BadClose(CloseError::TooShort));
@@ -230,7 +268,13 @@ fn close_handling() {
     let reasons: [&[u8]; 3] = [b"", b"Hello World!", &[b'*'; 123]];
     for reason in reasons {
         let o = outcome(&close(1000, reason), MAX);
-        assert_eq!(o.sent, [Sent { opcode: 0x8, payload: vec![0x03, 0xe8] }]);
+        assert_eq!(
+            o.sent,
+            [Sent {
+                opcode: 0x8,
+                payload: vec![0x03, 0xe8]
+            }]
+        );
     }
     // 7.3.6: a 124-byte reason makes the payload 126: too long.
     outcome(&close(1000, &[b'*'; 124]), MAX).assert_failed(FrameError::ControlTooLong);
@@ -240,12 +284,20 @@ fn close_handling() {
 /// protocol errors.
 #[test]
 fn close_codes() {
-    for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
         let o = outcome(&close(code, b""), MAX);
-        assert_eq!(o.end, Some(WsEnd::PeerClosed(Some(CloseCode(code)))), "{code}");
+        assert_eq!(
+            o.end,
+            Some(WsEnd::PeerClosed(Some(CloseCode(code)))),
+            "{code}"
+        );
         assert_eq!(o.close_code(), Some(code), "echo {code}");
     }
-    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         let o = outcome(&close(code, b""), MAX);
         o.assert_failed(FrameError::BadClose(CloseError::InvalidCode(code)));
         assert_eq!(o.close_code(), Some(1002), "{code}");
@@ -273,7 +325,10 @@ fn limits() {
     // A 64-bit length of 2^40 is too large; with its top bit set, invalid.
     let mut huge = vec![0x82, 0xff];
     huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
-    outcome(&huge, MAX).assert_failed(FrameError::MessageTooLarge { len: 1 << 40, max: MAX });
+    outcome(&huge, MAX).assert_failed(FrameError::MessageTooLarge {
+        len: 1 << 40,
+        max: MAX,
+    });
     let mut bad = vec![0x82, 0xff];
     bad.extend_from_slice(&(1u64 << 63).to_be_bytes());
     outcome(&bad, MAX).assert_failed(FrameError::BadLength);
