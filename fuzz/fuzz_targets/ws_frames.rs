@@ -59,7 +59,10 @@ fn check_v1(mut v1: &[u8], max: u32) {
 /// The server's frames are unmasked, final, pongs or one close at the end,
 /// with a valid code and a UTF-8 reason.
 fn check_transmit(mut tx: &[u8], close_sent: bool) {
-    assert!(!close_sent || tx.is_empty(), "nothing after the server's close");
+    assert!(
+        !close_sent || tx.is_empty(),
+        "nothing after the server's close"
+    );
     let mut closed = false;
     while !tx.is_empty() {
         assert!(!closed, "a frame after the close");

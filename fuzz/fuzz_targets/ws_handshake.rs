@@ -19,11 +19,18 @@ fn check(answer: &Handshake, len: usize) {
         Handshake::NeedMore => {}
         Handshake::Accept(a) => {
             assert!(a.consumed > 0 && a.consumed <= len);
-            assert!(a.response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+            assert!(
+                a.response
+                    .starts_with(b"HTTP/1.1 101 Switching Protocols\r\n")
+            );
             assert!(a.response.ends_with(b"\r\n\r\n"));
         }
         Handshake::Reject(r) => {
-            assert!([400, 403, 405, 426, 431].contains(&r.status), "{}", r.status);
+            assert!(
+                [400, 403, 405, 426, 431].contains(&r.status),
+                "{}",
+                r.status
+            );
             assert_eq!(r.status, r.error.status());
             let status_line = format!("HTTP/1.1 {} ", r.status);
             assert!(r.response.starts_with(status_line.as_bytes()));
