@@ -39,9 +39,9 @@
 //! fixed-size value (at most 64 bytes, checked by a test) whose `Vec` has
 //! no capacity at rest. Bytes are held only while a message or a control
 //! frame is incomplete at the end of a read, at most `max_message + 125`,
-//! and released when it completes. A message whose last frame is whole in
-//! one read is unmasked straight into the caller's [`WsOutput`], never
-//! through the connection's own buffer.
+//! and released when it completes. A one-frame message that arrives whole
+//! in one read (the common case) is unmasked straight into the caller's
+//! [`WsOutput`], never through the connection's own buffer.
 //!
 //! # Example: an upgrade, then a client's message
 //!
