@@ -88,10 +88,11 @@ doc:
 # final stats. Targets: wire_input (frame decoder and both session state
 # machines), control_http (control listener request parser), backend_http
 # (backend client response parser), jwt (HS256/RS256 token verification),
-# store_recovery (the durable store's segment recovery).
-# Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable toolchain:
-# cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs cargo-fuzz
-# when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
+# store_recovery (the durable store's segment recovery), ws_handshake
+# (WebSocket opening handshake parser), ws_frames (WebSocket client frame
+# decoder). Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable
+# toolchain: cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs
+# cargo-fuzz when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
 FUZZ_TARGET  ?= wire_input
 FUZZ_MAX_LEN ?= 4096
 FUZZ_ARGS    ?=
