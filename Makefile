@@ -87,7 +87,8 @@ doc:
 # until FUZZ_ARGS, e.g. -runs=10000000, says stop), then prints libFuzzer's
 # final stats. Targets: wire_input (frame decoder and both session state
 # machines), control_http (control listener request parser), backend_http
-# (backend client response parser), jwt (HS256/RS256 token verification).
+# (backend client response parser), jwt (HS256/RS256 token verification),
+# mqtt_decode (MQTT 3.1.1 packet decoder), mqtt_session (MQTT server session).
 # Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable toolchain:
 # cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs cargo-fuzz
 # when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
