@@ -150,7 +150,7 @@ mod connect_flags {
 }
 
 fn connect<'a>(r: &mut Reader<'a>) -> Result<Connect<'a>, DecodeError> {
-    use connect_flags as f;
+    use self::connect_flags as f;
     let name = r.binary()?;
     if name != b"MQTT" && name != b"MQIsdp" {
         return Err(DecodeError::BadProtocolName);

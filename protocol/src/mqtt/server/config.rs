@@ -4,7 +4,7 @@
 
 use crate::server::ServerConfig;
 
-use super::super::DEFAULT_MAX_PACKET;
+use crate::mqtt::DEFAULT_MAX_PACKET;
 
 /// What the session does with a client PUBLISH that has RETAIN set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -64,8 +64,9 @@ impl MqttSession {
 
     /// The first packet: CONNECT, checked, then handed to the caller.
     fn on_first_packet(&mut self, packet: Packet<'_>, cfg: &MqttConfig, out: &mut Output) -> Flow {
+        let kind = packet.packet_type();
         let Packet::Connect(connect) = packet else {
-            return self.close_with(CloseReason::NotConnect(packet.packet_type()), out);
+            return self.close_with(CloseReason::NotConnect(kind), out);
         };
         if let Err(close) = check_connect(&connect, cfg) {
             return match close {
@@ -173,10 +174,9 @@ impl MqttSession {
         let established = self.state == SessionState::Established;
         self.state = SessionState::Closed;
         self.pending = Vec::new();
-        if let Some(will) = self.will.take() {
-            if established && reason != CloseReason::ClientDisconnect {
-                out.events.push(Event::Will(*will));
-            }
+        let due = established && reason != CloseReason::ClientDisconnect;
+        if let Some(will) = self.will.take().filter(|_| due) {
+            out.events.push(Event::Will(*will));
         }
         out.events.push(Event::Closed(reason));
         Flow::Stop

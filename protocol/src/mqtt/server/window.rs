@@ -61,9 +61,4 @@ impl Window {
     pub(super) fn iter(&self) -> impl Iterator<Item = &InFlight> {
         self.entries.iter().flat_map(|e| e.list.iter())
     }
-
-    /// Empties the window.
-    pub(super) fn clear(&mut self) {
-        self.entries = None;
-    }
 }

@@ -142,9 +142,9 @@ fn every_packet() -> Vec<Vec<u8>> {
     });
     put(&|o| encode_unsubscribe(11, &["a/+/b", "sport/#"], o).unwrap());
     put(&|o| encode_unsuback(11, o).unwrap());
-    put(&|o| encode_pingreq(o));
-    put(&|o| encode_pingresp(o));
-    put(&|o| encode_disconnect(o));
+    put(&encode_pingreq);
+    put(&encode_pingresp);
+    put(&encode_disconnect);
     all
 }
 
