@@ -60,8 +60,8 @@ pub fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
         Some(required) => flags == required,
         None => {
             let qos = (flags >> 1) & 0b11;
-            let dup = flags & 0b1000 != 0;
-            qos != 3 && !(dup && qos == 0)
+            let dup_at_qos0 = flags & 0b1000 != 0 && qos == 0;
+            qos != 3 && !dup_at_qos0
         }
     };
     if ok {

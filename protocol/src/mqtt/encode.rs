@@ -10,7 +10,7 @@
 
 use super::error::EncodeError;
 use super::packet::{
-    ConnAck, Connect, Packet, PacketType, Publish, QoS, SubAckCode,
+    ConnAck, Connect, ConnectReturnCode, Packet, PacketType, Publish, QoS, SubAckCode,
 };
 use super::wire::{MAX_REMAINING_LENGTH, encode_remaining_length, field_len, put_field};
 
@@ -111,18 +111,18 @@ pub fn encode_connect(c: &Connect<'_>, out: &mut Vec<u8>) -> Result<(), EncodeEr
     })
 }
 
-/// CONNACK. `session_present` is sent only with [`ConnectReturnCode::Accepted`](super::ConnectReturnCode::Accepted)
-/// (§3.2.2.2).
+/// CONNACK. `session_present` is sent only with
+/// [`ConnectReturnCode::Accepted`] (§3.2.2.2).
 pub fn encode_connack(ack: ConnAck, out: &mut Vec<u8>) {
-    let accepted = ack.code as u8 == 0;
+    let accepted = ack.code == ConnectReturnCode::Accepted;
     let flags = u8::from(ack.session_present && accepted);
     out.extend_from_slice(&[PacketType::ConnAck.first_byte(), 2, flags, ack.code as u8]);
 }
 
 /// The first byte of a PUBLISH with these flags.
 #[must_use]
-pub const fn publish_first_byte(dup: bool, qos: QoS, retain: bool) -> u8 {
-    PacketType::Publish.first_byte() | ((dup as u8) << 3) | ((qos as u8) << 1) | (retain as u8)
+pub fn publish_first_byte(dup: bool, qos: QoS, retain: bool) -> u8 {
+    PacketType::Publish.first_byte() | (u8::from(dup) << 3) | ((qos as u8) << 1) | u8::from(retain)
 }
 
 /// PUBLISH. The packet id is written at QoS 1 and 2 (and must then be non-zero).
@@ -131,7 +131,8 @@ pub fn encode_publish(p: &Publish<'_>, out: &mut Vec<u8>) -> Result<(), EncodeEr
     if with_id && p.packet_id == 0 {
         return Err(EncodeError::ZeroPacketId);
     }
-    let body_len = field_len(p.topic.len()) + if with_id { 2 } else { 0 } + p.payload.len();
+    let id_len = if with_id { 2 } else { 0 };
+    let body_len = field_len(p.topic.len()) + id_len + p.payload.len();
     let first = publish_first_byte(p.dup, p.qos, p.retain);
     packet(first, body_len, out, |out| {
         put_field(p.topic.as_bytes(), out)?;

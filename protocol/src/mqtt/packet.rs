@@ -81,12 +81,8 @@ impl PacketType {
     /// The first byte of a packet of this type with its required flags
     /// (PUBLISH: all flags clear).
     #[must_use]
-    pub const fn first_byte(self) -> u8 {
-        let flags = match self.required_flags() {
-            Some(f) => f,
-            None => 0,
-        };
-        ((self as u8) << 4) | flags
+    pub fn first_byte(self) -> u8 {
+        ((self as u8) << 4) | self.required_flags().unwrap_or(0)
     }
 
     /// Upper-case name as in the spec, for logs and metrics labels.

@@ -56,6 +56,47 @@
 //! [`Event::Acked`] with the push id. After a close, [`MqttSession::in_flight`]
 //! still lists what was never acknowledged.
 //!
+//! # Example: CONNECT, CONNACK and a durable push, in memory
+//!
+//! ```
+//! use protocol::mqtt::encode::encode_connect;
+//! use protocol::mqtt::server::{Event, MqttConfig, MqttSession, Output, Verdict};
+//! use protocol::mqtt::{Connect, Qos1Publish};
+//! use protocol::time::Millis;
+//!
+//! let (cfg, now) = (MqttConfig::default(), Millis(0));
+//! let mut session = MqttSession::new(now, &cfg);
+//! let mut out = Output::new(); // one per shard, shared by its sessions
+//!
+//! let mut connect = Vec::new();
+//! let fields = Connect {
+//!     client_id: "dev1",
+//!     clean_session: true,
+//!     keep_alive: 60,
+//!     username: Some("alice"),
+//!     password: Some(b"a.jwt.token"),
+//!     ..Connect::default()
+//! };
+//! encode_connect(&fields, &mut connect).unwrap();
+//! session.handle_input(now, &connect, &cfg, &mut out);
+//! let Some(Event::Authenticate(request)) = out.events.pop() else { panic!() };
+//! assert_eq!(request.password.as_deref(), Some(&b"a.jwt.token"[..]));
+//! // The caller verifies the token, then:
+//! session.verdict(now, &cfg, Verdict::Accept { session_present: false }, &mut out);
+//! assert_eq!(out.transmit, [0x20, 2, 0, 0]); // CONNACK 0x00
+//!
+//! // A durable push, encoded once for all recipients, completed with this
+//! // session's packet id.
+//! let push = Qos1Publish::new("u/alice", bytes::Bytes::from_static(b"hi")).unwrap();
+//! let packet_id = session.start_qos1(42, &cfg).unwrap();
+//! let mut wire = Vec::new();
+//! push.write(packet_id, false, &mut wire);
+//!
+//! out.clear();
+//! session.handle_input(now, &[0x40, 2, 0, 1], &cfg, &mut out); // PUBACK 1
+//! assert_eq!(out.events, [Event::Acked { packet_id: 1, push_id: 42 }]);
+//! ```
+//!
 //! # Memory
 //!
 //! At rest a session is 64 bytes (a test checks it), with nothing on the
