@@ -17,7 +17,8 @@ use bytes::Bytes;
 
 use super::encode::{encode_publish, publish_first_byte};
 use super::error::EncodeError;
-use super::packet::{Publish, QoS};
+use super::codes::QoS;
+use super::packet::Publish;
 use super::wire::{MAX_REMAINING_LENGTH, encode_remaining_length, field_len, put_field};
 
 /// Appends a QoS 0 PUBLISH (no DUP, no RETAIN) of `payload` to `topic`.

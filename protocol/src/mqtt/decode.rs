@@ -8,9 +8,10 @@
 //! most `max_packet` bytes of it.
 
 use super::error::DecodeError;
+use super::codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
 use super::packet::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketType, Publish, QoS, SubAck,
-    SubAckCode, Subscribe, SubscribeFilters, Unsubscribe, UnsubscribeFilters,
+    ConnAck, Connect, LastWill, Packet, Publish, SubAck, Subscribe, SubscribeFilters, Unsubscribe,
+    UnsubscribeFilters,
 };
 use super::topic::{check_topic_filter, check_topic_name};
 use super::wire::{Reader, decode_remaining_length};

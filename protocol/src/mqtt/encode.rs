@@ -9,9 +9,8 @@
 //! [`broadcast`](super::broadcast).
 
 use super::error::EncodeError;
-use super::packet::{
-    ConnAck, Connect, ConnectReturnCode, Packet, PacketType, Publish, QoS, SubAckCode,
-};
+use super::codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
+use super::packet::{ConnAck, Connect, Packet, Publish};
 use super::wire::{MAX_REMAINING_LENGTH, encode_remaining_length, field_len, put_field};
 
 /// Encodes any packet (the fuzz targets and tests re-encode what they decode).

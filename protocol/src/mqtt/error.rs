@@ -5,7 +5,7 @@
 //! closed with in its [`CloseReason`](super::server::CloseReason) and the
 //! gateway can count them by [`DecodeError::label`].
 
-use super::packet::PacketType;
+use super::codes::PacketType;
 use super::topic::TopicError;
 
 /// Why bytes from a peer are not a valid MQTT 3.1.1 packet.

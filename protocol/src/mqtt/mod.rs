@@ -2,7 +2,8 @@
 //! the gateway and the load harness, and the gateway-side session.
 //!
 //! - [`packet`]: the control packets as values; decoded ones borrow from the
-//!   input (topics and ids as `&str`, payloads as `&[u8]`).
+//!   input (topics and ids as `&str`, payloads as `&[u8]`). [`codes`]: packet
+//!   types, QoS levels, return codes.
 //! - [`decode_packet`]: one packet from the front of a buffer, incrementally
 //!   ([`Decoded::NeedMore`] with a byte count, a packet, or a
 //!   [`DecodeError`]). Fixed-header flags (§2.2.2), the remaining length
@@ -35,6 +36,7 @@
 //! crate already uses.
 
 pub mod broadcast;
+pub mod codes;
 mod decode;
 pub mod encode;
 mod error;
@@ -47,9 +49,10 @@ pub use broadcast::{Qos1Publish, encode_publish_qos0, shared_publish_qos0};
 pub use decode::{Decoded, FixedHeader, check_first_byte, decode_packet, peek_fixed_header};
 pub use encode::encode_packet;
 pub use error::{DecodeError, EncodeError};
+pub use codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
 pub use packet::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketType, Publish, QoS, SubAck,
-    SubAckCode, Subscribe, SubscribeFilters, Unsubscribe, UnsubscribeFilters,
+    ConnAck, Connect, LastWill, Packet, Subscribe, SubscribeFilters, SubAck, Publish, Unsubscribe,
+    UnsubscribeFilters,
 };
 pub use topic::TopicError;
 

@@ -4,7 +4,7 @@
 //! bounds-checked [`Reader`] over the packet body and written to a `Vec<u8>`.
 
 use super::error::{DecodeError, EncodeError};
-use super::packet::PacketType;
+use super::codes::PacketType;
 
 /// Largest remaining length the four-byte encoding can carry (spec §2.2.3).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
