@@ -66,7 +66,12 @@ pub fn publish(
 }
 
 /// Writes a SUBSCRIBE to one topic filter.
-pub fn subscribe(topic: &str, qos: u8, packet_id: u16, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn subscribe(
+    topic: &str,
+    qos: u8,
+    packet_id: u16,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     encode_subscribe(packet_id, &[(topic, qos_of(qos))], out)
 }
 
@@ -179,7 +184,9 @@ impl MqttClient {
 
     fn on_packet(&mut self, pkt: Packet<'_>, ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
         match pkt {
-            Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Accepted && !self.established => {
+            Packet::ConnAck(ack)
+                if ack.code == ConnectReturnCode::Accepted && !self.established =>
+            {
                 self.established = true;
                 ev.push(WireEvent::Established);
             }

@@ -15,15 +15,19 @@
 
 use bytes::Bytes;
 
+use super::codes::QoS;
 use super::encode::{encode_publish, publish_first_byte};
 use super::error::EncodeError;
-use super::codes::QoS;
 use super::packet::Publish;
 use super::wire::{MAX_REMAINING_LENGTH, encode_remaining_length, field_len, put_field};
 
 /// Appends a QoS 0 PUBLISH (no DUP, no RETAIN) of `payload` to `topic`.
 /// Its bytes are the same for every recipient.
-pub fn encode_publish_qos0(topic: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn encode_publish_qos0(
+    topic: &str,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     encode_publish(
         &Publish {
             dup: false,

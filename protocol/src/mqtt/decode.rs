@@ -7,8 +7,8 @@
 //! body has arrived. A caller keeping a partial packet therefore stores at
 //! most `max_packet` bytes of it.
 
-use super::error::DecodeError;
 use super::codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
+use super::error::DecodeError;
 use super::packet::{
     ConnAck, Connect, LastWill, Packet, Publish, SubAck, Subscribe, SubscribeFilters, Unsubscribe,
     UnsubscribeFilters,
@@ -55,7 +55,8 @@ impl FixedHeader {
 /// Checks the first byte of a packet: a defined type with the flags it
 /// requires (§2.2.2; PUBLISH: QoS below 3, no DUP at QoS 0, §3.3.1).
 pub fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
-    let packet = PacketType::from_first_byte(first).ok_or(DecodeError::ReservedPacketType(first >> 4))?;
+    let packet =
+        PacketType::from_first_byte(first).ok_or(DecodeError::ReservedPacketType(first >> 4))?;
     let flags = first & 0x0f;
     let ok = match packet.required_flags() {
         Some(required) => flags == required,
@@ -77,7 +78,10 @@ pub fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
 /// `Ok(None)` while it is incomplete. Errors as soon as the bytes present
 /// show a bad type or flags, a remaining length over four bytes, or a
 /// packet longer than `max_packet`.
-pub fn peek_fixed_header(buf: &[u8], max_packet: usize) -> Result<Option<FixedHeader>, DecodeError> {
+pub fn peek_fixed_header(
+    buf: &[u8],
+    max_packet: usize,
+) -> Result<Option<FixedHeader>, DecodeError> {
     let Some((&first, rest)) = buf.split_first() else {
         return Ok(None);
     };

@@ -8,8 +8,8 @@
 //! applied to what peers send. For a PUBLISH sent to many recipients, see
 //! [`broadcast`](super::broadcast).
 
-use super::error::EncodeError;
 use super::codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
+use super::error::EncodeError;
 use super::packet::{ConnAck, Connect, Packet, Publish};
 use super::wire::{MAX_REMAINING_LENGTH, encode_remaining_length, field_len, put_field};
 
@@ -174,13 +174,20 @@ pub fn encode_subscribe(
         .iter()
         .map(|(f, _)| field_len(f.len()) + 1)
         .sum::<usize>();
-    subscribe_like(PacketType::Subscribe, packet_id, filters.len(), body_len, out, |out| {
-        for (filter, qos) in filters {
-            put_field(filter.as_bytes(), out)?;
-            out.push(*qos as u8);
-        }
-        Ok(())
-    })
+    subscribe_like(
+        PacketType::Subscribe,
+        packet_id,
+        filters.len(),
+        body_len,
+        out,
+        |out| {
+            for (filter, qos) in filters {
+                put_field(filter.as_bytes(), out)?;
+                out.push(*qos as u8);
+            }
+            Ok(())
+        },
+    )
 }
 
 /// UNSUBSCRIBE for `filters`.
@@ -190,12 +197,19 @@ pub fn encode_unsubscribe(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let body_len = 2 + filters.iter().map(|f| field_len(f.len())).sum::<usize>();
-    subscribe_like(PacketType::Unsubscribe, packet_id, filters.len(), body_len, out, |out| {
-        for filter in filters {
-            put_field(filter.as_bytes(), out)?;
-        }
-        Ok(())
-    })
+    subscribe_like(
+        PacketType::Unsubscribe,
+        packet_id,
+        filters.len(),
+        body_len,
+        out,
+        |out| {
+            for filter in filters {
+                put_field(filter.as_bytes(), out)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// A decoded SUBSCRIBE, UNSUBSCRIBE or SUBACK again: its list is kept as
@@ -247,11 +261,16 @@ pub fn encode_suback(
     if packet_id == 0 {
         return Err(EncodeError::ZeroPacketId);
     }
-    packet(PacketType::SubAck.first_byte(), 2 + codes.len(), out, |out| {
-        out.extend_from_slice(&packet_id.to_be_bytes());
-        out.extend(codes.iter().map(|&c| c as u8));
-        Ok(())
-    })
+    packet(
+        PacketType::SubAck.first_byte(),
+        2 + codes.len(),
+        out,
+        |out| {
+            out.extend_from_slice(&packet_id.to_be_bytes());
+            out.extend(codes.iter().map(|&c| c as u8));
+            Ok(())
+        },
+    )
 }
 
 /// PINGREQ.

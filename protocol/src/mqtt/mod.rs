@@ -46,12 +46,12 @@ pub mod topic;
 pub mod wire;
 
 pub use broadcast::{Qos1Publish, encode_publish_qos0, shared_publish_qos0};
+pub use codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
 pub use decode::{Decoded, FixedHeader, check_first_byte, decode_packet, peek_fixed_header};
 pub use encode::encode_packet;
 pub use error::{DecodeError, EncodeError};
-pub use codes::{ConnectReturnCode, PacketType, QoS, SubAckCode};
 pub use packet::{
-    ConnAck, Connect, LastWill, Packet, Subscribe, SubscribeFilters, SubAck, Publish, Unsubscribe,
+    ConnAck, Connect, LastWill, Packet, Publish, SubAck, Subscribe, SubscribeFilters, Unsubscribe,
     UnsubscribeFilters,
 };
 pub use topic::TopicError;

@@ -101,7 +101,16 @@ mod tests {
     #[test]
     fn filters_place_wildcards_per_spec() {
         for ok in [
-            "#", "+", "a/#", "a/+/b", "+/+", "/+", "+/", "a/+/#", "sport/tennis/#", "/#",
+            "#",
+            "+",
+            "a/#",
+            "a/+/b",
+            "+/+",
+            "/+",
+            "+/",
+            "a/+/#",
+            "sport/tennis/#",
+            "/#",
         ] {
             assert_eq!(check_topic_filter(ok), Ok(()), "{ok}");
         }
@@ -126,7 +135,10 @@ mod tests {
     fn matching_follows_the_spec_examples() {
         // §4.7.1.2 and §4.7.1.3.
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
         assert!(matches("sport/#", "sport"));
         assert!(matches("#", "a/b/c"));
         assert!(matches("sport/tennis/+", "sport/tennis/player1"));

@@ -3,8 +3,8 @@
 //! and length-prefixed UTF-8 strings and binary data, read through a
 //! bounds-checked [`Reader`] over the packet body and written to a `Vec<u8>`.
 
-use super::error::{DecodeError, EncodeError};
 use super::codes::PacketType;
+use super::error::{DecodeError, EncodeError};
 
 /// Largest remaining length the four-byte encoding can carry (spec §2.2.3).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -67,9 +67,8 @@ pub fn remaining_length_len(len: usize) -> usize {
 
 /// Appends a two-byte length prefix and `bytes` (a string or binary field).
 pub fn put_field(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong {
-        len: bytes.len(),
-    })?;
+    let len =
+        u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong { len: bytes.len() })?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
     Ok(())

@@ -97,7 +97,9 @@ impl MqttConfig {
             s => u32::from(s) * 1000,
         };
         // Not `u32::clamp`: that panics on a misconfigured min > max.
-        wanted.max(self.keep_alive_min_ms).min(self.keep_alive_max_ms)
+        wanted
+            .max(self.keep_alive_min_ms)
+            .min(self.keep_alive_max_ms)
     }
 
     /// How long a session with keep-alive `keep_alive_ms` may stay silent:

@@ -12,12 +12,15 @@ use crate::mqtt::{Connect, ConnectReturnCode};
 /// without clean session (§3.1.3-8) or one over `max_client_id_len`;
 /// [`CloseReason::LimitExceeded`] for a will topic over `max_topic_len`.
 pub(super) fn check_connect(c: &Connect<'_>, cfg: &MqttConfig) -> Result<(), CloseReason> {
-    let id_rejected = (c.client_id.is_empty() && !c.clean_session)
-        || c.client_id.len() > cfg.max_client_id_len;
+    let id_rejected =
+        (c.client_id.is_empty() && !c.clean_session) || c.client_id.len() > cfg.max_client_id_len;
     if id_rejected {
         return Err(CloseReason::Refused(ConnectReturnCode::IdentifierRejected));
     }
-    if c.will.as_ref().is_some_and(|w| w.topic.len() > cfg.max_topic_len) {
+    if c.will
+        .as_ref()
+        .is_some_and(|w| w.topic.len() > cfg.max_topic_len)
+    {
         return Err(CloseReason::LimitExceeded(Limit::TopicLength));
     }
     Ok(())

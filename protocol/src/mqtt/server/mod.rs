@@ -116,9 +116,7 @@ mod packets;
 mod window;
 
 pub use config::{MqttConfig, RetainPolicy};
-pub use output::{
-    CloseReason, ConnectRequest, Event, Limit, Output, Uplink, Verdict, Will,
-};
+pub use output::{CloseReason, ConnectRequest, Event, Limit, Output, Uplink, Verdict, Will};
 pub use window::InFlight;
 use window::Window;
 
@@ -277,7 +275,9 @@ impl MqttSession {
             SessionState::Authenticating => self.hold(data, cfg, out),
             SessionState::AwaitingConnect | SessionState::Established => {
                 if self.pending.is_empty() {
-                    if self.state == SessionState::AwaitingConnect && !self.first_byte_is_connect(data, out) {
+                    if self.state == SessionState::AwaitingConnect
+                        && !self.first_byte_is_connect(data, out)
+                    {
                         return;
                     }
                     self.process(now, data, cfg, out);

@@ -110,7 +110,9 @@ impl MqttSession {
     }
 
     fn on_subscribe(&mut self, s: &Subscribe<'_>, cfg: &MqttConfig, out: &mut Output) -> Flow {
-        if let Some(limit) = filters_over_limits(s.filters.len(), s.filters.iter().map(|f| f.0), cfg) {
+        if let Some(limit) =
+            filters_over_limits(s.filters.len(), s.filters.iter().map(|f| f.0), cfg)
+        {
             return self.close_with(CloseReason::LimitExceeded(limit), out);
         }
         let filters = s.filters.iter().map(|(f, q)| (f.to_owned(), q)).collect();

@@ -25,7 +25,10 @@ fn qos0_broadcast_is_one_encoding() {
     let mut once = Vec::new();
     encode_publish_qos0("all", b"news", &mut once).unwrap();
     assert_eq!(once, plain);
-    assert_eq!(&shared_publish_qos0("all", b"news").unwrap()[..], &plain[..]);
+    assert_eq!(
+        &shared_publish_qos0("all", b"news").unwrap()[..],
+        &plain[..]
+    );
 }
 
 #[test]
@@ -41,7 +44,12 @@ fn qos1_recipients_differ_only_in_the_packet_id() {
     let id_at = shared.head().len();
     assert_eq!(differing, [id_at, id_at + 1]);
     // The parts, as a sender would gather them, are the packet.
-    let gathered = [&shared.head()[..], &Qos1Publish::packet_id_bytes(0xbeef), &shared.payload()[..]].concat();
+    let gathered = [
+        &shared.head()[..],
+        &Qos1Publish::packet_id_bytes(0xbeef),
+        &shared.payload()[..],
+    ]
+    .concat();
     assert_eq!(gathered, b);
     // And it is what the plain encoder writes.
     let mut plain = Vec::new();
@@ -75,5 +83,8 @@ fn a_redelivery_sets_dup_and_nothing_else() {
         panic!()
     };
     assert!(p.dup);
-    assert_eq!((p.qos, p.packet_id, p.topic, p.payload), (QoS::AtLeastOnce, 7, "t", &b"x"[..]));
+    assert_eq!(
+        (p.qos, p.packet_id, p.topic, p.payload),
+        (QoS::AtLeastOnce, 7, "t", &b"x"[..])
+    );
 }

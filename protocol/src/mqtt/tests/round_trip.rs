@@ -243,7 +243,10 @@ fn publish_borrows_its_topic_and_payload_from_the_input() {
     let range = bytes.as_ptr_range();
     assert!(range.contains(&p.topic.as_ptr()));
     assert!(range.contains(&p.payload.as_ptr()));
-    assert_eq!((p.topic, p.payload, p.packet_id), ("room/1", &b"hello"[..], 3));
+    assert_eq!(
+        (p.topic, p.payload, p.packet_id),
+        ("room/1", &b"hello"[..], 3)
+    );
 }
 
 /// Decodes a stream the way a connection sees it: bytes appended to a

@@ -34,7 +34,8 @@ fn fixed_header_flags_must_be_the_required_ones() {
         };
         for flags in 0u8..16 {
             let first = (nibble << 4) | flags;
-            let result = decode_packet(&[first], BIG);
+            let bytes = [first];
+            let result = decode_packet(&bytes, BIG);
             if flags == required {
                 assert!(result.is_ok(), "{kind:?} {flags:#b}");
             } else {
@@ -51,7 +52,10 @@ fn fixed_header_flags_must_be_the_required_ones() {
     }
     // PUBLISH: QoS 3 and DUP at QoS 0 are malformed (§3.3.1); the rest is fine.
     for bad in [0x36, 0x37, 0x3e, 0x3f, 0x38, 0x39] {
-        assert!(matches!(err(&[bad]), DecodeError::BadFlags { .. }), "{bad:#x}");
+        assert!(
+            matches!(err(&[bad]), DecodeError::BadFlags { .. }),
+            "{bad:#x}"
+        );
     }
     for good in [0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x3a, 0x3b, 0x3c, 0x3d] {
         assert!(decode_packet(&[good], BIG).is_ok(), "{good:#x}");
@@ -66,7 +70,10 @@ fn reserved_packet_types_are_refused_from_the_first_byte() {
 
 #[test]
 fn bodies_must_fit_their_fields_exactly() {
-    assert_eq!(err(&[0x40, 1, 0]), DecodeError::Truncated(PacketType::PubAck));
+    assert_eq!(
+        err(&[0x40, 1, 0]),
+        DecodeError::Truncated(PacketType::PubAck)
+    );
     assert_eq!(
         err(&[0x40, 3, 0, 1, 0]),
         DecodeError::TrailingBytes(PacketType::PubAck)
@@ -96,18 +103,24 @@ fn bodies_must_fit_their_fields_exactly() {
 
 #[test]
 fn strings_must_be_well_formed_utf8_without_nul() {
-    assert_eq!(err(&publish_with_topic(&[0xc3, 0x28])), DecodeError::BadUtf8);
+    assert_eq!(
+        err(&publish_with_topic(&[0xc3, 0x28])),
+        DecodeError::BadUtf8
+    );
     // Overlong encoding of '/', a surrogate, and a lone continuation byte.
-    assert_eq!(err(&publish_with_topic(&[0xc0, 0xaf])), DecodeError::BadUtf8);
+    assert_eq!(
+        err(&publish_with_topic(&[0xc0, 0xaf])),
+        DecodeError::BadUtf8
+    );
     assert_eq!(
         err(&publish_with_topic(&[0xed, 0xa0, 0x80])),
         DecodeError::BadUtf8
     );
-    assert_eq!(err(&publish_with_topic(&[b'a', 0x80])), DecodeError::BadUtf8);
     assert_eq!(
-        err(&publish_with_topic(b"a\0b")),
-        DecodeError::NulCharacter
+        err(&publish_with_topic(&[b'a', 0x80])),
+        DecodeError::BadUtf8
     );
+    assert_eq!(err(&publish_with_topic(b"a\0b")), DecodeError::NulCharacter);
     // Non-ASCII that is well formed is fine.
     assert!(decode_packet(&publish_with_topic("caf\u{e9}/\u{1f600}".as_bytes()), BIG).is_ok());
 }
@@ -149,7 +162,10 @@ fn publish_topics_have_no_wildcards_and_filters_place_them_right() {
         err(&subscribe(b"", 0)),
         DecodeError::Topic(TopicError::Empty)
     );
-    assert_eq!(err(&subscribe(b"a", 3)), DecodeError::BadSubscribeOptions(3));
+    assert_eq!(
+        err(&subscribe(b"a", 3)),
+        DecodeError::BadSubscribeOptions(3)
+    );
     assert_eq!(
         err(&subscribe(b"a", 0x04)),
         DecodeError::BadSubscribeOptions(4)

@@ -33,7 +33,11 @@ fn remaining_length_boundaries() {
         assert_eq!(decode_remaining_length(bytes), Ok(Some((n, bytes.len()))));
         // Every proper prefix is incomplete, not wrong.
         for cut in 0..bytes.len() {
-            assert_eq!(decode_remaining_length(&bytes[..cut]), Ok(None), "{n} cut {cut}");
+            assert_eq!(
+                decode_remaining_length(&bytes[..cut]),
+                Ok(None),
+                "{n} cut {cut}"
+            );
         }
     }
     assert_eq!(MAX_REMAINING_LENGTH, 268_435_455);
@@ -132,7 +136,9 @@ fn connect_bytes_match_the_spec_layout() {
     .unwrap();
     assert_eq!(
         out,
-        [0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 2, b'c', b'1']
+        [
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 2, b'c', b'1'
+        ]
     );
 }
 
@@ -160,7 +166,10 @@ fn connack_and_small_packets_match_the_spec() {
     assert_eq!(decode_whole(&[0xe0, 0]), Packet::Disconnect);
     assert_eq!(decode_whole(&[0x40, 2, 0, 5]), Packet::PubAck(5));
     assert_eq!(decode_whole(&[0x62, 2, 1, 0]), Packet::PubRel(256));
-    assert_eq!(decode_whole(&[0xb0, 2, 0xff, 0xff]), Packet::UnsubAck(65535));
+    assert_eq!(
+        decode_whole(&[0xb0, 2, 0xff, 0xff]),
+        Packet::UnsubAck(65535)
+    );
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn the_connect_fields_reach_the_caller() {
     assert!(req.clean_session);
     assert_eq!(req.keep_alive_s, 30);
     let will = req.will.as_ref().unwrap();
-    assert_eq!((will.topic.as_str(), &will.payload[..]), ("status/c1", &b"offline"[..]));
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("status/c1", &b"offline"[..])
+    );
     assert_eq!(s.keep_alive_ms(), 30_000);
 }
 
@@ -64,10 +67,19 @@ fn accept_sends_connack_0_with_session_present() {
 #[test]
 fn refusals_send_their_connack_code_and_close() {
     for (verdict, code) in [
-        (Verdict::BadCredentials, ConnectReturnCode::BadUsernameOrPassword),
+        (
+            Verdict::BadCredentials,
+            ConnectReturnCode::BadUsernameOrPassword,
+        ),
         (Verdict::NotAuthorized, ConnectReturnCode::NotAuthorized),
-        (Verdict::IdentifierRejected, ConnectReturnCode::IdentifierRejected),
-        (Verdict::ServerUnavailable, ConnectReturnCode::ServerUnavailable),
+        (
+            Verdict::IdentifierRejected,
+            ConnectReturnCode::IdentifierRejected,
+        ),
+        (
+            Verdict::ServerUnavailable,
+            ConnectReturnCode::ServerUnavailable,
+        ),
     ] {
         let cfg = cfg();
         let mut s = MqttSession::new(Millis(0), &cfg);
@@ -211,13 +223,16 @@ fn input_behind_connect_waits_for_the_verdict() {
         &mut out,
     );
     // CONNACK first, then the answers to what was held, in order.
-    assert_eq!(sent(&out.transmit)[..2], [
-        Packet::ConnAck(crate::mqtt::ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::Accepted
-        }),
-        Packet::PingResp
-    ]);
+    assert_eq!(
+        sent(&out.transmit)[..2],
+        [
+            Packet::ConnAck(crate::mqtt::ConnAck {
+                session_present: false,
+                code: ConnectReturnCode::Accepted
+            }),
+            Packet::PingResp
+        ]
+    );
     assert!(matches!(
         out.events.as_slice(),
         [Event::Subscribe { packet_id: 4, .. }]

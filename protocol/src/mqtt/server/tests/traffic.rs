@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::mqtt::encode::{encode_disconnect, encode_pingreq, encode_unsubscribe};
-use crate::mqtt::{PacketType, SubAckCode};
 use crate::mqtt::server::{Limit, RetainPolicy, Uplink};
+use crate::mqtt::{PacketType, SubAckCode};
 
 #[test]
 fn keep_alive_expires_at_one_and_a_half_times_it() {
@@ -86,7 +86,13 @@ fn subscribe_is_an_event_and_suback_carries_the_grants() {
     ];
     s.handle_input(Millis(1), &subscribe_bytes(7, &filters), &cfg, &mut out);
     assert!(out.transmit.is_empty(), "SUBACK waits for the grants");
-    let [Event::Subscribe { packet_id, filters: got }] = out.events.as_slice() else {
+    let [
+        Event::Subscribe {
+            packet_id,
+            filters: got,
+        },
+    ] = out.events.as_slice()
+    else {
         panic!("{:?}", out.events)
     };
     assert_eq!(*packet_id, 7);
@@ -146,10 +152,17 @@ fn uplinks_qos0_and_qos1_with_puback_on_confirmation() {
         &cfg,
         &mut out,
     );
-    assert!(out.transmit.is_empty(), "no PUBACK before the backend answered");
+    assert!(
+        out.transmit.is_empty(),
+        "no PUBACK before the backend answered"
+    );
     assert!(matches!(
         out.events.as_slice(),
-        [Event::Uplink(Uplink { packet_id: 12, qos: QoS::AtLeastOnce, .. })]
+        [Event::Uplink(Uplink {
+            packet_id: 12,
+            qos: QoS::AtLeastOnce,
+            ..
+        })]
     ));
     assert_eq!(s.uplinks_in_flight(), 1);
     s.puback(12, &mut out);
@@ -165,10 +178,20 @@ fn unconfirmed_uplinks_are_bounded() {
     };
     let (mut s, mut out) = established(Millis(0));
     for id in 1..=2 {
-        s.handle_input(Millis(1), &publish_bytes("t", QoS::AtLeastOnce, id, false), &cfg, &mut out);
+        s.handle_input(
+            Millis(1),
+            &publish_bytes("t", QoS::AtLeastOnce, id, false),
+            &cfg,
+            &mut out,
+        );
     }
     assert!(!s.is_closed());
-    s.handle_input(Millis(1), &publish_bytes("t", QoS::AtLeastOnce, 3, false), &cfg, &mut out);
+    s.handle_input(
+        Millis(1),
+        &publish_bytes("t", QoS::AtLeastOnce, 3, false),
+        &cfg,
+        &mut out,
+    );
     assert_eq!(
         closed_with(&out),
         CloseReason::LimitExceeded(Limit::UplinksInFlight)
@@ -178,7 +201,12 @@ fn unconfirmed_uplinks_are_bounded() {
 #[test]
 fn qos2_publish_is_not_supported() {
     let (mut s, mut out) = established(Millis(0));
-    s.handle_input(Millis(1), &publish_bytes("t", QoS::ExactlyOnce, 1, false), &cfg(), &mut out);
+    s.handle_input(
+        Millis(1),
+        &publish_bytes("t", QoS::ExactlyOnce, 1, false),
+        &cfg(),
+        &mut out,
+    );
     assert!(out.transmit.is_empty(), "no PUBREC");
     assert_eq!(closed_with(&out), CloseReason::Qos2Unsupported);
     assert!(will_was_due(&out));
@@ -187,7 +215,12 @@ fn qos2_publish_is_not_supported() {
 #[test]
 fn retain_is_refused_or_passed_through_per_policy() {
     let (mut s, mut out) = established(Millis(0));
-    s.handle_input(Millis(1), &publish_bytes("t", QoS::AtMostOnce, 0, true), &cfg(), &mut out);
+    s.handle_input(
+        Millis(1),
+        &publish_bytes("t", QoS::AtMostOnce, 0, true),
+        &cfg(),
+        &mut out,
+    );
     assert_eq!(closed_with(&out), CloseReason::RetainRefused);
 
     let pass = MqttConfig {
@@ -195,7 +228,12 @@ fn retain_is_refused_or_passed_through_per_policy() {
         ..cfg()
     };
     let (mut s, mut out) = established(Millis(0));
-    s.handle_input(Millis(1), &publish_bytes("t", QoS::AtMostOnce, 0, true), &pass, &mut out);
+    s.handle_input(
+        Millis(1),
+        &publish_bytes("t", QoS::AtMostOnce, 0, true),
+        &pass,
+        &mut out,
+    );
     assert!(matches!(
         out.events.as_slice(),
         [Event::Uplink(Uplink { retain: true, .. })]
@@ -352,7 +390,10 @@ fn byte_at_a_time_equals_whole_buffer() {
     stream.extend_from_slice(&[0xe0, 0]);
     let whole = run_chunked(&stream, stream.len());
     assert_eq!(whole.1.len(), 5, "{:?}", whole.1);
-    assert_eq!(whole.1.last(), Some(&Event::Closed(CloseReason::ClientDisconnect)));
+    assert_eq!(
+        whole.1.last(),
+        Some(&Event::Closed(CloseReason::ClientDisconnect))
+    );
     for chunk in [1, 2, 3, 5, 16] {
         assert_eq!(run_chunked(&stream, chunk), whole, "chunk {chunk}");
     }

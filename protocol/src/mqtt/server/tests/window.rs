@@ -103,8 +103,5 @@ fn no_delivery_before_the_connack_or_after_the_close() {
     s.connection_lost(&mut out);
     assert_eq!(s.start_qos1(6, &cfg), Err(StartError::NotEstablished));
     // What was never acknowledged is still listed, for redelivery elsewhere.
-    assert_eq!(
-        s.in_flight().map(|e| e.push_id).collect::<Vec<_>>(),
-        [5]
-    );
+    assert_eq!(s.in_flight().map(|e| e.push_id).collect::<Vec<_>>(), [5]);
 }
