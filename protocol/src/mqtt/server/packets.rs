@@ -175,7 +175,7 @@ impl MqttSession {
     pub(super) fn close_with(&mut self, reason: CloseReason, out: &mut Output) -> Flow {
         let established = self.state == SessionState::Established;
         self.state = SessionState::Closed;
-        self.pending = Vec::new();
+        self.pending.clear();
         let due = established && reason != CloseReason::ClientDisconnect;
         if let Some(will) = self.will.take().filter(|_| due) {
             out.events.push(Event::Will(*will));
