@@ -221,8 +221,13 @@ fn connack(r: &mut Reader<'_>) -> Result<ConnAck, DecodeError> {
         packet: PacketType::ConnAck,
         code,
     })?;
+    let session_present = flags & 1 != 0;
+    // A refusal never says a session is present (§3.2.2.2).
+    if session_present && code != ConnectReturnCode::Accepted {
+        return Err(DecodeError::BadConnAckFlags(flags));
+    }
     Ok(ConnAck {
-        session_present: flags & 1 != 0,
+        session_present,
         code,
     })
 }

@@ -64,7 +64,8 @@ pub enum DecodeError {
     /// 3, will QoS or retain without a will, or a password without a user name.
     #[error("invalid CONNECT flags {0:#010b}")]
     BadConnectFlags(u8),
-    /// CONNACK's acknowledge flags have reserved bits set (§3.2.2.1).
+    /// CONNACK's acknowledge flags have reserved bits set (§3.2.2.1), or
+    /// say a session is present with a non-zero return code (§3.2.2.2).
     #[error("invalid CONNACK flags {0:#010b}")]
     BadConnAckFlags(u8),
     /// A return code the packet does not define (CONNACK above 5; SUBACK

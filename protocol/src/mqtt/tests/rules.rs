@@ -264,6 +264,9 @@ fn connect_protocol_name_level_and_flags() {
 #[test]
 fn connack_flags_and_codes() {
     assert_eq!(err(&[0x20, 2, 2, 0]), DecodeError::BadConnAckFlags(2));
+    // Session present with a refusal (found by the mqtt_decode fuzz target).
+    assert_eq!(err(&[0x20, 2, 1, 1]), DecodeError::BadConnAckFlags(1));
+    assert!(decode_packet(&[0x20, 2, 1, 0], BIG).is_ok());
     assert_eq!(
         err(&[0x20, 2, 0, 6]),
         DecodeError::BadReturnCode {
