@@ -1,6 +1,7 @@
 //! Session tests, with simulated time and in-memory bytes.
 
 mod handshake;
+mod stock_clients;
 mod traffic;
 mod window;
 
