@@ -106,7 +106,9 @@ impl Qos1Publish {
     }
 
     /// Appends the whole packet for one recipient: the head (with DUP set
-    /// if `redelivery`), `packet_id`, the payload.
+    /// if `redelivery`), `packet_id` (from
+    /// [`MqttSession::start_qos1`](super::server::MqttSession::start_qos1),
+    /// never 0), the payload.
     pub fn write(&self, packet_id: u16, redelivery: bool, out: &mut Vec<u8>) {
         out.reserve(self.packet_len());
         if let Some((_, rest)) = self.head.split_first() {

@@ -116,3 +116,32 @@ impl MqttConfig {
         self.max_packet.saturating_mul(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v1_protocol_bounds_carry_over() {
+        let v1 = ServerConfig {
+            max_frame: 4096,
+            handshake_timeout_ms: 3_000,
+            heartbeat_min_ms: 2_000,
+            heartbeat_max_ms: 60_000,
+            max_topics: 8,
+            max_topic_len: 100,
+            ..ServerConfig::default()
+        };
+        let cfg = MqttConfig::from_protocol(&v1);
+        assert_eq!(cfg.max_packet, 4096);
+        assert_eq!(cfg.handshake_timeout_ms, 3_000);
+        assert_eq!(
+            (cfg.keep_alive_min_ms, cfg.keep_alive_max_ms),
+            (2_000, 60_000)
+        );
+        assert_eq!((cfg.max_filters, cfg.max_topic_len), (8, 100));
+        assert_eq!(cfg.max_in_flight, MqttConfig::default().max_in_flight);
+        assert_eq!(cfg.max_pending_input(), 8192);
+        assert_eq!(MqttConfig::idle_timeout_ms(30_000), 45_000);
+    }
+}
