@@ -1,4 +1,4 @@
-//! Sans-IO wire protocol v1 of the gateway.
+//! Sans-IO wire protocols of the gateway: v1 (protobuf frames) and MQTT 3.1.1.
 //!
 //! Nothing here touches a socket or reads a clock: time is an argument
 //! ([`time::Millis`]), input is a byte slice, output goes into caller-owned
@@ -15,6 +15,11 @@
 //!   server frame encoder (a broadcast's frame encoded once for every
 //!   WebSocket recipient). An idle connection's decoder state is 56 bytes
 //!   with no buffer.
+//! - [`mqtt`]: MQTT 3.1.1: a zero-copy codec for every control packet (the
+//!   one the gateway and the load harness share), encode-once PUBLISH for
+//!   broadcasts, topic rules, and the gateway-side session state machine
+//!   ([`mqtt::server::MqttSession`]), in the same style: bytes and
+//!   [`time::Millis`] in, bytes, events and deadlines out.
 //!
 //! # Example: a handshake, in memory
 //!
@@ -52,6 +57,7 @@
 pub mod auth;
 pub mod client;
 pub mod codec;
+pub mod mqtt;
 pub mod proto;
 pub mod server;
 pub mod time;

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use protocol::mqtt::{EncodeError, Packet};
+
 use crate::wire::{PeerKind, mqtt, nats};
 
 /// Errors while publishing.
@@ -61,6 +63,11 @@ fn fill(stream: &mut TcpStream, addr: SocketAddr, buf: &mut Vec<u8>) -> Result<(
     }
     buf.extend_from_slice(&chunk[..n]);
     Ok(())
+}
+
+/// A message the MQTT codec cannot put on the wire (a topic over 65535 bytes).
+fn encode_error(e: EncodeError) -> PublishError {
+    PublishError::Protocol(format!("MQTT: cannot encode: {e}"))
 }
 
 /// The gateway is not a broker: its push API has its own publisher.
@@ -120,7 +127,7 @@ impl Publisher {
                     std::process::id(),
                     crate::stamp::wall_us()
                 );
-                mqtt::connect(&id, 60, &mut out);
+                mqtt::connect(&id, 60, &mut out).map_err(encode_error)?;
                 p.write(&out)?;
                 match p.read_mqtt()? {
                     MqttReply::ConnAck(0) => {}
@@ -177,7 +184,8 @@ impl Publisher {
                             0,
                             self.packet_id,
                             &mut out,
-                        ),
+                        )
+                        .map_err(encode_error)?,
                     }
                 }
                 self.write(&out)?;
@@ -195,7 +203,8 @@ impl Publisher {
                 let topic = mqtt_topic(to);
                 let mut out = Vec::new();
                 self.packet_id = self.packet_id.wrapping_add(1).max(1);
-                mqtt::publish(&topic, payload.as_bytes(), qos, self.packet_id, &mut out);
+                mqtt::publish(&topic, payload.as_bytes(), qos, self.packet_id, &mut out)
+                    .map_err(encode_error)?;
                 self.write(&out)?;
                 if qos == 1 {
                     // Stop-and-wait on PUBACK.
@@ -231,15 +240,15 @@ impl Publisher {
             match mqtt::decode(&self.buf) {
                 Ok(Some((pkt, n))) => {
                     let owned = match pkt {
-                        mqtt::Packet::ConnAck(rc) => MqttReply::ConnAck(rc),
-                        mqtt::Packet::PubAck(_) => MqttReply::PubAck,
+                        Packet::ConnAck(ack) => MqttReply::ConnAck(ack.code as u8),
+                        Packet::PubAck(_) => MqttReply::PubAck,
                         _ => MqttReply::Other,
                     };
                     self.buf.drain(..n);
                     return Ok(owned);
                 }
                 Ok(None) => self.fill()?,
-                Err(e) => return Err(PublishError::Protocol(e.into())),
+                Err(e) => return Err(PublishError::Protocol(format!("MQTT: {e}"))),
             }
         }
     }

@@ -1,178 +1,87 @@
-//! A minimal MQTT 3.1.1 client codec, sans-IO: CONNECT/CONNACK,
+//! The harness's MQTT 3.1.1 client, sans-IO: CONNECT/CONNACK,
 //! SUBSCRIBE/SUBACK, PUBLISH at QoS 0 and 1 with PUBACK, PINGREQ/PINGRESP,
-//! DISCONNECT. Only what the scenarios need; written here because the
-//! maintained MQTT crates are tied to an async runtime and own the socket.
+//! DISCONNECT. Only what the scenarios need. The packets are encoded and
+//! decoded by `protocol::mqtt`, the codec the gateway's MQTT listener uses:
+//! one codec, tested and fuzzed once.
 
+use protocol::mqtt::encode::{
+    encode_connect, encode_disconnect, encode_pingreq, encode_puback, encode_publish,
+    encode_subscribe,
+};
+use protocol::mqtt::{
+    Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, Packet, Publish, QoS,
+    decode_packet,
+};
 use protocol::time::Millis;
 
 use super::{Identity, WireEvent};
 use crate::stamp;
 
-/// Packet types (upper nibble of the fixed header).
-mod ptype {
-    pub const CONNECT: u8 = 1;
-    pub const CONNACK: u8 = 2;
-    pub const PUBLISH: u8 = 3;
-    pub const PUBACK: u8 = 4;
-    pub const SUBSCRIBE: u8 = 8;
-    pub const SUBACK: u8 = 9;
-    pub const PINGREQ: u8 = 12;
-    pub const PINGRESP: u8 = 13;
-    pub const DISCONNECT: u8 = 14;
-}
-
 /// Largest packet accepted from the broker.
-const MAX_PACKET: usize = 1 << 20;
+pub const MAX_PACKET: usize = 1 << 20;
 
-/// Appends the MQTT variable-length "remaining length".
-fn put_len(out: &mut Vec<u8>, mut len: usize) {
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
+/// The QoS numbered `qos` (the scenarios use 0 and 1; anything higher is 1:
+/// the harness never speaks QoS 2).
+fn qos_of(qos: u8) -> QoS {
+    if qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
     }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(&s[..usize::from(n)]);
-}
-
-/// A decoded fixed header: (first byte, header length, remaining length);
-/// `Ok(None)` when more bytes are needed.
-fn parse_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, &'static str> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    let mut len = 0usize;
-    let mut mult = 1usize;
-    for i in 1..=4 {
-        let Some(&b) = buf.get(i) else {
-            return Ok(None);
-        };
-        len += usize::from(b & 0x7f) * mult;
-        if b & 0x80 == 0 {
-            if len > MAX_PACKET {
-                return Err("packet too large");
-            }
-            return Ok(Some((first, i + 1, len)));
-        }
-        mult *= 128;
-    }
-    Err("bad remaining length")
 }
 
 /// Writes a CONNECT (clean session) for `client_id` with `keepalive_s`.
-pub fn connect(client_id: &str, keepalive_s: u16, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(16 + client_id.len());
-    put_str(&mut body, b"MQTT");
-    body.push(4); // protocol level 3.1.1
-    body.push(0x02); // clean session
-    body.extend_from_slice(&keepalive_s.to_be_bytes());
-    put_str(&mut body, client_id.as_bytes());
-    out.push(ptype::CONNECT << 4);
-    put_len(out, body.len());
-    out.extend_from_slice(&body);
+pub fn connect(client_id: &str, keepalive_s: u16, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_connect(
+        &Connect {
+            clean_session: true,
+            keep_alive: keepalive_s,
+            client_id,
+            ..Connect::default()
+        },
+        out,
+    )
 }
 
 /// Writes a PUBLISH of `payload` to `topic` at `qos` (packet id used when qos > 0).
-pub fn publish(topic: &str, payload: &[u8], qos: u8, packet_id: u16, out: &mut Vec<u8>) {
-    let id_len = if qos > 0 { 2 } else { 0 };
-    out.push((ptype::PUBLISH << 4) | ((qos & 3) << 1));
-    put_len(out, 2 + topic.len() + id_len + payload.len());
-    put_str(out, topic.as_bytes());
-    if qos > 0 {
-        out.extend_from_slice(&packet_id.to_be_bytes());
-    }
-    out.extend_from_slice(payload);
+pub fn publish(
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    packet_id: u16,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let qos = qos_of(qos);
+    encode_publish(
+        &Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
+            payload,
+        },
+        out,
+    )
 }
 
 /// Writes a SUBSCRIBE to one topic filter.
-pub fn subscribe(topic: &str, qos: u8, packet_id: u16, out: &mut Vec<u8>) {
-    out.push((ptype::SUBSCRIBE << 4) | 0x02);
-    put_len(out, 2 + 2 + topic.len() + 1);
-    out.extend_from_slice(&packet_id.to_be_bytes());
-    put_str(out, topic.as_bytes());
-    out.push(qos);
+pub fn subscribe(
+    topic: &str,
+    qos: u8,
+    packet_id: u16,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_subscribe(packet_id, &[(topic, qos_of(qos))], out)
 }
 
-/// A packet the client cares about.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Packet<'a> {
-    /// CONNACK with its return code.
-    ConnAck(u8),
-    /// SUBACK with its packet id.
-    SubAck(u16),
-    /// PUBLISH: topic, qos, packet id (0 at QoS 0), payload.
-    Publish {
-        /// Topic name.
-        topic: &'a [u8],
-        /// Delivery QoS.
-        qos: u8,
-        /// Packet id (QoS > 0).
-        packet_id: u16,
-        /// Application payload.
-        payload: &'a [u8],
-    },
-    /// PUBACK with its packet id.
-    PubAck(u16),
-    /// PINGRESP.
-    PingResp,
-    /// Anything else (ignored).
-    Other(u8),
-}
-
-/// Decodes one packet at the start of `buf`: (packet, bytes used), or
-/// `Ok(None)` when incomplete.
-pub fn decode(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, &'static str> {
-    let Some((first, hlen, rlen)) = parse_header(buf)? else {
-        return Ok(None);
-    };
-    let total = hlen + rlen;
-    if buf.len() < total {
-        return Ok(None);
+/// Decodes one packet from the broker at the start of `buf`: (packet,
+/// bytes used), or `Ok(None)` when incomplete.
+pub fn decode(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeError> {
+    match decode_packet(buf, MAX_PACKET)? {
+        Decoded::Packet { packet, len } => Ok(Some((packet, len))),
+        Decoded::NeedMore(_) => Ok(None),
     }
-    let body = &buf[hlen..total];
-    let u16_at = |i: usize| -> Result<u16, &'static str> {
-        body.get(i..i + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or("short packet")
-    };
-    let pkt = match first >> 4 {
-        ptype::CONNACK => Packet::ConnAck(*body.get(1).ok_or("short CONNACK")?),
-        ptype::SUBACK => Packet::SubAck(u16_at(0)?),
-        ptype::PUBACK => Packet::PubAck(u16_at(0)?),
-        ptype::PINGRESP => Packet::PingResp,
-        ptype::PUBLISH => {
-            let qos = (first >> 1) & 3;
-            let tlen = usize::from(u16_at(0)?);
-            let topic = body.get(2..2 + tlen).ok_or("short PUBLISH topic")?;
-            let mut at = 2 + tlen;
-            let packet_id = if qos > 0 {
-                let id = u16_at(at)?;
-                at += 2;
-                id
-            } else {
-                0
-            };
-            let payload = body.get(at..).ok_or("short PUBLISH")?;
-            Packet::Publish {
-                topic,
-                qos,
-                packet_id,
-                payload,
-            }
-        }
-        other => Packet::Other(other),
-    };
-    Ok(Some((pkt, total)))
 }
 
 /// One MQTT subscriber/connection.
@@ -187,6 +96,9 @@ pub struct MqttClient {
     closed: bool,
     next_packet_id: u16,
     handshake_deadline: Millis,
+    /// A packet that could not be encoded (a topic over 65535 bytes):
+    /// reported as `Closed` by the next `input` or `tick`.
+    fault: Option<EncodeError>,
 }
 
 /// How long a client waits for CONNACK.
@@ -207,6 +119,7 @@ impl MqttClient {
             closed: false,
             next_packet_id: 1,
             handshake_deadline: now.saturating_add(HANDSHAKE_TIMEOUT_MS),
+            fault: None,
         }
     }
 
@@ -214,7 +127,9 @@ impl MqttClient {
     pub fn start(&mut self, now: Millis, out: &mut Vec<u8>) {
         // The broker allows 1.5 × keepalive of silence; we ping every keepalive.
         let ka = u16::try_from(self.keepalive_ms.div_ceil(1000)).unwrap_or(u16::MAX);
-        connect(&self.client_id, ka, out);
+        if let Err(e) = connect(&self.client_id, ka, out) {
+            self.fault = Some(e);
+        }
         self.next_ping = now.saturating_add(self.keepalive_ms);
         self.handshake_deadline = now.saturating_add(HANDSHAKE_TIMEOUT_MS);
     }
@@ -223,12 +138,24 @@ impl MqttClient {
     pub fn subscribe(&mut self, topic: &str, out: &mut Vec<u8>) {
         let id = self.next_packet_id;
         self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
-        subscribe(topic, self.qos, id, out);
+        if let Err(e) = subscribe(topic, self.qos, id, out) {
+            self.fault = Some(e);
+        }
+    }
+
+    /// Reports a packet that could not be encoded as the end of the session.
+    fn report_fault(&mut self, ev: &mut Vec<WireEvent>) -> bool {
+        let Some(e) = self.fault.take() else {
+            return false;
+        };
+        self.closed = true;
+        ev.push(WireEvent::Closed(format!("mqtt: cannot encode: {e}")));
+        true
     }
 
     /// Feeds bytes from the broker.
     pub fn input(&mut self, _now: Millis, data: &[u8], ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
-        if self.closed {
+        if self.closed || self.report_fault(ev) {
             return;
         }
         let mut buf = std::mem::take(&mut self.pending);
@@ -257,30 +184,28 @@ impl MqttClient {
 
     fn on_packet(&mut self, pkt: Packet<'_>, ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
         match pkt {
-            Packet::ConnAck(0) if !self.established => {
+            Packet::ConnAck(ack)
+                if ack.code == ConnectReturnCode::Accepted && !self.established =>
+            {
                 self.established = true;
                 ev.push(WireEvent::Established);
             }
-            Packet::ConnAck(rc) => {
+            Packet::ConnAck(ack) => {
                 self.closed = true;
                 ev.push(WireEvent::Closed(format!(
-                    "mqtt: CONNACK refused (code {rc})"
+                    "mqtt: CONNACK refused (code {})",
+                    ack.code as u8
                 )));
             }
             Packet::SubAck(_) => ev.push(WireEvent::Subscribed),
-            Packet::Publish {
-                qos,
-                packet_id,
-                payload,
-                ..
-            } => {
-                if qos == 1 {
-                    out.extend_from_slice(&[ptype::PUBACK << 4, 2]);
-                    out.extend_from_slice(&packet_id.to_be_bytes());
+            Packet::Publish(p) => {
+                if p.qos != QoS::AtMostOnce {
+                    // A decoded QoS 1 PUBLISH has a non-zero id: this writes.
+                    let _ = encode_puback(p.packet_id, out);
                 }
-                ev.push(WireEvent::Delivery(stamp::decode(payload)));
+                ev.push(WireEvent::Delivery(stamp::decode(p.payload)));
             }
-            Packet::PubAck(_) | Packet::PingResp | Packet::Other(_) => {}
+            _ => {}
         }
     }
 
@@ -293,7 +218,7 @@ impl MqttClient {
         ev: &mut Vec<WireEvent>,
         out: &mut Vec<u8>,
     ) -> Option<Millis> {
-        if self.closed {
+        if self.closed || self.report_fault(ev) {
             return None;
         }
         if !self.established {
@@ -306,8 +231,8 @@ impl MqttClient {
             }
             return Some(self.handshake_deadline);
         }
-        if self.established && now >= self.next_ping {
-            out.extend_from_slice(&[ptype::PINGREQ << 4, 0]);
+        if now >= self.next_ping {
+            encode_pingreq(out);
             self.next_ping = now.saturating_add(self.keepalive_ms);
         }
         Some(self.next_ping)
@@ -316,7 +241,7 @@ impl MqttClient {
     /// Writes DISCONNECT.
     pub fn goodbye(&mut self, out: &mut Vec<u8>) {
         if !self.closed {
-            out.extend_from_slice(&[ptype::DISCONNECT << 4, 0]);
+            encode_disconnect(out);
             self.closed = true;
         }
     }
@@ -337,7 +262,7 @@ mod tests {
     #[test]
     fn connect_bytes_match_the_spec() {
         let mut out = Vec::new();
-        connect("c1", 30, &mut out);
+        connect("c1", 30, &mut out).unwrap();
         assert_eq!(
             out,
             [
@@ -347,17 +272,15 @@ mod tests {
     }
 
     #[test]
-    fn remaining_length_varint() {
-        for (n, want) in [
-            (0usize, vec![0u8]),
-            (127, vec![0x7f]),
-            (128, vec![0x80, 0x01]),
-            (16_383, vec![0xff, 0x7f]),
-            (2_097_152, vec![0x80, 0x80, 0x80, 0x01]),
-        ] {
+    fn publish_lengths_cross_the_varint_boundaries() {
+        // Body = 2 + 1 (topic "t") + payload: remaining lengths 127, 128, 16383, 16384.
+        for (body, header) in [(127usize, 2usize), (128, 3), (16_383, 3), (16_384, 4)] {
             let mut out = Vec::new();
-            put_len(&mut out, n);
-            assert_eq!(out, want, "{n}");
+            publish("t", &vec![1u8; body - 3], 0, 0, &mut out).unwrap();
+            assert_eq!(out.len(), header + body, "{body}");
+            let (pkt, n) = decode(&out).unwrap().unwrap();
+            assert_eq!(n, out.len());
+            assert!(matches!(pkt, Packet::Publish(p) if p.payload.len() == body - 3));
         }
     }
 
@@ -365,20 +288,34 @@ mod tests {
     fn publish_round_trips_at_both_qos() {
         for qos in [0u8, 1] {
             let mut out = Vec::new();
-            publish("t/x", &[7u8; 300], qos, 9, &mut out);
+            publish("t/x", &[7u8; 300], qos, 9, &mut out).unwrap();
             let (pkt, n) = decode(&out).unwrap().unwrap();
             assert_eq!(n, out.len());
             assert_eq!(
                 pkt,
-                Packet::Publish {
-                    topic: b"t/x",
-                    qos,
+                Packet::Publish(Publish {
+                    dup: false,
+                    qos: qos_of(qos),
+                    retain: false,
+                    topic: "t/x",
                     packet_id: if qos > 0 { 9 } else { 0 },
                     payload: &[7u8; 300]
-                }
+                })
             );
             assert_eq!(decode(&out[..out.len() - 1]).unwrap(), None);
         }
+    }
+
+    #[test]
+    fn a_topic_that_cannot_be_encoded_closes_the_client() {
+        let mut c = MqttClient::new(&id(), 0, Millis(0));
+        let (mut ev, mut out) = (Vec::new(), Vec::new());
+        c.start(Millis(0), &mut out);
+        out.clear();
+        c.subscribe(&"x".repeat(70_000), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(c.tick(Millis(1), &mut ev, &mut out), None);
+        assert!(matches!(&ev[0], WireEvent::Closed(m) if m.contains("cannot encode")));
     }
 
     #[test]
@@ -392,7 +329,7 @@ mod tests {
             seq: 3,
             intended_us: 99,
         };
-        publish("t", stamp::encode(s, 64).as_bytes(), 1, 5, &mut from_broker);
+        publish("t", stamp::encode(s, 64).as_bytes(), 1, 5, &mut from_broker).unwrap();
         let (mut ev, mut out) = (Vec::new(), Vec::new());
         for chunk in from_broker.chunks(3) {
             c.input(Millis(1), chunk, &mut ev, &mut out);
