@@ -2,10 +2,9 @@
 //! is (a client stream, a control or a backend connection), which
 //! connection and generation of its owner's slot it belongs to, the
 //! readiness edge-triggered epoll reported and not yet used up, and the
-//! operation waiting on it. Indexed by descriptor number; a slot's `seq`
-//! changes whenever the descriptor is closed, so an event that was already
-//! fetched for a closed descriptor is never taken for the next one that
-//! gets the same number.
+//! operation waiting on it. Found by descriptor number; every watch gets a
+//! new `seq`, so an event that was already fetched for a closed descriptor
+//! is never taken for the next one that gets the same number.
 
 use std::os::fd::RawFd;
 
@@ -47,8 +46,7 @@ pub struct FdSlot {
     pub reading: bool,
     /// Most bytes a control or backend receive takes (a larger ask is
     /// read 64 KiB at a time: a receive may always return fewer). A `u16`
-    /// keeps the slot at 24 B, and there is one slot per descriptor number
-    /// in every shard's table.
+    /// keeps the slot, one per connection, at 24 B.
     pub recv_max: u16,
     /// A send waits for the socket to become writable.
     pub send_pending: bool,
@@ -58,22 +56,38 @@ pub struct FdSlot {
     pub queued: bool,
 }
 
-/// The watched descriptors.
+/// The watched descriptors of one shard.
+///
+/// Descriptor numbers are the process's, shared by every shard, so slots
+/// indexed by number would cost each shard a 24-byte slot for every
+/// connection of every other shard (1.2 KB a connection at 52 shards). The
+/// slots are kept compact instead, one per descriptor this shard watches,
+/// and only a 4-byte index entry goes by number.
 #[derive(Debug, Default)]
 pub struct FdTable {
+    /// Descriptor number → its slot's position + 1 (0: not watched here).
+    index: Vec<u32>,
+    /// The slots, watched and free.
     slots: Vec<FdSlot>,
+    /// Positions of free slots, for the next descriptor.
+    free: Vec<u32>,
+    /// The `seq` of the next watch. One counter for the table, not one per
+    /// number or slot, so a number watched again gets a `seq` none of its
+    /// earlier watches had (until the 24-bit counter wraps, far beyond the
+    /// one `epoll_wait` batch a stale event can come from).
+    next_seq: u32,
 }
 
 impl FdTable {
     /// Starts watching `fd` for `owner`; returns its slot's `seq`.
     pub fn open(&mut self, fd: RawFd, owner: Owner) -> u32 {
-        let i = usize::try_from(fd).unwrap_or(usize::MAX);
-        if i >= self.slots.len() {
-            self.slots.resize(i + 1, FdSlot::default());
-        }
-        let slot = &mut self.slots[i];
-        let seq = slot.seq;
-        *slot = FdSlot {
+        self.close(fd);
+        let Ok(number) = usize::try_from(fd) else {
+            return 0;
+        };
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1) & SEQ_MASK;
+        let slot = FdSlot {
             seq,
             owner,
             // Untried: the first read or write finds out.
@@ -81,14 +95,28 @@ impl FdTable {
             writable: true,
             ..FdSlot::default()
         };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.slots[at as usize] = slot;
+                at
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if number >= self.index.len() {
+            self.index.resize(number + 1, 0);
+        }
+        self.index[number] = at + 1;
         seq
     }
 
     /// The slot of `fd` if it is watched.
     pub fn get_mut(&mut self, fd: RawFd) -> Option<&mut FdSlot> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
+        let at = *self.index.get(usize::try_from(fd).ok()?)?;
+        self.slots
+            .get_mut(at.checked_sub(1)? as usize)
             .filter(|s| s.owner != Owner::Free)
     }
 
@@ -98,15 +126,27 @@ impl FdTable {
         self.get_mut(fd).filter(|s| s.seq == seq & SEQ_MASK)
     }
 
-    /// `fd` is closed: its slot is free and its number's next use gets a
-    /// new `seq`.
+    /// How many descriptors it watches.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// `fd` is closed: its slot is free, and its number's next watch gets
+    /// a new `seq`.
     pub fn close(&mut self, fd: RawFd) {
-        if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)) {
-            let seq = slot.seq.wrapping_add(1) & SEQ_MASK;
-            *slot = FdSlot {
-                seq,
-                ..FdSlot::default()
-            };
+        let Some(entry) = usize::try_from(fd)
+            .ok()
+            .and_then(|number| self.index.get_mut(number))
+        else {
+            return;
+        };
+        let Some(at) = std::mem::take(entry).checked_sub(1) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(at as usize) {
+            *slot = FdSlot::default();
+            self.free.push(at);
         }
     }
 }
@@ -170,12 +210,41 @@ mod tests {
         assert_eq!(Token::decode(0), None);
     }
 
-    /// Every shard's table has a slot per descriptor number of the
-    /// process, so with S shards a connection costs S slots: 24 B each is
-    /// part of the epoll driver's RSS per connection (docs/BENCHMARKS.md).
+    /// A connection's slot (plus a 4-byte index entry in each shard's
+    /// table) is part of the epoll driver's RSS per connection
+    /// (docs/BENCHMARKS.md).
     #[test]
     fn a_slot_stays_24_bytes() {
         assert!(std::mem::size_of::<FdSlot>() <= 24);
+    }
+
+    #[test]
+    fn a_shard_holds_slots_for_its_own_descriptors_only() {
+        let mut table = FdTable::default();
+        table.open(19_999, Owner::Client);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.slots.len(), 1, "no slots for the numbers below it");
+        assert!(table.get_mut(19_998).is_none());
+        table.close(19_999);
+        assert_eq!(table.len(), 0);
+        assert!(table.get_mut(19_999).is_none());
+        // The freed slot serves the next descriptor, whatever its number.
+        table.open(5, Owner::Control);
+        assert_eq!(table.slots.len(), 1);
+        assert_eq!(table.get_mut(5).map(|s| s.owner), Some(Owner::Control));
+    }
+
+    #[test]
+    fn a_number_watched_again_never_gets_an_old_seq() {
+        let mut table = FdTable::default();
+        let mut seen = std::collections::HashSet::new();
+        for fd in 0..1000 {
+            assert!(seen.insert(table.open(3, Owner::Client)));
+            // Other numbers take the freed slots in between.
+            table.open(100 + fd, Owner::Client);
+            table.close(3);
+            table.close(100 + fd);
+        }
     }
 
     #[test]
