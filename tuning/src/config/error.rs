@@ -30,3 +30,13 @@ pub enum ConfigError {
         why: String,
     },
 }
+
+impl ConfigError {
+    /// [`ConfigError::Invalid`] for the value at dotted `key`.
+    pub fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+}

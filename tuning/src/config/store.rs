@@ -106,69 +106,71 @@ pub const MAX_TTL_MS: u64 = 365 * 24 * 3_600_000;
 /// Most deliveries of one push (the store keeps the count in 16 bits).
 pub const MAX_DELIVERIES: u32 = 1_000;
 
-fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: format!("store.{key}"),
-        why: why.into(),
-    }
-}
-
 impl StoreConfig {
     /// Checks ranges and consistency; `max_frame` is `[protocol]
     /// max_frame` (one push of that size must fit a segment and an inbox).
     pub fn validate(&self, max_frame: u32) -> Result<(), ConfigError> {
         if self.dir.as_os_str().is_empty() {
-            return Err(invalid("dir", "must not be empty"));
+            return Err(ConfigError::invalid("store.dir", "must not be empty"));
         }
         if !(10..=3_600_000).contains(&self.ack_timeout_ms) {
-            return Err(invalid("ack_timeout_ms", "must be in 10..=3600000"));
+            return Err(ConfigError::invalid(
+                "store.ack_timeout_ms",
+                "must be in 10..=3600000",
+            ));
         }
         if self.ack_timeout_max_ms < self.ack_timeout_ms {
-            return Err(invalid(
-                "ack_timeout_max_ms",
+            return Err(ConfigError::invalid(
+                "store.ack_timeout_max_ms",
                 "must be at least store.ack_timeout_ms",
             ));
         }
         if !(1..=MAX_DELIVERIES).contains(&self.max_deliveries) {
-            return Err(invalid(
-                "max_deliveries",
+            return Err(ConfigError::invalid(
+                "store.max_deliveries",
                 format!("must be in 1..={MAX_DELIVERIES}"),
             ));
         }
         if self.resume_window_ms > 3_600_000 {
-            return Err(invalid("resume_window_ms", "must be in 0..=3600000"));
+            return Err(ConfigError::invalid(
+                "store.resume_window_ms",
+                "must be in 0..=3600000",
+            ));
         }
         if !(1..=MAX_TTL_MS).contains(&self.ttl_ms) {
-            return Err(invalid(
-                "ttl_ms",
+            return Err(ConfigError::invalid(
+                "store.ttl_ms",
                 format!("must be in 1..={MAX_TTL_MS} (one year)"),
             ));
         }
         if self.user_max_pushes == 0 {
-            return Err(invalid("user_max_pushes", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "store.user_max_pushes",
+                "must be at least 1",
+            ));
         }
         if self.user_max_bytes < u64::from(max_frame) {
-            return Err(invalid(
-                "user_max_bytes",
+            return Err(ConfigError::invalid(
+                "store.user_max_bytes",
                 format!("must be at least protocol.max_frame ({max_frame}), so one push fits"),
             ));
         }
         if self.max_pushes < u64::from(self.user_max_pushes) {
-            return Err(invalid(
-                "max_pushes",
+            return Err(ConfigError::invalid(
+                "store.max_pushes",
                 "must be at least store.user_max_pushes",
             ));
         }
         if self.max_bytes < self.user_max_bytes {
-            return Err(invalid(
-                "max_bytes",
+            return Err(ConfigError::invalid(
+                "store.max_bytes",
                 "must be at least store.user_max_bytes",
             ));
         }
         let min_segment = (u64::from(max_frame) * 2).max(1 << 20);
         if u64::from(self.segment_bytes) < min_segment || self.segment_bytes > 1 << 30 {
-            return Err(invalid(
-                "segment_bytes",
+            return Err(ConfigError::invalid(
+                "store.segment_bytes",
                 format!(
                     "must be in {min_segment}..=1073741824 (at least twice protocol.max_frame, 1 MiB)"
                 ),

@@ -23,27 +23,20 @@ pub fn hs256_secret_problem(secret: &str, source: &str) -> Option<String> {
     })
 }
 
-fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        why: why.into(),
-    }
-}
-
 impl GatewayConfig {
     /// Checks ranges and cross-field consistency; the error names the key.
     pub fn validate(&self, online_cpus: usize) -> Result<(), ConfigError> {
-        crate::listen::validate(&self.listen).map_err(|e| invalid(e.key, e.why))?;
+        crate::listen::validate(&self.listen).map_err(|e| ConfigError::invalid(e.key, e.why))?;
         let count = self.shard_count(online_cpus);
         if count > 1024 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "shard.count",
                 format!("{count} shards is more than 1024"),
             ));
         }
         for o in &self.shard_overrides {
             if o.index >= count {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "shard_override.index",
                     format!("shard {} does not exist (there are {count})", o.index),
                 ));
@@ -54,25 +47,31 @@ impl GatewayConfig {
         }
         let p = &self.protocol;
         if p.max_frame == 0 || p.max_frame > 16 * 1024 * 1024 {
-            return Err(invalid("protocol.max_frame", "must be in 1..=16777216"));
+            return Err(ConfigError::invalid(
+                "protocol.max_frame",
+                "must be in 1..=16777216",
+            ));
         }
         if p.heartbeat_min_ms == 0 || p.heartbeat_min_ms > p.heartbeat_max_ms {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "protocol.heartbeat_min_ms",
                 "must be at least 1 and at most protocol.heartbeat_max_ms",
             ));
         }
         if !(p.heartbeat_min_ms..=p.heartbeat_max_ms).contains(&p.heartbeat_default_ms) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "protocol.heartbeat_default_ms",
                 "must lie within [heartbeat_min_ms, heartbeat_max_ms]",
             ));
         }
         if !(p.idle_factor.is_finite() && p.idle_factor >= 1.0) {
-            return Err(invalid("protocol.idle_factor", "must be a number >= 1.0"));
+            return Err(ConfigError::invalid(
+                "protocol.idle_factor",
+                "must be a number >= 1.0",
+            ));
         }
         if p.handshake_timeout_ms == 0 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "protocol.handshake_timeout_ms",
                 "must be at least 1",
             ));
@@ -84,25 +83,31 @@ impl GatewayConfig {
             ("protocol.max_device_len", p.max_device_len, 4096),
         ] {
             if !(1..=max).contains(&value) {
-                return Err(invalid(key, format!("must be in 1..={max}")));
+                return Err(ConfigError::invalid(key, format!("must be in 1..={max}")));
             }
         }
         if p.close_linger_ms > 60_000 {
-            return Err(invalid("protocol.close_linger_ms", "must be at most 60000"));
+            return Err(ConfigError::invalid(
+                "protocol.close_linger_ms",
+                "must be at most 60000",
+            ));
         }
         for (key, list) in [
             ("admission.allow", &self.admission.allow),
             ("admission.deny", &self.admission.deny),
         ] {
             for cidr in list {
-                parse_cidr(cidr).map_err(|why| invalid(key, why))?;
+                parse_cidr(cidr).map_err(|why| ConfigError::invalid(key, why))?;
             }
         }
         if !(16..=1 << 22).contains(&self.push.mailbox_capacity) {
-            return Err(invalid("push.mailbox_capacity", "must be in 16..=4194304"));
+            return Err(ConfigError::invalid(
+                "push.mailbox_capacity",
+                "must be in 16..=4194304",
+            ));
         }
         if self.shutdown.kick_rate == 0 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "shutdown.kick_rate",
                 "must be at least 1 per second",
             ));
@@ -112,7 +117,7 @@ impl GatewayConfig {
             && let Some(secret) = &self.auth.jwt_secret
             && let Some(why) = hs256_secret_problem(secret, "the secret")
         {
-            return Err(invalid("auth.jwt_secret", why));
+            return Err(ConfigError::invalid("auth.jwt_secret", why));
         }
         validate_backends(self)?;
         self.store.validate(p.max_frame)?;
@@ -122,10 +127,13 @@ impl GatewayConfig {
 
 fn validate_shard(s: &ShardConfig) -> Result<(), ConfigError> {
     if s.max_handshakes == 0 {
-        return Err(invalid("shard.max_handshakes", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            "shard.max_handshakes",
+            "must be at least 1",
+        ));
     }
     if !s.buffer_count.is_power_of_two() || s.buffer_count > 32768 {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "shard.buffer_count",
             format!(
                 "{} must be a power of two no larger than 32768",
@@ -134,38 +142,47 @@ fn validate_shard(s: &ShardConfig) -> Result<(), ConfigError> {
         ));
     }
     if s.buffer_size < 64 || s.buffer_size > 1 << 20 {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "shard.buffer_size",
             "must be in 64..=1048576 bytes",
         ));
     }
     if !s.ring_entries.is_power_of_two() || !(8..=32768).contains(&s.ring_entries) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "shard.ring_entries",
             "must be a power of two in 8..=32768",
         ));
     }
     if s.outbound_queue_bytes < 1024 {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "shard.outbound_queue_bytes",
             "must be at least 1024",
         ));
     }
     if s.timer_tick_ms == 0 || s.timer_tick_ms > 10_000 {
-        return Err(invalid("shard.timer_tick_ms", "must be in 1..=10000"));
+        return Err(ConfigError::invalid(
+            "shard.timer_tick_ms",
+            "must be in 1..=10000",
+        ));
     }
     if s.idle_batch_ms > 1_000 {
-        return Err(invalid("shard.idle_batch_ms", "must be in 0..=1000"));
+        return Err(ConfigError::invalid(
+            "shard.idle_batch_ms",
+            "must be in 0..=1000",
+        ));
     }
     if s.idle_batch_after_ms < 100 {
-        return Err(invalid("shard.idle_batch_after_ms", "must be at least 100"));
+        return Err(ConfigError::invalid(
+            "shard.idle_batch_after_ms",
+            "must be at least 100",
+        ));
     }
     Ok(())
 }
 
 fn positive(key: &str, v: u32) -> Result<(), ConfigError> {
     if v == 0 {
-        return Err(invalid(key, "must be at least 1"));
+        return Err(ConfigError::invalid(key, "must be at least 1"));
     }
     Ok(())
 }
@@ -173,7 +190,7 @@ fn positive(key: &str, v: u32) -> Result<(), ConfigError> {
 fn url(key: &str, text: &str) -> Result<(), ConfigError> {
     HttpUrl::parse(text)
         .map(|_| ())
-        .map_err(|why| invalid(key, why))
+        .map_err(|why| ConfigError::invalid(key, why))
 }
 
 /// Checks the `[auth]`, `[uplink]` and `[events]` sections (their model is
@@ -182,7 +199,7 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     let a = &cfg.auth;
     if a.algorithm == JwtAlgorithm::RS256 && a.mode == AuthMode::Jwt && a.public_key_file.is_none()
     {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "auth.public_key_file",
             "RS256 needs a PEM public key file",
         ));
@@ -190,7 +207,10 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     let w = &a.webhook;
     match (&w.url, a.mode) {
         (None, AuthMode::Webhook) => {
-            return Err(invalid("auth.webhook.url", "webhook mode needs a URL"));
+            return Err(ConfigError::invalid(
+                "auth.webhook.url",
+                "webhook mode needs a URL",
+            ));
         }
         (Some(u), _) => url("auth.webhook.url", u)?,
         (None, AuthMode::Jwt) => {}
@@ -200,7 +220,7 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     positive("auth.webhook.max_in_flight", w.max_in_flight)?;
     positive("auth.webhook.pool_size", w.pool_size)?;
     if a.mode == AuthMode::Webhook && w.timeout_ms >= cfg.protocol.handshake_timeout_ms {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "auth.webhook.timeout_ms",
             "must be shorter than protocol.handshake_timeout_ms",
         ));
@@ -212,7 +232,10 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     for r in &u.routes {
         url("uplink.route.url", &r.url)?;
         if r.app.is_empty() {
-            return Err(invalid("uplink.route.app", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "uplink.route.app",
+                "must not be empty",
+            ));
         }
     }
     positive("uplink.pool_size", u.pool_size)?;
@@ -221,7 +244,7 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     positive("uplink.connect_timeout_ms", u.connect_timeout_ms)?;
     positive("uplink.request_timeout_ms", u.request_timeout_ms)?;
     if u.max_response_bytes < 1024 {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "uplink.max_response_bytes",
             "must be at least 1024",
         ));
@@ -236,13 +259,13 @@ fn validate_backends(cfg: &GatewayConfig) -> Result<(), ConfigError> {
     positive("events.timeout_ms", e.timeout_ms)?;
     positive("events.connect_timeout_ms", e.connect_timeout_ms)?;
     if e.queue_max < e.batch_max {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "events.queue_max",
             "must be at least events.batch_max",
         ));
     }
     if e.backoff_max_ms < e.backoff_ms {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "events.backoff_max_ms",
             "must be at least events.backoff_ms",
         ));
