@@ -47,7 +47,8 @@ struct Cli {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Once every listener is bound, write their addresses to this file as
-    /// `client=ADDR` and `control=ADDR` lines (written whole, by rename), so
+    /// `client=ADDR` and `control=ADDR` lines, and `websocket=ADDR` when that
+    /// listener is configured (written whole, by rename), so
     /// that whoever asked for port 0 learns the ports without a race.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -56,10 +57,13 @@ struct Cli {
 /// Writes the bound addresses to `path` in one rename, so a reader never
 /// sees half a file.
 fn write_ready_file(path: &std::path::Path, gateway: &Gateway) -> anyhow::Result<()> {
-    let text = format!(
+    let mut text = format!(
         "client={}\ncontrol={}\n",
         gateway.client_addr, gateway.control_addr
     );
+    if let Some(ws) = gateway.websocket_addr {
+        text.push_str(&format!("websocket={ws}\n"));
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
         .with_context(|| format!("--ready-file: cannot write {}", tmp.display()))?;
@@ -288,7 +292,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         "starting gateway"
     );
     let gateway = Gateway::start(settings, verifier).context("gateway failed to start")?;
-    tracing::info!(client = %gateway.client_addr, control = %gateway.control_addr, "listening");
+    tracing::info!(
+        client = %gateway.client_addr,
+        control = %gateway.control_addr,
+        websocket = gateway.websocket_addr.map(|a| a.to_string()),
+        "listening"
+    );
     if let Some(path) = &cli.ready_file {
         write_ready_file(path, &gateway)?;
     }

@@ -13,11 +13,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use shard_router::mailbox::Mailboxes;
 
+use crate::driver::sockets::ClientListener;
 use crate::driver::{ShardError, epoll, iouring};
 use crate::instance_lock::{InstanceLock, LockError};
 use crate::metrics::MetricsHub;
 use crate::settings::Settings;
-use crate::shard_core::CountingPushIds;
+use crate::shard_core::{CountingPushIds, ListenerKind};
 pub use crate::shared::Shared;
 use crate::stats::PublishedStats;
 use tuning::driver::Driver;
@@ -56,6 +57,8 @@ pub struct Gateway {
     pub client_addr: SocketAddr,
     /// Where the control listener is bound.
     pub control_addr: SocketAddr,
+    /// Where the WebSocket listener is bound, when there is one.
+    pub websocket_addr: Option<SocketAddr>,
     /// The instance locks of both addresses, held while the gateway runs.
     _locks: Vec<InstanceLock>,
 }
@@ -115,11 +118,15 @@ impl Gateway {
         // the others join its SO_REUSEPORT group.
         let mut client_addr = listen.client;
         let mut control_addr = listen.control;
+        let mut websocket_addr = listen.websocket;
         // One gateway per address: lock each before its first bind; a
         // port-0 address is locked once the first bind has chosen the port
         // (no other gateway can be on a port the kernel just handed out).
-        let mut locks = Vec::with_capacity(2);
-        for addr in [client_addr, control_addr] {
+        let mut locks = Vec::with_capacity(3);
+        for addr in [Some(client_addr), Some(control_addr), websocket_addr]
+            .into_iter()
+            .flatten()
+        {
             if addr.port() != 0 {
                 locks.extend(InstanceLock::acquire(addr)?);
             }
@@ -128,17 +135,34 @@ impl Gateway {
         for i in 0..n {
             let c = listener(client_addr, listen.backlog)?;
             client_addr = local_addr(&c, client_addr);
+            let mut clients = vec![ClientListener {
+                socket: c,
+                kind: ListenerKind::RawV1,
+            }];
+            if let Some(addr) = websocket_addr {
+                let w = listener(addr, listen.backlog)?;
+                websocket_addr = Some(local_addr(&w, addr));
+                clients.push(ClientListener {
+                    socket: w,
+                    kind: ListenerKind::WebSocket,
+                });
+            }
             let k = listener(control_addr, 1024)?;
             control_addr = local_addr(&k, control_addr);
             if i == 0 {
-                for (asked, bound) in [(listen.client, client_addr), (listen.control, control_addr)]
-                {
-                    if asked.port() == 0 {
+                for (asked, bound) in [
+                    (Some(listen.client), Some(client_addr)),
+                    (Some(listen.control), Some(control_addr)),
+                    (listen.websocket, websocket_addr),
+                ] {
+                    if let (Some(asked), Some(bound)) = (asked, bound)
+                        && asked.port() == 0
+                    {
                         locks.extend(InstanceLock::acquire(bound)?);
                     }
                 }
             }
-            sockets.push((c, k));
+            sockets.push((clients, k));
         }
         let mut doorbells = Vec::with_capacity(n);
         for _ in 0..n {
@@ -216,6 +240,7 @@ impl Gateway {
             threads,
             client_addr,
             control_addr,
+            websocket_addr,
             _locks: locks,
         })
     }

@@ -72,8 +72,18 @@ counters! {
     protocol_errors,
     /// Sessions closed for silence past `idle_factor × heartbeat`.
     idle_timeouts,
-    /// Sessions the client ended (Bye or EOF).
+    /// Sessions the client ended (Bye, EOF or a WebSocket close frame).
     client_closes,
+    /// WebSocket upgrades accepted (`101 Switching Protocols`).
+    ws_upgrades,
+    /// WebSocket upgrade requests refused with a 4xx (malformed, wrong
+    /// version, no key, disallowed Origin, head too large, ...).
+    ws_upgrades_refused,
+    /// WebSocket connections closed for a framing violation (unmasked or
+    /// oversize frame, bad opcode, bad close frame, text message).
+    ws_protocol_errors,
+    /// WebSocket pings received (each answered with a pong).
+    ws_pings,
     /// Sessions kicked (admin, drain, shutdown).
     kicks,
     /// Frames received.

@@ -119,6 +119,16 @@ impl ServerSession {
         self.heartbeat_ms
     }
 
+    /// Counts a transport's own keep-alive at `now` (a WebSocket ping, which
+    /// carries no v1 frame) as input for the idle timeout, as any v1 frame
+    /// is. Before the `Welcome` it changes nothing: the handshake timeout
+    /// waits for the `Hello` itself.
+    pub fn note_keepalive(&mut self, now: Millis) {
+        if self.state == SessionState::Established {
+            self.mark = self.mark.max(now);
+        }
+    }
+
     /// Bytes of input held for later (a partial frame, or input behind the `Hello`).
     #[must_use]
     pub fn pending_input(&self) -> usize {

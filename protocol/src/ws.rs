@@ -18,6 +18,8 @@
 //!   load harness.
 //! - [`close`]: close codes ([`CloseCode`]) and close frame payloads.
 //! - [`frame`]: opcodes, header and control frame limits, masking.
+//! - [`client`]: the client side (Upgrade request and answer, server
+//!   frames in, masked frames out) for the load harness and tests.
 //! - [`session_close`]: the close code for a v1 session's end (`Bye`,
 //!   kick, error), for the close frame the server sends after it.
 //!
@@ -69,6 +71,7 @@
 //! assert_eq!(decoder.held_capacity(), 0);
 //! ```
 
+pub mod client;
 pub mod close;
 pub mod decode;
 pub mod encode;

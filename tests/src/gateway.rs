@@ -11,9 +11,9 @@ use crate::host::{TempDir, binary};
 use crate::http::http;
 use crate::tokens::SECRET;
 
-/// The (client, control) addresses a gateway's `--ready-file` names, once
-/// it has been written.
-fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr)> {
+/// The addresses a gateway's `--ready-file` names, once it has been
+/// written: client, control, and the WebSocket listener's when it has one.
+fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         text.lines()
@@ -21,7 +21,7 @@ fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr)> {
             .parse()
             .ok()
     };
-    Some((field("client")?, field("control")?))
+    Some((field("client")?, field("control")?, field("websocket")))
 }
 
 /// The driver the tests ask of every gateway they start: `E2E_DRIVER`
@@ -37,6 +37,8 @@ pub struct Gateway {
     pub client: SocketAddr,
     /// Control listener.
     pub control: SocketAddr,
+    /// WebSocket listener, when the config has `[listen] websocket`.
+    pub websocket: Option<SocketAddr>,
     /// The control address as bound (may be a wildcard address).
     bound_control: SocketAddr,
     _dir: TempDir,
@@ -117,7 +119,7 @@ impl Gateway {
             .expect("spawn gateway");
         let read_log = || std::fs::read_to_string(dir.0.join("gateway.log")).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let (client, bound_control) = loop {
+        let (client, bound_control, websocket) = loop {
             if let Some(addrs) = read_ready_file(&ready) {
                 break addrs;
             }
@@ -138,6 +140,7 @@ impl Gateway {
             child: Some(child),
             client,
             control: probe,
+            websocket,
             bound_control,
             _dir: dir,
         };

@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use protocol::client::{ClientConfig, ClientEvent, ClientSession};
 use protocol::proto::Welcome;
 use protocol::time::Millis;
+use protocol::ws::client::{
+    ServerFrames, UpgradeAnswer, read_upgrade_answer, upgrade_request, wrap_v1,
+};
 
 use crate::host::binary;
 use crate::tokens::{SECRET, token};
 
-/// A blocking protocol client over a real socket.
+/// A blocking protocol client over a real socket: raw v1, or v1 over
+/// WebSocket ([`Client::websocket`]).
 pub struct Client {
     /// The socket.
     pub stream: TcpStream,
@@ -23,6 +27,8 @@ pub struct Client {
     epoch: Instant,
     events: std::collections::VecDeque<ClientEvent>,
     eof: bool,
+    /// The WebSocket framing, once upgraded.
+    ws: Option<ServerFrames>,
 }
 
 impl Client {
@@ -53,6 +59,117 @@ impl Client {
             epoch: Instant::now(),
             events: Default::default(),
             eof: false,
+            ws: None,
+        }
+    }
+
+    /// Connects to WebSocket listener `addr` and upgrades (not yet saying
+    /// Hello); panics if the upgrade is refused.
+    pub fn websocket(addr: SocketAddr, cfg: ClientConfig) -> Self {
+        let mut c = Self::connect_with(addr, cfg);
+        let (request, key) = upgrade_request(&addr.to_string(), "/", *b"e2e-nonce-16byte");
+        c.stream.write_all(&request).expect("write upgrade");
+        let (answer, rest) = c.read_upgrade_answer(&key);
+        match answer {
+            UpgradeAnswer::Upgraded { .. } => {}
+            other => panic!("upgrade refused: {other:?}"),
+        }
+        c.ws = Some(ServerFrames::new());
+        c.take_input(&rest);
+        c
+    }
+
+    /// Reads the answer to an Upgrade request made with `key`: the verdict
+    /// and the bytes after the head.
+    pub fn read_upgrade_answer(&mut self, key: &str) -> (UpgradeAnswer, Vec<u8>) {
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match read_upgrade_answer(&buf, key) {
+                UpgradeAnswer::NeedMore if Instant::now() < deadline => {}
+                UpgradeAnswer::Upgraded { consumed } => {
+                    let rest = buf.split_off(consumed);
+                    return (UpgradeAnswer::Upgraded { consumed }, rest);
+                }
+                other => return (other, Vec::new()),
+            }
+            self.stream
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return (UpgradeAnswer::NeedMore, Vec::new()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Connects to WebSocket listener `addr` and completes the handshake as
+    /// `user`.
+    pub fn established_ws(addr: SocketAddr, user: &str) -> Self {
+        let mut c = Self::websocket(
+            addr,
+            ClientConfig {
+                token: token(user),
+                device: "e2e-ws".into(),
+                ..ClientConfig::default()
+            },
+        );
+        c.handshake();
+        c
+    }
+
+    /// The close frame the server sent over WebSocket: `Some(code)` once it
+    /// came (`Some(None)`: a close without a code).
+    pub fn ws_close(&self) -> Option<Option<u16>> {
+        self.ws
+            .as_ref()
+            .and_then(|w| w.closed)
+            .map(|c| c.map(|c| c.0))
+    }
+
+    /// Writes bytes to the socket as they are, bypassing any framing.
+    pub fn send_wire(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Bytes from the socket into the session (through the WebSocket
+    /// framing when upgraded); answers server pings.
+    fn take_input(&mut self, bytes: &[u8]) {
+        let now = self.now();
+        let mut v1 = Vec::new();
+        let input: &[u8] = match &mut self.ws {
+            Some(ws) => {
+                ws.decode(bytes, &mut v1);
+                let mut pongs = Vec::new();
+                for ping in ws.pings.drain(..) {
+                    protocol::ws::encode::write_masked(
+                        protocol::ws::Opcode::Pong,
+                        true,
+                        [9, 8, 7, 6],
+                        &ping,
+                        &mut pongs,
+                    );
+                }
+                if ws.closed.is_some() || ws.failed.is_some() {
+                    self.eof = self.eof || ws.failed.is_some();
+                }
+                if !pongs.is_empty() {
+                    let _ = self.stream.write_all(&pongs);
+                }
+                &v1
+            }
+            None => bytes,
+        };
+        let mut events = Vec::new();
+        let mut out = Vec::new();
+        self.session.handle_input(now, input, &mut events, &mut out);
+        self.events.extend(events);
+        if !out.is_empty() {
+            // The server may have closed already; a failed write shows as
+            // the EOF that follows.
+            let _ = self.write_v1(&out);
         }
     }
 
@@ -78,9 +195,20 @@ impl Client {
         c
     }
 
-    /// Writes raw bytes to the socket.
+    /// Writes v1 frames to the socket (each as a masked binary message
+    /// when upgraded to WebSocket).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
+        self.write_v1(bytes).expect("write");
+    }
+
+    fn write_v1(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.ws.is_some() {
+            let mut wire = Vec::new();
+            wrap_v1(bytes, [0x5a, 0x13, 0xc4, 0x7e], &mut wire);
+            self.stream.write_all(&wire)
+        } else {
+            self.stream.write_all(bytes)
+        }
     }
 
     /// Runs `f` against the session and sends what it wrote.
@@ -120,17 +248,7 @@ impl Client {
             let mut buf = [0u8; 65536];
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => {
-                    let now = self.now();
-                    let mut events = Vec::new();
-                    let mut out = Vec::new();
-                    self.session
-                        .handle_input(now, &buf[..n], &mut events, &mut out);
-                    self.events.extend(events);
-                    if !out.is_empty() {
-                        let _ = self.stream.write_all(&out);
-                    }
-                }
+                Ok(n) => self.take_input(&buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),

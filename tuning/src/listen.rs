@@ -33,6 +33,16 @@ pub struct ListenConfig {
     pub client: SocketAddr,
     /// Control listener (push API, stats, metrics).
     pub control: SocketAddr,
+    /// WebSocket listener (RFC 6455, subprotocol `gateway.v1`: each binary
+    /// message one v1 frame, for browsers); none unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<SocketAddr>,
+    /// Origins a browser may open a WebSocket from, exactly as the browser
+    /// sends them (`https://app.example.com`); a handshake from any other
+    /// Origin is refused with `403`. Empty (the default): any Origin, and
+    /// clients that send none (apps, tools).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub websocket_origins: Vec<String>,
     /// Accept backlog of each shard's listener.
     pub backlog: u32,
     /// Bearer token required on the control listener when it is bound to a
@@ -67,6 +77,8 @@ impl Default for ListenConfig {
         Self {
             client: SocketAddr::from(([0, 0, 0, 0], 7100)),
             control: SocketAddr::from(([127, 0, 0, 1], 7101)),
+            websocket: None,
+            websocket_origins: Vec::new(),
             backlog: 4096,
             control_token: None,
             control_max_connections: 1024,
@@ -74,6 +86,12 @@ impl Default for ListenConfig {
             control_idle_timeout_ms: 60_000,
         }
     }
+}
+
+/// Whether two listener addresses would claim the same port: the same IP,
+/// or either one a wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
 }
 
 /// Checks the `[listen]` section; the error names the key.
@@ -86,6 +104,32 @@ pub fn validate(listen: &ListenConfig) -> Result<(), ListenError> {
             format!(
                 "required when the control listener ({}) is not on a loopback address: the push API would be open to the network",
                 listen.control
+            ),
+        ));
+    }
+    for (key, addr) in [("listen.websocket", listen.websocket)] {
+        let Some(addr) = addr else { continue };
+        for (other, taken) in [
+            ("listen.client", listen.client),
+            ("listen.control", listen.control),
+        ] {
+            if addr.port() != 0 && addr.port() == taken.port() && overlaps(addr, taken) {
+                return Err(invalid(
+                    key,
+                    format!("{addr} is also {other} ({taken}): each listener needs its own port"),
+                ));
+            }
+        }
+    }
+    if let Some(o) = listen
+        .websocket_origins
+        .iter()
+        .find(|o| o.is_empty() || o.ends_with('/') || !o.contains("://"))
+    {
+        return Err(invalid(
+            "listen.websocket_origins",
+            format!(
+                "{o:?} is not an origin: write it as the browser sends it, scheme://host[:port] with no path (\"https://app.example.com\")"
             ),
         ));
     }
@@ -174,5 +218,36 @@ mod tests {
         ] {
             assert_eq!(validate(&parse(text)).unwrap_err().key, key, "{text}");
         }
+    }
+
+    #[test]
+    fn websocket_listener_is_off_by_default_and_checked_when_set() {
+        let d = ListenConfig::default();
+        assert_eq!(d.websocket, None);
+        assert!(d.websocket_origins.is_empty());
+        let l = parse(
+            "websocket = \"127.0.0.1:7102\"\nwebsocket_origins = [\"https://app.example.com\", \"http://localhost:5173\"]\n",
+        );
+        assert_eq!(l.websocket, Some(SocketAddr::from(([127, 0, 0, 1], 7102))));
+        validate(&l).unwrap();
+        for (text, key) in [
+            ("websocket = \"127.0.0.1:7100\"\n", "listen.websocket"),
+            ("websocket = \"0.0.0.0:7101\"\n", "listen.websocket"),
+            (
+                "websocket_origins = [\"https://app.example.com/\"]\n",
+                "listen.websocket_origins",
+            ),
+            (
+                "websocket_origins = [\"app.example.com\"]\n",
+                "listen.websocket_origins",
+            ),
+        ] {
+            assert_eq!(validate(&parse(text)).unwrap_err().key, key, "{text}");
+        }
+        // Port 0 is chosen by the kernel: never a clash.
+        validate(&parse(
+            "client = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\n",
+        ))
+        .unwrap();
     }
 }

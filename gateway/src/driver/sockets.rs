@@ -4,6 +4,18 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use socket2::{SockAddr, Socket, Type};
 
+use crate::shard_core::ListenerKind;
+
+/// One of a shard's client listeners: its SO_REUSEPORT socket, bound and
+/// listening, and what the connections it accepts speak.
+#[derive(Debug)]
+pub struct ClientListener {
+    /// The listening socket.
+    pub socket: Socket,
+    /// What it speaks.
+    pub kind: ListenerKind,
+}
+
 /// A TCP socket for a backend connection to `addr`, with TCP_NODELAY
 /// (and close-on-exec, as every socket socket2 makes), non-blocking when
 /// the driver waits for readiness.

@@ -104,12 +104,19 @@ impl ShardCore {
         }
         self.stats.bytes_in += data.len() as u64;
         if !conn.has(flags::CLOSING) {
-            let data = conn.transport.inbound(data);
-            conn.session
-                .handle_input(now, data, &self.settings.server, &mut self.out);
-            self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
+            match conn.transport {
+                Transport::RawV1 => {
+                    conn.session
+                        .handle_input(now, data, &self.settings.server, &mut self.out);
+                    self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
+                }
+                Transport::WebSocket(phase) => self.ws_received(now, key, phase, data),
+            }
         }
-        if !more && !conn.has(flags::CLOSING) {
+        if !more
+            && let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flags::CLOSING)
+        {
             conn.set(flags::NEEDS_REARM);
             self.rearm.push(key);
         }
@@ -155,11 +162,14 @@ impl ShardCore {
         loop {
             if !self.out.transmit.is_empty() {
                 let transport = self.conns.get(key as usize).map(|c| c.transport);
-                let frame =
-                    Frame::copied(transport.unwrap_or_default().outbound(&self.out.transmit));
+                let transmit = std::mem::take(&mut self.out.transmit);
+                let frame = self.frame_session_output(transport.unwrap_or_default(), &transmit);
+                self.out.transmit = transmit;
                 self.out.transmit.clear();
                 self.stats.frames_out += std::mem::take(&mut self.out.frames_out);
-                self.enqueue(now, key, frame);
+                if let Some(frame) = frame {
+                    self.enqueue(now, key, frame);
+                }
             }
             if self.out.events.is_empty() {
                 break;
@@ -182,6 +192,7 @@ impl ShardCore {
             Event::Closed(reason) => {
                 self.count_close(key, &reason);
                 self.presence_closing(key, &reason);
+                self.ws_session_closed(now, key, &reason);
                 self.begin_close(now, key);
             }
             Event::Uplink(uplink) => self.forward_uplink(key, uplink),

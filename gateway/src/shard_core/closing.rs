@@ -147,6 +147,7 @@ impl ShardCore {
         }
         let mut conn = self.conns.remove(key as usize);
         self.wheel.cancel(key);
+        self.ws.forget(key);
         self.session_finished(key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);

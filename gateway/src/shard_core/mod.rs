@@ -31,7 +31,10 @@ pub mod session;
 mod sim;
 #[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod sim_ws_tests;
 pub mod transport;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -58,7 +61,7 @@ pub use crate::time::Time;
 
 use conn::Conn;
 pub use push::Message;
-pub use transport::Transport;
+pub use transport::{ListenerKind, Transport};
 
 /// Slots of the timer wheel.
 const WHEEL_SLOTS: usize = 4096;
@@ -229,6 +232,8 @@ pub struct ShardCore {
     pending_flush: Vec<u32>,
     /// Rejected handshakes, logged as a summary per interval.
     rejections: rejections::RejectionLog,
+    /// WebSocket connections' incomplete heads and frames.
+    ws: websocket::WsConns,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -258,6 +263,10 @@ impl ShardCore {
         let max_connections = s.max_connections as usize;
         let admission = Admission::new(&settings.config.admission);
         let shards = settings.shards.len();
+        let ws = websocket::WsConns::new(protocol::ws::handshake::HandshakeConfig {
+            allowed_origins: settings.config.listen.websocket_origins.clone(),
+            max_head: protocol::ws::handshake::DEFAULT_MAX_HEAD,
+        });
         Self {
             index,
             settings,
@@ -291,6 +300,7 @@ impl ShardCore {
             pending_flush: Vec::new(),
             shard_cfg,
             rejections: rejections::RejectionLog::default(),
+            ws,
         }
     }
 

@@ -40,6 +40,13 @@ impl Session {
         }
     }
 
+    /// The transport saw a keep-alive of its own (a WebSocket ping) at `now`.
+    pub fn note_keepalive(&mut self, now: Millis) {
+        match self {
+            Session::V1(s) => s.note_keepalive(now),
+        }
+    }
+
     /// Time passed: heartbeat and handshake timeouts.
     pub fn handle_timeout(&mut self, now: Millis, cfg: &ServerConfig, out: &mut Output) {
         match self {

@@ -57,6 +57,79 @@ pub struct SimClient {
     pub got_fin: bool,
     /// The gateway closed the stream.
     pub closed: bool,
+    /// The WebSocket framing of a client of the WebSocket listener.
+    pub ws: Option<SimWs>,
+}
+
+/// The WebSocket side of a simulated client: its Upgrade request (sent
+/// with its first bytes), the answer, then the server's frames.
+#[derive(Debug)]
+pub struct SimWs {
+    key: String,
+    request: Option<Vec<u8>>,
+    /// Whether v1 frames may follow the request before the 101 came.
+    pipeline: bool,
+    answer: Vec<u8>,
+    /// The server's frames, once the upgrade is answered with 101.
+    pub frames: Option<protocol::ws::client::ServerFrames>,
+    /// The status of a refused upgrade.
+    pub refused: Option<u16>,
+}
+
+impl SimWs {
+    /// A client that sends `request` (made with `key`) first.
+    fn new(request: Vec<u8>, key: String, pipeline: bool) -> Self {
+        SimWs {
+            key,
+            request: Some(request),
+            pipeline,
+            answer: Vec::new(),
+            frames: None,
+            refused: None,
+        }
+    }
+
+    /// Bytes from the gateway: the answer to the upgrade, then frames,
+    /// which come out as v1 frames.
+    fn take(&mut self, bytes: &[u8]) -> Vec<u8> {
+        use protocol::ws::client::{ServerFrames, UpgradeAnswer, read_upgrade_answer};
+        let mut v1 = Vec::new();
+        if let Some(frames) = &mut self.frames {
+            frames.decode(bytes, &mut v1);
+            return v1;
+        }
+        self.answer.extend_from_slice(bytes);
+        match read_upgrade_answer(&self.answer, &self.key) {
+            UpgradeAnswer::NeedMore => {}
+            UpgradeAnswer::Upgraded { consumed } => {
+                let mut frames = ServerFrames::new();
+                frames.decode(&self.answer[consumed..], &mut v1);
+                self.frames = Some(frames);
+            }
+            UpgradeAnswer::Refused { status, .. } => self.refused = Some(status),
+        }
+        v1
+    }
+
+    /// The close code of the server's close frame, once it came.
+    pub fn close_code(&self) -> Option<Option<u16>> {
+        self.frames
+            .as_ref()
+            .and_then(|f| f.closed)
+            .map(|c| c.map(|c| c.0))
+    }
+
+    /// v1 bytes as the client puts them on the wire: the request first,
+    /// then masked binary messages (held back until the upgrade is
+    /// answered, unless the client pipelines). Takes what it sends.
+    fn wire(&mut self, v1: &mut Vec<u8>) -> Vec<u8> {
+        let mut wire = self.request.take().unwrap_or_default();
+        if self.pipeline || self.frames.is_some() {
+            protocol::ws::client::wrap_v1(v1, [0x11, 0x22, 0x33, 0x44], &mut wire);
+            v1.clear();
+        }
+        wire
+    }
 }
 
 impl SimClient {
@@ -65,14 +138,27 @@ impl SimClient {
     fn read_send(&mut self, core: &mut ShardCore, t: Time, op: StreamOp) {
         let bytes = core.sending(op.key, op.generation).map(<[u8]>::to_vec);
         let bytes = bytes.expect("a send with bytes in flight");
+        let v1 = match &mut self.ws {
+            Some(ws) => ws.take(&bytes),
+            None => bytes.clone(),
+        };
         self.session
-            .handle_input(t.now, &bytes, &mut self.events, &mut self.to_gateway);
+            .handle_input(t.now, &v1, &mut self.events, &mut self.to_gateway);
         core.on_send_done(t, op.key, op.generation, Ok(bytes.len()));
     }
 
-    /// Bytes the client writes (frames its session encoded).
+    /// Bytes the client writes (frames its session encoded; framed as
+    /// binary messages for a WebSocket client).
     pub fn write(&mut self, mut bytes: Vec<u8>) {
         self.to_gateway.append(&mut bytes);
+    }
+
+    /// Bytes a WebSocket client writes as they are, ahead of its frames
+    /// (the rest of an Upgrade request).
+    pub fn write_wire(&mut self, mut bytes: Vec<u8>) {
+        if let Some(ws) = &mut self.ws {
+            ws.request.get_or_insert_with(Vec::new).append(&mut bytes);
+        }
     }
 
     /// The pushes' payloads the client received, in order.
@@ -247,9 +333,64 @@ impl Sim {
             silent: false,
             got_fin: false,
             closed: false,
+            ws: None,
         });
         let t = self.time();
         self.cores[shard].on_accepted(t, id as u32, Transport::RawV1, Some(peer));
+        self.run();
+        id
+    }
+
+    /// Connects a client of `user` to `shard`'s WebSocket listener: the
+    /// Upgrade request and the Hello go in its first write (before the
+    /// 101 comes back, as a client may pipeline them).
+    pub fn connect_ws(&mut self, shard: usize, user: &str) -> usize {
+        let (request, key) =
+            protocol::ws::client::upgrade_request("sim", "/", [user.len() as u8; 16]);
+        self.connect_ws_with(shard, user, SimWs::new(request, key, true))
+    }
+
+    /// Like [`Sim::connect_ws`] with the Upgrade `request` (made with
+    /// `key`) given; the Hello waits for the upgrade's answer.
+    pub fn connect_ws_request(
+        &mut self,
+        shard: usize,
+        user: &str,
+        request: Vec<u8>,
+        key: String,
+    ) -> usize {
+        self.connect_ws_with(shard, user, SimWs::new(request, key, false))
+    }
+
+    fn connect_ws_with(&mut self, shard: usize, user: &str, ws: SimWs) -> usize {
+        let cfg = ClientConfig {
+            token: Self::token(user, None, None),
+            device: "sim-ws".into(),
+            apps: vec!["chat".into()],
+            heartbeat_ms: 10_000,
+            ..ClientConfig::default()
+        };
+        let mut session = ClientSession::new(self.now, cfg);
+        let mut hello = Vec::new();
+        session.start(&mut hello);
+        let id = self.clients.len();
+        self.clients.push(SimClient {
+            shard,
+            conn: None,
+            session,
+            events: Vec::new(),
+            to_gateway: hello,
+            recv_armed: false,
+            reading: true,
+            stalled_send: None,
+            silent: false,
+            got_fin: false,
+            closed: false,
+            ws: Some(ws),
+        });
+        let t = self.time();
+        let transport = super::ListenerKind::WebSocket.transport();
+        self.cores[shard].on_accepted(t, id as u32, transport, None);
         self.run();
         id
     }
@@ -447,8 +588,12 @@ impl Sim {
                 c.read_send(core, t, op);
                 moved = true;
             }
-            if c.recv_armed && !c.to_gateway.is_empty() {
-                let data = std::mem::take(&mut c.to_gateway);
+            let data = match &mut c.ws {
+                Some(ws) if c.recv_armed => ws.wire(&mut c.to_gateway),
+                _ if c.recv_armed => std::mem::take(&mut c.to_gateway),
+                _ => Vec::new(),
+            };
+            if !data.is_empty() {
                 core.on_received(t, key, generation, &data, true);
                 moved = true;
             }

@@ -1,7 +1,7 @@
 //! Transports: how a listener's streams carry a wire protocol, between the
 //! driver's bytes and the session. Raw v1 (length-prefixed frames straight
-//! on TCP) is the only one today; WebSocket, TLS and MQTT listeners add
-//! variants here.
+//! on TCP) and WebSocket (RFC 6455, one v1 frame per binary message, see
+//! `protocol::ws`); TLS and MQTT listeners add variants here.
 //!
 //! A push is encoded once per [`Encoding`] a shard's recipients need, not
 //! once per recipient: framing that does not depend on the recipient (raw
@@ -11,12 +11,59 @@
 
 use bytes::Bytes;
 
-/// The transport of one connection (chosen by the listener it came in on).
+/// What a client listener speaks: every connection it accepts starts in
+/// that listener's transport ([`ListenerKind::transport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// `[listen] client`: wire protocol v1 on TCP.
+    RawV1,
+    /// `[listen] websocket`: an HTTP/1.1 Upgrade, then v1 over WebSocket.
+    WebSocket,
+}
+
+impl ListenerKind {
+    /// The transport a connection accepted on this listener starts in.
+    pub fn transport(self) -> Transport {
+        match self {
+            ListenerKind::RawV1 => Transport::RawV1,
+            ListenerKind::WebSocket => Transport::WebSocket(WsPhase::Upgrading),
+        }
+    }
+
+    /// The listener's name in logs and the ready file (its `[listen]` key).
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::RawV1 => "client",
+            ListenerKind::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Where a WebSocket connection is. The state that needs memory (an
+/// incomplete request head, an incomplete frame) is held by the shard's
+/// `WsConns` table only while it is incomplete, so an idle WebSocket
+/// connection holds nothing but this tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsPhase {
+    /// Reading the HTTP Upgrade request; nothing else is sent or read.
+    Upgrading,
+    /// Upgraded: v1 frames in binary messages both ways.
+    Open,
+    /// The server sent its close frame (after the session's last frame, or
+    /// in answer to the client's close or a protocol violation): nothing
+    /// more is sent; the stream closes.
+    CloseSent,
+}
+
+/// The transport of one connection (chosen by the listener it came in on,
+/// then moved on by its handshake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// Wire protocol v1 frames straight on the stream.
     #[default]
     RawV1,
+    /// Wire protocol v1 over WebSocket, in the given phase.
+    WebSocket(WsPhase),
 }
 
 /// What a push is encoded into for a connection: wire format and framing.
@@ -24,6 +71,8 @@ pub enum Transport {
 pub enum Encoding {
     /// v1 frames, unframed on the stream.
     V1Raw,
+    /// Each v1 frame as one unmasked binary WebSocket message.
+    V1WsBinary,
 }
 
 impl Transport {
@@ -31,22 +80,13 @@ impl Transport {
     pub fn encoding(self) -> Encoding {
         match self {
             Transport::RawV1 => Encoding::V1Raw,
+            Transport::WebSocket(_) => Encoding::V1WsBinary,
         }
     }
 
-    /// The session's bytes as this transport puts them on the stream
-    /// (raw v1: as they are).
-    pub fn outbound(self, session_bytes: &[u8]) -> &[u8] {
-        match self {
-            Transport::RawV1 => session_bytes,
-        }
-    }
-
-    /// Received bytes as the session reads them (raw v1: as they are).
-    pub fn inbound(self, stream_bytes: &[u8]) -> &[u8] {
-        match self {
-            Transport::RawV1 => stream_bytes,
-        }
+    /// Whether the transport is WebSocket (in any phase).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::WebSocket(_))
     }
 }
 
@@ -56,6 +96,7 @@ impl Transport {
 #[derive(Debug, Default, Clone)]
 pub struct LocalCopies {
     v1_raw: Option<Bytes>,
+    v1_ws: Option<Bytes>,
 }
 
 impl LocalCopies {
@@ -66,6 +107,39 @@ impl LocalCopies {
             Encoding::V1Raw => self
                 .v1_raw
                 .get_or_insert_with(|| Bytes::copy_from_slice(v1)),
+            Encoding::V1WsBinary => self
+                .v1_ws
+                .get_or_insert_with(|| protocol::ws::encode::encode_v1_as_binary(v1)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_is_encoded_once_per_encoding() {
+        let v1 = [0, 0, 0, 2, 0x3a, 0x00, 0, 0, 0, 1, 0x6a];
+        let mut copies = LocalCopies::default();
+        let ws = copies.get(&v1, Encoding::V1WsBinary).clone();
+        // Two binary messages, FIN set, unmasked, no length prefix.
+        assert_eq!(&ws[..], &[0x82, 2, 0x3a, 0x00, 0x82, 1, 0x6a]);
+        let again = copies.get(&v1, Encoding::V1WsBinary);
+        assert_eq!(again.as_ptr(), ws.as_ptr(), "the same shared bytes");
+        assert_eq!(&copies.get(&v1, Encoding::V1Raw)[..], &v1);
+    }
+
+    #[test]
+    fn listeners_start_their_connections_in_their_transport() {
+        assert_eq!(ListenerKind::RawV1.transport(), Transport::RawV1);
+        assert_eq!(
+            ListenerKind::WebSocket.transport(),
+            Transport::WebSocket(WsPhase::Upgrading)
+        );
+        assert_eq!(
+            Transport::WebSocket(WsPhase::Open).encoding(),
+            Encoding::V1WsBinary
+        );
     }
 }

@@ -269,6 +269,26 @@ fn idle_timeout_and_liveness() {
 }
 
 #[test]
+fn a_transport_keepalive_counts_as_liveness_once_established() {
+    let c = cfg();
+    let mut s = ServerSession::new(Millis(0), &c);
+    // Before the Hello it does not hold the handshake timeout off.
+    s.note_keepalive(Millis(4_000));
+    assert_eq!(
+        s.deadline(&c),
+        Some(Millis(u64::from(c.handshake_timeout_ms)))
+    );
+    let (mut s, mut out) = established(10_000, 1_000); // idle after 25 s
+    s.note_keepalive(Millis(20_000));
+    assert_eq!(s.deadline(&c), Some(Millis(45_000)));
+    // An older one never moves it back.
+    s.note_keepalive(Millis(10_000));
+    assert_eq!(s.deadline(&c), Some(Millis(45_000)));
+    s.handle_timeout(Millis(44_999), &c, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
 fn ping_gets_pong_with_same_id() {
     let c = cfg();
     let (mut s, mut out) = established(0, 0);

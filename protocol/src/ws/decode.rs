@@ -245,6 +245,18 @@ impl FrameDecoder {
         self.phase == Phase::Closed
     }
 
+    /// Whether the decoder is between frames with nothing held, in the state
+    /// [`FrameDecoder::new`] makes: a caller may drop it and start a new one
+    /// on the next read, so an idle connection need not keep one at all.
+    #[must_use]
+    pub fn is_at_rest(&self) -> bool {
+        self.phase == Phase::Header
+            && self.head_len == 0
+            && !self.in_message
+            && !self.close_sent
+            && self.held.capacity() == 0
+    }
+
     /// Bytes of heap the decoder holds (0 between messages).
     #[must_use]
     pub fn held_capacity(&self) -> usize {

@@ -133,10 +133,12 @@ impl ShardIo for EpollIo {
     }
 
     fn stop_accepting(&mut self) {
-        if let Some(listener) = self.listener.take() {
-            self.poller.delete(listener.as_raw_fd());
+        for l in &mut self.listeners {
+            if let Some(socket) = l.socket.take() {
+                self.poller.delete(socket.as_raw_fd());
+            }
+            l.accepts.ready = false;
         }
-        self.accepts.ready = false;
     }
 
     fn submit_now(&mut self) {

@@ -157,8 +157,8 @@ const SEQ_MASK: u32 = (1 << 24) - 1;
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
-    /// The client listener.
-    Listener,
+    /// Client listener number `n` of the shard.
+    Listener(u8),
     /// The control listener.
     ControlListener,
     /// The doorbell eventfd.
@@ -171,7 +171,7 @@ impl Token {
     /// Packs the token into an event's data.
     pub fn encode(self) -> u64 {
         match self {
-            Token::Listener => 1 << 56,
+            Token::Listener(n) => (1 << 56) | u64::from(n),
             Token::ControlListener => 2 << 56,
             Token::Doorbell => 3 << 56,
             Token::Fd(fd, seq) => {
@@ -183,7 +183,7 @@ impl Token {
     /// Unpacks an event's data.
     pub fn decode(data: u64) -> Option<Self> {
         Some(match data >> 56 {
-            1 => Token::Listener,
+            1 => Token::Listener(data as u8),
             2 => Token::ControlListener,
             3 => Token::Doorbell,
             4 => Token::Fd(data as u32 as RawFd, (data >> 32) as u32 & SEQ_MASK),
@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for t in [
-            Token::Listener,
+            Token::Listener(0),
+            Token::Listener(3),
             Token::ControlListener,
             Token::Doorbell,
             Token::Fd(0, 0),

@@ -32,9 +32,10 @@ use tuning::config::ResolvedShard;
 
 use super::ShardError;
 use super::shell::{Shell, StreamDone};
+use super::sockets::ClientListener;
 use super::wake::WakeBatching;
 use crate::settings::Settings;
-use crate::shard_core::Time;
+use crate::shard_core::{ListenerKind, Time};
 use crate::shared::Shared;
 use fds::{FdTable, Token};
 use poller::{Poller, READ_EVENTS};
@@ -55,7 +56,8 @@ const ACCEPT_PAUSE_MS: u64 = 100;
 /// The epoll instance and what the shard watches with it.
 pub struct EpollIo {
     poller: Poller,
-    listener: Option<Socket>,
+    /// The client listeners, by the index their token carries.
+    listeners: Vec<Listening>,
     control_listener: Socket,
     doorbell: Arc<OwnedFd>,
     fds: FdTable,
@@ -70,8 +72,6 @@ pub struct EpollIo {
     scratch: Box<[u8]>,
     /// `now` of the current loop (operations that start a timeout read it).
     now: Millis,
-    /// The client listener's accepts.
-    accepts: Accepts,
     /// The control listener's accepts.
     control_accepts: Accepts,
     events: Vec<libc::epoll_event>,
@@ -79,6 +79,15 @@ pub struct EpollIo {
     urgent: Poller,
     /// What the urgent set reported (only that it woke matters).
     urgent_events: Vec<libc::epoll_event>,
+}
+
+/// A client listener of the shard and its accepting.
+struct Listening {
+    /// The socket (taken by a drain).
+    socket: Option<Socket>,
+    /// What it speaks.
+    kind: ListenerKind,
+    accepts: Accepts,
 }
 
 /// One listener's accepting: whether connections may be waiting, and a
@@ -131,7 +140,7 @@ impl Shard {
         settings: Arc<Settings>,
         shared: Arc<Shared>,
         verifier: Arc<dyn TokenVerifier + Send + Sync>,
-        listener: Socket,
+        listeners: Vec<ClientListener>,
         control_listener: Socket,
     ) -> Result<Self, ShardError> {
         let poll_err = |source| ShardError::Poller {
@@ -140,12 +149,22 @@ impl Shard {
         };
         let shard_cfg = settings.shards[index].clone();
         let poller = Poller::new().map_err(poll_err)?;
-        listener.set_nonblocking(true).map_err(poll_err)?;
         control_listener.set_nonblocking(true).map_err(poll_err)?;
         let doorbell = shared.doorbells[index].clone();
-        poller
-            .add(listener.as_raw_fd(), READ_EVENTS, Token::Listener.encode())
-            .map_err(poll_err)?;
+        let mut urgent_fds = vec![doorbell.as_raw_fd(), control_listener.as_raw_fd()];
+        for (n, l) in listeners.iter().enumerate() {
+            l.socket.set_nonblocking(true).map_err(poll_err)?;
+            let n = u8::try_from(n)
+                .map_err(|_| poll_err(std::io::Error::other("too many listeners")))?;
+            poller
+                .add(
+                    l.socket.as_raw_fd(),
+                    READ_EVENTS,
+                    Token::Listener(n).encode(),
+                )
+                .map_err(poll_err)?;
+            urgent_fds.push(l.socket.as_raw_fd());
+        }
         poller
             .add(
                 control_listener.as_raw_fd(),
@@ -156,12 +175,7 @@ impl Shard {
         poller
             .add(doorbell.as_raw_fd(), READ_EVENTS, Token::Doorbell.encode())
             .map_err(poll_err)?;
-        let urgent = waiting::urgent_set(&[
-            doorbell.as_raw_fd(),
-            listener.as_raw_fd(),
-            control_listener.as_raw_fd(),
-        ])
-        .map_err(|source| ShardError::Urgent {
+        let urgent = waiting::urgent_set(&urgent_fds).map_err(|source| ShardError::Urgent {
             shard: index,
             source,
         })?;
@@ -175,7 +189,17 @@ impl Shard {
         );
         let io = EpollIo {
             poller,
-            listener: Some(listener),
+            listeners: listeners
+                .into_iter()
+                .map(|l| Listening {
+                    socket: Some(l.socket),
+                    kind: l.kind,
+                    accepts: Accepts {
+                        ready: true,
+                        paused_until: None,
+                    },
+                })
+                .collect(),
             control_listener,
             doorbell,
             fds: FdTable::default(),
@@ -184,10 +208,6 @@ impl Shard {
             connects: Vec::new(),
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
             now: shell.clock.now(),
-            accepts: Accepts {
-                ready: true,
-                paused_until: None,
-            },
             control_accepts: Accepts {
                 ready: true,
                 paused_until: None,
@@ -220,7 +240,9 @@ impl Shard {
             let t = self.shell.clock.time();
             self.io.now = t.now;
             self.take_events(t);
-            self.accept_clients(t);
+            for l in 0..self.io.listeners.len() {
+                self.accept_clients(t, l);
+            }
             self.accept_control(t);
             self.visit_ready(t);
             self.expire_connects(t);
@@ -241,9 +263,11 @@ impl Shard {
         for ev in &events {
             let flags = ev.events;
             match Token::decode(ev.u64) {
-                Some(Token::Listener) => {
+                Some(Token::Listener(n)) => {
                     self.wake.note_busy(t.now);
-                    self.io.accepts.ready = true;
+                    if let Some(l) = self.io.listeners.get_mut(usize::from(n)) {
+                        l.accepts.ready = true;
+                    }
                 }
                 Some(Token::ControlListener) => {
                     self.wake.note_busy(t.now);
@@ -298,17 +322,20 @@ impl Shard {
         }
     }
 
-    /// Accepts client connections, a batch per turn.
-    fn accept_clients(&mut self, t: Time) {
-        if !self.io.accepts.due(t.now) {
-            return;
-        }
-        self.io.accepts.paused_until = None;
-        let Some(listener) = &self.io.listener else {
-            self.io.accepts.ready = false;
+    /// Accepts client connections on listener `l`, a batch per turn.
+    fn accept_clients(&mut self, t: Time, l: usize) {
+        let Some(listening) = self.io.listeners.get_mut(l) else {
             return;
         };
-        let lfd = listener.as_raw_fd();
+        if !listening.accepts.due(t.now) {
+            return;
+        }
+        listening.accepts.paused_until = None;
+        let Some(listener) = &listening.socket else {
+            listening.accepts.ready = false;
+            return;
+        };
+        let (lfd, transport) = (listener.as_raw_fd(), listening.kind.transport());
         for _ in 0..ACCEPTS_PER_TURN {
             match accept(lfd) {
                 Ok((fd, peer)) => {
@@ -317,15 +344,12 @@ impl Shard {
                         continue;
                     }
                     let stream = u32::try_from(fd).unwrap_or(u32::MAX);
-                    self.shell.core.on_accepted(
-                        t,
-                        stream,
-                        crate::shard_core::Transport::RawV1,
-                        peer,
-                    );
+                    self.shell.core.on_accepted(t, stream, transport, peer);
                 }
                 Err(libc::EAGAIN) => {
-                    self.io.accepts.ready = false;
+                    if let Some(l) = self.io.listeners.get_mut(l) {
+                        l.accepts.ready = false;
+                    }
                     return;
                 }
                 Err(libc::ECONNABORTED | libc::EINTR) => {}
@@ -336,7 +360,9 @@ impl Shard {
                         "accept failed: {}",
                         std::io::Error::from_raw_os_error(e)
                     );
-                    self.io.accepts.failed(t.now, e);
+                    if let Some(l) = self.io.listeners.get_mut(l) {
+                        l.accepts.failed(t.now, e);
+                    }
                     return;
                 }
             }

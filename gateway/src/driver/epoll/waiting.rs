@@ -23,8 +23,9 @@ impl Shard {
     /// is waiting; on a quiet shard, through a batching window first.
     pub(super) fn wait(&mut self) -> Result<(), ShardError> {
         let now = self.shell.clock.now();
-        let busy =
-            !self.io.ready.is_empty() || self.io.accepts.busy() || self.io.control_accepts.busy();
+        let busy = !self.io.ready.is_empty()
+            || self.io.listeners.iter().any(|l| l.accepts.busy())
+            || self.io.control_accepts.busy();
         let timeout_ms = if busy {
             Some(0)
         } else {
@@ -72,7 +73,11 @@ impl Shard {
         [
             self.shell.next_deadline(now),
             self.io.connects.iter().map(|c| c.2).min(),
-            self.io.accepts.paused_until,
+            self.io
+                .listeners
+                .iter()
+                .filter_map(|l| l.accepts.paused_until)
+                .min(),
             self.io.control_accepts.paused_until,
         ]
         .into_iter()

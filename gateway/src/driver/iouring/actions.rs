@@ -73,10 +73,12 @@ impl ShardIo for RingIo {
         self.perform_fd_op(side, op, control, backend)
     }
 
-    /// A drain began: cancel the accepts and let the listener go.
+    /// A drain began: cancel the accepts and let the listeners go.
     fn stop_accepting(&mut self) {
         let tags: Vec<OpTag> = if self.multishot_accept {
-            vec![OpTag::new(OpKind::AcceptMulti, 0)]
+            (0..self.listeners.len())
+                .map(|l| OpTag::new(OpKind::AcceptMulti, l as u32))
+                .collect()
         } else {
             (0..self.accept_addrs.len())
                 .map(|i| OpTag::new(OpKind::AcceptOne, i as u32))
@@ -88,8 +90,8 @@ impl ShardIo for RingIo {
                 .user_data(OpTag::new(OpKind::Cancel, 0).encode());
             self.push(cancel);
         }
-        // The in-flight accepts hold their own reference to the socket.
-        self.listener = None;
+        // The in-flight accepts hold their own reference to each socket.
+        self.listeners.clear();
     }
 
     fn submit_now(&mut self) {

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use io_uring::{cqueue, opcode, types};
 
-use super::{RingIo, Shard};
-use crate::shard_core::{Time, Transport};
+use super::{ACCEPT_POOL, RingIo, Shard};
+use crate::shard_core::Time;
 use crate::uring::op::{OpKind, OpTag};
 
 impl Shard {
@@ -48,10 +48,11 @@ impl Shard {
         let (key, generation) = (tag.index, tag.generation);
         match tag.kind {
             OpKind::AcceptMulti => {
+                let l = tag.index as usize;
                 if !cqueue::more(flags) {
-                    self.arm_accepts();
+                    self.arm_listener(l);
                 }
-                self.on_accept(t, res, None);
+                self.on_accept(t, l, res, None);
             }
             OpKind::AcceptOne => {
                 let i = tag.index as usize;
@@ -64,7 +65,7 @@ impl Shard {
                     })
                     .flatten();
                 self.arm_accept_slot(i);
-                self.on_accept(t, res, peer);
+                self.on_accept(t, i / ACCEPT_POOL, res, peer);
             }
             OpKind::Recv => self.on_recv(t, tag, res, flags),
             OpKind::Send => {
@@ -97,7 +98,8 @@ impl Shard {
         }
     }
 
-    fn on_accept(&mut self, t: Time, res: i32, peer: Option<std::net::IpAddr>) {
+    /// An accept on client listener `l` completed with `res`.
+    fn on_accept(&mut self, t: Time, l: usize, res: i32, peer: Option<std::net::IpAddr>) {
         if res < 0 {
             if res != -libc::ECANCELED {
                 self.shell.core.stats_mut().accept_errors += 1;
@@ -109,10 +111,12 @@ impl Shard {
             }
             return;
         }
-        // The client listener speaks raw v1.
+        let Some(kind) = self.io.listener_kinds.get(l).copied() else {
+            return;
+        };
         self.shell
             .core
-            .on_accepted(t, res as u32, Transport::RawV1, peer);
+            .on_accepted(t, res as u32, kind.transport(), peer);
     }
 
     /// A completion of a client connection's multishot receive: the bytes
@@ -146,38 +150,50 @@ impl Shard {
         }
     }
 
+    /// Arms the accepts of every client listener.
     pub(super) fn arm_accepts(&mut self) {
+        for l in 0..self.io.listeners.len() {
+            self.arm_listener(l);
+        }
+    }
+
+    /// Arms client listener `l`'s accepts: one multishot accept, or its
+    /// pool of single-shot accepts when peer addresses are needed.
+    fn arm_listener(&mut self, l: usize) {
         if self.shell.core.is_draining() {
             return;
         }
-        let Some(listener) = &self.io.listener else {
+        let Some(listener) = self.io.listeners.get(l) else {
             return;
         };
-        let fd = types::Fd(listener.as_raw_fd());
+        let fd = types::Fd(listener.socket.as_raw_fd());
         if self.io.multishot_accept {
             let entry = opcode::AcceptMulti::new(fd)
                 .allocate_file_index(true)
                 .build()
-                .user_data(OpTag::new(OpKind::AcceptMulti, 0).encode());
+                .user_data(OpTag::new(OpKind::AcceptMulti, l as u32).encode());
             self.io.push(entry);
         } else {
-            for i in 0..self.io.accept_addrs.len() {
+            for i in l * ACCEPT_POOL..(l + 1) * ACCEPT_POOL {
                 self.arm_accept_slot(i);
             }
         }
     }
 
+    /// Arms single-shot accept `i` of the pool (listener `i / ACCEPT_POOL`).
     pub(super) fn arm_accept_slot(&mut self, i: usize) {
         if self.shell.core.is_draining() {
             return;
         }
-        let (Some(listener), Some(slot)) = (&self.io.listener, self.io.accept_addrs.get_mut(i))
-        else {
+        let (Some(listener), Some(slot)) = (
+            self.io.listeners.get(i / ACCEPT_POOL),
+            self.io.accept_addrs.get_mut(i),
+        ) else {
             return;
         };
         slot.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let entry = opcode::Accept::new(
-            types::Fd(listener.as_raw_fd()),
+            types::Fd(listener.socket.as_raw_fd()),
             (&mut slot.0 as *mut libc::sockaddr_storage).cast(),
             &mut slot.1,
         )

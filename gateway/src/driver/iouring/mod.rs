@@ -22,7 +22,9 @@ use tuning::config::ResolvedShard;
 
 use super::ShardError;
 use super::shell::Shell;
+use super::sockets::ClientListener;
 use crate::settings::{REFUSAL_SLACK, Settings};
+use crate::shard_core::ListenerKind;
 use crate::shared::Shared;
 use crate::uring::bufring::BufRing;
 use crate::uring::ring::{self, BUF_GROUP, RingSpec};
@@ -32,7 +34,7 @@ use crate::uring::urgent::UrgentWatch;
 use crate::driver::wake::WakeBatching;
 
 /// Single-shot accepts kept in flight when admission needs peer addresses.
-const ACCEPT_POOL: usize = 32;
+pub(super) const ACCEPT_POOL: usize = 32;
 /// How often the receive pool's window is fitted to recent traffic.
 const POOL_REVIEW_MS: u64 = 2_000;
 
@@ -42,10 +44,16 @@ pub struct RingIo {
     ring: IoUring,
     bufs: BufRing,
     index: usize,
-    listener: Option<Socket>,
+    /// The client listeners (emptied by a drain).
+    listeners: Vec<ClientListener>,
+    /// What each client listener speaks, by index (kept after a drain for
+    /// the accepts still completing).
+    listener_kinds: Vec<ListenerKind>,
     control_listener: Socket,
     doorbell: Arc<OwnedFd>,
     doorbell_buf: Box<u64>,
+    /// Peer addresses of the single-shot accepts in flight:
+    /// [`ACCEPT_POOL`] per listener, listener by listener.
     accept_addrs: Box<[(libc::sockaddr_storage, libc::socklen_t)]>,
     multishot_accept: bool,
     /// The timeout linked to the latest backend connect (read by the
@@ -74,7 +82,7 @@ impl Shard {
         settings: Arc<Settings>,
         shared: Arc<Shared>,
         verifier: Arc<dyn TokenVerifier + Send + Sync>,
-        listener: Socket,
+        listeners: Vec<ClientListener>,
         control_listener: Socket,
     ) -> Result<Self, ShardError> {
         let shard_cfg = settings.shards[index].clone();
@@ -102,7 +110,11 @@ impl Shard {
             shell.clock.now(),
         );
         let multishot_accept = !shell.core.needs_peer_address();
-        let pool = if multishot_accept { 0 } else { ACCEPT_POOL };
+        let pool = if multishot_accept {
+            0
+        } else {
+            ACCEPT_POOL * listeners.len()
+        };
         // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
         let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let accept_addrs = vec![(zero, 0); pool].into_boxed_slice();
@@ -110,7 +122,9 @@ impl Shard {
         let urgent = UrgentWatch::new()
             .and_then(|u| {
                 u.add(doorbell.as_raw_fd())?;
-                u.add(listener.as_raw_fd())?;
+                for l in &listeners {
+                    u.add(l.socket.as_raw_fd())?;
+                }
                 u.add(control_listener.as_raw_fd())?;
                 Ok(u)
             })
@@ -122,7 +136,8 @@ impl Shard {
             ring,
             bufs,
             index,
-            listener: Some(listener),
+            listener_kinds: listeners.iter().map(|l| l.kind).collect(),
+            listeners,
             control_listener,
             doorbell,
             doorbell_buf: Box::new(0),

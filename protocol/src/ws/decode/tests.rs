@@ -236,12 +236,20 @@ fn decoder_state_is_small_and_holds_nothing_at_rest() {
     let input = bin(&[2; 1000]);
     let mut dec = FrameDecoder::new();
     let mut out = WsOutput::new();
+    assert!(dec.is_at_rest());
     dec.decode(&input[..500], MAX, &mut out);
     assert!(out.is_empty());
     assert!(dec.held_capacity() >= 500 - 8);
+    assert!(!dec.is_at_rest(), "in the middle of a frame");
     dec.decode(&input[500..], MAX, &mut out);
     assert_eq!(v1_bodies(&out.v1), [vec![2; 1000]]);
     assert_eq!(dec.held_capacity(), 0);
+    assert!(dec.is_at_rest(), "a new decoder would do as well");
+    // Half a header is not at rest either.
+    dec.decode(&input[..1], MAX, &mut out);
+    assert!(!dec.is_at_rest());
+    dec.decode(&input[1..], MAX, &mut out);
+    assert!(dec.is_at_rest());
     // A control frame split across reads, likewise.
     let ping = raw(0x89, b"ping");
     dec.decode(&ping[..8], MAX, &mut out);
