@@ -28,10 +28,11 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 # Python packages the tests need (the /metrics format check parses with
-# prometheus_client's own text parser), in a venv under target/ that is made
+# prometheus_client's own text parser; the WebSocket listener is checked
+# against the `websockets` client), in a venv under target/ that is made
 # once and refreshed only when this list changes.
 TEST_PY_VENV ?= target/pyenv
-TEST_PY_PKGS ?= prometheus_client
+TEST_PY_PKGS ?= prometheus_client websockets==15.0.1
 
 # `make deps` prints what it installs. Run as a non-root user with packages
 # missing, it stops and names them (scripts/install-debs.sh); services the
@@ -53,7 +54,7 @@ deps:
 # own) runs on io_uring only.
 EPOLL_E2E := attack backends control_limits control_pipelining data_plane \
 	hostile_clients idle_batching metrics_format push push_answer push_online \
-	route_cache startup_refusals websocket
+	route_cache startup_refusals websocket websocket_python
 EPOLL_E2E_ARGS := -p e2e-tests $(foreach t,$(EPOLL_E2E),--test $(t))
 
 # Builds everything (release binaries too: the end-to-end tests drive them),

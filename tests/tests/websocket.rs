@@ -95,7 +95,7 @@ fn a_websocket_client_authenticates_gets_pushes_from_every_kind_and_acks() {
     assert!(alice.ping_pong());
     assert!(gw.wait_total("acks", 1) >= 1);
 
-    assert!(gw.total("ws_upgrades") >= 1);
+    assert!(gw.wait_total_until("ws_upgrades", Duration::from_secs(5), |v| v >= 1) >= 1);
     assert_eq!(gw.total("ws_protocol_errors"), 0);
 }
 
@@ -134,7 +134,7 @@ fn websocket_pings_get_pongs_and_count_as_liveness() {
     }
     assert!(pongs >= 5, "{pongs} pongs");
     assert_eq!(gw.total("idle_timeouts"), 0);
-    assert!(gw.total("ws_pings") >= 5);
+    assert!(gw.wait_total_until("ws_pings", Duration::from_secs(5), |v| v >= 5) >= 5);
 }
 
 /// The status of the server's answer to the request `head`, read until
@@ -205,7 +205,8 @@ fn bad_handshakes_get_a_4xx_and_the_close() {
         &request(&format!("{GOOD}Origin: https://app.example.com\r\n")),
     );
     assert_eq!(status, 101);
-    assert_eq!(gw.total("ws_upgrades_refused"), cases.len() as u64);
+    let refused = cases.len() as u64;
+    assert_eq!(gw.wait_total("ws_upgrades_refused", refused), refused);
     // Nobody else was affected: a client still gets through.
     let mut c = Client::established_ws(ws, "after-bad-handshakes");
     assert!(c.ping_pong());
@@ -268,7 +269,7 @@ fn protocol_violations_get_the_right_close_codes_and_hurt_nobody_else() {
     write_masked(Opcode::Close, true, [1, 2, 3, 4], &[0x03, 0xe8], &mut bye);
     assert_eq!(close_code_after(ws, &bye), Some(Some(1000)));
 
-    assert_eq!(gw.total("ws_protocol_errors"), 5);
+    assert_eq!(gw.wait_total("ws_protocol_errors", 5), 5);
     assert!(bystander.ping_pong(), "the bystander is unaffected");
 }
 
