@@ -45,6 +45,16 @@ pub const DOCS: &[KeyDoc] = &[
         "listen.control",
         "Control listener: push API, stats, /metrics.",
     ),
+    ex(
+        "listen.websocket",
+        "WebSocket listener (RFC 6455, subprotocol gateway.v1: one v1 frame per binary message); off unless set.",
+        "\"0.0.0.0:7102\"",
+    ),
+    ex(
+        "listen.websocket_origins",
+        "Origins a browser may open a WebSocket from (scheme://host[:port]); others get 403. Empty: any.",
+        "[\"https://app.example.com\"]",
+    ),
     d("listen.backlog", "Accept backlog of each shard's listener."),
     ex(
         "listen.control_token",
