@@ -6,6 +6,10 @@
 #
 # GATEWAY_CONFIG=file.toml runs the gateway with that config instead of
 # the embedded defaults (e.g. `[shard] idle_batch_ms = 0` to compare).
+# TRANSPORT=ws holds the connections over WebSocket instead of TCP: the
+# gateway gets `[listen] websocket = 127.0.0.1:$WS_PORT` (17602) in a config
+# of its own (GATEWAY_CONFIG's content first, when given), and the holders
+# upgrade before their Hello.
 # BIN_DIR=dir takes `gateway` and `e2e-holder` from dir instead of building
 # ./target/release (no `cargo build` then): scripts/bench-pair.sh uses it to
 # compare two builds.
@@ -47,14 +51,26 @@ export GATEWAY_JWT_SECRET=bench-secret-at-least-32-bytes-long-0123
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
   echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
 fi
-"$BIN"/gateway ${GATEWAY_CONFIG:+--config "$GATEWAY_CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards "${SHARDS:-2}" 2>/tmp/idle-memory-gateway.log &
+TARGET_PORT=$PORT
+CONFIG=${GATEWAY_CONFIG:-}
+HOLDER_FLAGS=()
+if [ "${TRANSPORT:-tcp}" = ws ]; then
+  WS_PORT=${WS_PORT:-17602}
+  CONFIG=/tmp/idle-memory-ws.toml
+  { [ -n "${GATEWAY_CONFIG:-}" ] && cat "$GATEWAY_CONFIG"; printf '[listen]\nwebsocket = "127.0.0.1:%s"\n' "$WS_PORT"; } > "$CONFIG"
+  TARGET_PORT=$WS_PORT
+  HOLDER_FLAGS=(--websocket)
+elif [ "${TRANSPORT:-tcp}" != tcp ]; then
+  echo "TRANSPORT is tcp or ws, not $TRANSPORT" >&2; exit 1
+fi
+"$BIN"/gateway ${CONFIG:+--config "$CONFIG"} --listen 127.0.0.1:$PORT --control 127.0.0.1:$CTL --shards "${SHARDS:-2}" 2>/tmp/idle-memory-gateway.log &
 GW=$!
 # The holders run inside `sleep | e2e-holder` subshells: killing a subshell
 # leaves its holder running (and pinging a closed gateway into the next
 # run's measurement), so they are found by their target port.
 stop_holders() {
-  pkill -f "e2e-holder --target 127.0.0.1:$PORT " 2>/dev/null || true
-  for _ in $(seq 50); do pgrep -f "e2e-holder --target 127.0.0.1:$PORT " >/dev/null || return 0; sleep 0.1; done
+  pkill -f "e2e-holder --target 127.0.0.1:$TARGET_PORT " 2>/dev/null || true
+  for _ in $(seq 50); do pgrep -f "e2e-holder --target 127.0.0.1:$TARGET_PORT " >/dev/null || return 0; sleep 0.1; done
 }
 trap 'kill ${HOLDERS[*]:-} 2>/dev/null || true; stop_holders; kill $GW 2>/dev/null || true; wait $GW 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf 127.0.0.1:$CTL/healthz >/dev/null && break; sleep 0.1; done
@@ -67,8 +83,8 @@ i=0; left=$N
 rm -rf /tmp/idle-memory; mkdir -p /tmp/idle-memory
 while [ "$left" -gt 0 ]; do
   n=$(( left < 8000 ? left : 8000 ))
-  (sleep $((HOLD + 120)) | "$BIN"/e2e-holder --target 127.0.0.1:$PORT --source 127.0.0.$((2 + i)) \
-      --count $n --user-prefix "idle$i" --heartbeat-ms 30000 --hold-secs $((HOLD + 60)) > /tmp/idle-memory/holder$i.out) &
+  (sleep $((HOLD + 120)) | "$BIN"/e2e-holder --target 127.0.0.1:$TARGET_PORT --source 127.0.0.$((2 + i)) \
+      --count $n --user-prefix "idle$i" --heartbeat-ms 30000 --hold-secs $((HOLD + 60)) ${HOLDER_FLAGS[@]+"${HOLDER_FLAGS[@]}"} > /tmp/idle-memory/holder$i.out) &
   HOLDERS+=($!)
   left=$((left - n)); i=$((i + 1))
 done

@@ -37,4 +37,5 @@ pub mod store;
 pub mod stream;
 pub mod time;
 pub mod timer;
+pub mod tls;
 pub mod uring;

@@ -47,8 +47,9 @@ struct Cli {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Once every listener is bound, write their addresses to this file as
-    /// `client=ADDR` and `control=ADDR` lines, and `websocket=ADDR` when that
-    /// listener is configured (written whole, by rename), so
+    /// `client=ADDR` and `control=ADDR` lines, and `websocket=`,
+    /// `client_tls=` and `websocket_tls=ADDR` for those listeners when they
+    /// are configured (written whole, by rename), so
     /// that whoever asked for port 0 learns the ports without a race.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -61,8 +62,14 @@ fn write_ready_file(path: &std::path::Path, gateway: &Gateway) -> anyhow::Result
         "client={}\ncontrol={}\n",
         gateway.client_addr, gateway.control_addr
     );
-    if let Some(ws) = gateway.websocket_addr {
-        text.push_str(&format!("websocket={ws}\n"));
+    for (name, addr) in [
+        ("websocket", gateway.websocket_addr),
+        ("client_tls", gateway.client_tls_addr),
+        ("websocket_tls", gateway.websocket_tls_addr),
+    ] {
+        if let Some(addr) = addr {
+            text.push_str(&format!("{name}={addr}\n"));
+        }
     }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
@@ -193,8 +200,8 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Blocks SIGTERM and SIGINT in this thread (and the shard threads it
-/// spawns) so they are taken only by [`wait_for_signal`].
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the shard threads
+/// it spawns) so they are taken only by [`wait_for_signal`].
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set, then masking it.
     unsafe {
@@ -202,13 +209,19 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-/// Waits for SIGTERM/SIGINT, returning early `false` if `stop_early` says so.
-fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -> Option<i32> {
+/// Waits for SIGTERM/SIGINT, returning early `None` if `stop_early` says
+/// so; a SIGHUP goes to `on_hangup` and the wait goes on.
+fn wait_for_signal(
+    set: &libc::sigset_t,
+    mut stop_early: impl FnMut() -> bool,
+    mut on_hangup: impl FnMut(),
+) -> Option<i32> {
     let timeout = libc::timespec {
         tv_sec: 0,
         tv_nsec: 200_000_000,
@@ -216,6 +229,10 @@ fn wait_for_signal(set: &libc::sigset_t, mut stop_early: impl FnMut() -> bool) -
     loop {
         // SAFETY: waits for a signal of `set`, which this thread blocks.
         let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+        if sig == libc::SIGHUP {
+            on_hangup();
+            continue;
+        }
         if sig > 0 {
             return Some(sig);
         }
@@ -296,13 +313,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         client = %gateway.client_addr,
         control = %gateway.control_addr,
         websocket = gateway.websocket_addr.map(|a| a.to_string()),
+        client_tls = gateway.client_tls_addr.map(|a| a.to_string()),
+        websocket_tls = gateway.websocket_tls_addr.map(|a| a.to_string()),
         "listening"
     );
     if let Some(path) = &cli.ready_file {
         write_ready_file(path, &gateway)?;
     }
     let shared = gateway.shared().clone();
-    let stopped_early = wait_for_signal(&signals, || gateway.any_finished()).is_none();
+    let reload = || match gateway.reload_tls() {
+        Some(Ok(n)) => tracing::info!(reloads = n, "SIGHUP: TLS certificate and key reloaded"),
+        Some(Err(e)) => {
+            tracing::error!("SIGHUP: TLS reload failed, the old certificate stays: {e}")
+        }
+        None => tracing::info!("SIGHUP: nothing to reload (no TLS listener)"),
+    };
+    let stopped_early = wait_for_signal(&signals, || gateway.any_finished(), reload).is_none();
     if stopped_early {
         tracing::error!("a shard stopped unexpectedly; shutting down");
     } else {

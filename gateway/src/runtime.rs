@@ -21,6 +21,7 @@ use crate::settings::Settings;
 use crate::shard_core::{CountingPushIds, ListenerKind};
 pub use crate::shared::Shared;
 use crate::stats::PublishedStats;
+use crate::tls::TlsAcceptor;
 use tuning::driver::Driver;
 
 /// Why the gateway could not start.
@@ -47,6 +48,9 @@ pub enum StartError {
     /// Another gateway already serves one of the addresses.
     #[error(transparent)]
     AlreadyServed(#[from] LockError),
+    /// The TLS listeners' certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running gateway.
@@ -59,6 +63,10 @@ pub struct Gateway {
     pub control_addr: SocketAddr,
     /// Where the WebSocket listener is bound, when there is one.
     pub websocket_addr: Option<SocketAddr>,
+    /// Where the TLS client listener is bound, when there is one.
+    pub client_tls_addr: Option<SocketAddr>,
+    /// Where the TLS WebSocket listener is bound, when there is one.
+    pub websocket_tls_addr: Option<SocketAddr>,
     /// The instance locks of both addresses, held while the gateway runs.
     _locks: Vec<InstanceLock>,
 }
@@ -118,14 +126,28 @@ impl Gateway {
         // the others join its SO_REUSEPORT group.
         let mut client_addr = listen.client;
         let mut control_addr = listen.control;
-        let mut websocket_addr = listen.websocket;
+        // The optional client listeners, by kind: the address asked, then
+        // the one bound (port 0 resolved by the first shard's bind).
+        let mut extra: Vec<(ListenerKind, SocketAddr, SocketAddr)> = [
+            (ListenerKind::WebSocket, listen.websocket),
+            (ListenerKind::TlsRawV1, listen.client_tls),
+            (ListenerKind::TlsWebSocket, listen.websocket_tls),
+        ]
+        .into_iter()
+        .filter_map(|(kind, addr)| addr.map(|a| (kind, a, a)))
+        .collect();
+        let tls = if extra.iter().any(|(kind, ..)| kind.is_tls()) {
+            Some(Arc::new(TlsAcceptor::load(&settings.config.tls)?))
+        } else {
+            None
+        };
         // One gateway per address: lock each before its first bind; a
         // port-0 address is locked once the first bind has chosen the port
         // (no other gateway can be on a port the kernel just handed out).
-        let mut locks = Vec::with_capacity(3);
-        for addr in [Some(client_addr), Some(control_addr), websocket_addr]
+        let mut locks = Vec::with_capacity(2 + extra.len());
+        for addr in [client_addr, control_addr]
             .into_iter()
-            .flatten()
+            .chain(extra.iter().map(|e| e.1))
         {
             if addr.port() != 0 {
                 locks.extend(InstanceLock::acquire(addr)?);
@@ -139,31 +161,32 @@ impl Gateway {
                 socket: c,
                 kind: ListenerKind::RawV1,
             }];
-            if let Some(addr) = websocket_addr {
-                let w = listener(addr, listen.backlog)?;
-                websocket_addr = Some(local_addr(&w, addr));
+            for (kind, _, bound) in &mut extra {
+                let socket = listener(*bound, listen.backlog)?;
+                *bound = local_addr(&socket, *bound);
                 clients.push(ClientListener {
-                    socket: w,
-                    kind: ListenerKind::WebSocket,
+                    socket,
+                    kind: *kind,
                 });
             }
             let k = listener(control_addr, 1024)?;
             control_addr = local_addr(&k, control_addr);
             if i == 0 {
-                for (asked, bound) in [
-                    (Some(listen.client), Some(client_addr)),
-                    (Some(listen.control), Some(control_addr)),
-                    (listen.websocket, websocket_addr),
-                ] {
-                    if let (Some(asked), Some(bound)) = (asked, bound)
-                        && asked.port() == 0
-                    {
+                let chosen = [(listen.client, client_addr), (listen.control, control_addr)]
+                    .into_iter()
+                    .chain(extra.iter().map(|e| (e.1, e.2)));
+                for (asked, bound) in chosen {
+                    if asked.port() == 0 {
                         locks.extend(InstanceLock::acquire(bound)?);
                     }
                 }
             }
             sockets.push((clients, k));
         }
+        let bound_of = |kind| extra.iter().find(|e| e.0 == kind).map(|e| e.2);
+        let websocket_addr = bound_of(ListenerKind::WebSocket);
+        let client_tls_addr = bound_of(ListenerKind::TlsRawV1);
+        let websocket_tls_addr = bound_of(ListenerKind::TlsWebSocket);
         let mut doorbells = Vec::with_capacity(n);
         for _ in 0..n {
             // SAFETY: plain eventfd creation; the result is checked.
@@ -181,6 +204,7 @@ impl Gateway {
             mailboxes: Mailboxes::new(n, settings.config.push.mailbox_capacity as usize),
             push_ids: Arc::new(CountingPushIds::default()),
             metrics: MetricsHub::install(),
+            tls,
         });
         let settings = Arc::new(settings);
         let mut threads = Vec::with_capacity(n);
@@ -241,6 +265,8 @@ impl Gateway {
             client_addr,
             control_addr,
             websocket_addr,
+            client_tls_addr,
+            websocket_tls_addr,
             _locks: locks,
         })
     }
@@ -248,6 +274,13 @@ impl Gateway {
     /// The state shared with the shards (stats, shutdown).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new TLS
+    /// connections get the new ones. `None` without TLS listeners; on an
+    /// error the old certificate stays.
+    pub fn reload_tls(&self) -> Option<Result<u64, crate::tls::TlsError>> {
+        self.shared.tls.as_ref().map(|t| t.reload())
     }
 
     /// Asks every shard to drain and exit.

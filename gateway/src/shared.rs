@@ -31,6 +31,9 @@ pub struct Shared {
     pub push_ids: Arc<dyn PushIds>,
     /// The Prometheus renderer.
     pub metrics: MetricsHub,
+    /// The TLS listeners' certificate (reloaded on SIGHUP), when there are
+    /// TLS listeners.
+    pub tls: Option<Arc<crate::tls::TlsAcceptor>>,
 }
 
 impl Doorbell for Shared {

@@ -84,6 +84,12 @@ counters! {
     ws_protocol_errors,
     /// WebSocket pings received (each answered with a pong).
     ws_pings,
+    /// TLS handshakes completed.
+    tls_handshakes,
+    /// TLS connections ended by a TLS error (bad records, a failed
+    /// handshake, a client that does not trust the certificate); each got
+    /// its alert, then the close.
+    tls_failures,
     /// Sessions kicked (admin, drain, shutdown).
     kicks,
     /// Frames received.

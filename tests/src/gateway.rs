@@ -12,16 +12,17 @@ use crate::http::http;
 use crate::tokens::SECRET;
 
 /// The addresses a gateway's `--ready-file` names, once it has been
-/// written: client, control, and the WebSocket listener's when it has one.
-fn read_ready_file(path: &Path) -> Option<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
+/// written: every `name=ADDR` line.
+fn read_ready_file(path: &Path) -> Option<std::collections::HashMap<String, SocketAddr>> {
     let text = std::fs::read_to_string(path).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))?
-            .parse()
-            .ok()
-    };
-    Some((field("client")?, field("control")?, field("websocket")))
+    let addrs: std::collections::HashMap<String, SocketAddr> = text
+        .lines()
+        .filter_map(|l| {
+            let (name, addr) = l.split_once('=')?;
+            Some((name.to_string(), addr.parse().ok()?))
+        })
+        .collect();
+    (addrs.contains_key("client") && addrs.contains_key("control")).then_some(addrs)
 }
 
 /// The driver the tests ask of every gateway they start: `E2E_DRIVER`
@@ -39,6 +40,10 @@ pub struct Gateway {
     pub control: SocketAddr,
     /// WebSocket listener, when the config has `[listen] websocket`.
     pub websocket: Option<SocketAddr>,
+    /// TLS client listener, when the config has `[listen] client_tls`.
+    pub client_tls: Option<SocketAddr>,
+    /// TLS WebSocket listener, when the config has `[listen] websocket_tls`.
+    pub websocket_tls: Option<SocketAddr>,
     /// The control address as bound (may be a wildcard address).
     bound_control: SocketAddr,
     _dir: TempDir,
@@ -119,7 +124,7 @@ impl Gateway {
             .expect("spawn gateway");
         let read_log = || std::fs::read_to_string(dir.0.join("gateway.log")).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let (client, bound_control, websocket) = loop {
+        let addrs = loop {
             if let Some(addrs) = read_ready_file(&ready) {
                 break addrs;
             }
@@ -135,12 +140,15 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
+        let (client, bound_control) = (addrs["client"], addrs["control"]);
         let probe = SocketAddr::from(([127, 0, 0, 1], bound_control.port()));
         let gw = Self {
             child: Some(child),
             client,
             control: probe,
-            websocket,
+            websocket: addrs.get("websocket").copied(),
+            client_tls: addrs.get("client_tls").copied(),
+            websocket_tls: addrs.get("websocket_tls").copied(),
             bound_control,
             _dir: dir,
         };

@@ -43,6 +43,14 @@ pub struct ListenConfig {
     /// clients that send none (apps, tools).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub websocket_origins: Vec<String>,
+    /// Client listener over TLS (wire protocol v1 inside TLS 1.2/1.3, with
+    /// `[tls] cert` and `key`); none unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tls: Option<SocketAddr>,
+    /// WebSocket listener over TLS (`wss://`, with `[tls] cert` and
+    /// `key`); none unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_tls: Option<SocketAddr>,
     /// Accept backlog of each shard's listener.
     pub backlog: u32,
     /// Bearer token required on the control listener when it is bound to a
@@ -79,12 +87,27 @@ impl Default for ListenConfig {
             control: SocketAddr::from(([127, 0, 0, 1], 7101)),
             websocket: None,
             websocket_origins: Vec::new(),
+            client_tls: None,
+            websocket_tls: None,
             backlog: 4096,
             control_token: None,
             control_max_connections: 1024,
             control_head_timeout_ms: 10_000,
             control_idle_timeout_ms: 60_000,
         }
+    }
+}
+
+impl ListenConfig {
+    /// The key of the first TLS listener configured, if any (they need the
+    /// `[tls]` section).
+    pub fn first_tls_listener(&self) -> Option<&'static str> {
+        [
+            ("listen.client_tls", self.client_tls),
+            ("listen.websocket_tls", self.websocket_tls),
+        ]
+        .into_iter()
+        .find_map(|(key, addr)| addr.map(|_| key))
     }
 }
 
@@ -107,19 +130,26 @@ pub fn validate(listen: &ListenConfig) -> Result<(), ListenError> {
             ),
         ));
     }
-    for (key, addr) in [("listen.websocket", listen.websocket)] {
+    let optional = [
+        ("listen.websocket", listen.websocket),
+        ("listen.client_tls", listen.client_tls),
+        ("listen.websocket_tls", listen.websocket_tls),
+    ];
+    let mut taken = vec![
+        ("listen.client", listen.client),
+        ("listen.control", listen.control),
+    ];
+    for (key, addr) in optional {
         let Some(addr) = addr else { continue };
-        for (other, taken) in [
-            ("listen.client", listen.client),
-            ("listen.control", listen.control),
-        ] {
-            if addr.port() != 0 && addr.port() == taken.port() && overlaps(addr, taken) {
+        for &(other, used) in &taken {
+            if addr.port() != 0 && addr.port() == used.port() && overlaps(addr, used) {
                 return Err(invalid(
                     key,
-                    format!("{addr} is also {other} ({taken}): each listener needs its own port"),
+                    format!("{addr} is also {other} ({used}): each listener needs its own port"),
                 ));
             }
         }
+        taken.push((key, addr));
     }
     if let Some(o) = listen
         .websocket_origins
@@ -233,6 +263,10 @@ mod tests {
         for (text, key) in [
             ("websocket = \"127.0.0.1:7100\"\n", "listen.websocket"),
             ("websocket = \"0.0.0.0:7101\"\n", "listen.websocket"),
+            (
+                "websocket = \"127.0.0.1:7102\"\nwebsocket_tls = \"127.0.0.1:7102\"\n",
+                "listen.websocket_tls",
+            ),
             (
                 "websocket_origins = [\"https://app.example.com/\"]\n",
                 "listen.websocket_origins",

@@ -55,6 +55,16 @@ pub const DOCS: &[KeyDoc] = &[
         "Origins a browser may open a WebSocket from (scheme://host[:port]); others get 403. Empty: any.",
         "[\"https://app.example.com\"]",
     ),
+    ex(
+        "listen.client_tls",
+        "Client listener over TLS (wire protocol v1 in TLS 1.2/1.3); needs [tls] cert and key.",
+        "\"0.0.0.0:7443\"",
+    ),
+    ex(
+        "listen.websocket_tls",
+        "WebSocket listener over TLS (wss://); needs [tls] cert and key.",
+        "\"0.0.0.0:7444\"",
+    ),
     d("listen.backlog", "Accept backlog of each shard's listener."),
     ex(
         "listen.control_token",
@@ -396,6 +406,24 @@ pub const DOCS: &[KeyDoc] = &[
     d(
         "store.segment_bytes",
         "Size at which a store file is closed and the next begun, bytes.",
+    ),
+    d(
+        "tls",
+        "Certificate and key of the TLS listeners (client_tls, websocket_tls); re-read on SIGHUP.",
+    ),
+    ex(
+        "tls.cert",
+        "PEM file with the certificate chain, leaf first.",
+        "\"/etc/gateway/cert.pem\"",
+    ),
+    ex(
+        "tls.key",
+        "PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).",
+        "\"/etc/gateway/key.pem\"",
+    ),
+    d(
+        "tls.min_version",
+        "Oldest TLS version accepted: \"1.2\" or \"1.3\".",
     ),
     d("log", "Logging."),
     d(

@@ -127,7 +127,7 @@ impl Shell {
         verifier: Arc<dyn TokenVerifier + Send + Sync>,
     ) -> Result<Self, ShardError> {
         let clock = Clock::start();
-        let core = ShardCore::new(
+        let mut core = ShardCore::new(
             index,
             settings.clone(),
             verifier,
@@ -135,6 +135,9 @@ impl Shell {
             shared.clone(),
             clock.time(),
         );
+        if let Some(tls) = &shared.tls {
+            core.set_tls_acceptor(tls.clone());
+        }
         let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
         let backend =
             Backend::new(&settings.config, index).map_err(|source| ShardError::Backend {

@@ -12,23 +12,24 @@ use super::conn::{Conn, flags};
 use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
 use super::session::Session;
-use super::transport::Transport;
+use super::transport::{ListenerKind, Transport};
 use super::{ShardCore, StreamOpKind, Time};
 use crate::admission::Refusal;
 use crate::stream::Pending;
 
 impl ShardCore {
     /// The driver accepted a client connection on stream handle `stream`,
-    /// on a listener of `transport`, from `peer` when the driver knows it
-    /// (it must when [`ShardCore::needs_peer_address`]). Refused
-    /// connections get an Error and are closed.
+    /// on a listener of `kind`, from `peer` when the driver knows it (it
+    /// must when [`ShardCore::needs_peer_address`]). Refused connections
+    /// get an Error and are closed.
     pub fn on_accepted(
         &mut self,
         t: Time,
         stream: u32,
-        transport: Transport,
+        kind: ListenerKind,
         peer: Option<std::net::IpAddr>,
     ) {
+        let transport = kind.transport();
         let now = self.at(t);
         self.stats.accepts += 1;
         let fd = stream;
@@ -65,6 +66,12 @@ impl ShardCore {
             self.handshakes += 1;
         }
         let key = self.conns.insert(conn) as u32;
+        if kind.is_tls() && !self.tls_accept(key) {
+            // No TLS config to speak with: nothing can be said; close.
+            self.arm_recv(key);
+            self.begin_close(now, key);
+            return;
+        }
         // A refused peer was not counted by admission, so it is not bound.
         if let (None, Some(ip)) = (refusal, peer) {
             self.admission.bind(key, ip);
@@ -104,13 +111,10 @@ impl ShardCore {
         }
         self.stats.bytes_in += data.len() as u64;
         if !conn.has(flags::CLOSING) {
-            match conn.transport {
-                Transport::RawV1 => {
-                    conn.session
-                        .handle_input(now, data, &self.settings.server, &mut self.out);
-                    self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
-                }
-                Transport::WebSocket(phase) => self.ws_received(now, key, phase, data),
+            if conn.has(flags::TLS) {
+                self.tls_received(now, key, data);
+            } else {
+                self.plain_received(now, key, data);
             }
         }
         if !more
@@ -121,6 +125,22 @@ impl ShardCore {
             self.rearm.push(key);
         }
         self.handle_output(now, key);
+    }
+
+    /// Bytes of connection `key`'s transport (as received, or decrypted
+    /// from TLS records) into its session.
+    pub(super) fn plain_received(&mut self, now: Millis, key: u32, data: &[u8]) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        match conn.transport {
+            Transport::RawV1 => {
+                conn.session
+                    .handle_input(now, data, &self.settings.server, &mut self.out);
+                self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
+            }
+            Transport::WebSocket(phase) => self.ws_received(now, key, phase, data),
+        }
     }
 
     /// The receive of (key, generation) found no buffer: the data stays in
@@ -351,9 +371,33 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if conn.life.close_wanted() || conn.outbound.start_send().is_none() {
+        if conn.life.close_wanted() {
             return;
         }
+        let started = if conn.has(flags::TLS) {
+            let Some(stream) = self.tls.stream(key) else {
+                return;
+            };
+            let before = conn.outbound.queued_bytes();
+            let started = conn
+                .outbound
+                .start_send_sealed(
+                    &mut |plain, last, out| stream.seal(plain, last, out),
+                    &mut self.queues,
+                )
+                .is_some();
+            let after = conn.outbound.queued_bytes();
+            self.account_queued(before, after);
+            started
+        } else {
+            conn.outbound.start_send().is_some()
+        };
+        if !started {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
         conn.life.start(Pending::Send);
         self.stream_op(key, StreamOpKind::Send);
     }

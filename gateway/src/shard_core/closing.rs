@@ -55,6 +55,13 @@ impl ShardCore {
             conn.clear(flags::IN_HANDSHAKE);
             self.handshakes -= 1;
         }
+        if conn.has(flags::TLS) {
+            // A close_notify goes after the last frame, before our FIN.
+            self.tls_close_notify(now, key);
+        }
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
         if !conn.outbound.in_flight() && conn.outbound.is_empty() {
             self.shutdown_or_close(now, key);
         } else {
@@ -148,6 +155,7 @@ impl ShardCore {
         let mut conn = self.conns.remove(key as usize);
         self.wheel.cancel(key);
         self.ws.forget(key);
+        self.tls.forget(key);
         self.session_finished(key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);

@@ -23,6 +23,10 @@ pub mod flags {
     /// Pushes were queued this loop iteration; a send starts at its end,
     /// so frames delivered together leave in one send.
     pub const FLUSH_PENDING: u8 = 16;
+    /// The stream is TLS: bytes pass through the connection's record
+    /// layer in the shard's TLS table, and queued frames are sealed when
+    /// their send starts.
+    pub const TLS: u8 = 32;
 }
 
 /// One client connection.

@@ -33,6 +33,7 @@ mod sim;
 mod sim_tests;
 #[cfg(test)]
 mod sim_ws_tests;
+mod tls;
 pub mod transport;
 mod websocket;
 
@@ -234,6 +235,8 @@ pub struct ShardCore {
     rejections: rejections::RejectionLog,
     /// WebSocket connections' incomplete heads and frames.
     ws: websocket::WsConns,
+    /// TLS connections' record layers.
+    tls: tls::TlsConns,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -301,6 +304,7 @@ impl ShardCore {
             shard_cfg,
             rejections: rejections::RejectionLog::default(),
             ws,
+            tls: tls::TlsConns::default(),
         }
     }
 

@@ -123,6 +123,10 @@ impl QueuePool {
     }
 }
 
+/// A record layer's sealing step (TLS): plaintext in, whether nothing else
+/// waits behind it, ciphertext appended to the output.
+pub type Sealer<'a> = dyn FnMut(&[u8], bool, &mut Vec<u8>) + 'a;
+
 /// Frames waiting to be written to one connection. One pointer when
 /// nothing waits (the common case for an idle connection); the queue's
 /// storage exists only while frames are queued or a send is in flight.
@@ -147,6 +151,10 @@ struct Queue {
     queued: u32,
     /// Whether `current` is being written by an in-flight send.
     in_flight: bool,
+    /// Whether `current` is ciphertext already (a TLS connection's frames
+    /// are sealed when their send starts, so a dropped frame is always
+    /// plaintext and the record sequence stays whole).
+    sealed: bool,
 }
 
 impl Outbound {
@@ -197,6 +205,26 @@ impl Outbound {
     /// are merged into one buffer so one send carries them all. The bytes
     /// stay where they are until [`Outbound::complete_send`].
     pub fn start_send(&mut self) -> Option<&[u8]> {
+        self.inner.as_mut()?.start_send()
+    }
+
+    /// Like [`Outbound::start_send`] for a stream under a record layer
+    /// (TLS): the frames waiting are merged as far as [`COALESCE_LIMIT`]
+    /// allows and passed to `seal` as plaintext, with whether nothing else
+    /// waits behind them, and what it appends to its output (ciphertext)
+    /// is what is sent. A frame may be empty: it asks
+    /// for a send of whatever the record layer has pending by itself
+    /// (handshake messages, an alert, a close_notify). Nothing is sent when
+    /// `seal` produces nothing.
+    pub fn start_send_sealed(
+        &mut self,
+        seal: &mut Sealer<'_>,
+        pool: &mut QueuePool,
+    ) -> Option<&[u8]> {
+        if !self.inner.as_mut()?.seal_next(seal) {
+            self.release_if_idle(pool);
+            return None;
+        }
         self.inner.as_mut()?.start_send()
     }
 
@@ -271,6 +299,33 @@ impl Queue {
         oldest
     }
 
+    /// Makes `current` ciphertext (see [`Outbound::start_send_sealed`]);
+    /// returns whether there is something to send.
+    fn seal_next(&mut self, seal: &mut Sealer<'_>) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        if !self.sealed {
+            // A partly written frame is sealed already: only whole
+            // plaintext frames get here.
+            self.coalesce();
+            let Some(plain) = self.current.take() else {
+                return false;
+            };
+            let mut sealed = Vec::with_capacity(plain.len() + 64);
+            seal(plain.as_slice(), self.waiting.is_empty(), &mut sealed);
+            self.queued = (self.queued + sealed.len() as u32).saturating_sub(plain.len() as u32);
+            if sealed.is_empty() {
+                self.current = self.waiting.pop_front();
+                return false;
+            }
+            self.current = Some(Frame::Shared(Bytes::from(sealed)));
+            self.current_sent = 0;
+            self.sealed = true;
+        }
+        self.current.is_some()
+    }
+
     fn start_send(&mut self) -> Option<&[u8]> {
         if self.in_flight {
             return None;
@@ -319,6 +374,7 @@ impl Queue {
         if written == remaining {
             self.current = self.waiting.pop_front();
             self.current_sent = 0;
+            self.sealed = false;
         } else {
             self.current_sent += written as u32;
         }
@@ -335,6 +391,7 @@ impl Queue {
         {
             self.queued -= (f.len() - self.current_sent as usize) as u32;
             self.current_sent = 0;
+            self.sealed = false;
         }
     }
 }
@@ -574,5 +631,95 @@ mod tests {
         t.q.clear(&mut t.pool);
         assert_eq!(t.q.queued_bytes(), 0);
         assert!(t.q.is_empty());
+    }
+
+    /// A toy record layer: each seal wraps its plaintext in `[` `]` and
+    /// puts out `pending` first (like handshake records), so the tests see
+    /// what was sealed together and in what order.
+    #[derive(Default)]
+    struct Brackets {
+        pending: Vec<u8>,
+        seals: usize,
+        /// Whether each seal had nothing behind it.
+        last: Vec<bool>,
+    }
+
+    impl Brackets {
+        fn seal(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) {
+            self.seals += 1;
+            self.last.push(last);
+            out.append(&mut self.pending);
+            if !plain.is_empty() {
+                out.push(b'[');
+                out.extend_from_slice(plain);
+                out.push(b']');
+            }
+        }
+    }
+
+    fn sealed_send(t: &mut Fixture, layer: &mut Brackets) -> Option<Vec<u8>> {
+        t.q.start_send_sealed(&mut |p, last, out| layer.seal(p, last, out), &mut t.pool)
+            .map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn frames_are_sealed_together_when_their_send_starts() {
+        let mut t = Fixture::default();
+        let mut layer = Brackets::default();
+        let p = SlowConsumerPolicy::Disconnect;
+        t.push(Frame::copied(b"ab"), 100, p);
+        t.push(Frame::copied(b"cd"), 100, p);
+        assert_eq!(sealed_send(&mut t, &mut layer).unwrap(), b"[abcd]");
+        assert_eq!(t.q.queued_bytes(), 6, "the ciphertext is what is queued");
+        // Behind the send in flight, plaintext waits; a partial write keeps
+        // the sealed bytes as they are.
+        t.push(Frame::copied(b"ef"), 100, p);
+        assert_eq!(t.complete(2), 2);
+        assert_eq!(sealed_send(&mut t, &mut layer).unwrap(), b"bcd]");
+        assert_eq!(layer.seals, 1, "not sealed twice");
+        assert_eq!(t.complete(4), 4);
+        assert_eq!(sealed_send(&mut t, &mut layer).unwrap(), b"[ef]");
+        assert_eq!(t.complete(4), 4);
+        assert_eq!(
+            layer.last,
+            [true, true],
+            "nothing waited behind either seal"
+        );
+        assert!(t.q.is_empty());
+        assert_eq!(t.pool.len(), 1, "storage back in the pool");
+    }
+
+    #[test]
+    fn an_empty_frame_sends_what_the_record_layer_has_pending_or_nothing() {
+        let mut t = Fixture::default();
+        let mut layer = Brackets {
+            pending: b"HS".to_vec(),
+            ..Brackets::default()
+        };
+        let p = SlowConsumerPolicy::Disconnect;
+        t.push(Frame::copied(b""), 100, p);
+        assert_eq!(sealed_send(&mut t, &mut layer).unwrap(), b"HS");
+        assert_eq!(t.complete(2), 2);
+        // Nothing pending: no send, and the queue is released.
+        t.push(Frame::copied(b""), 100, p);
+        assert_eq!(sealed_send(&mut t, &mut layer), None);
+        assert!(t.q.is_empty());
+        assert_eq!(t.q.queued_bytes(), 0);
+        assert_eq!(t.pool.len(), 1);
+    }
+
+    #[test]
+    fn drop_oldest_never_drops_sealed_bytes() {
+        let mut t = Fixture::default();
+        let mut layer = Brackets::default();
+        let p = SlowConsumerPolicy::DropOldest;
+        t.push(b(400, 1), 1000, p);
+        let first = sealed_send(&mut t, &mut layer).unwrap();
+        assert_eq!(first.len(), 402);
+        t.complete(100);
+        t.push(b(300, 2), 1000, p);
+        // Over the cap: the plaintext behind goes, the sealed record stays.
+        assert_eq!(t.push(b(500, 3), 1000, p), Enqueued::QueuedDropping(1));
+        assert_eq!(sealed_send(&mut t, &mut layer).unwrap().len(), 302);
     }
 }

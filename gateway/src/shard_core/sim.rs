@@ -20,7 +20,7 @@ use tuning::config::GatewayConfig;
 
 use super::{
     Action, Answer, BackendCall, Census, CountingPushIds, Message, ShardCore, StreamOp,
-    StreamOpKind, Time, Transport,
+    StreamOpKind, Time,
 };
 use crate::control::Caller;
 use crate::control::http::Request;
@@ -336,7 +336,7 @@ impl Sim {
             ws: None,
         });
         let t = self.time();
-        self.cores[shard].on_accepted(t, id as u32, Transport::RawV1, Some(peer));
+        self.cores[shard].on_accepted(t, id as u32, super::ListenerKind::RawV1, Some(peer));
         self.run();
         id
     }
@@ -389,8 +389,7 @@ impl Sim {
             ws: Some(ws),
         });
         let t = self.time();
-        let transport = super::ListenerKind::WebSocket.transport();
-        self.cores[shard].on_accepted(t, id as u32, transport, None);
+        self.cores[shard].on_accepted(t, id as u32, super::ListenerKind::WebSocket, None);
         self.run();
         id
     }

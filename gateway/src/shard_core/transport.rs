@@ -1,7 +1,9 @@
 //! Transports: how a listener's streams carry a wire protocol, between the
 //! driver's bytes and the session. Raw v1 (length-prefixed frames straight
 //! on TCP) and WebSocket (RFC 6455, one v1 frame per binary message, see
-//! `protocol::ws`); TLS and MQTT listeners add variants here.
+//! `protocol::ws`), each either on TCP or inside TLS (the connection's
+//! `TLS` flag; the record layer is `shard_core::tls`); MQTT listeners add
+//! a variant here.
 //!
 //! A push is encoded once per [`Encoding`] a shard's recipients need, not
 //! once per recipient: framing that does not depend on the recipient (raw
@@ -19,15 +21,27 @@ pub enum ListenerKind {
     RawV1,
     /// `[listen] websocket`: an HTTP/1.1 Upgrade, then v1 over WebSocket.
     WebSocket,
+    /// `[listen] client_tls`: wire protocol v1 inside TLS.
+    TlsRawV1,
+    /// `[listen] websocket_tls`: WebSocket inside TLS (`wss://`).
+    TlsWebSocket,
 }
 
 impl ListenerKind {
     /// The transport a connection accepted on this listener starts in.
     pub fn transport(self) -> Transport {
         match self {
-            ListenerKind::RawV1 => Transport::RawV1,
-            ListenerKind::WebSocket => Transport::WebSocket(WsPhase::Upgrading),
+            ListenerKind::RawV1 | ListenerKind::TlsRawV1 => Transport::RawV1,
+            ListenerKind::WebSocket | ListenerKind::TlsWebSocket => {
+                Transport::WebSocket(WsPhase::Upgrading)
+            }
         }
+    }
+
+    /// Whether the listener's streams are TLS (the transport runs on the
+    /// plaintext inside).
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::TlsRawV1 | ListenerKind::TlsWebSocket)
     }
 
     /// The listener's name in logs and the ready file (its `[listen]` key).
@@ -35,6 +49,8 @@ impl ListenerKind {
         match self {
             ListenerKind::RawV1 => "client",
             ListenerKind::WebSocket => "websocket",
+            ListenerKind::TlsRawV1 => "client_tls",
+            ListenerKind::TlsWebSocket => "websocket_tls",
         }
     }
 }

@@ -3,6 +3,10 @@
 //! hold time runs out. Several of these processes together hold more
 //! connections than one process may have descriptors.
 //!
+//! With `--websocket` it speaks v1 over WebSocket (the gateway's
+//! `[listen] websocket`): an Upgrade request pipelined with the Hello, then
+//! masked binary messages.
+//!
 //! Prints `ready <n>` once every handshake is done, `failed <n> <why>`
 //! otherwise.
 
@@ -13,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use protocol::codec::{decode_frame, encode_frame};
 use protocol::proto::{Frame, Hello, Ping, frame::Kind};
+use protocol::ws::client::{
+    ServerFrames, UpgradeAnswer, read_upgrade_answer, upgrade_request, wrap_v1,
+};
 
 struct Args {
     target: SocketAddr,
@@ -21,6 +28,7 @@ struct Args {
     user_prefix: String,
     heartbeat_ms: u32,
     hold_secs: u64,
+    websocket: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,9 +39,14 @@ fn parse_args() -> Result<Args, String> {
         user_prefix: "holder".into(),
         heartbeat_ms: 30_000,
         hold_secs: 600,
+        websocket: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--websocket" {
+            a.websocket = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value for {flag}: {value}");
         match flag.as_str() {
@@ -79,10 +92,56 @@ fn frame(kind: Kind) -> Vec<u8> {
     out
 }
 
+/// v1 frames as they go on the wire: as they are, or as masked binary
+/// messages over WebSocket.
+fn wire(v1: Vec<u8>, websocket: bool) -> Vec<u8> {
+    if !websocket {
+        return v1;
+    }
+    let mut out = Vec::with_capacity(v1.len() + 8);
+    wrap_v1(&v1, [0x1f, 0x2e, 0x3d, 0x4c], &mut out);
+    out
+}
+
+/// Whether `buf` (everything read so far) holds the Welcome: `Ok(false)`
+/// to read more.
+fn welcomed(buf: &[u8], key: Option<&str>) -> Result<bool, String> {
+    let v1 = match key {
+        None => buf.to_vec(),
+        Some(key) => match read_upgrade_answer(buf, key) {
+            UpgradeAnswer::NeedMore => return Ok(false),
+            UpgradeAnswer::Refused { status, why } => {
+                return Err(format!("upgrade refused ({status}): {why}"));
+            }
+            UpgradeAnswer::Upgraded { consumed } => {
+                let mut v1 = Vec::new();
+                let mut frames = ServerFrames::new();
+                frames.decode(&buf[consumed..], &mut v1);
+                if let Some(why) = frames.failed {
+                    return Err(why);
+                }
+                v1
+            }
+        },
+    };
+    match decode_frame(&v1, 1 << 16) {
+        Ok(Some((
+            Frame {
+                kind: Some(Kind::Welcome(_)),
+            },
+            _,
+        ))) => Ok(true),
+        Ok(Some((other, _))) => Err(format!("got {other:?}")),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
     let secret = std::env::var("GATEWAY_JWT_SECRET").unwrap_or_else(|_| e2e_tests::SECRET.into());
     let exp = e2e_tests::unix_now() + 24 * 3600;
     let mut conns = Vec::with_capacity(args.count);
+    let mut keys = Vec::new();
     // Connect and say Hello on every connection first, then collect the
     // Welcomes: handshakes overlap instead of running one at a time.
     for i in 0..args.count {
@@ -95,14 +154,26 @@ fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
         };
         let token =
             protocol::auth::mint_hs256(secret.as_bytes(), &claims).map_err(|e| e.to_string())?;
-        let hello = frame(Kind::Hello(Hello {
-            version: 1,
-            token,
-            device: "holder".into(),
-            heartbeat_ms: args.heartbeat_ms,
-            ..Default::default()
-        }));
-        s.write_all(&hello)
+        let hello = wire(
+            frame(Kind::Hello(Hello {
+                version: 1,
+                token,
+                device: "holder".into(),
+                heartbeat_ms: args.heartbeat_ms,
+                ..Default::default()
+            })),
+            args.websocket,
+        );
+        let mut first = Vec::new();
+        if args.websocket {
+            let mut nonce = [0u8; 16];
+            nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let (request, key) = upgrade_request(&args.target.to_string(), "/", nonce);
+            first.extend_from_slice(&request);
+            keys.push(key);
+        }
+        first.extend_from_slice(&hello);
+        s.write_all(&first)
             .map_err(|e| format!("hello #{i}: {e}"))?;
         conns.push(s);
     }
@@ -119,16 +190,10 @@ fn run(args: &Args) -> Result<Vec<TcpStream>, String> {
                 return Err(format!("welcome #{i}: connection closed"));
             }
             buf.extend_from_slice(&chunk[..n]);
-            match decode_frame(&buf, 1 << 16) {
-                Ok(Some((
-                    Frame {
-                        kind: Some(Kind::Welcome(_)),
-                    },
-                    _,
-                ))) => break,
-                Ok(Some((other, _))) => return Err(format!("welcome #{i}: got {other:?}")),
-                Ok(None) => continue,
-                Err(e) => return Err(format!("welcome #{i}: {e}")),
+            if welcomed(&buf, keys.get(i).map(String::as_str))
+                .map_err(|e| format!("welcome #{i}: {e}"))?
+            {
+                break;
             }
         }
     }
@@ -170,7 +235,7 @@ fn main() {
     for s in &conns {
         let _ = s.set_nonblocking(true);
     }
-    let ping = frame(Kind::Ping(Ping { id: 1 }));
+    let ping = wire(frame(Kind::Ping(Ping { id: 1 })), args.websocket);
     let mut sink = [0u8; 256];
     loop {
         let now = Instant::now();

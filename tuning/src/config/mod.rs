@@ -9,6 +9,7 @@
 //! - `validate.rs`: [`GatewayConfig::validate`], the HS256 secret rule
 //!   ([`hs256_secret_problem`]) and [`parse_cidr`];
 //! - `store.rs`: the `[store]` section ([`StoreConfig`]) and its checks;
+//! - `tls.rs`: the `[tls]` section ([`TlsConfig`]) and its checks;
 //! - `error.rs`: [`ConfigError`].
 //!
 //! Everything is used through this module (`tuning::config::...`).
@@ -16,6 +17,7 @@
 mod error;
 mod model;
 mod store;
+mod tls;
 mod validate;
 
 pub use crate::listen::ListenConfig;
@@ -25,4 +27,5 @@ pub use model::{
     PushConfig, ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
 };
 pub use store::{Durability, MAX_DELIVERIES, MAX_TTL_MS, OverflowPolicy, StoreConfig};
+pub use tls::{TlsConfig, TlsVersion};
 pub use validate::{MIN_HS256_SECRET_BYTES, hs256_secret_problem, parse_cidr};

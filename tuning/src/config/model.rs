@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub push: PushConfig,
     /// The durable store of acked pushes.
     pub store: super::store::StoreConfig,
+    /// Certificate and key of the TLS listeners.
+    pub tls: super::tls::TlsConfig,
     /// Logging.
     pub log: LogConfig,
 }

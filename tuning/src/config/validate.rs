@@ -121,6 +121,7 @@ impl GatewayConfig {
         }
         validate_backends(self)?;
         self.store.validate(p.max_frame)?;
+        self.tls.validate(self.listen.first_tls_listener())?;
         Ok(())
     }
 }

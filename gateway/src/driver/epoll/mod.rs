@@ -335,7 +335,7 @@ impl Shard {
             listening.accepts.ready = false;
             return;
         };
-        let (lfd, transport) = (listener.as_raw_fd(), listening.kind.transport());
+        let (lfd, kind) = (listener.as_raw_fd(), listening.kind);
         for _ in 0..ACCEPTS_PER_TURN {
             match accept(lfd) {
                 Ok((fd, peer)) => {
@@ -344,7 +344,7 @@ impl Shard {
                         continue;
                     }
                     let stream = u32::try_from(fd).unwrap_or(u32::MAX);
-                    self.shell.core.on_accepted(t, stream, transport, peer);
+                    self.shell.core.on_accepted(t, stream, kind, peer);
                 }
                 Err(libc::EAGAIN) => {
                     if let Some(l) = self.io.listeners.get_mut(l) {

@@ -114,9 +114,7 @@ impl Shard {
         let Some(kind) = self.io.listener_kinds.get(l).copied() else {
             return;
         };
-        self.shell
-            .core
-            .on_accepted(t, res as u32, kind.transport(), peer);
+        self.shell.core.on_accepted(t, res as u32, kind, peer);
     }
 
     /// A completion of a client connection's multishot receive: the bytes
