@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 # chromium (the status page test renders the page headless).
 TEST_DEBS    ?= python3 python3-venv mosquitto mosquitto-clients nats-server chromium
 
-.PHONY: run test build lint fmt fuzz bench bench-million tune doc deps clean attack deb
+.PHONY: run test test-js build lint fmt fuzz bench bench-million tune doc deps clean attack deb
 
 run:
 	$(CARGO) build --release --bin gateway
@@ -73,6 +73,11 @@ test: deps
 	  E2E_DRIVER=epoll $(CARGO) test --no-fail-fast $(EPOLL_E2E_ARGS); \
 	fi
 	$(CARGO) test --workspace --doc
+	$(MAKE) test-js
+
+# clients/js's own tests, on Node's built-in test runner (no packages).
+test-js:
+	cd clients/js && node --test test/*.test.js
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,6 @@
 //! applied to client connections (checked against the connection's
 //! generation, so a result for a connection that has gone is dropped).
 
-use bytes::Bytes;
 use protocol::proto::{Frame, Hello, Reply, Uplink, frame::Kind};
 use protocol::server::{CloseReason, SessionState};
 use protocol::time::Millis;
@@ -127,7 +126,14 @@ impl ShardCore {
                     let mut buf = Vec::with_capacity(reply.payload.len() + 16);
                     encode_reply(reply, &mut buf);
                     self.stats.frames_out += 1;
-                    self.enqueue(now, key, Bytes::from(buf));
+                    // Framed by the connection's transport (a WebSocket
+                    // connection gets it as a binary message).
+                    let transport = self.conns.get(key as usize).map(|c| c.transport);
+                    if let Some(frame) =
+                        self.frame_session_output(transport.unwrap_or_default(), &buf)
+                    {
+                        self.enqueue(now, key, frame);
+                    }
                     self.flush(key);
                 }
             }
