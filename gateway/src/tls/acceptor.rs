@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tuning::config::{TlsConfig, TlsVersion};
 
@@ -59,7 +59,13 @@ pub fn load_server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError
     if chain.is_empty() {
         return Err(pem_error(cert_path, "no CERTIFICATE in the file"));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| pem_error(key_path, e))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
+        pem::Error::NoItemsFound => pem_error(
+            key_path,
+            "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY in the file",
+        ),
+        e => pem_error(key_path, e),
+    })?;
     let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
@@ -197,6 +203,69 @@ pub(crate) mod tests {
             TlsAcceptor::load(&mismatched),
             Err(TlsError::Rejected { .. })
         ));
+
+        // A key file with no key in it (here, the certificate again).
+        let no_key = TlsConfig {
+            key: files.cert.clone(),
+            ..files.clone()
+        };
+        let e = TlsAcceptor::load(&no_key).unwrap_err().to_string();
+        assert!(
+            e.contains("cert.pem") && e.contains("no PRIVATE KEY"),
+            "{e}"
+        );
+
+        // Neither file set.
+        let e = TlsAcceptor::load(&TlsConfig::default()).unwrap_err();
+        assert!(matches!(e, TlsError::Missing("cert")), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The SEC1 `ECPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208:
+    /// a SEQUENCE of the version, the algorithm and an OCTET STRING
+    /// holding the key).
+    fn sec1_of_pkcs8(der: &[u8]) -> Vec<u8> {
+        /// (tag, content, rest) of the DER element at the start of `d`.
+        fn tlv(d: &[u8]) -> (u8, &[u8], &[u8]) {
+            let (tag, first) = (d[0], d[1]);
+            let (len, head) = if first < 0x80 {
+                (usize::from(first), 2)
+            } else {
+                let n = usize::from(first & 0x7f);
+                let len = d[2..2 + n]
+                    .iter()
+                    .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+                (len, 2 + n)
+            };
+            (tag, &d[head..head + len], &d[head + len..])
+        }
+        let (tag, info, _) = tlv(der);
+        assert_eq!(tag, 0x30);
+        let (_, _, rest) = tlv(info); // version
+        let (_, _, rest) = tlv(rest); // algorithm
+        let (tag, key, _) = tlv(rest);
+        assert_eq!(tag, 0x04);
+        key.to_vec()
+    }
+
+    #[test]
+    fn loads_a_sec1_ec_key() {
+        let dir = temp_dir("sec1");
+        let a = pki("sec1");
+        let files = write_files(&dir, &a);
+        let pkcs8 = PrivateKeyDer::from_pem_slice(a.key_pem.as_bytes()).unwrap();
+        assert!(matches!(pkcs8, PrivateKeyDer::Pkcs8(_)));
+        let sec1 = sec1_of_pkcs8(pkcs8.secret_der());
+        let pem = format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sec1)
+        );
+        assert!(matches!(
+            PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap(),
+            PrivateKeyDer::Sec1(_)
+        ));
+        std::fs::write(dir.join("key.pem"), pem).unwrap();
+        TlsAcceptor::load(&files).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
