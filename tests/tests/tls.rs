@@ -51,9 +51,15 @@ impl Pki {
     }
 }
 
+/// The gateway with both TLS listeners. The close linger is longer than
+/// the default 200 ms: a TLS client answers the close with a close_notify
+/// of its own, and on a loaded box (the tests of this file run in
+/// parallel) one arriving after the gateway closed draws a reset that can
+/// discard the close frame before the client has read it.
 fn start(dir: &Path) -> Gateway {
     let config = format!(
         "[listen]\nclient_tls = \"127.0.0.1:0\"\nwebsocket_tls = \"127.0.0.1:0\"\n\
+         [protocol]\nclose_linger_ms = 2000\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         dir.join("cert.pem").display(),
         dir.join("key.pem").display()
