@@ -34,6 +34,7 @@ pub mod shard_core;
 pub mod shared;
 pub mod stats;
 pub mod store;
+pub mod store_open;
 pub mod stream;
 pub mod time;
 pub mod timer;

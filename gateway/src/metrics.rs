@@ -29,6 +29,10 @@ pub const GAUGES: &[&str] = &[
     "app_names",
     "device_labels",
     "backend_in_flight",
+    "store_commit_ms_max",
+    "store_pushes",
+    "store_disk_bytes",
+    "store_ram_bytes",
 ];
 
 /// Name of the build information gauge (always 1, labelled `version`, `git`).

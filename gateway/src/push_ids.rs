@@ -21,6 +21,14 @@ impl Default for CountingPushIds {
     }
 }
 
+impl CountingPushIds {
+    /// A counter whose first id is `first` (at least 1): above every id a
+    /// durable store reserved before a restart.
+    pub fn starting_at(first: u64) -> Self {
+        Self(AtomicU64::new(first.max(1)))
+    }
+}
+
 impl PushIds for CountingPushIds {
     fn next_id(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed)

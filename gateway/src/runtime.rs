@@ -51,6 +51,9 @@ pub enum StartError {
     /// The TLS listeners' certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The durable store cannot be opened or recovered.
+    #[error("durable store: {0}")]
+    Store(#[from] crate::store_open::OpenError),
 }
 
 /// A running gateway.
@@ -67,6 +70,8 @@ pub struct Gateway {
     pub client_tls_addr: Option<SocketAddr>,
     /// Where the TLS WebSocket listener is bound, when there is one.
     pub websocket_tls_addr: Option<SocketAddr>,
+    /// The lock on the store's directory, held while the gateway runs.
+    _store_lock: std::fs::File,
     /// The instance locks of both addresses, held while the gateway runs.
     _locks: Vec<InstanceLock>,
 }
@@ -197,14 +202,21 @@ impl Gateway {
             // SAFETY: fd is a fresh descriptor we own.
             doorbells.push(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }));
         }
+        let opened = crate::store_open::open_stores(&settings.config.store, n)?;
         let shared = Arc::new(Shared {
             stats: (0..n).map(|_| PublishedStats::default()).collect(),
             doorbells,
             draining: AtomicBool::new(false),
             mailboxes: Mailboxes::new(n, settings.config.push.mailbox_capacity as usize),
-            push_ids: Arc::new(CountingPushIds::default()),
+            push_ids: Arc::new(CountingPushIds::starting_at(opened.first_id)),
             metrics: MetricsHub::install(),
             tls,
+            stores: opened
+                .stores
+                .into_iter()
+                .map(|s| std::sync::Mutex::new(Some(s)))
+                .collect(),
+            store_dirs: opened.dirs,
         });
         let settings = Arc::new(settings);
         let mut threads = Vec::with_capacity(n);
@@ -268,6 +280,7 @@ impl Gateway {
             client_tls_addr,
             websocket_tls_addr,
             _locks: locks,
+            _store_lock: opened.lock,
         })
     }
 

@@ -34,6 +34,12 @@ pub struct Shared {
     /// The TLS listeners' certificate (reloaded on SIGHUP), when there are
     /// TLS listeners.
     pub tls: Option<Arc<crate::tls::TlsAcceptor>>,
+    /// Each shard's durable store as recovered at start-up, taken by the
+    /// shard when it is built (empty without a store).
+    pub stores: Vec<std::sync::Mutex<Option<crate::store::StoreCore>>>,
+    /// Where each shard's store keeps its files (its writer thread's
+    /// directory), by shard.
+    pub store_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Doorbell for Shared {

@@ -194,6 +194,32 @@ counters! {
     /// Keep-alive control connections closed after
     /// `listen.control_idle_timeout_ms` without a request.
     control_idle_closes,
+    /// Durable pushes stored in the inboxes this shard owns.
+    store_stored,
+    /// Durable pushes sent to a user's sessions (first and again).
+    store_delivered,
+    /// Durable pushes sent again (Ack timeout or a new session).
+    store_redelivered,
+    /// Durable pushes removed by an Ack.
+    store_acked,
+    /// Durable pushes removed by their TTL.
+    store_expired,
+    /// Durable pushes removed after `max_deliveries` unacked.
+    store_dead_lettered,
+    /// Durable pushes dropped from a full inbox (drop-oldest).
+    store_dropped,
+    /// Durable pushes refused: an inbox or the store was full.
+    store_rejected,
+    /// Group commits of the store.
+    store_commits,
+    /// The longest group commit, ms (a gauge).
+    store_commit_ms_max,
+    /// Durable pushes held now (a gauge).
+    store_pushes,
+    /// Bytes of the store's files on disk (a gauge).
+    store_disk_bytes,
+    /// RAM of the store's index, bytes (a gauge).
+    store_ram_bytes,
 }
 
 /// Where counter `name` is in [`ShardStats::NAMES`] (a compile-time error

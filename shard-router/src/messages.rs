@@ -37,6 +37,9 @@ pub struct PushJob {
     pub rate: u32,
     /// When the API accepted it, µs since the Unix epoch.
     pub accepted_us: u64,
+    /// A durable push (`"ack": true` to users): how long the user's
+    /// inbox keeps it, ms; 0 = `[store] ttl_ms`. Unused otherwise.
+    pub ttl_ms: u64,
 }
 
 /// Who on a shard a delivery is for.
@@ -154,6 +157,15 @@ pub enum Message {
     PushCount(Receipt, u32),
     /// To every shard: kick all sessions (drain kind) at this rate per shard.
     Drain(u32, Arc<[String]>, u32),
+    /// To a user's owner: keep this durable push in the user's inbox, then
+    /// deliver it; tell the receipt's shard whether it was stored
+    /// ([`Message::PushStored`]) and plan its count.
+    StoreForUser(Box<str>, Arc<PushJob>, Option<Receipt>),
+    /// To a user's owner: a session of the user acked these push ids.
+    Acked(Box<str>, Box<[u64]>),
+    /// To a receipt's shard: the durable push is stored for one user
+    /// (`Ok`), or refused with this HTTP status and reason.
+    PushStored(Receipt, Result<(), (u16, Box<str>)>),
 }
 
 impl Message {

@@ -166,7 +166,9 @@ impl Router {
 
     /// Handles a message an owner acts on; gives back the ones a holding
     /// or requesting shard acts on (`Deliver`, `SessionsRequest`,
-    /// `RequestPlan`, `RequestReply`, `PushPlan`, `PushCount`, `Drain`).
+    /// `RequestPlan`, `RequestReply`, `PushPlan`, `PushCount`, `Drain`) and
+    /// the durable store's (`StoreForUser`, `Acked`, `PushStored`), which
+    /// the shard's core keeps.
     pub fn handle(&mut self, msg: Message, out: &mut Outbox) -> Option<Message> {
         match msg {
             Message::SessionUp(user, r) => {
@@ -229,9 +231,17 @@ impl Router {
             | Message::RequestReply(..)
             | Message::PushPlan(..)
             | Message::PushCount(..)
-            | Message::Drain(..)) => return Some(holder),
+            | Message::Drain(..)
+            | Message::StoreForUser(..)
+            | Message::Acked(..)
+            | Message::PushStored(..)) => return Some(holder),
         }
         None
+    }
+
+    /// Whether this (owner) shard's directory holds a session of `user`.
+    pub fn has_sessions(&self, user: &str) -> bool {
+        !self.directory.sessions(user).is_empty()
     }
 
     /// A request about `user`'s sessions: to the user's owner, which plans

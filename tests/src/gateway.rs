@@ -61,7 +61,21 @@ impl Gateway {
     /// Like [`Gateway::start`], with the control listener on `control`
     /// (readiness is still probed over 127.0.0.1).
     pub fn start_with_control(shards: usize, config: &str, control: SocketAddr) -> Self {
-        Self::launch(None, test_driver(), shards, config, control)
+        Self::launch(None, test_driver(), shards, config, control, None)
+    }
+
+    /// Like [`Gateway::start`], with the durable store in `data_dir`
+    /// (`--data-dir`), so that a later gateway can recover it. Every other
+    /// gateway keeps its store in its own temporary directory.
+    pub fn start_with_data(shards: usize, config: &str, data_dir: &Path) -> Self {
+        Self::launch(
+            None,
+            test_driver(),
+            shards,
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(data_dir),
+        )
     }
 
     /// Like [`Gateway::start`], with the gateway run by `launcher` (a
@@ -76,6 +90,7 @@ impl Gateway {
             shards,
             config,
             SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
         )
     }
 
@@ -85,6 +100,7 @@ impl Gateway {
         shards: usize,
         config: &str,
         control: SocketAddr,
+        data_dir: Option<&Path>,
     ) -> Self {
         let dir = TempDir::new("gw");
         let path = dir.0.join("gateway.toml");
@@ -114,6 +130,8 @@ impl Gateway {
             .arg(shards.to_string())
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--data-dir")
+            .arg(data_dir.unwrap_or(&dir.0.join("data")))
             .env("GATEWAY_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -60,7 +60,9 @@ fn auto_falls_back_to_epoll_says_why_once_and_serves_clients() {
 
 #[test]
 fn io_uring_under_the_filter_fails_with_one_line_naming_the_cause() {
+    let dir = e2e_tests::TempDir::new("uring-refused");
     let out = Command::new(binary("e2e-no-io-uring"))
+        .current_dir(&dir.0)
         .arg(binary("gateway"))
         .args([
             "--driver",

@@ -17,7 +17,10 @@ fn refused(args: &[&str], secret: Option<&str>) -> String {
     let dir = TempDir::new("refused");
     let err_path = dir.0.join("stderr");
     let mut cmd = Command::new(binary("gateway"));
+    // In its own directory: a gateway that gets as far as its store keeps
+    // it there, not beside the tests.
     cmd.args(args)
+        .current_dir(&dir.0)
         .env_remove("GATEWAY_JWT_SECRET")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -27,6 +27,14 @@ pub enum ShardError {
         /// What failed.
         source: RingError,
     },
+    /// The durable store's writer thread could not be started.
+    #[error("shard {shard}: cannot start the store's writer thread: {source}")]
+    Store {
+        /// Shard index.
+        shard: usize,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The shard thread panicked.
     #[error("shard {shard} panicked")]
     Panicked {

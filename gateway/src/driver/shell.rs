@@ -22,6 +22,7 @@ use crate::metrics::ShardMetrics;
 use crate::settings::Settings;
 use crate::shard_core::{Action, Answer, BackendCall, Message, ShardCore, StreamOp, Time};
 use crate::shared::Shared;
+use crate::store::{OpDone, OpId, StoreOp, Writer};
 
 /// How often a shard copies its counters to where others can read them.
 pub const PUBLISH_MS: u64 = 250;
@@ -114,6 +115,13 @@ pub struct Shell {
     /// Stream operations that ended at once (storage kept).
     stream_done: Vec<StreamDone>,
     last_publish: Millis,
+    /// The thread that performs the durable store's file operations, so
+    /// the shard never waits for a disk (none without a store).
+    writer: Option<Writer>,
+    /// Store operations being handed over, completions being fed in
+    /// (storage kept).
+    store_ops: Vec<StoreOp>,
+    store_done: Vec<(OpId, OpDone)>,
 }
 
 impl Shell {
@@ -138,13 +146,31 @@ impl Shell {
         if let Some(tls) = &shared.tls {
             core.set_tls_acceptor(tls.clone());
         }
+        let store = shared
+            .stores
+            .get(index)
+            .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+        let mut writer = None;
+        if let (Some(store), Some(dir)) = (store, shared.store_dirs.get(index)) {
+            core.set_store(store);
+            let bell = shared.clone();
+            let spawned = Writer::spawn(format!("store-{index}"), dir.clone(), move || {
+                bell.ring_doorbell(index)
+            });
+            writer = Some(spawned.map_err(|source| ShardError::Store {
+                shard: index,
+                source,
+            })?);
+        }
         let control = ControlServer::new(ControlLimits::from_config(&settings.config.listen));
         let backend =
             Backend::new(&settings.config, index).map_err(|source| ShardError::Backend {
                 shard: index,
                 source,
             })?;
-        Ok(Self::new(core, index, shared, control, backend, clock))
+        let mut shell = Self::new(core, index, shared, control, backend, clock);
+        shell.writer = writer;
+        Ok(shell)
     }
 
     /// The shell of shard `index` around `core`.
@@ -169,6 +195,9 @@ impl Shell {
             fd_ops: Vec::new(),
             stream_done: Vec::new(),
             last_publish: Millis(0),
+            writer: None,
+            store_ops: Vec::new(),
+            store_done: Vec::new(),
         }
     }
 
@@ -196,6 +225,7 @@ impl Shell {
     pub fn turn(&mut self, io: &mut impl ShardIo, t: Time) {
         let now = t.now;
         self.apply_backend_outcomes(t);
+        self.apply_store_completions(t);
         self.read_inbox(io, t);
         self.handle_control_requests(io, t);
         self.core.on_tick(t);
@@ -208,6 +238,33 @@ impl Shell {
             self.apply_backend_outcomes(t);
         }
         self.perform_fd_ops(io, t);
+        self.submit_store_ops(t);
+    }
+
+    /// Feeds the store operations the writer thread completed to the core.
+    fn apply_store_completions(&mut self, t: Time) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        let mut done = std::mem::take(&mut self.store_done);
+        writer.completions(&mut done);
+        for (id, d) in done.drain(..) {
+            self.core.on_store_done(t, id, d);
+        }
+        self.store_done = done;
+    }
+
+    /// Hands the core's queued store operations to the writer thread.
+    fn submit_store_ops(&mut self, t: Time) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        let mut ops = std::mem::take(&mut self.store_ops);
+        self.core.take_store_ops(t, &mut ops);
+        if !ops.is_empty() && !writer.submit(std::mem::take(&mut ops)) {
+            tracing::error!(shard = self.index, "the store's writer thread is gone");
+        }
+        self.store_ops = ops;
     }
 
     /// The end of a loop: the drain's next step and the periodic publish.
@@ -215,6 +272,7 @@ impl Shell {
     pub fn end_turn(&mut self, io: &mut impl ShardIo, t: Time) -> bool {
         let done = self.core.drain_step(t) == Some(true);
         self.settle(io, t);
+        self.submit_store_ops(t);
         if !done && t.now.since(self.last_publish) >= PUBLISH_MS {
             self.publish();
             self.core.log_rejections(t.now);

@@ -11,6 +11,7 @@ use super::closing::live;
 use super::conn::{Conn, flags};
 use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
+use super::push::Message;
 use super::session::Session;
 use super::transport::{ListenerKind, Transport};
 use super::{ShardCore, StreamOpKind, Time};
@@ -218,7 +219,18 @@ impl ShardCore {
             Event::Uplink(uplink) => self.forward_uplink(key, uplink),
             Event::Subscribe(topics) => self.subscribe(now, key, topics),
             Event::Unsubscribe(topics) => self.unsubscribe(key, topics),
-            Event::Ack(ids) => self.stats.acks += ids.len() as u64,
+            Event::Ack(ids) => {
+                self.stats.acks += ids.len() as u64;
+                // Durable pushes leave their inbox on the first Ack: tell
+                // the user's owner, which keeps the inbox.
+                let user = self.conns.get(key as usize).and_then(|c| c.user.clone());
+                if let Some(user) = user
+                    && !ids.is_empty()
+                {
+                    let msg = Message::Acked(user.clone(), ids.into());
+                    self.tell_owner(&user, msg);
+                }
+            }
         }
     }
 

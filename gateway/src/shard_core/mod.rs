@@ -22,6 +22,7 @@ mod closing;
 pub mod conn;
 mod control;
 mod drain;
+mod durable;
 mod names;
 pub mod outbound;
 pub mod push;
@@ -237,6 +238,8 @@ pub struct ShardCore {
     ws: websocket::WsConns,
     /// TLS connections' record layers.
     tls: tls::TlsConns,
+    /// The durable store of the users this shard owns, once given.
+    durable: Option<Box<durable::Durable>>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -305,6 +308,7 @@ impl ShardCore {
             rejections: rejections::RejectionLog::default(),
             ws,
             tls: tls::TlsConns::default(),
+            durable: None,
         }
     }
 
@@ -354,6 +358,7 @@ impl ShardCore {
             self.expire_requests(now);
         }
         self.expire_answers(now);
+        self.store_tick(now);
     }
 
     /// Ends a turn of the driver's loop: the sends of everything delivered
@@ -385,6 +390,7 @@ impl ShardCore {
             self.paced_wakeup(now),
             self.requests_wakeup(),
             self.answers_wakeup(),
+            self.store_wakeup(now),
             self.rejections.next_due(),
             outbox,
             turn,
@@ -403,6 +409,22 @@ impl ShardCore {
         self.stats.paced_deliveries = self.paced.len() as u64;
         self.stats.app_names = self.app_names.len() as u64;
         self.stats.device_labels = self.device_names.len() as u64;
+        if let Some(st) = self.store_stats() {
+            let s = &mut self.stats;
+            s.store_stored = st.stored;
+            s.store_delivered = st.delivered;
+            s.store_redelivered = st.redelivered;
+            s.store_acked = st.acked;
+            s.store_expired = st.expired;
+            s.store_dead_lettered = st.dead_lettered;
+            s.store_dropped = st.dropped_oldest;
+            s.store_rejected = st.rejected_inbox_full + st.rejected_store_full;
+            s.store_commits = st.commits;
+            s.store_commit_ms_max = st.commit_ms_max;
+            s.store_pushes = st.pushes;
+            s.store_disk_bytes = st.disk_bytes;
+            s.store_ram_bytes = st.ram_bytes;
+        }
         (&self.stats, &mut self.fanout_samples)
     }
 

@@ -264,6 +264,24 @@ impl StoreCore {
         true
     }
 
+    /// A new session of `user` is up: the pushes in flight to the earlier
+    /// ones stop awaiting their Acks, so they go out again now (to the new
+    /// session) instead of at their deadlines. How many.
+    pub fn release_in_flight(&mut self, user: &str) -> usize {
+        let ids: Vec<u64> = self
+            .pending(user)
+            .filter(|p| p.in_flight)
+            .map(|p| p.id)
+            .collect();
+        for &id in &ids {
+            self.acks.disarm(user, id);
+            if let Some(e) = self.inboxes.entry_mut(user, id) {
+                e.flags &= !IN_FLIGHT;
+            }
+        }
+        ids.len()
+    }
+
     /// Removes every pending push of `user` (the control API's DELETE);
     /// how many.
     pub fn purge(&mut self, user: &str) -> usize {

@@ -175,6 +175,7 @@ fn job(id: u64) -> Arc<PushJob> {
         app: "".into(),
         rate: 0,
         accepted_us: 0,
+        ttl_ms: 0,
     })
 }
 
@@ -432,6 +433,7 @@ fn a_cached_route_is_planned_by_the_pushing_shard_itself() {
         app: "chat".into(),
         rate: 0,
         accepted_us: 0,
+        ttl_ms: 0,
     });
     let r = receipt(via as u16, 3);
     let mut out = Vec::new();

@@ -98,12 +98,15 @@ pub enum SuiteError {
     Io(#[from] std::io::Error),
 }
 
-struct GatewayProc(Child);
+/// A gateway the suite started, and the directory of its durable store
+/// (its own, removed with it: a benchmark run keeps no pushes).
+struct GatewayProc(Child, PathBuf);
 
 impl Drop for GatewayProc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -119,6 +122,11 @@ fn start_gateway(
 ) -> Result<(GatewayProc, SocketAddrV4, SocketAddr), SuiteError> {
     let client = SocketAddrV4::new([127, 0, 0, 1].into(), free_port()?);
     let control = SocketAddr::V4(SocketAddrV4::new([127, 0, 0, 1].into(), free_port()?));
+    let data = std::env::temp_dir().join(format!(
+        "gateway-bench-store-{}-{}",
+        std::process::id(),
+        control.port()
+    ));
     let child = Command::new(bin)
         .args([
             "--listen",
@@ -128,13 +136,15 @@ fn start_gateway(
             "--shards",
             "2",
         ])
+        .arg("--data-dir")
+        .arg(&data)
         .env("GATEWAY_JWT_SECRET", secret)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| SuiteError::Gateway(format!("cannot start {}: {e}", bin.display())))?;
-    let gw = GatewayProc(child);
+    let gw = GatewayProc(child, data);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(client).is_ok() {

@@ -25,7 +25,7 @@ use crate::shard_core::ShardCore;
 
 /// The count of one part of an answer: one push (to one or more users, or
 /// to a topic), or one run of merged topic pushes of a batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Tally {
     /// Plans still to come: one per user or topic the part was routed to.
     plans_due: u32,
@@ -34,6 +34,13 @@ pub(super) struct Tally {
     counts_due: i64,
     /// Sessions reached, as counted so far.
     online: u64,
+    /// A durable push: the users' owners still to say it is stored.
+    stored_due: u32,
+    /// A durable push: it is stored for every user so far (false before
+    /// the first word, and after any refusal).
+    durable: bool,
+    /// Why an owner refused to store it, with the HTTP status.
+    refused: Option<(u16, Box<str>)>,
 }
 
 impl Tally {
@@ -43,16 +50,40 @@ impl Tally {
             plans_due: u32::try_from(names).unwrap_or(u32::MAX),
             counts_due: 0,
             online: 0,
+            stored_due: 0,
+            durable: false,
+            refused: None,
         }
     }
 
-    /// Whether every holder has counted.
+    /// A durable push routed to `names` users: its answer also waits for
+    /// every user's owner to store it.
+    pub(super) fn durable(names: usize) -> Self {
+        Self {
+            stored_due: u32::try_from(names).unwrap_or(u32::MAX),
+            durable: true,
+            ..Self::new(names)
+        }
+    }
+
+    /// Whether every holder has counted (and every owner stored).
     fn done(&self) -> bool {
-        self.plans_due == 0 && self.counts_due == 0
+        self.plans_due == 0 && self.counts_due == 0 && self.stored_due == 0
+    }
+
+    /// The HTTP status of an answer made of this part alone.
+    fn status(&self) -> u16 {
+        self.refused.as_ref().map_or(200, |(status, _)| *status)
     }
 
     fn answer(&self, id: u64) -> Value {
         let mut v = json!({ "id": id, "online": self.online });
+        if self.durable {
+            v["stored"] = json!(self.stored_due == 0 && self.refused.is_none());
+        }
+        if let Some((_, why)) = &self.refused {
+            v["error"] = json!(why);
+        }
         if !self.done() {
             v["partial"] = json!(true);
         }
@@ -113,6 +144,15 @@ impl Shape {
         match self {
             Shape::One { tally, .. } => usize::from(!tally.done()),
             Shape::Batch { tallies, .. } => tallies.iter().filter(|t| !t.done()).count(),
+        }
+    }
+
+    /// The HTTP status: a single push's refusal by the store; a batch
+    /// says per line.
+    fn status(&self) -> u16 {
+        match self {
+            Shape::One { tally, .. } => tally.status(),
+            Shape::Batch { .. } => 200,
         }
     }
 
@@ -251,6 +291,16 @@ impl ShardCore {
         });
     }
 
+    /// A user's owner stored the durable push of `r`, or refused it.
+    pub(super) fn push_stored(&mut self, r: Receipt, result: Result<(), (u16, Box<str>)>) {
+        self.tally(r, |t| {
+            t.stored_due = t.stored_due.saturating_sub(1);
+            if let Err(refusal) = result {
+                t.refused.get_or_insert(refusal);
+            }
+        });
+    }
+
     /// Applies `change` to `r`'s part, and answers when that was the
     /// last count the answer waited for. Receipts of answers already
     /// given (timed out) and of parts already counted are ignored.
@@ -307,7 +357,7 @@ impl ShardCore {
         }
         let p = self.answers.pending.remove(key as usize);
         self.answers.trim();
-        self.respond(p.caller, Response::json(200, &p.shape.body()));
+        self.respond(p.caller, Response::json(p.shape.status(), &p.shape.body()));
     }
 }
 

@@ -67,6 +67,9 @@ struct PushRequest {
     payload_b64: Option<String>,
     #[serde(default)]
     ack: bool,
+    /// How long a durable push waits in an inbox, ms (0 or absent:
+    /// `[store] ttl_ms`).
+    ttl_ms: Option<u64>,
     /// Recipients per second (broadcast and topic pushes).
     rate: Option<u32>,
 }
@@ -75,16 +78,27 @@ struct PushRequest {
 #[derive(Debug, PartialEq, Eq)]
 enum Destination {
     Users(Vec<String>),
+    /// Users, with `"ack": true`: stored in each user's inbox by its
+    /// owner before it goes out (see `shard_core::durable`).
+    DurableUsers(Vec<String>),
     Topic(String),
     All,
 }
 
 impl Destination {
+    /// The count an answer waits for, for a push to `names` names.
+    fn tally(&self, names: usize) -> Tally {
+        match self {
+            Destination::DurableUsers(_) => Tally::durable(names),
+            _ => Tally::new(names),
+        }
+    }
+
     /// How many users or topics will plan the push's count; `None` for a
     /// broadcast, whose answer never waits.
     fn names(&self) -> Option<usize> {
         match self {
-            Destination::Users(users) => Some(users.len()),
+            Destination::Users(users) | Destination::DurableUsers(users) => Some(users.len()),
             Destination::Topic(_) => Some(1),
             Destination::All => None,
         }
@@ -181,7 +195,7 @@ impl ShardCore {
             self.route(dest, job, None);
             return Some(Response::json(200, &json!({ "id": id, "online": online })));
         };
-        let tally = Tally::new(names);
+        let tally = dest.tally(names);
         let answer = self.await_answer(now, caller, Shape::One { id, tally });
         self.route(dest, job, Some(answer.receipt(self.index, 0)));
         self.seal_answer(answer, None);
@@ -232,7 +246,8 @@ impl ShardCore {
             };
             self.stats.pushes_accepted += 1;
             let id = job.id;
-            let mergeable = job.rate == 0 && !matches!(dest, Destination::Users(_));
+            let mergeable = job.rate == 0
+                && !matches!(dest, Destination::Users(_) | Destination::DurableUsers(_));
             if let Some(r) = &mut run
                 && mergeable
                 && r.dest == dest
@@ -260,7 +275,7 @@ impl ShardCore {
             let receipt = match dest.names() {
                 Some(names) => {
                     let part = u32::try_from(tallies.len()).unwrap_or(u32::MAX);
-                    tallies.push(Tally::new(names));
+                    tallies.push(dest.tally(names));
                     lines.push(Line::Counted { id, part });
                     Some(answer.receipt(self.index, part))
                 }
@@ -304,8 +319,16 @@ impl ShardCore {
             (None, None, None, Some(true)) => Destination::All,
             _ => return Err(ApiError::Target),
         };
+        // A push to users with an Ack asked for is durable; a topic or
+        // broadcast push with one is not kept (yet): its Acks are counted.
+        let dest = match dest {
+            Destination::Users(us) if req.ack => Destination::DurableUsers(us),
+            other => other,
+        };
         let names_ok = match &dest {
-            Destination::Users(us) => us.iter().all(|u| !u.is_empty()),
+            Destination::Users(us) | Destination::DurableUsers(us) => {
+                us.iter().all(|u| !u.is_empty())
+            }
             Destination::Topic(t) => !t.is_empty(),
             Destination::All => true,
         };
@@ -350,6 +373,7 @@ impl ShardCore {
             app: req.app.into(),
             rate,
             accepted_us,
+            ttl_ms: req.ttl_ms.unwrap_or(0),
         };
         Ok((dest, job))
     }
@@ -379,7 +403,8 @@ impl ShardCore {
     /// so pushes keep the order they were accepted in. Either way the
     /// count goes to `receipt`.
     fn route(&mut self, dest: Destination, job: PushJob, receipt: Option<Receipt>) {
-        let small = matches!(&dest, Destination::Users(us) if us.len() <= ROUTE_AT_ONCE_USERS);
+        let small = matches!(&dest, Destination::Users(us) | Destination::DurableUsers(us)
+            if us.len() <= ROUTE_AT_ONCE_USERS);
         if small && self.accepted.0.is_empty() {
             self.route_now(dest, job, receipt);
         } else {
@@ -413,6 +438,12 @@ impl ShardCore {
             Destination::Users(users) => {
                 for user in users {
                     self.route_to_user(&user, &job, receipt);
+                }
+            }
+            Destination::DurableUsers(users) => {
+                for user in users {
+                    let msg = Message::StoreForUser(user.as_str().into(), job.clone(), receipt);
+                    self.tell_owner(&user, msg);
                 }
             }
             Destination::Topic(topic) => self.route_to_topic(&topic, &job, receipt),

@@ -182,8 +182,19 @@ impl ShardCore {
     /// Acts on one message: the router takes the owner's part, this shard
     /// the holder's.
     fn handle_message(&mut self, now: Millis, msg: Message) {
+        // A user's sessions changing matters to the user's inbox too.
+        let session_change = match &msg {
+            Message::SessionUp(user, _) if self.durable.is_some() => Some((user.clone(), true)),
+            Message::SessionDown(user, _) if self.durable.is_some() => Some((user.clone(), false)),
+            _ => None,
+        };
         let mut held = None;
         self.routing(|router, out| held = router.handle(msg, out));
+        match session_change {
+            Some((user, true)) => self.durable_session_up(now, &user),
+            Some((user, false)) => self.durable_session_down(&user),
+            None => {}
+        }
         let Some(msg) = held else {
             return;
         };
@@ -203,6 +214,11 @@ impl ShardCore {
             Message::Drain(rate, reconnect, retry_after_ms) => {
                 self.start_admin_drain(now, rate, &reconnect, retry_after_ms)
             }
+            Message::StoreForUser(user, job, receipt) => {
+                self.store_for_user(now, user, job, receipt)
+            }
+            Message::Acked(user, ids) => self.on_acked(now, &user, &ids),
+            Message::PushStored(receipt, result) => self.push_stored(receipt, result),
             other => {
                 tracing::debug!(
                     shard = self.index,
