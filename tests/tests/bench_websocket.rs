@@ -130,6 +130,6 @@ fn websocket_transport_is_refused_for_other_peers() {
     assert_eq!(
         err.trim(),
         "gateway-bench: --transport ws is for --peer gateway only (its WebSocket listener); \
-         nats runs over --transport tcp"
+         --peer nats runs over --transport tcp"
     );
 }

@@ -71,7 +71,10 @@ impl Transport {
     pub fn check(self, peer: PeerKind) -> Result<(), TransportError> {
         match (self, peer) {
             (Transport::Tcp, _) | (Transport::Ws, PeerKind::Gateway) => Ok(()),
-            (Transport::Ws, _) => Err(TransportError::WsNeedsGateway(peer.label())),
+            (Transport::Ws, _) => Err(TransportError::WsNeedsGateway(
+                clap::ValueEnum::to_possible_value(&peer)
+                    .map_or_else(|| peer.label().to_owned(), |v| v.get_name().to_owned()),
+            )),
         }
     }
 }
@@ -83,9 +86,9 @@ pub enum TransportError {
     /// `--transport ws` with a peer other than the gateway.
     #[error(
         "--transport ws is for --peer gateway only (its WebSocket listener); \
-         {0} runs over --transport tcp"
+         --peer {0} runs over --transport tcp"
     )]
-    WsNeedsGateway(&'static str),
+    WsNeedsGateway(String),
 }
 
 /// Something a connection's adapter reports.
