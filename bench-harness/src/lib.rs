@@ -5,7 +5,8 @@
 //! - [`engine`]: shard threads holding the connections, on io_uring or epoll;
 //!   [`driver`] picks which (`--driver`).
 //! - [`worker`]: worker processes (re-exec) and the exact merge of their results.
-//! - [`wire`]: sans-IO client adapters (gateway v1, MQTT 3.1.1, core NATS).
+//! - [`wire`]: sans-IO client adapters (gateway v1 over TCP or WebSocket,
+//!   MQTT 3.1.1, core NATS).
 //! - [`publish`]: the sending side (push API, MQTT and NATS publishers).
 //! - [`scenario`]: connect, fanout, unicast, uplink, floor, churn.
 //! - [`peers`]: starting mosquitto and nats-server on loopback.

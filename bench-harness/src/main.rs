@@ -75,6 +75,20 @@ enum Scenario {
     Worker,
 }
 
+impl Scenario {
+    /// The shared load options, for the scenarios that take them.
+    fn common(&self) -> Option<&Common> {
+        match self {
+            Scenario::Connect { common, .. }
+            | Scenario::Fanout { common, .. }
+            | Scenario::Unicast { common, .. }
+            | Scenario::Uplink { common, .. }
+            | Scenario::Churn { common, .. } => Some(common),
+            _ => None,
+        }
+    }
+}
+
 /// A peer server `gateway-bench peer` can run.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum PeerServer {
@@ -166,6 +180,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything connects or starts: a transport the peer lacks.
+    if let Some(c) = cli.scenario.common() {
+        c.transport.check(c.peer)?;
+    }
     match cli.scenario {
         Scenario::Worker => worker::worker_main().context("worker"),
         Scenario::Backend(args) => bench_harness::backend::run(args),

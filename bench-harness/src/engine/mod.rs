@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::histo::Latency;
-use crate::wire::PeerKind;
+use crate::wire::{PeerKind, Transport};
 
 pub use shard::{ShardError, run_shard};
 
@@ -80,6 +80,9 @@ pub struct ShardPlan {
     pub sched: crate::sched::Sched,
     /// Protocol spoken.
     pub peer: PeerKind,
+    /// How it is reached (TCP, or the gateway's WebSocket listener).
+    #[serde(default)]
+    pub transport: Transport,
     /// Where to connect.
     pub target: SocketAddrV4,
     /// Source addresses to spread connections over (empty: let the kernel choose).

@@ -14,7 +14,7 @@ use crate::preflight::{self, PreflightError};
 use crate::report::TimelinePoint;
 use crate::report::progress::ProgressLine;
 use crate::scenario::drain::{DrainPhase, PhaseEnd};
-use crate::wire::PeerKind;
+use crate::wire::{PeerKind, Transport, TransportError};
 use crate::worker::{
     FromWorker, Progress, WorkerError, WorkerLine, WorkerPlan, WorkerProc, merge_results,
 };
@@ -29,6 +29,8 @@ pub use crate::worker::Totals;
 pub struct LoadSpec {
     /// Protocol.
     pub peer: PeerKind,
+    /// How connections reach the target.
+    pub transport: Transport,
     /// Target address.
     pub target: SocketAddrV4,
     /// Connections.
@@ -77,6 +79,9 @@ pub enum LoadError {
     /// `--driver io_uring` where io_uring is unavailable.
     #[error(transparent)]
     Driver(#[from] DriverUnavailable),
+    /// A transport the peer does not have.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// Worker trouble.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -108,6 +113,7 @@ impl Load {
     /// Decides the driver, checks the host, splits the load over workers
     /// and shards, starts them.
     pub fn start(spec: &LoadSpec) -> Result<Self, LoadError> {
+        spec.transport.check(spec.peer)?;
         let driver = crate::driver::choose(spec.driver)?;
         let host = preflight::host_limits();
         let plan = preflight::plan(
@@ -139,6 +145,7 @@ impl Load {
                     driver,
                     sched: spec.sched,
                     peer: spec.peer,
+                    transport: spec.transport,
                     target: spec.target,
                     sources: plan.sources.clone(),
                     first_user,

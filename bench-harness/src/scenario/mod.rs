@@ -18,7 +18,7 @@ use crate::engine::ShardResult;
 use crate::report::RunReport;
 use crate::schedule::{LagBudget, judge};
 
-use crate::wire::PeerKind;
+use crate::wire::{PeerKind, Transport};
 pub use drain::{DrainPhase, PhaseEnd};
 use tuning::config::DriverChoice;
 
@@ -47,6 +47,10 @@ pub struct Common {
     /// System under test and its protocol.
     #[arg(long, value_enum, default_value = "gateway")]
     pub peer: PeerKind,
+    /// How connections reach it: tcp, or ws (the gateway's WebSocket
+    /// listener, `[listen] websocket`; give its address as `--target`).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: Transport,
     /// Client address of the system under test.
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub target: SocketAddrV4,
@@ -127,6 +131,7 @@ impl Common {
     pub fn spec(&self, connections: u32, connect_rate: f64) -> load::LoadSpec {
         load::LoadSpec {
             peer: self.peer,
+            transport: self.transport,
             target: self.target,
             connections,
             connect_rate,
@@ -186,6 +191,15 @@ impl Outcome {
 /// verdict on its connections ([`drain::judge_connections`]).
 pub fn connect_figures(rep: &mut RunReport, res: &ShardResult, requested_rate: f64, c: &Common) {
     let budget = c.budget();
+    if let Some(params) = rep.params.as_object_mut() {
+        params.insert("transport".into(), c.transport.label().into());
+    }
+    if c.transport == Transport::Ws {
+        rep.note(format!(
+            "transport: WebSocket (gateway.v1 subprotocol) to {}",
+            c.target
+        ));
+    }
     rep.metric("connections_attempted", res.attempts as f64);
     rep.metric(
         "connections_established",

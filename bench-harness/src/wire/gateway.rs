@@ -98,6 +98,13 @@ impl GatewayClient {
     pub fn goodbye(&mut self, out: &mut Vec<u8>) {
         self.session.bye(out);
     }
+
+    /// Whether the session is over (and has said why in a
+    /// [`WireEvent::Closed`]).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
 }
 
 /// Why a connection closed, for the failure counts: codes by their

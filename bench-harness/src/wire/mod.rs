@@ -1,8 +1,10 @@
-//! Client-side wire adapters, sans-IO: the gateway's protocol v1, MQTT 3.1.1
-//! and core NATS behind one interface, so every scenario runs unchanged
-//! against the gateway and against its peers.
+//! Client-side wire adapters, sans-IO: the gateway's protocol v1 (over TCP
+//! or its WebSocket mapping), MQTT 3.1.1 and core NATS behind one
+//! interface, so every scenario runs unchanged against the gateway and
+//! against its peers.
 
 pub mod gateway;
+pub mod gateway_ws;
 pub mod mqtt;
 pub mod nats;
 
@@ -36,6 +38,57 @@ impl PeerKind {
             PeerKind::Nats => "nats",
         }
     }
+}
+
+/// How a connection reaches the system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// The peer's own protocol straight over TCP (protocol v1 with length
+    /// prefixes for the gateway).
+    #[default]
+    Tcp,
+    /// The gateway's WebSocket listener (`[listen] websocket`): an HTTP
+    /// Upgrade, then one v1 frame per binary message.
+    Ws,
+}
+
+impl Transport {
+    /// Short label for reports.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+        }
+    }
+
+    /// Whether `peer` can be reached over this transport.
+    ///
+    /// # Errors
+    /// WebSocket is the gateway's only: mosquitto and nats-server over
+    /// WebSocket are not modelled.
+    pub fn check(self, peer: PeerKind) -> Result<(), TransportError> {
+        match (self, peer) {
+            (Transport::Tcp, _) | (Transport::Ws, PeerKind::Gateway) => Ok(()),
+            (Transport::Ws, _) => Err(TransportError::WsNeedsGateway(
+                clap::ValueEnum::to_possible_value(&peer)
+                    .map_or_else(|| peer.label().to_owned(), |v| v.get_name().to_owned()),
+            )),
+        }
+    }
+}
+
+/// A transport the peer cannot be reached over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// `--transport ws` with a peer other than the gateway.
+    #[error(
+        "--transport ws is for --peer gateway only (its WebSocket listener); \
+         --peer {0} runs over --transport tcp"
+    )]
+    WsNeedsGateway(String),
 }
 
 /// Something a connection's adapter reports.
@@ -74,6 +127,8 @@ pub struct Identity {
 pub enum ClientWire {
     /// Gateway protocol v1.
     Gateway(Box<gateway::GatewayClient>),
+    /// Gateway protocol v1 over WebSocket.
+    GatewayWs(Box<gateway_ws::GatewayWsClient>),
     /// MQTT 3.1.1.
     Mqtt(mqtt::MqttClient),
     /// Core NATS.
@@ -81,10 +136,22 @@ pub enum ClientWire {
 }
 
 impl ClientWire {
-    /// A fresh adapter for `kind`, created at `now`.
+    /// A fresh adapter for `kind` over `transport`, created at `now`;
+    /// `seed` (any value, different per connection) makes what must be
+    /// random on the wire: WebSocket nonces and masking keys. A transport
+    /// the peer does not have ([`Transport::check`]) falls back to TCP.
     #[must_use]
-    pub fn new(kind: PeerKind, id: &Identity, now: Millis) -> Self {
+    pub fn new(
+        kind: PeerKind,
+        transport: Transport,
+        id: &Identity,
+        now: Millis,
+        seed: u64,
+    ) -> Self {
         match kind {
+            PeerKind::Gateway if transport == Transport::Ws => {
+                Self::GatewayWs(Box::new(gateway_ws::GatewayWsClient::new(id, now, seed)))
+            }
             PeerKind::Gateway => Self::Gateway(Box::new(gateway::GatewayClient::new(id, now))),
             PeerKind::Mqtt => Self::Mqtt(mqtt::MqttClient::new(id, 0, now)),
             PeerKind::MqttQos1 => Self::Mqtt(mqtt::MqttClient::new(id, 1, now)),
@@ -92,10 +159,12 @@ impl ClientWire {
         }
     }
 
-    /// Writes the opening handshake.
-    pub fn start(&mut self, now: Millis, out: &mut Vec<u8>) {
+    /// Writes the opening handshake; `host` is the target as the
+    /// WebSocket Upgrade names it (`Host`).
+    pub fn start(&mut self, now: Millis, host: &str, out: &mut Vec<u8>) {
         match self {
             Self::Gateway(c) => c.start(out),
+            Self::GatewayWs(c) => c.start(host, out),
             Self::Mqtt(c) => c.start(now, out),
             Self::Nats(c) => c.start(out),
         }
@@ -105,6 +174,7 @@ impl ClientWire {
     pub fn subscribe(&mut self, topic: &str, out: &mut Vec<u8>) {
         match self {
             Self::Gateway(c) => c.subscribe(topic, out),
+            Self::GatewayWs(c) => c.subscribe(topic, out),
             Self::Mqtt(c) => c.subscribe(topic, out),
             Self::Nats(c) => c.subscribe(topic, out),
         }
@@ -114,6 +184,7 @@ impl ClientWire {
     pub fn input(&mut self, now: Millis, data: &[u8], ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
         match self {
             Self::Gateway(c) => c.input(now, data, ev, out),
+            Self::GatewayWs(c) => c.input(now, data, ev, out),
             Self::Mqtt(c) => c.input(now, data, ev, out),
             Self::Nats(c) => c.input(data, ev, out),
         }
@@ -128,6 +199,7 @@ impl ClientWire {
     ) -> Option<Millis> {
         match self {
             Self::Gateway(c) => c.tick(now, ev, out),
+            Self::GatewayWs(c) => c.tick(now, ev, out),
             Self::Mqtt(c) => c.tick(now, ev, out),
             Self::Nats(_) => None,
         }
@@ -137,6 +209,7 @@ impl ClientWire {
     pub fn uplink(&mut self, route: &str, payload: &[u8], out: &mut Vec<u8>) -> Option<u64> {
         match self {
             Self::Gateway(c) => c.uplink(route, payload, out),
+            Self::GatewayWs(c) => c.uplink(route, payload, out),
             Self::Mqtt(_) | Self::Nats(_) => None,
         }
     }
@@ -145,6 +218,7 @@ impl ClientWire {
     pub fn goodbye(&mut self, out: &mut Vec<u8>) {
         match self {
             Self::Gateway(c) => c.goodbye(out),
+            Self::GatewayWs(c) => c.goodbye(out),
             Self::Mqtt(c) => c.goodbye(out),
             Self::Nats(_) => {}
         }

@@ -6,13 +6,15 @@
 //! Client frames are masked ([`wrap_v1`]).
 //!
 //! It is not hardened like the server side: it trusts the server to send
-//! unfragmented binary messages no larger than it was told, holds what it
-//! has not decoded in a `Vec`, and reports anything else as
+//! binary messages (fragmented or not) no larger than it was told, holds
+//! an incomplete frame or fragmented message in a `Vec` until it
+//! completes, and reports anything else (a masked frame, reserved bits or
+//! opcodes, a text message, fragments out of order) as
 //! [`ServerFrames::failed`].
 
 use super::close::{CloseCode, parse_close_payload};
 use super::encode::write_masked;
-use super::frame::Opcode;
+use super::frame::{MAX_CONTROL_PAYLOAD, Opcode};
 use super::handshake::{SUBPROTOCOL, accept_key};
 use crate::codec::LENGTH_PREFIX;
 
@@ -115,16 +117,37 @@ pub fn wrap_v1(v1: &[u8], mask: [u8; 4], out: &mut Vec<u8>) -> usize {
     used
 }
 
+/// Largest binary message [`ServerFrames`] reassembles from fragments: the
+/// length prefix of a v1 frame is 32 bits.
+const MAX_MESSAGE: usize = u32::MAX as usize;
+
 /// Decodes the server's frames.
+///
+/// Between reads it holds no buffer: a frame that arrives whole is read
+/// straight from the caller's input, and only the bytes of a frame (or of a
+/// fragmented message) still incomplete at the end of a read are kept, and
+/// released once it completes.
 #[derive(Debug, Default)]
 pub struct ServerFrames {
+    /// The start of a frame not complete at the end of the last read;
+    /// without capacity when nothing is held.
     held: Vec<u8>,
+    /// The fragments so far of a fragmented binary message; `None` while
+    /// no message is open.
+    message: Option<Vec<u8>>,
     /// Set when the server sent a close frame: its code, if it gave one.
     pub closed: Option<Option<CloseCode>>,
     /// Set when the server's bytes were not what this decoder accepts.
     pub failed: Option<String>,
     /// Pings the server sent (their payloads), for the caller to answer.
     pub pings: Vec<Vec<u8>>,
+}
+
+/// A complete frame at the front of some bytes.
+struct Frame {
+    fin: bool,
+    opcode: Opcode,
+    payload: std::ops::Range<usize>,
 }
 
 impl ServerFrames {
@@ -134,69 +157,152 @@ impl ServerFrames {
         ServerFrames::default()
     }
 
+    /// Whether the server closed or broke the protocol: nothing more is
+    /// decoded.
+    #[must_use]
+    pub fn is_over(&self) -> bool {
+        self.closed.is_some() || self.failed.is_some()
+    }
+
+    /// Whether the decoder is between frames with nothing held and no
+    /// ping left to answer: a fresh [`ServerFrames::new`] would carry on
+    /// exactly as this one, so a caller holding many connections may drop
+    /// it until the next read.
+    #[must_use]
+    pub fn holds_nothing(&self) -> bool {
+        !self.is_over() && self.held.is_empty() && self.message.is_none() && self.pings.is_empty()
+    }
+
     /// Feeds bytes from the server; appends the binary messages completed
     /// so far to `v1`, each as a length-prefixed v1 frame.
     pub fn decode(&mut self, input: &[u8], v1: &mut Vec<u8>) {
-        if self.closed.is_some() || self.failed.is_some() {
+        if self.is_over() {
             return;
         }
-        self.held.extend_from_slice(input);
-        let mut at = 0;
-        while let Some((opcode, payload, next)) = self.frame_at(at) {
-            let body = self.held.get(payload.clone()).unwrap_or_default();
-            match opcode {
-                Opcode::Binary => {
-                    v1.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                    v1.extend_from_slice(body);
-                }
-                Opcode::Ping => self.pings.push(body.to_vec()),
-                Opcode::Pong => {}
-                Opcode::Close => {
-                    self.closed = Some(parse_close_payload(body).unwrap_or(None));
-                    self.held.clear();
-                    return;
-                }
-                other => {
-                    self.failed = Some(format!("unexpected {other:?} frame from the server"));
-                    self.held.clear();
-                    return;
-                }
+        if self.held.is_empty() {
+            let used = self.frames(input, v1);
+            if !self.is_over() {
+                // An empty tail allocates nothing.
+                self.held = input.get(used..).unwrap_or_default().to_vec();
             }
-            at = next;
-        }
-        if self.failed.is_some() {
-            self.held.clear();
         } else {
-            self.held.drain(..at);
+            let mut buf = std::mem::take(&mut self.held);
+            buf.extend_from_slice(input);
+            let used = self.frames(&buf, v1);
+            if !self.is_over() && used < buf.len() {
+                buf.drain(..used);
+                self.held = buf;
+            }
+        }
+        if self.is_over() {
+            self.message = None;
         }
     }
 
-    /// The frame starting at `at` in `held`, if it is complete: opcode,
-    /// payload range, where the next frame starts.
-    fn frame_at(&mut self, at: usize) -> Option<(Opcode, std::ops::Range<usize>, usize)> {
-        let h = self.held.get(at..)?;
-        let (&b0, &b1) = (h.first()?, h.get(1)?);
-        if b1 & 0x80 != 0 || b0 & 0x70 != 0 || b0 & 0x80 == 0 {
-            self.failed = Some("a masked, extended or fragmented server frame".into());
-            return None;
+    /// Handles the complete frames at the front of `buf`; returns the bytes
+    /// they took.
+    fn frames(&mut self, buf: &[u8], v1: &mut Vec<u8>) -> usize {
+        let mut at = 0;
+        while !self.is_over() {
+            let rest = buf.get(at..).unwrap_or_default();
+            let frame = match parse_frame(rest) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(why) => {
+                    self.failed = Some(why);
+                    break;
+                }
+            };
+            let body = rest.get(frame.payload.clone()).unwrap_or_default();
+            at += frame.payload.end;
+            self.on_frame(frame.fin, frame.opcode, body, v1);
         }
-        let (len, head) = match b1 & 0x7f {
-            126 => (
-                u64::from(u16::from_be_bytes(*h.get(2..)?.first_chunk()?)),
-                4,
-            ),
-            127 => (u64::from_be_bytes(*h.get(2..)?.first_chunk()?), 10),
-            n => (u64::from(n), 2),
-        };
-        let Some(opcode) = Opcode::from_bits(b0 & 0x0f) else {
-            self.failed = Some(format!("reserved opcode {:#x}", b0 & 0x0f));
-            return None;
-        };
-        let len = usize::try_from(len).ok()?;
-        let start = at + head;
-        let end = start.checked_add(len)?;
-        (end <= self.held.len()).then_some((opcode, start..end, end))
+        at
     }
+
+    fn on_frame(&mut self, fin: bool, opcode: Opcode, body: &[u8], v1: &mut Vec<u8>) {
+        match opcode {
+            Opcode::Binary if self.message.is_some() => {
+                self.failed = Some("a new message inside a fragmented message".into());
+            }
+            Opcode::Binary if fin => push_v1(body, v1),
+            Opcode::Binary => self.message = Some(body.to_vec()),
+            Opcode::Continuation => {
+                let Some(mut message) = self.message.take() else {
+                    self.failed = Some("a continuation frame without a message".into());
+                    return;
+                };
+                if message.len().saturating_add(body.len()) > MAX_MESSAGE {
+                    self.failed = Some("a fragmented message over 4 GiB".into());
+                    return;
+                }
+                message.extend_from_slice(body);
+                if fin {
+                    push_v1(&message, v1);
+                } else {
+                    self.message = Some(message);
+                }
+            }
+            Opcode::Ping => self.pings.push(body.to_vec()),
+            Opcode::Pong => {}
+            Opcode::Close => {
+                self.closed = Some(parse_close_payload(body).unwrap_or(None));
+            }
+            Opcode::Text => {
+                self.failed = Some("a text message from the server".into());
+            }
+        }
+    }
+}
+
+/// Appends `message` to `v1` as a length-prefixed v1 frame.
+fn push_v1(message: &[u8], v1: &mut Vec<u8>) {
+    v1.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    v1.extend_from_slice(message);
+}
+
+/// The frame at the front of `h` if it is complete, `Ok(None)` if more
+/// bytes are needed, or what is wrong with it.
+fn parse_frame(h: &[u8]) -> Result<Option<Frame>, String> {
+    let (Some(&b0), Some(&b1)) = (h.first(), h.get(1)) else {
+        return Ok(None);
+    };
+    if b1 & 0x80 != 0 {
+        return Err("a masked server frame".into());
+    }
+    if b0 & 0x70 != 0 {
+        return Err("a server frame with reserved bits set".into());
+    }
+    let Some(opcode) = Opcode::from_bits(b0 & 0x0f) else {
+        return Err(format!("reserved opcode {:#x}", b0 & 0x0f));
+    };
+    let fin = b0 & 0x80 != 0;
+    let (len, head) = match b1 & 0x7f {
+        126 => match h.get(2..).and_then(<[u8]>::first_chunk::<2>) {
+            Some(b) => (u64::from(u16::from_be_bytes(*b)), 4),
+            None => return Ok(None),
+        },
+        127 => match h.get(2..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(b) => (u64::from_be_bytes(*b), 10),
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    if opcode.is_control() && (!fin || len > MAX_CONTROL_PAYLOAD as u64) {
+        return Err(format!("a fragmented or oversized {opcode:?} frame"));
+    }
+    let Some(end) = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= MAX_MESSAGE)
+        .map(|l| head + l)
+    else {
+        return Err(format!("a server frame of {len} bytes"));
+    };
+    Ok((end <= h.len()).then_some(Frame {
+        fin,
+        opcode,
+        payload: head..end,
+    }))
 }
 
 #[cfg(test)]
@@ -267,5 +373,70 @@ mod tests {
         let mut frames = ServerFrames::new();
         frames.decode(&wire, &mut Vec::new());
         assert!(frames.failed.is_some());
+    }
+    /// A server frame (unmasked) with `fin` and `opcode`.
+    fn frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::ws::encode::write_header(opcode, fin, payload.len(), None, &mut out);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_fragmented_message_with_a_ping_inside_reassembles_at_every_split() {
+        let mut wire = frame(false, Opcode::Binary, b"ab");
+        wire.extend(frame(true, Opcode::Ping, b"p"));
+        wire.extend(frame(false, Opcode::Continuation, &[b'c'; 200]));
+        wire.extend(frame(true, Opcode::Continuation, b"d"));
+        wire.extend(frame(true, Opcode::Binary, b"e"));
+        let mut want = Vec::new();
+        push_v1(&[b"ab".as_slice(), &[b'c'; 200], b"d"].concat(), &mut want);
+        push_v1(b"e", &mut want);
+        for cut in 0..=wire.len() {
+            let mut frames = ServerFrames::new();
+            let mut got = Vec::new();
+            frames.decode(&wire[..cut], &mut got);
+            frames.decode(&wire[cut..], &mut got);
+            assert_eq!(got, want, "cut {cut}");
+            assert_eq!(frames.pings, vec![b"p".to_vec()], "cut {cut}");
+            assert_eq!(frames.failed, None, "cut {cut}");
+            assert_eq!(frames.held.capacity(), 0, "nothing held at rest, cut {cut}");
+            assert!(frames.message.is_none());
+        }
+    }
+
+    #[test]
+    fn whole_frames_leave_nothing_held() {
+        let mut frames = ServerFrames::new();
+        let mut got = Vec::new();
+        let wire = frame(true, Opcode::Binary, &[7; 300]);
+        frames.decode(&wire[..100], &mut got);
+        assert!(got.is_empty() && frames.held.len() == 100);
+        frames.decode(&wire[100..], &mut got);
+        assert_eq!(got.len(), 304);
+        assert_eq!(frames.held.capacity(), 0);
+    }
+
+    #[test]
+    fn fragments_out_of_order_and_text_are_failures() {
+        for wire in [
+            frame(true, Opcode::Continuation, b"x"),
+            [
+                frame(false, Opcode::Binary, b"x"),
+                frame(true, Opcode::Binary, b"y"),
+            ]
+            .concat(),
+            frame(true, Opcode::Text, b"hi"),
+            frame(false, Opcode::Ping, b""),
+            [0x82 | 0x40, 0].to_vec(),
+        ] {
+            let mut frames = ServerFrames::new();
+            let mut got = Vec::new();
+            frames.decode(&wire, &mut got);
+            assert!(frames.failed.is_some(), "{wire:?}");
+            assert!(frames.is_over() && got.is_empty());
+            frames.decode(&frame(true, Opcode::Binary, b"z"), &mut got);
+            assert!(got.is_empty(), "nothing after a failure");
+        }
     }
 }

@@ -96,9 +96,14 @@ impl<I: ShardIo> Shard<'_, I> {
         conn.phase = Phase::Handshaking;
         let id = self.identity(slot)?;
         let now = self.now_ms();
-        let mut wire = ClientWire::new(self.plan.peer, &id, now);
+        // Only WebSocket needs randomness: TCP runs keep the churn picks.
+        let seed = match self.plan.transport {
+            crate::wire::Transport::Ws => self.next_rand(),
+            crate::wire::Transport::Tcp => 0,
+        };
+        let mut wire = ClientWire::new(self.plan.peer, self.plan.transport, &id, now, seed);
         self.out.clear();
-        wire.start(now, &mut self.out);
+        wire.start(now, &self.host, &mut self.out);
         if let Some(topic) = &self.plan.subscribe {
             wire.subscribe(&topic.replace("{user}", &id.user), &mut self.out);
         }

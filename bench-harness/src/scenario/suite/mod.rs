@@ -164,6 +164,7 @@ fn common(
 ) -> Common {
     Common {
         peer,
+        transport: crate::wire::Transport::Tcp,
         target,
         control,
         // One ring per worker: on a small box the harness shares the cores
