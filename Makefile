@@ -52,7 +52,7 @@ deps:
 # start takes E2E_DRIVER. The rest (benchmarks, packaging, the io_uring
 # driver's direct-descriptor tables, the fallback test, which sets up its
 # own) runs on io_uring only.
-EPOLL_E2E := attack backends control_limits control_pipelining data_plane \
+EPOLL_E2E := attack backends durable control_limits control_pipelining data_plane \
 	hostile_clients idle_batching metrics_format push push_answer push_online \
 	route_cache startup_refusals tls websocket websocket_python
 EPOLL_E2E_ARGS := -p e2e-tests $(foreach t,$(EPOLL_E2E),--test $(t))
