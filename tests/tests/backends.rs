@@ -11,73 +11,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e_tests::{Client, Gateway, TempDir, binary, free_port, http, token, token_with, unix_now};
+use e2e_tests::{
+    Client, Gateway, PyBackend, TempDir, binary, free_port, http, token, token_with, unix_now,
+};
 use protocol::auth::Claims;
 use protocol::client::{ClientConfig, ClientEvent};
 use protocol::proto::{ErrorCode, Reply};
 
 const SECS: Duration = Duration::from_secs(5);
 
-/// The Python backend: /auth, /echo, /fail (500), /slow (3 s), /events.
-const PY_SERVER: &str = r#"
-import json, sys, time, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-EVENTS = []
-BATCHES = [0]
-LOCK = threading.Lock()
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def reply(self, status, body, ctype="application/octet-stream"):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        with LOCK:
-            body = json.dumps({"batches": BATCHES[0], "events": EVENTS}).encode()
-        self.reply(200, body, "application/json")
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
-        if self.path == "/auth":
-            req = json.loads(body)
-            tok = req["token"]
-            if tok.startswith("slow:"):
-                time.sleep(3)
-            if tok.startswith("allow:") or tok.startswith("slow:"):
-                ans = {"allow": True, "user": tok.split(":", 1)[1]}
-            else:
-                ans = {"allow": False, "reason": "py says no"}
-            self.reply(200, json.dumps(ans).encode(), "application/json")
-        elif self.path == "/echo":
-            hdr = self.headers.get("x-gateway-user", "") + "|" + self.headers.get("x-gateway-route", "")
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("X-Seen", hdr)
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path == "/fail":
-            self.reply(500, b"boom")
-        elif self.path == "/slow":
-            time.sleep(3)
-            self.reply(200, b"late")
-        elif self.path == "/events":
-            with LOCK:
-                BATCHES[0] += 1
-                EVENTS.extend(json.loads(body)["events"])
-            self.reply(200, b"{}", "application/json")
-        else:
-            self.reply(404, b"no")
-
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"#;
-
-/// A backend child process killed on drop.
+/// The mock backend (`gateway-bench backend`), killed on drop.
 struct Backend {
     child: Child,
     addr: SocketAddr,
@@ -94,27 +37,6 @@ impl Backend {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("backend on {} did not start", self.addr);
-    }
-
-    /// Python's http.server with the handler above.
-    fn python() -> Self {
-        let dir = TempDir::new("py");
-        let script = dir.0.join("backend.py");
-        std::fs::write(&script, PY_SERVER).unwrap();
-        let port = free_port();
-        let child = Command::new("python3")
-            .arg(&script)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 (make deps installs it)");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        }
-        .wait_listening()
     }
 
     /// `gateway-bench backend` with extra arguments.
@@ -343,7 +265,7 @@ fn webhook_config(url: &str) -> String {
 
 #[test]
 fn webhook_allows_denies_and_times_out_against_python() {
-    let py = Backend::python();
+    let py = PyBackend::start();
     let gw = Gateway::start(2, &webhook_config(&py.url("/auth")));
     let mut ok = hello(gw.client, "allow:bob", "phone", &["chat"]);
     assert_eq!(welcome_user(&mut ok), "bob");
@@ -401,7 +323,7 @@ fn uplink_config(extra: &str) -> String {
 
 #[test]
 fn uplinks_round_trip_and_carry_backend_errors_against_python() {
-    let py = Backend::python();
+    let py = PyBackend::start();
     let cfg = uplink_config(&format!(
         "default_url = \"{}\"\n[[uplink.route]]\napp = \"chat\"\nroute = \"fail\"\nurl = \"{}\"\n\
          [[uplink.route]]\napp = \"chat\"\nroute = \"slow\"\nurl = \"{}\"\n",
@@ -497,7 +419,7 @@ fn events_config(url: &str, extra: &str) -> String {
 
 #[test]
 fn presence_events_arrive_batched_with_their_fields() {
-    let py = Backend::python();
+    let py = PyBackend::start();
     let gw = Gateway::start(
         1,
         &events_config(&py.url("/events"), "batch_max = 4\nbatch_ms = 300\n"),

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Client, Gateway, TempDir, http};
+use e2e_tests::{Client, Gateway, PyBackend, TempDir, http};
 use protocol::proto::Push;
 use serde_json::{Value, json};
 
@@ -129,7 +129,14 @@ fn an_unacked_push_is_redelivered_after_the_ack_timeout_and_on_reconnect() {
 
 #[test]
 fn a_client_that_never_acks_is_dead_lettered_after_max_deliveries() {
-    let gw = Gateway::start(2, "[store]\nack_timeout_ms = 100\nmax_deliveries = 3\n");
+    let sink = PyBackend::start();
+    let gw = Gateway::start(
+        2,
+        &format!(
+            "[events]\nurl = \"{}\"\nbatch_ms = 50\n[store]\nack_timeout_ms = 100\nmax_deliveries = 3\n",
+            sink.url("/events")
+        ),
+    );
     let mut c = Client::established(gw.client, "deaf");
     let id = durable(&gw, "deaf", "ignored")["id"].as_u64().unwrap();
     let got = pushes_within(&mut c, Duration::from_millis(500));
@@ -144,6 +151,47 @@ fn a_client_that_never_acks_is_dead_lettered_after_max_deliveries() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(gw.total("store_delivered"), 3);
     assert_eq!(gw.total("store_pushes"), 0);
+    // The events backend hears of it, once.
+    let events = sink.wait_event(Duration::from_secs(5), |e| e["type"] == "undelivered");
+    let undelivered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "undelivered")
+        .collect();
+    assert_eq!(undelivered.len(), 1, "{events:?}");
+    let e = undelivered[0];
+    assert_eq!(e["user"], "deaf", "{e}");
+    assert_eq!(e["id"].as_u64(), Some(id), "{e}");
+    assert_eq!(e["deliveries"], 3, "{e}");
+    assert_eq!(e["reason"], "max_deliveries", "{e}");
+}
+
+#[test]
+fn a_push_past_its_ttl_is_removed_and_reported_undelivered() {
+    let sink = PyBackend::start();
+    let gw = Gateway::start(
+        2,
+        &format!(
+            "[events]\nurl = \"{}\"\nbatch_ms = 50\n",
+            sink.url("/events")
+        ),
+    );
+    let (status, body) = post(
+        &gw,
+        &json!({"to": {"user": "away"}, "payload": "brief", "ack": true, "ttl_ms": 200}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    let keep = durable(&gw, "away", "kept")["id"].as_u64().unwrap();
+    assert_eq!(gw.wait_total("store_expired", 1), 1);
+    let events = sink.wait_event(Duration::from_secs(5), |e| e["type"] == "undelivered");
+    let e = events.iter().find(|e| e["type"] == "undelivered").unwrap();
+    assert_eq!(e["id"].as_u64(), Some(id), "{e}");
+    assert_eq!(e["reason"], "expired", "{e}");
+    assert_eq!(e["deliveries"], 0, "{e}");
+    // The push with the default TTL is still there for the user.
+    let mut c = Client::established(gw.client, "away");
+    let got = pushes_within(&mut c, Duration::from_millis(500));
+    assert_eq!(got.iter().map(|p| p.id).collect::<Vec<_>>(), [keep]);
 }
 
 #[test]

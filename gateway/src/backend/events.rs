@@ -10,7 +10,21 @@
 //!
 //! `reason` is empty for `online`; for `offline` it is one of `client_bye`,
 //! `idle_timeout`, `kicked`, `protocol_error`,
-//! `slow_consumer`, `closed`. One batch is in flight at a time; a failed
+//! `slow_consumer`, `closed`.
+//!
+//! A durable push that leaves its user's inbox without an Ack becomes an
+//! `undelivered` event (issue 17), with the push's `id`, how many times it
+//! went out (`deliveries`) and why (`reason`): `max_deliveries` (sent that
+//! often and never acked), `expired` (its TTL passed) or `dropped` (made
+//! room in a full inbox under `inbox_overflow = "drop-oldest"`). Such an
+//! event has no session: `session` and `device` are empty, `apps` is
+//! empty, `shard` is the user's owner shard:
+//!
+//! ```json
+//! {"type": "undelivered", "user": "u1", "session": "", "device": "",
+//!   "apps": [], "shard": 1, "ts_ms": 1700000000000,
+//!   "reason": "max_deliveries", "id": 1099511627777, "deliveries": 5}
+//! ``` One batch is in flight at a time; a failed
 //! batch (non-2xx, timeout, unreachable) is retried up to `events.retries`
 //! times with doubling backoff, then dropped and counted. At most
 //! `events.queue_max` events wait; beyond that new ones are dropped and
@@ -55,6 +69,25 @@ struct Record {
     shard: usize,
     ts_ms: u64,
     reason: &'static str,
+    /// The push's id (`undelivered` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    /// How many times the push went out (`undelivered` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<u16>,
+}
+
+/// A durable push that left its user's inbox without an Ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// Whose inbox it left.
+    pub user: String,
+    /// The push's id.
+    pub id: u64,
+    /// How many times it went out.
+    pub deliveries: u16,
+    /// `max_deliveries`, `expired` or `dropped`.
+    pub reason: &'static str,
 }
 
 #[derive(Serialize)]
@@ -133,6 +166,8 @@ impl Events {
             shard,
             ts_ms: crate::clock::wall_clock_ms(),
             reason: "",
+            id: None,
+            deliveries: None,
         };
         self.sessions.insert(p.key, (p, "closed"));
         self.push(now, stats, record);
@@ -179,6 +214,33 @@ impl Events {
             shard,
             ts_ms: crate::clock::wall_clock_ms(),
             reason,
+            id: None,
+            deliveries: None,
+        };
+        self.push(now, stats, record);
+        self.tick(now, stats, client);
+    }
+
+    /// A durable push of a user this shard owns left the inbox unacked.
+    pub(super) fn undelivered(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+        shard: usize,
+        u: Undelivered,
+    ) {
+        let record = Record {
+            kind: "undelivered",
+            user: u.user,
+            session: String::new(),
+            device: String::new(),
+            apps: Vec::new(),
+            shard,
+            ts_ms: crate::clock::wall_clock_ms(),
+            reason: u.reason,
+            id: Some(u.id),
+            deliveries: Some(u.deliveries),
         };
         self.push(now, stats, record);
         self.tick(now, stats, client);

@@ -247,6 +247,14 @@ impl Backend {
         }
     }
 
+    /// Reports a durable push that left its user's inbox unacked.
+    pub fn undelivered(&mut self, now: Millis, stats: &mut ShardStats, u: events::Undelivered) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.undelivered(now, stats, &mut self.client, self.shard, u);
+            self.on_tick(now, stats);
+        }
+    }
+
     /// Whether operations wait for [`Backend::take_ops`].
     pub fn has_ops(&self) -> bool {
         self.client.has_ops()

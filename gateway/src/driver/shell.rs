@@ -478,6 +478,7 @@ impl Shell {
                 self.backend
                     .offline(now, self.core.stats_mut(), key, generation)
             }
+            BackendCall::Undelivered(u) => self.backend.undelivered(now, self.core.stats_mut(), u),
         }
         self.apply_backend_outcomes(t);
     }

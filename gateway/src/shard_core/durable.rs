@@ -22,7 +22,8 @@ use protocol::proto::frame::Kind;
 use protocol::time::Millis;
 
 use super::push::{Message, PushJob, Receipt};
-use super::{ShardCore, Time};
+use super::{Action, BackendCall, ShardCore, Time};
+use crate::backend::events::Undelivered;
 use crate::store::{
     AppendError, Delivery, NewPush, OpDone, OpId, StoreCore, StoreEvent, StoreOp, StoreStats,
     Ticket,
@@ -297,9 +298,32 @@ impl ShardCore {
                 deliveries,
             } => {
                 tracing::info!(shard = self.index, user = %user, id, deliveries, "durable push dead-lettered after its deliveries");
+                self.undelivered(&user, id, deliveries, "max_deliveries");
             }
-            StoreEvent::Expired { .. } | StoreEvent::Dropped { .. } => {}
+            StoreEvent::Expired {
+                user,
+                id,
+                deliveries,
+            } => self.undelivered(&user, id, deliveries, "expired"),
+            StoreEvent::Dropped {
+                user,
+                id,
+                deliveries,
+            } => self.undelivered(&user, id, deliveries, "dropped"),
         }
+    }
+
+    /// Reports a push that left `user`'s inbox unacked to the events
+    /// backend (an `undelivered` event).
+    fn undelivered(&mut self, user: &str, id: u64, deliveries: u16, reason: &'static str) {
+        let u = Undelivered {
+            user: user.to_owned(),
+            id,
+            deliveries,
+            reason,
+        };
+        self.actions
+            .push(Action::Backend(Box::new(BackendCall::Undelivered(u))));
     }
 
     /// Sends `user`'s pending pushes to the user's sessions, oldest first,

@@ -50,7 +50,7 @@ use shard_router::router::{Outbox, Router};
 use shard_router::topics::LocalTopics;
 
 use crate::admission::Admission;
-use crate::backend::events::Presence;
+use crate::backend::events::{Presence, Undelivered};
 use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::settings::Settings;
@@ -148,6 +148,8 @@ pub enum BackendCall {
         /// Connection generation.
         generation: u32,
     },
+    /// A durable push left its user's inbox without an Ack.
+    Undelivered(Undelivered),
 }
 
 /// An answer to a control request.

@@ -101,6 +101,8 @@ pub enum StoreEvent {
         user: Arc<str>,
         /// Which.
         id: u64,
+        /// How many times it went out.
+        deliveries: u16,
     },
     /// A push was dropped to make room in a full inbox (drop-oldest).
     Dropped {
@@ -108,6 +110,8 @@ pub enum StoreEvent {
         user: Arc<str>,
         /// Which.
         id: u64,
+        /// How many times it went out.
+        deliveries: u16,
     },
     /// The payload asked for with [`super::StoreCore::load`].
     Loaded {

@@ -194,6 +194,7 @@ impl StoreCore {
         self.events.push(StoreEvent::Dropped {
             user: name,
             id: entry.id,
+            deliveries: entry.deliveries,
         });
     }
 
@@ -324,7 +325,11 @@ impl StoreCore {
         self.forget(user, entry);
         self.write(&Record::Expired { id, user });
         self.stats.expired += 1;
-        self.events.push(StoreEvent::Expired { user: name, id });
+        self.events.push(StoreEvent::Expired {
+            user: name,
+            id,
+            deliveries: entry.deliveries,
+        });
     }
 
     /// `user`'s pending pushes in id order (what a new session gets first,

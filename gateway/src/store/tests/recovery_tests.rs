@@ -442,7 +442,7 @@ fn a_power_cut_anywhere_keeps_every_committed_push() {
                 match e {
                     StoreEvent::Committed { through: t } => through = through.max(t),
                     StoreEvent::DeadLettered { user, id, .. }
-                    | StoreEvent::Expired { user, id } => {
+                    | StoreEvent::Expired { user, id, .. } => {
                         live.remove(&(user.to_string(), id));
                     }
                     _ => {}
