@@ -62,6 +62,46 @@ pub enum UserAction {
     Kick(u32, Box<str>),
 }
 
+/// What a request about a user's durable inbox does, at the user's owner
+/// (the shard that keeps the inbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxAction {
+    /// Count the pending pushes (for the user's presence answer).
+    Count,
+    /// List the oldest pending pushes, at most this many.
+    List(u32),
+    /// Remove every pending push.
+    Purge,
+}
+
+/// One pending durable push as the inbox listing shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Its id.
+    pub id: u64,
+    /// Times it went out so far.
+    pub deliveries: u16,
+    /// Sent and its Ack awaited.
+    pub in_flight: bool,
+    /// Wall-clock ms (Unix) after which it expires.
+    pub expires_unix_ms: u64,
+    /// Its size in the store.
+    pub bytes: u32,
+}
+
+/// The owner's answer to an inbox request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxReport {
+    /// Pending pushes (before a purge).
+    pub pending: u64,
+    /// Their bytes in the store.
+    pub bytes: u64,
+    /// The oldest of them, for [`InboxAction::List`].
+    pub pushes: Vec<InboxEntry>,
+    /// Pushes removed, for [`InboxAction::Purge`].
+    pub purged: u64,
+}
+
 /// Where the answer to a cross-shard request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestRef {
@@ -166,6 +206,11 @@ pub enum Message {
     /// To a receipt's shard: the durable push is stored for one user
     /// (`Ok`), or refused with this HTTP status and reason.
     PushStored(Receipt, Result<(), (u16, Box<str>)>),
+    /// To a user's owner: act on the user's durable inbox, answer
+    /// [`Message::InboxReply`] to the `RequestRef`.
+    InboxRequest(Box<str>, InboxAction, RequestRef),
+    /// To the requester: what the owner's inbox holds (or held).
+    InboxReply(RequestRef, Box<InboxReport>),
 }
 
 impl Message {

@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use crate::directory::{SessionRef, UserDirectory};
-use crate::messages::{Dest, Message, PushJob, Receipt, RequestRef, RouteAsk, Target, UserAction};
+use crate::messages::{
+    Dest, InboxAction, Message, PushJob, Receipt, RequestRef, RouteAsk, Target, UserAction,
+};
 use crate::owner::{owner_of, owner_of_hash, stable_hash};
 use crate::routes::{RouteCache, RouteWatchers, cacheable};
 use crate::topics::TopicShards;
@@ -167,7 +169,8 @@ impl Router {
     /// Handles a message an owner acts on; gives back the ones a holding
     /// or requesting shard acts on (`Deliver`, `SessionsRequest`,
     /// `RequestPlan`, `RequestReply`, `PushPlan`, `PushCount`, `Drain`) and
-    /// the durable store's (`StoreForUser`, `Acked`, `PushStored`), which
+    /// the durable store's (`StoreForUser`, `Acked`, `PushStored`,
+    /// `InboxRequest`, `InboxReply`), which
     /// the shard's core keeps.
     pub fn handle(&mut self, msg: Message, out: &mut Outbox) -> Option<Message> {
         match msg {
@@ -234,7 +237,9 @@ impl Router {
             | Message::Drain(..)
             | Message::StoreForUser(..)
             | Message::Acked(..)
-            | Message::PushStored(..)) => return Some(holder),
+            | Message::PushStored(..)
+            | Message::InboxRequest(..)
+            | Message::InboxReply(..)) => return Some(holder),
         }
         None
     }
@@ -256,6 +261,21 @@ impl Router {
         out.push((
             self.owner(user),
             Message::UserRequest(user.into(), action, reply_to),
+        ));
+    }
+
+    /// A request about `user`'s durable inbox: to the user's owner, whose
+    /// core keeps the inbox and answers.
+    pub fn inbox_request(
+        &self,
+        user: &str,
+        action: InboxAction,
+        reply_to: RequestRef,
+        out: &mut Outbox,
+    ) {
+        out.push((
+            self.owner(user),
+            Message::InboxRequest(user.into(), action, reply_to),
         ));
     }
 

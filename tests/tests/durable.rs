@@ -253,3 +253,61 @@ fn stored_pushes_survive_a_sigkill_of_the_gateway() {
     got.sort_unstable();
     assert_eq!(got, ids);
 }
+
+fn get(gw: &Gateway, method: &str, path: &str) -> (u16, Value) {
+    let (status, text) = http(gw.control, method, path, "").expect("request");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_inbox_is_shown_listed_and_purged_through_the_control_api() {
+    let gw = Gateway::start(2, "");
+    let ids: Vec<u64> = ["one", "two", "three"]
+        .iter()
+        .map(|m| durable(&gw, "inspect", m)["id"].as_u64().unwrap())
+        .collect();
+
+    let (status, user) = get(&gw, "GET", "/v1/users/inspect");
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["pending"], 3, "{user}");
+    assert_eq!(user["sessions"], json!([]), "{user}");
+
+    let (status, inbox) = get(&gw, "GET", "/v1/users/inspect/inbox");
+    assert_eq!(status, 200, "{inbox}");
+    assert_eq!(inbox["pending"], 3, "{inbox}");
+    assert_eq!(inbox["more"], false, "{inbox}");
+    let pushes = inbox["pushes"].as_array().unwrap();
+    let listed: Vec<u64> = pushes.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(listed, ids, "oldest first");
+    for p in pushes {
+        assert_eq!(p["deliveries"], 0, "{p}");
+        assert_eq!(p["in_flight"], false, "{p}");
+        assert!(p["bytes"].as_u64().unwrap() > 0, "{p}");
+        // The default TTL is days.
+        assert!(p["expires_in_ms"].as_u64().unwrap() > 3_600_000, "{p}");
+    }
+    let sum: u64 = pushes.iter().map(|p| p["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(inbox["bytes"].as_u64(), Some(sum), "{inbox}");
+
+    let (_, two) = get(&gw, "GET", "/v1/users/inspect/inbox?limit=2");
+    assert_eq!(two["pushes"].as_array().unwrap().len(), 2, "{two}");
+    assert_eq!(two["more"], true, "{two}");
+    let (status, bad) = get(&gw, "GET", "/v1/users/inspect/inbox?limit=0");
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = get(&gw, "POST", "/v1/users/inspect/inbox");
+    assert_eq!(status, 405, "{bad}");
+
+    let (status, purged) = get(&gw, "DELETE", "/v1/users/inspect/inbox");
+    assert_eq!(status, 200, "{purged}");
+    assert_eq!(purged["purged"], 3, "{purged}");
+    let (_, user) = get(&gw, "GET", "/v1/users/inspect");
+    assert_eq!(user["pending"], 0, "{user}");
+    assert_eq!(gw.total("store_pushes"), 0);
+    // Nothing is left to deliver.
+    let mut c = Client::established(gw.client, "inspect");
+    assert!(pushes_within(&mut c, Duration::from_millis(400)).is_empty());
+    // An unknown user has an empty inbox, not an error.
+    let (status, none) = get(&gw, "GET", "/v1/users/nobody/inbox");
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["pending"], 0, "{none}");
+}

@@ -130,6 +130,15 @@ impl ShardCore {
             ("POST", "/v1/push/batch") => self.api_push_batch(now, key, &req.body),
             ("POST", "/v1/kick") => self.api_kick(now, key, &req.body),
             ("POST", "/v1/drain") => Some(self.api_drain(&req.body)),
+            (method @ ("GET" | "DELETE"), p)
+                if p.starts_with("/v1/users/") && p.ends_with("/inbox") =>
+            {
+                let name = &p["/v1/users/".len()..p.len() - "/inbox".len()];
+                match percent_decode(name) {
+                    Some(user) => self.api_inbox(now, key, &user, method == "DELETE", &req.path),
+                    None => Some(Response::error(400, "malformed user name in path")),
+                }
+            }
             ("GET", p) if p.starts_with("/v1/users/") => {
                 match percent_decode(&p["/v1/users/".len()..]) {
                     Some(user) => self.api_user(now, key, &user),

@@ -28,6 +28,7 @@ use crate::store::{
     AppendError, Delivery, NewPush, OpDone, OpId, StoreCore, StoreEvent, StoreOp, StoreStats,
     Ticket,
 };
+use shard_router::messages::{InboxAction, InboxEntry, InboxReport};
 
 /// Most pushes of one user delivered and awaiting their Acks (like MQTT's
 /// receive maximum); later ones wait in the inbox.
@@ -276,8 +277,8 @@ impl ShardCore {
                 user, id, payload, ..
             } => {
                 if let Some(d) = &mut self.durable {
-                    take_loading(&mut d.loading, &user, id);
-                    if self.router.has_sessions(&user) {
+                    let awaited = take_loading(&mut d.loading, &user, id);
+                    if awaited && self.router.has_sessions(&user) {
                         d.loaded
                             .entry(Arc::clone(&user))
                             .or_default()
@@ -311,6 +312,52 @@ impl ShardCore {
                 deliveries,
             } => self.undelivered(&user, id, deliveries, "dropped"),
         }
+    }
+
+    /// As `user`'s owner: what the user's inbox holds, for the control
+    /// API; with [`InboxAction::Purge`], every pending push is removed
+    /// (the removals are written in the next group commit). A shard
+    /// without a store reports an empty inbox.
+    pub(super) fn inbox_report(&mut self, user: &str, action: InboxAction) -> InboxReport {
+        let Some(d) = &mut self.durable else {
+            return InboxReport::default();
+        };
+        let mut report = InboxReport {
+            pending: d.store.pending_count(user) as u64,
+            bytes: d.store.pending(user).map(|p| u64::from(p.bytes)).sum(),
+            ..InboxReport::default()
+        };
+        match action {
+            InboxAction::Count => {}
+            InboxAction::List(limit) => {
+                report.pushes = d
+                    .store
+                    .pending(user)
+                    .take(limit as usize)
+                    .map(|p| InboxEntry {
+                        id: p.id,
+                        deliveries: p.deliveries,
+                        in_flight: p.in_flight,
+                        expires_unix_ms: p.expires_unix_ms,
+                        bytes: p.bytes,
+                    })
+                    .collect();
+            }
+            InboxAction::Purge => {
+                report.purged = d.store.purge(user) as u64;
+                // Payloads read back for the purged pushes, and reads still
+                // out, are of no use now.
+                d.loaded.remove(user);
+                d.loading.remove(user);
+                tracing::info!(
+                    shard = self.index,
+                    user,
+                    purged = report.purged,
+                    "inbox purged through the control API"
+                );
+            }
+        }
+        report
     }
 
     /// Reports a push that left `user`'s inbox unacked to the events
@@ -461,11 +508,17 @@ fn request_load(d: &mut Durable, user: &str, id: u64) {
     }
 }
 
-fn take_loading(loading: &mut HashMap<Arc<str>, Vec<u64>>, user: &str, id: u64) {
-    if let Some(list) = loading.get_mut(user) {
-        list.retain(|x| *x != id);
-        if list.is_empty() {
-            loading.remove(user);
-        }
+/// Notes that `user`'s push `id` is read back; whether it was awaited (a
+/// purge forgets the reads it makes useless).
+fn take_loading(loading: &mut HashMap<Arc<str>, Vec<u64>>, user: &str, id: u64) -> bool {
+    let Some(list) = loading.get_mut(user) else {
+        return false;
+    };
+    let before = list.len();
+    list.retain(|x| *x != id);
+    let awaited = list.len() < before;
+    if list.is_empty() {
+        loading.remove(user);
     }
+    awaited
 }

@@ -61,6 +61,8 @@ pub struct PendingPush {
     pub in_flight: bool,
     /// Wall-clock ms after which it expires.
     pub expires_unix_ms: u64,
+    /// Its record's size on disk (what the byte caps count).
+    pub bytes: u32,
 }
 
 /// What the store tells its caller, in order ([`super::StoreCore::take_events`]).

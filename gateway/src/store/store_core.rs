@@ -345,6 +345,7 @@ impl StoreCore {
                 deliveries: e.deliveries,
                 in_flight: e.flags & IN_FLIGHT != 0,
                 expires_unix_ms: e.expires_unix_ms,
+                bytes: e.len,
             })
     }
 

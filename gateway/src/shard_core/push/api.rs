@@ -21,6 +21,7 @@ use super::{Message, OUTBOX_LIMIT, PushJob, Receipt, UserAction};
 use crate::control::Caller;
 use crate::control::routes::Response;
 use crate::shard_core::ShardCore;
+use shard_router::messages::InboxAction;
 
 /// Why a push request is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -465,6 +466,33 @@ impl ShardCore {
         None
     }
 
+    /// Answers `GET /v1/users/{u}/inbox` (the oldest pending durable
+    /// pushes, `?limit=N`, default [`INBOX_LIST_DEFAULT`], at most
+    /// [`INBOX_LIST_MAX`]) and `DELETE` (purge), deferred until the user's
+    /// owner answers.
+    pub(in crate::shard_core) fn api_inbox(
+        &mut self,
+        now: Millis,
+        control_key: Caller,
+        user: &str,
+        purge: bool,
+        path: &str,
+    ) -> Option<Response> {
+        if user.is_empty() {
+            return Some(bad_request(&ApiError::EmptyName));
+        }
+        let action = if purge {
+            InboxAction::Purge
+        } else {
+            match list_limit(path) {
+                Ok(n) => InboxAction::List(n),
+                Err(why) => return Some(Response::error(400, &why)),
+            }
+        };
+        self.begin_inbox_request(now, control_key, user, action);
+        None
+    }
+
     /// Answers `POST /v1/kick` (deferred until the shards reply).
     pub(in crate::shard_core) fn api_kick(
         &mut self,
@@ -518,6 +546,37 @@ impl ShardCore {
     }
 }
 
+/// Pushes an inbox listing shows when no `limit` is given.
+pub const INBOX_LIST_DEFAULT: u32 = 100;
+/// Most pushes one inbox listing shows (`"more": true` says there are
+/// others).
+pub const INBOX_LIST_MAX: u32 = 1_000;
+
+/// The `limit` of an inbox listing from the request's query string.
+fn list_limit(path: &str) -> Result<u32, String> {
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(INBOX_LIST_DEFAULT);
+    };
+    let mut limit = INBOX_LIST_DEFAULT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("limit", v)) => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=INBOX_LIST_MAX).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "limit must be a whole number from 1 to {INBOX_LIST_MAX}, not {v:?}"
+                        )
+                    })?;
+            }
+            _ => return Err(format!("unknown query parameter {pair:?} (only limit=N)")),
+        }
+    }
+    Ok(limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,5 +594,23 @@ mod tests {
             parse::<PushRequest>(b"not json"),
             Err(ApiError::Json(_))
         ));
+    }
+
+    #[test]
+    fn an_inbox_listing_takes_only_a_bounded_limit() {
+        use super::{INBOX_LIST_DEFAULT, INBOX_LIST_MAX, list_limit};
+        assert_eq!(list_limit("/v1/users/a/inbox"), Ok(INBOX_LIST_DEFAULT));
+        assert_eq!(list_limit("/v1/users/a/inbox?"), Ok(INBOX_LIST_DEFAULT));
+        assert_eq!(list_limit("/v1/users/a/inbox?limit=7"), Ok(7));
+        assert_eq!(list_limit("/x?limit=1000"), Ok(INBOX_LIST_MAX));
+        for bad in [
+            "/x?limit=0",
+            "/x?limit=1001",
+            "/x?limit=-1",
+            "/x?limit=",
+            "/x?page=2",
+        ] {
+            assert!(list_limit(bad).is_err(), "{bad}");
+        }
     }
 }

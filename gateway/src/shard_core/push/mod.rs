@@ -219,6 +219,14 @@ impl ShardCore {
             }
             Message::Acked(user, ids) => self.on_acked(now, &user, &ids),
             Message::PushStored(receipt, result) => self.push_stored(receipt, result),
+            Message::InboxRequest(user, action, reply_to) => {
+                let report = self.inbox_report(&user, action);
+                self.send_to(
+                    usize::from(reply_to.shard),
+                    Message::InboxReply(reply_to, Box::new(report)),
+                );
+            }
+            Message::InboxReply(req, report) => self.inbox_reply(now, req.id, report),
             other => {
                 tracing::debug!(
                     shard = self.index,

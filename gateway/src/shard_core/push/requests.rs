@@ -1,11 +1,15 @@
-//! Requests about a user's sessions (presence, kick) that need answers
-//! from other shards: the requesting shard asks the user's owner, which
-//! tells it how many holding shards will answer; the answers are gathered
-//! here and the HTTP response is written when the last arrives, or with
-//! what there is (`"partial": true`) after a timeout.
+//! Requests about a user that need answers from other shards: about the
+//! user's sessions (presence, kick), where the requesting shard asks the
+//! user's owner, which tells it how many holding shards will answer; and
+//! about the user's durable inbox (its pending count in the presence
+//! answer, the inbox listing, a purge), which the owner answers alone.
+//! The answers are gathered here and the HTTP response is written when the
+//! last arrives, or with what there is (`"partial": true`) after a
+//! timeout.
 
 use protocol::time::Millis;
-use serde_json::json;
+use serde_json::{Value, json};
+use shard_router::messages::{InboxAction, InboxReport};
 use slab::Slab;
 
 use super::{RequestRef, SessionInfo, UserAction};
@@ -16,15 +20,32 @@ use crate::shard_core::ShardCore;
 /// How long a request waits for other shards before answering partially.
 pub const REQUEST_TIMEOUT_MS: u64 = 2_000;
 
+/// What a request asked, so what its answer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// `GET /v1/users/{u}`: sessions and pending count.
+    Describe,
+    /// `POST /v1/kick`: the sessions kicked.
+    Kick,
+    /// `GET /v1/users/{u}/inbox`.
+    Inbox,
+    /// `DELETE /v1/users/{u}/inbox`.
+    Purge,
+}
+
 #[derive(Debug)]
 struct Pending {
     control_key: Caller,
     user: String,
-    kick: bool,
+    asked: Asked,
     started: Millis,
+    /// Holding shards that will answer (`None` until the owner says).
     expect: Option<u16>,
     got: u16,
     sessions: Vec<SessionInfo>,
+    /// Whether the owner's inbox report is awaited, and what it said.
+    wants_inbox: bool,
+    inbox: Option<Box<InboxReport>>,
 }
 
 /// Requests this shard is waiting on.
@@ -50,20 +71,69 @@ impl ShardCore {
         user: &str,
         action: UserAction,
     ) {
+        let describe = matches!(action, UserAction::Describe);
+        let asked = if describe {
+            Asked::Describe
+        } else {
+            Asked::Kick
+        };
+        let reply_to = self.new_request(now, control_key, user, asked, None, describe);
+        self.routing(|router, out| router.user_request(user, action, reply_to, out));
+        if describe {
+            self.routing(|router, out| {
+                router.inbox_request(user, InboxAction::Count, reply_to, out)
+            });
+        }
+    }
+
+    /// Starts a request about `user`'s durable inbox (list or purge) for
+    /// control connection `control_key`; the owner answers.
+    pub(super) fn begin_inbox_request(
+        &mut self,
+        now: Millis,
+        control_key: Caller,
+        user: &str,
+        action: InboxAction,
+    ) {
+        let asked = match action {
+            InboxAction::Purge => Asked::Purge,
+            InboxAction::List(_) | InboxAction::Count => Asked::Inbox,
+        };
+        let reply_to = self.new_request(now, control_key, user, asked, Some(0), true);
+        self.routing(|router, out| router.inbox_request(user, action, reply_to, out));
+    }
+
+    fn new_request(
+        &mut self,
+        now: Millis,
+        control_key: Caller,
+        user: &str,
+        asked: Asked,
+        expect: Option<u16>,
+        wants_inbox: bool,
+    ) -> RequestRef {
         let id = self.requests.pending.insert(Pending {
             control_key,
             user: user.to_string(),
-            kick: matches!(action, UserAction::Kick(..)),
+            asked,
             started: now,
-            expect: None,
+            expect,
             got: 0,
             sessions: Vec::new(),
+            wants_inbox,
+            inbox: None,
         }) as u32;
-        let reply_to = RequestRef {
+        RequestRef {
             shard: self.index as u16,
             id,
-        };
-        self.routing(|router, out| router.user_request(user, action, reply_to, out));
+        }
+    }
+
+    pub(super) fn inbox_reply(&mut self, now: Millis, id: u32, report: Box<InboxReport>) {
+        if let Some(p) = self.requests.pending.get_mut(id as usize) {
+            p.inbox = Some(report);
+        }
+        self.maybe_answer(now, id, false);
     }
 
     pub(super) fn request_plan(&mut self, now: Millis, id: u32, expect: u16) {
@@ -108,18 +178,58 @@ impl ShardCore {
         let Some(p) = self.requests.pending.get(id as usize) else {
             return;
         };
-        let complete = p.expect.is_some_and(|e| p.got >= e);
+        let complete =
+            p.expect.is_some_and(|e| p.got >= e) && (!p.wants_inbox || p.inbox.is_some());
         if !complete && !timed_out {
             return;
         }
         let p = self.requests.pending.remove(id as usize);
-        let mut body = json!({ "user": p.user, "sessions": p.sessions });
-        if p.kick {
-            body["kicked"] = json!(p.sessions.len());
-        }
+        let mut body = answer_body(&p);
         if !complete {
             body["partial"] = json!(true);
         }
         self.respond(p.control_key, Response::json(200, &body));
+    }
+}
+
+/// The JSON answer to request `p` with what it gathered.
+fn answer_body(p: &Pending) -> Value {
+    let inbox = p.inbox.as_deref();
+    match p.asked {
+        Asked::Describe => {
+            let mut body = json!({ "user": p.user, "sessions": p.sessions });
+            if let Some(r) = inbox {
+                body["pending"] = json!(r.pending);
+            }
+            body
+        }
+        Asked::Kick => {
+            json!({ "user": p.user, "sessions": p.sessions, "kicked": p.sessions.len() })
+        }
+        Asked::Inbox => {
+            let now_ms = crate::clock::wall_clock_ms();
+            let (pending, bytes, pushes) =
+                inbox.map_or((0, 0, &[][..]), |r| (r.pending, r.bytes, &r.pushes[..]));
+            let list: Vec<Value> = pushes
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id,
+                        "deliveries": e.deliveries,
+                        "in_flight": e.in_flight,
+                        "expires_in_ms": e.expires_unix_ms.saturating_sub(now_ms),
+                        "bytes": e.bytes,
+                    })
+                })
+                .collect();
+            json!({
+                "user": p.user,
+                "pending": pending,
+                "bytes": bytes,
+                "more": pending > list.len() as u64,
+                "pushes": list,
+            })
+        }
+        Asked::Purge => json!({ "user": p.user, "purged": inbox.map_or(0, |r| r.purged) }),
     }
 }
