@@ -97,6 +97,15 @@ pub fn open_stores(cfg: &StoreConfig, shards: usize) -> Result<OpenStores, OpenE
     for i in 0..shards {
         let path = shard_dir(dir, i);
         let (store, report) = load_dir(&path, StoreSettings::for_shard(cfg, shards))?;
+        for torn in &report.repaired {
+            tracing::warn!(
+                shard = i,
+                path = %torn.path.display(),
+                offset = torn.offset,
+                dropped_bytes = torn.dropped,
+                "store file had a torn tail (an append cut short by a crash): cut at the last whole record"
+            );
+        }
         if report.pushes > 0 || !report.repaired.is_empty() {
             tracing::info!(
                 shard = i,

@@ -311,3 +311,112 @@ fn the_inbox_is_shown_listed_and_purged_through_the_control_api() {
     assert_eq!(status, 200, "{none}");
     assert_eq!(none["pending"], 0, "{none}");
 }
+
+/// The newest segment file under `data` (any shard) that holds `needle`.
+fn segment_holding(data: &std::path::Path, needle: &[u8]) -> std::path::PathBuf {
+    let mut found = None;
+    for shard in std::fs::read_dir(data).unwrap() {
+        let shard = shard.unwrap().path();
+        if !shard.is_dir() {
+            continue;
+        }
+        let mut segs: Vec<_> = std::fs::read_dir(&shard)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        for seg in segs {
+            let bytes = std::fs::read(&seg).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found = Some(seg);
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("no segment under {} holds {needle:?}", data.display()))
+}
+
+#[test]
+fn a_torn_store_file_is_cut_at_its_last_whole_record_and_corruption_refuses_the_start() {
+    let data = TempDir::new("durable-torn");
+    let mut gw = Gateway::start_with_data(2, "", &data.0);
+    let ids: Vec<u64> = (0..4)
+        .map(|m| {
+            durable(&gw, "torn", &format!("torn-payload-{m}"))["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    gw.signal(libc::SIGKILL);
+    assert!(gw.wait_exit(Duration::from_secs(5)).is_some());
+    drop(gw);
+
+    // Tear the last append, as a crash in the middle of a write would.
+    let seg = segment_holding(&data.0, b"torn-payload-3");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    file.set_len(len - 3).unwrap();
+    drop(file);
+
+    let mut gw = Gateway::start_with_data(2, "", &data.0);
+    let log = gw.log();
+    assert!(
+        log.contains("torn tail") && log.contains(&seg.display().to_string()),
+        "the repair names the file:\n{log}"
+    );
+    let (_, user) = get(&gw, "GET", "/v1/users/torn");
+    assert_eq!(
+        user["pending"], 3,
+        "the torn push is gone, the others kept: {user}"
+    );
+    let mut c = Client::established(gw.client, "torn");
+    let got: Vec<u64> = pushes_within(&mut c, Duration::from_secs(1))
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(got, ids[..3]);
+    drop(c);
+    gw.signal(libc::SIGKILL);
+    assert!(gw.wait_exit(Duration::from_secs(5)).is_some());
+    drop(gw);
+
+    // A damaged byte before the last record is corruption, not a torn
+    // tail: the gateway refuses to start and says where.
+    let seg = segment_holding(&data.0, b"torn-payload-0");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes
+        .windows(b"torn-payload-0".len())
+        .position(|w| w == b"torn-payload-0")
+        .unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = std::process::Command::new(e2e_tests::binary("gateway"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+        ])
+        .arg("--data-dir")
+        .arg(&data.0)
+        .env("GATEWAY_JWT_SECRET", e2e_tests::SECRET)
+        .env("NO_COLOR", "1")
+        .current_dir(&data.0)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "a corrupt store must refuse the start:\n{text}"
+    );
+    assert!(
+        text.contains(&seg.display().to_string()),
+        "the refusal names the file:\n{text}"
+    );
+}
