@@ -28,6 +28,7 @@ pub mod fd_ops;
 pub mod instance_lock;
 pub mod metrics;
 pub mod push_ids;
+pub mod resume_token;
 pub mod runtime;
 pub mod settings;
 pub mod shard_core;

@@ -30,6 +30,7 @@ pub const GAUGES: &[&str] = &[
     "device_labels",
     "backend_in_flight",
     "store_commit_ms_max",
+    "parked_sessions",
     "store_pushes",
     "store_disk_bytes",
     "store_ram_bytes",

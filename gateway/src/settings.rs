@@ -1,9 +1,13 @@
 //! Runtime settings: the validated config, resolved per shard, plus what
 //! the protocol state machines need, derived once at start-up.
 
+use std::sync::Arc;
+
 use protocol::server::ServerConfig;
 use tuning::config::{ConfigError, GatewayConfig, ProtocolConfig, ResolvedShard};
 use tuning::driver::Driver;
+
+use crate::resume_token::ResumeKey;
 
 /// Direct-descriptor slots kept beyond `max_connections`, so a connection
 /// refused for being over a limit can still be told why.
@@ -52,6 +56,9 @@ pub struct Settings {
     pub server: ServerConfig,
     /// The driver that runs the shards (decided at start-up).
     pub driver: Driver,
+    /// Signs the resume tokens of this process's Welcomes (drawn at
+    /// start-up; `None`, and no tokens, if the OS gave no random bytes).
+    pub resume_key: Option<Arc<ResumeKey>>,
 }
 
 impl Settings {
@@ -60,11 +67,19 @@ impl Settings {
         config.validate(online_cpus)?;
         let shards = config.resolve_shards(online_cpus);
         let server = server_config(&config.protocol);
+        let resume_key = match ResumeKey::random() {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                tracing::warn!(%e, "sessions cannot be resumed: no resume tokens are given");
+                None
+            }
+        };
         Ok(Self {
             config,
             shards,
             server,
             driver: Driver::IoUring,
+            resume_key,
         })
     }
 }

@@ -60,6 +60,14 @@ counters! {
     refused_address,
     /// Handshakes completed (Welcome sent).
     handshakes_ok,
+    /// Handshakes that resumed a parked session with its token.
+    resumes,
+    /// Handshakes whose resume token named no session parked here for the
+    /// user (window passed, another shard, a restart, or not a token):
+    /// they got a fresh session.
+    resumes_missed,
+    /// Sessions parked for a resume now (a gauge).
+    parked_sessions,
     /// Handshakes failed: token rejected.
     handshakes_unauthorized,
     /// Handshakes failed: token expired.

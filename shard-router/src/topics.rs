@@ -86,6 +86,11 @@ impl LocalTopics {
         Some(topic.name)
     }
 
+    /// The name of topic `id`, while anyone here subscribes to it.
+    pub fn name(&self, id: TopicId) -> Option<&str> {
+        self.topics.get(id as usize)?.as_ref().map(|t| &*t.name)
+    }
+
     /// The local id of topic `name`, if anyone here subscribes to it.
     pub fn id_of(&self, name: &str) -> Option<TopicId> {
         self.ids.get(name).copied()

@@ -110,6 +110,8 @@ pub struct Events {
     pool: PoolId,
     cfg: EventsConfig,
     sessions: HashMap<u32, (Presence, &'static str)>,
+    /// Sessions parked for a resume, by their old (key, generation).
+    parked: HashMap<(u32, u32), (Presence, &'static str)>,
     queue: VecDeque<Record>,
     oldest: Millis,
     batch: Option<Batch>,
@@ -130,6 +132,7 @@ impl Events {
             pool,
             cfg: cfg.clone(),
             sessions: HashMap::new(),
+            parked: HashMap::new(),
             queue: VecDeque::new(),
             oldest: Millis(0),
             batch: None,
@@ -184,7 +187,28 @@ impl Events {
         }
     }
 
-    /// Connection `key` is gone: an offline event if it had gone online.
+    /// Connection (key, generation) is gone and its session parked: its
+    /// offline event waits for the end of the resume window.
+    pub(super) fn parked(&mut self, key: u32, generation: u32) {
+        if self
+            .sessions
+            .get(&key)
+            .is_some_and(|(p, _)| p.generation == generation)
+            && let Some(s) = self.sessions.remove(&key)
+        {
+            self.parked.insert((key, generation), s);
+        }
+    }
+
+    /// The session parked from `from` goes on as `to`: no event; `to`'s
+    /// offline event comes when it ends.
+    pub(super) fn resumed(&mut self, from: (u32, u32), to: Presence) {
+        self.parked.remove(&from);
+        self.sessions.insert(to.key, (to, "closed"));
+    }
+
+    /// Connection `key` is gone (or its parked session ended): an offline
+    /// event if it had gone online.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn offline(
         &mut self,
@@ -195,14 +219,16 @@ impl Events {
         key: u32,
         generation: u32,
     ) {
-        if self
+        let live = self
             .sessions
             .get(&key)
-            .is_none_or(|(p, _)| p.generation != generation)
-        {
-            return;
-        }
-        let Some((p, reason)) = self.sessions.remove(&key) else {
+            .is_some_and(|(p, _)| p.generation == generation);
+        let gone = if live {
+            self.sessions.remove(&key)
+        } else {
+            self.parked.remove(&(key, generation))
+        };
+        let Some((p, reason)) = gone else {
             return;
         };
         let record = Record {

@@ -247,6 +247,22 @@ impl Backend {
         }
     }
 
+    /// Connection (key, generation) is gone, its session parked for a
+    /// resume: its `offline` waits ([`Backend::offline`] sends it when the
+    /// window passes).
+    pub fn parked(&mut self, key: u32, generation: u32) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.parked(key, generation);
+        }
+    }
+
+    /// The session parked from `from` is resumed as `to`: no event.
+    pub fn resumed(&mut self, from: (u32, u32), to: events::Presence) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.resumed(from, to);
+        }
+    }
+
     /// Reports a durable push that left its user's inbox unacked.
     pub fn undelivered(&mut self, now: Millis, stats: &mut ShardStats, u: events::Undelivered) {
         if let Some(ev) = self.events.as_mut() {

@@ -479,6 +479,8 @@ impl Shell {
                     .offline(now, self.core.stats_mut(), key, generation)
             }
             BackendCall::Undelivered(u) => self.backend.undelivered(now, self.core.stats_mut(), u),
+            BackendCall::Parked { key, generation } => self.backend.parked(key, generation),
+            BackendCall::Resumed { from, to } => self.backend.resumed(from, to),
         }
         self.apply_backend_outcomes(t);
     }

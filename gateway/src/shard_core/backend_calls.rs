@@ -60,11 +60,23 @@ impl ShardCore {
             .push(Action::Backend(Box::new(BackendCall::Online(p))));
     }
 
-    /// Reports connection `key` closing for `reason`.
+    /// Reports connection `key` closing for `reason`. A session ended on
+    /// purpose (Bye, kick, refusal, protocol error) is not kept for a
+    /// resume.
     pub(super) fn presence_closing(&mut self, key: u32, reason: &CloseReason) {
-        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
+        if matches!(
+            reason,
+            CloseReason::ClientBye
+                | CloseReason::Kicked(_)
+                | CloseReason::Rejected(_)
+                | CloseReason::ProtocolError(_)
+        ) {
+            conn.set(flags::NO_RESUME);
+        }
+        let generation = conn.generation;
         let why = match reason {
             CloseReason::ClientBye => "client_bye",
             CloseReason::IdleTimeout => "idle_timeout",

@@ -2,7 +2,6 @@
 //! into the session, authentication, sends, timers. The close sequence is
 //! in `closing`.
 
-use bytes::Bytes;
 use protocol::proto::{ErrorCode, Hello, KickCode, Welcome};
 use protocol::server::{CloseReason, Event};
 use protocol::time::Millis;
@@ -234,7 +233,11 @@ impl ShardCore {
         }
     }
 
-    fn authenticate(&mut self, now: Millis, key: u32, hello: Hello) {
+    fn authenticate(&mut self, now: Millis, key: u32, mut hello: Hello) {
+        if let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) {
+            let token = std::mem::take(&mut hello.resume);
+            self.parked.presented(key, generation, token);
+        }
         if self.webhook_auth() {
             return self.authenticate_webhook(key, hello);
         }
@@ -282,14 +285,19 @@ impl ShardCore {
         };
         conn.apps = mask;
         conn.device = acquire_device(&mut self.device_names, &device);
-        let session = format!("{:x}-{:x}", self.index, conn.generation);
+        let generation = conn.generation;
+        let session = format!("{:x}-{:x}", self.index, generation);
+        let resumed = self.take_parked(key, generation, &user);
         let welcome = Welcome {
             session: session.clone(),
             user: user.clone(),
             heartbeat_ms: 0,
-            resume: Bytes::new(),
+            resume: self.resume_token(key, generation, &user),
             server_time_ms: self.unix_ms,
-            resumed: false,
+            resumed: resumed.is_some(),
+        };
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
         };
         conn.user = Some(user.clone().into_boxed_str());
         conn.session
@@ -299,15 +307,22 @@ impl ShardCore {
             self.handshakes -= 1;
         }
         self.stats.handshakes_ok += 1;
-        let generation = conn.generation;
-        self.presence_online(crate::backend::events::Presence {
+        let presence = crate::backend::events::Presence {
             key,
             generation,
             user,
             session,
             device,
             apps,
-        });
+        };
+        match resumed {
+            Some((from, topics)) => {
+                self.presence_resumed(from, presence);
+                let topics = topics.into_iter().map(String::from).collect();
+                self.subscribe(now, key, topics);
+            }
+            None => self.presence_online(presence),
+        }
     }
 
     fn count_close(&mut self, key: u32, reason: &CloseReason) {

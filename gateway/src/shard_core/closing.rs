@@ -152,16 +152,20 @@ impl ShardCore {
         if !self.conns.get(key as usize).is_some_and(Conn::is_finished) {
             return;
         }
+        let parked = self.park_if_resumable(self.now, key);
         let mut conn = self.conns.remove(key as usize);
         self.wheel.cancel(key);
         self.ws.forget(key);
         self.tls.forget(key);
+        self.parked.forget(key);
         self.session_finished(key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);
         self.account_queued(left, conn.outbound.queued_bytes());
         self.admission.release(key);
-        self.presence_gone(key, conn.generation);
+        if !parked {
+            self.presence_gone(key, conn.generation);
+        }
     }
 
     /// Keeps the queued-bytes gauge equal to the bytes in the queues: every

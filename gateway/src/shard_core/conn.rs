@@ -27,6 +27,9 @@ pub mod flags {
     /// layer in the shard's TLS table, and queued frames are sealed when
     /// their send starts.
     pub const TLS: u8 = 32;
+    /// The session was ended on purpose (Bye, kick, refusal, protocol
+    /// error): its connection's end parks nothing for a resume.
+    pub const NO_RESUME: u8 = 64;
 }
 
 /// One client connection.

@@ -27,6 +27,7 @@ mod names;
 pub mod outbound;
 pub mod push;
 mod rejections;
+mod resume;
 pub mod session;
 #[cfg(test)]
 mod sim;
@@ -150,6 +151,23 @@ pub enum BackendCall {
     },
     /// A durable push left its user's inbox without an Ack.
     Undelivered(Undelivered),
+    /// Connection (key, generation) is gone but its session is parked for
+    /// a resume: no `offline` yet.
+    Parked {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+    },
+    /// The session parked from connection `from` (key, generation) is
+    /// resumed by the session `to`: no event; `to`'s `offline` comes when
+    /// it ends.
+    Resumed {
+        /// The old connection (key, generation).
+        from: (u32, u32),
+        /// The new session.
+        to: Presence,
+    },
 }
 
 /// An answer to a control request.
@@ -202,6 +220,8 @@ pub struct ShardCore {
     census: Arc<dyn Census>,
     /// Wall clock of the input being handled.
     unix_ms: u64,
+    /// Shard clock of the input being handled.
+    now: Millis,
     conns: Slab<Conn>,
     /// Outbound queue storage reused across connections.
     queues: outbound::QueuePool,
@@ -242,6 +262,8 @@ pub struct ShardCore {
     tls: tls::TlsConns,
     /// The durable store of the users this shard owns, once given.
     durable: Option<Box<durable::Durable>>,
+    /// Sessions whose connections went, kept for a resume.
+    parked: resume::ParkedSessions,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -282,6 +304,7 @@ impl ShardCore {
             push_ids,
             census,
             unix_ms: t.unix_ms,
+            now: t.now,
             conns: Slab::with_capacity(max_connections.min(1 << 20)),
             queues: outbound::QueuePool::default(),
             wheel: TimerWheel::new(t.now, tick, WHEEL_SLOTS),
@@ -311,12 +334,14 @@ impl ShardCore {
             ws,
             tls: tls::TlsConns::default(),
             durable: None,
+            parked: resume::ParkedSessions::default(),
         }
     }
 
     /// Notes the wall clock of the input being handled.
     fn at(&mut self, t: Time) -> Millis {
         self.unix_ms = t.unix_ms;
+        self.now = t.now;
         t.now
     }
 
@@ -361,6 +386,7 @@ impl ShardCore {
         }
         self.expire_answers(now);
         self.store_tick(now);
+        self.expire_parked(now);
     }
 
     /// Ends a turn of the driver's loop: the sends of everything delivered
@@ -393,6 +419,7 @@ impl ShardCore {
             self.requests_wakeup(),
             self.answers_wakeup(),
             self.store_wakeup(now),
+            self.parked.next_deadline(),
             self.rejections.next_due(),
             outbox,
             turn,
@@ -410,6 +437,7 @@ impl ShardCore {
         self.stats.directory_sessions = self.router.directory_sessions() as u64;
         self.stats.paced_deliveries = self.paced.len() as u64;
         self.stats.app_names = self.app_names.len() as u64;
+        self.stats.parked_sessions = self.parked.len() as u64;
         self.stats.device_labels = self.device_names.len() as u64;
         if let Some(st) = self.store_stats() {
             let s = &mut self.stats;
