@@ -102,6 +102,22 @@ pub struct InboxReport {
     pub purged: u64,
 }
 
+/// What a session parked for a resume had (issue 17): enough to give it
+/// back on any shard, and to report it offline if it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedSession {
+    /// Its user.
+    pub user: Box<str>,
+    /// Its session id (as in its Welcome).
+    pub session: Box<str>,
+    /// `Hello.device`.
+    pub device: Box<str>,
+    /// `Hello.apps`.
+    pub apps: Vec<String>,
+    /// The topics it subscribed to.
+    pub topics: Vec<Box<str>>,
+}
+
 /// Where the answer to a cross-shard request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestRef {
@@ -211,6 +227,13 @@ pub enum Message {
     InboxRequest(Box<str>, InboxAction, RequestRef),
     /// To the requester: what the owner's inbox holds (or held).
     InboxReply(RequestRef, Box<InboxReport>),
+    /// To the shard that parked a session: hand the session parked from
+    /// connection (key, generation) over to `user`'s new session here
+    /// ([`SessionRef`]), if it is still parked for that user.
+    ResumeAsk(Box<str>, (u32, u32), SessionRef),
+    /// To the asking shard: the parked session, or `None` when it is gone
+    /// (window passed, resumed already, another user's).
+    ResumeGive(SessionRef, Option<Box<ParkedSession>>),
 }
 
 impl Message {

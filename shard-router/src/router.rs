@@ -170,7 +170,8 @@ impl Router {
     /// or requesting shard acts on (`Deliver`, `SessionsRequest`,
     /// `RequestPlan`, `RequestReply`, `PushPlan`, `PushCount`, `Drain`) and
     /// the durable store's (`StoreForUser`, `Acked`, `PushStored`,
-    /// `InboxRequest`, `InboxReply`), which
+    /// `InboxRequest`, `InboxReply`) and the resume hand-over's
+    /// (`ResumeAsk`, `ResumeGive`), which
     /// the shard's core keeps.
     pub fn handle(&mut self, msg: Message, out: &mut Outbox) -> Option<Message> {
         match msg {
@@ -239,7 +240,9 @@ impl Router {
             | Message::Acked(..)
             | Message::PushStored(..)
             | Message::InboxRequest(..)
-            | Message::InboxReply(..)) => return Some(holder),
+            | Message::InboxReply(..)
+            | Message::ResumeAsk(..)
+            | Message::ResumeGive(..)) => return Some(holder),
         }
         None
     }

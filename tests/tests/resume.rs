@@ -193,3 +193,52 @@ fn a_token_resumes_only_its_own_user_and_only_once() {
     let evs = events_of(&sink, "owner");
     assert!(!kinds(&evs).contains(&"offline".to_string()), "{evs:?}");
 }
+
+/// The shard a session is on, from its id (`{shard:x}-{generation:x}`).
+fn shard_of(w: &Welcome) -> String {
+    w.session.split('-').next().unwrap().to_string()
+}
+
+#[test]
+fn a_resume_that_lands_on_the_other_shard_is_handed_over() {
+    let sink = PyBackend::start();
+    let gw = Gateway::start(2, &config(&sink, 60_000));
+    let (mut c, mut w) = hello(&gw, "roamer", Bytes::new());
+    subscribe(&mut c, "roam");
+    let mut crossed = 0;
+    // Each reconnect lands on a shard by its source port's hash: keep
+    // resuming until some resumes crossed shards (all must resume).
+    for round in 0..40 {
+        let from = shard_of(&w);
+        reset(c);
+        assert_eq!(gw.wait_total("parked_sessions", 1), 1, "round {round}");
+        let (next, nw) = hello(&gw, "roamer", w.resume.clone());
+        assert!(nw.resumed, "round {round}: {nw:?}");
+        // The published gauge lags (250 ms): see it drop before the next
+        // reset, so the wait for the next parking is not met by this one.
+        assert_eq!(gw.wait_total("parked_sessions", 0), 0, "round {round}");
+        if shard_of(&nw) != from {
+            crossed += 1;
+        }
+        c = next;
+        w = nw;
+        if crossed >= 2 {
+            break;
+        }
+    }
+    assert!(
+        crossed >= 2,
+        "no reconnect landed on the other shard in 40 rounds"
+    );
+    assert_eq!(gw.total("resumes_missed"), 0);
+    // The topic followed the session across shards.
+    post(&gw, &json!({"to": {"topic": "roam"}, "payload": "here"}));
+    let p = c.next_push(SECS).expect("the topic came along");
+    assert_eq!(&p.payload[..], b"here");
+    // One online for all those connections, and one offline at the end.
+    c.send_with(|s, out| s.bye(out));
+    sink.wait_event(SECS, |e| e["user"] == "roamer" && e["type"] == "offline");
+    let evs = events_of(&sink, "roamer");
+    assert_eq!(kinds(&evs), ["online", "offline"], "{evs:?}");
+    assert_eq!(evs[1]["session"], json!(w.session), "{evs:?}");
+}

@@ -202,9 +202,33 @@ impl Events {
 
     /// The session parked from `from` goes on as `to`: no event; `to`'s
     /// offline event comes when it ends.
-    pub(super) fn resumed(&mut self, from: (u32, u32), to: Presence) {
-        self.parked.remove(&from);
+    pub(super) fn resumed(&mut self, from: Option<(u32, u32)>, to: Presence) {
+        if let Some(from) = from {
+            self.parked.remove(&from);
+        }
         self.sessions.insert(to.key, (to, "closed"));
+    }
+
+    /// The session parked from (key, generation) went to another shard,
+    /// which reports it from now on: forgotten here, with no event.
+    pub(super) fn handed(&mut self, key: u32, generation: u32) {
+        self.parked.remove(&(key, generation));
+    }
+
+    /// A session handed over from another shard ended before it was
+    /// resumed: its offline event (reason `closed`).
+    pub(super) fn parked_gone(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+        shard: usize,
+        p: Presence,
+    ) {
+        let key = p.key;
+        let generation = p.generation;
+        self.sessions.insert(key, (p, "closed"));
+        self.offline(now, stats, client, shard, key, generation);
     }
 
     /// Connection `key` is gone (or its parked session ended): an offline

@@ -256,10 +256,28 @@ impl Backend {
         }
     }
 
-    /// The session parked from `from` is resumed as `to`: no event.
-    pub fn resumed(&mut self, from: (u32, u32), to: events::Presence) {
+    /// The session parked from `from` (on this shard, or handed over from
+    /// another) is resumed as `to`: no event.
+    pub fn resumed(&mut self, from: Option<(u32, u32)>, to: events::Presence) {
         if let Some(ev) = self.events.as_mut() {
             ev.resumed(from, to);
+        }
+    }
+
+    /// The session parked from (key, generation) went to another shard,
+    /// which reports it from now on: no event.
+    pub fn handed(&mut self, key: u32, generation: u32) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.handed(key, generation);
+        }
+    }
+
+    /// A session handed over from another shard ended before it could be
+    /// resumed: its offline event.
+    pub fn parked_gone(&mut self, now: Millis, stats: &mut ShardStats, p: events::Presence) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.parked_gone(now, stats, &mut self.client, self.shard, p);
+            self.on_tick(now, stats);
         }
     }
 

@@ -481,6 +481,8 @@ impl Shell {
             BackendCall::Undelivered(u) => self.backend.undelivered(now, self.core.stats_mut(), u),
             BackendCall::Parked { key, generation } => self.backend.parked(key, generation),
             BackendCall::Resumed { from, to } => self.backend.resumed(from, to),
+            BackendCall::Handed { key, generation } => self.backend.handed(key, generation),
+            BackendCall::ParkedGone(p) => self.backend.parked_gone(now, self.core.stats_mut(), p),
         }
         self.apply_backend_outcomes(t);
     }

@@ -11,6 +11,7 @@ use super::conn::{Conn, flags};
 use super::names::{acquire_apps, acquire_device};
 use super::outbound::{Enqueued, Frame};
 use super::push::Message;
+use super::resume::{Lookup, Resumed};
 use super::session::Session;
 use super::transport::{ListenerKind, Transport};
 use super::{ShardCore, StreamOpKind, Time};
@@ -271,6 +272,25 @@ impl ShardCore {
         device: String,
         apps: Vec<String>,
     ) {
+        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+            return;
+        };
+        match self.resume_lookup(key, generation, &user) {
+            Lookup::Fresh => self.welcome(now, key, (user, device, apps), None),
+            Lookup::Here(resumed) => self.welcome(now, key, (user, device, apps), Some(resumed)),
+            Lookup::Elsewhere(name) => self.ask_for_parked(now, key, name, (user, device, apps)),
+        }
+    }
+
+    /// Sends `key`'s Welcome and reports the session online, or, for a
+    /// resumed one, subscribes it to its old topics with no event.
+    pub(super) fn welcome(
+        &mut self,
+        now: Millis,
+        key: u32,
+        (user, device, apps): (String, String, Vec<String>),
+        resumed: Option<Resumed>,
+    ) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
@@ -287,7 +307,6 @@ impl ShardCore {
         conn.device = acquire_device(&mut self.device_names, &device);
         let generation = conn.generation;
         let session = format!("{:x}-{:x}", self.index, generation);
-        let resumed = self.take_parked(key, generation, &user);
         let welcome = Welcome {
             session: session.clone(),
             user: user.clone(),
@@ -316,9 +335,9 @@ impl ShardCore {
             apps,
         };
         match resumed {
-            Some((from, topics)) => {
+            Some((from, parked)) => {
                 self.presence_resumed(from, presence);
-                let topics = topics.into_iter().map(String::from).collect();
+                let topics = parked.topics.into_iter().map(String::from).collect();
                 self.subscribe(now, key, topics);
             }
             None => self.presence_online(presence),

@@ -163,11 +163,23 @@ pub enum BackendCall {
     /// resumed by the session `to`: no event; `to`'s `offline` comes when
     /// it ends.
     Resumed {
-        /// The old connection (key, generation).
-        from: (u32, u32),
+        /// The old connection (key, generation), when it was on this
+        /// shard.
+        from: Option<(u32, u32)>,
         /// The new session.
         to: Presence,
     },
+    /// The session parked from connection (key, generation) went to
+    /// another shard's new session: forget it, with no event.
+    Handed {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+    },
+    /// A session handed over from another shard for a connection that was
+    /// gone by then: its `offline`.
+    ParkedGone(Presence),
 }
 
 /// An answer to a control request.

@@ -15,34 +15,63 @@
 //! comes when it ends). Durable pushes of the user that were in flight go
 //! out again when the new session comes up, as on any reconnect.
 //!
+//! A token presented on another shard (SO_REUSEPORT may land the
+//! reconnect there) is handed over by mailbox: the new shard holds the
+//! Welcome and asks the parking shard ([`Message::ResumeAsk`]), which
+//! gives the parked session up ([`Message::ResumeGive`]); without an
+//! answer in [`RESUME_ASK_MS`] the session starts fresh. A session given
+//! up for a connection that is gone by then is reported `offline` by the
+//! shard that got it, so every `online` still gets its `offline`.
+//!
 //! A parked session that is not resumed in time is reported `offline`
 //! then, with the reason of its close. At most as many sessions are parked
 //! as the shard takes connections; beyond that the oldest goes at once.
 //!
-//! Not yet: a token presented on another shard (SO_REUSEPORT may land the
-//! reconnect there) gets a fresh session; pushes to topics and broadcasts
-//! sent while the session was away are not replayed (no history yet).
+//! Not yet: pushes to topics and broadcasts sent while the session was
+//! away are not replayed (no history yet).
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use protocol::time::Millis;
+use shard_router::directory::SessionRef;
+use shard_router::messages::{Message, ParkedSession};
 
 use super::{Action, BackendCall, ShardCore};
 use crate::backend::events::Presence;
 use crate::resume_token::{self, SessionName};
 
+/// How long a Welcome waits for another shard to hand a parked session
+/// over before the session starts fresh.
+pub const RESUME_ASK_MS: u64 = 1_000;
+
 /// A connection by its (slot key, generation).
 pub(crate) type ConnName = (u32, u32);
 
-/// What a resume gives back: the old connection's name and its topics.
-pub(crate) type Resumed = (ConnName, Vec<Box<str>>);
+/// What a resume gives back: the old connection's name when it was on
+/// this shard (its presence record is here), and what the session had.
+pub(crate) type Resumed = (Option<ConnName>, Box<ParkedSession>);
 
-/// What a parked session had.
+type Parked = Box<ParkedSession>;
+
+/// A handshake whose Welcome waits for another shard's hand-over.
 #[derive(Debug)]
-pub(crate) struct Parked {
-    user: Box<str>,
-    topics: Vec<Box<str>>,
+pub(crate) struct Awaiting {
+    generation: u32,
+    user: String,
+    device: String,
+    apps: Vec<String>,
+    since: Millis,
+}
+
+/// Where a Hello's resume token leads.
+pub(crate) enum Lookup {
+    /// No token, or one that names nothing resumable.
+    Fresh,
+    /// A session parked here, taken.
+    Here(Resumed),
+    /// A session on another shard: ask it.
+    Elsewhere(SessionName),
 }
 
 /// One shard's parked sessions, by (slot key, generation) of the
@@ -55,6 +84,8 @@ pub(crate) struct ParkedSessions {
     /// Resume tokens of Hellos being authenticated, by slot key (with the
     /// generation), until the session is admitted or its connection goes.
     presented: HashMap<u32, (u32, Bytes)>,
+    /// Handshakes waiting for another shard's hand-over, by slot key.
+    awaiting: HashMap<u32, Awaiting>,
 }
 
 impl ParkedSessions {
@@ -79,14 +110,27 @@ impl ParkedSessions {
         }
     }
 
-    /// Connection `key`'s slot is freed: a token it presented is dropped.
+    /// Connection `key`'s slot is freed: a token it presented, or a
+    /// hand-over it waited for, is dropped.
     pub fn forget(&mut self, key: u32) {
         self.presented.remove(&key);
+        self.awaiting.remove(&key);
     }
 
-    /// When the oldest parked session's window ends.
+    /// When the oldest parked session's window ends, or the oldest
+    /// hand-over stops being waited for.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.front().map(|(at, _)| *at)
+        let ask = self
+            .awaiting
+            .values()
+            .map(|a| a.since.saturating_add(RESUME_ASK_MS))
+            .min();
+        self.deadlines
+            .front()
+            .map(|(at, _)| *at)
+            .into_iter()
+            .chain(ask)
+            .min()
     }
 
     fn park(&mut self, conn: (u32, u32), until: Millis, parked: Parked) {
@@ -96,7 +140,7 @@ impl ParkedSessions {
 
     /// The parked session of `conn`, if `user` had it.
     fn take(&mut self, conn: (u32, u32), user: &str) -> Option<Parked> {
-        if self.by_conn.get(&conn)?.user.as_ref() != user {
+        if &*self.by_conn.get(&conn)?.user != user {
             return None;
         }
         self.by_conn.remove(&conn)
@@ -140,43 +184,146 @@ impl ShardCore {
         }
     }
 
-    /// The topics of the session that connection (key, generation)'s
-    /// Hello asked to resume, if it is parked on this shard for `user`
-    /// (and is then no longer parked), with the name of its old
-    /// connection.
-    pub(super) fn take_parked(
-        &mut self,
-        key: u32,
-        generation: u32,
-        user: &str,
-    ) -> Option<Resumed> {
-        let token = self.parked.take_presented(key, generation)?;
+    /// Where connection (key, generation)'s resume token leads, for
+    /// `user`; a session parked here is taken.
+    pub(super) fn resume_lookup(&mut self, key: u32, generation: u32, user: &str) -> Lookup {
+        let Some(token) = self.parked.take_presented(key, generation) else {
+            return Lookup::Fresh;
+        };
         let name = self
             .settings
             .resume_key
             .as_ref()
             .and_then(|k| resume_token::open(k, &token, user).ok());
-        let found = name
-            .filter(|n| usize::from(n.shard) == self.index)
-            .and_then(|n| {
-                let conn = (n.key, n.generation);
-                self.parked.take(conn, user).map(|p| (conn, p.topics))
-            });
-        match found {
-            Some(f) => {
+        let Some(name) = name else {
+            self.stats.resumes_missed += 1;
+            return Lookup::Fresh;
+        };
+        if usize::from(name.shard) != self.index {
+            if usize::from(name.shard) < self.settings.shards.len() {
+                return Lookup::Elsewhere(name);
+            }
+            self.stats.resumes_missed += 1;
+            return Lookup::Fresh;
+        }
+        let conn = (name.key, name.generation);
+        match self.parked.take(conn, user) {
+            Some(p) => {
                 self.stats.resumes += 1;
-                Some(f)
+                Lookup::Here((Some(conn), p))
             }
             None => {
                 self.stats.resumes_missed += 1;
-                None
+                Lookup::Fresh
             }
         }
     }
 
+    /// Holds connection `key`'s Welcome and asks the shard that parked
+    /// `name` to hand it over.
+    pub(super) fn ask_for_parked(
+        &mut self,
+        now: Millis,
+        key: u32,
+        name: SessionName,
+        (user, device, apps): (String, String, Vec<String>),
+    ) {
+        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+            return;
+        };
+        let new = SessionRef {
+            shard: self.index as u16,
+            key,
+            generation,
+        };
+        let msg = Message::ResumeAsk(user.as_str().into(), (name.key, name.generation), new);
+        self.parked.awaiting.insert(
+            key,
+            Awaiting {
+                generation,
+                user,
+                device,
+                apps,
+                since: now,
+            },
+        );
+        self.send_to(usize::from(name.shard), msg);
+    }
+
+    /// As the parking shard: gives the session parked from `old` up to
+    /// `user`'s new session `new`, if it is still parked for that user.
+    pub(super) fn on_resume_ask(&mut self, user: &str, old: ConnName, new: SessionRef) {
+        let parked = self.parked.take(old, user);
+        if parked.is_some() {
+            // Its presence goes with it: the other shard reports it.
+            self.actions
+                .push(Action::Backend(Box::new(BackendCall::Handed {
+                    key: old.0,
+                    generation: old.1,
+                })));
+        }
+        self.send_to(usize::from(new.shard), Message::ResumeGive(new, parked));
+    }
+
+    /// As the asking shard: the hand-over's answer for connection `new`.
+    pub(super) fn on_resume_give(&mut self, now: Millis, new: SessionRef, parked: Option<Parked>) {
+        let waiting = match self.parked.awaiting.get(&new.key) {
+            Some(a) if a.generation == new.generation => self.parked.awaiting.remove(&new.key),
+            _ => None,
+        };
+        match (waiting, parked) {
+            (Some(a), Some(p)) => {
+                self.stats.resumes += 1;
+                self.welcome(now, new.key, (a.user, a.device, a.apps), Some((None, p)));
+                self.handle_output(now, new.key);
+            }
+            (Some(a), None) => {
+                self.stats.resumes_missed += 1;
+                self.welcome(now, new.key, (a.user, a.device, a.apps), None);
+                self.handle_output(now, new.key);
+            }
+            // Too late, or the connection went: the session given up ends
+            // here, and is reported so.
+            (None, Some(p)) => self.parked_gone(new, *p),
+            (None, None) => {}
+        }
+    }
+
+    /// Handshakes that waited too long for a hand-over start fresh.
+    fn expire_asks(&mut self, now: Millis) {
+        let late: Vec<u32> = self
+            .parked
+            .awaiting
+            .iter()
+            .filter(|(_, a)| now.since(a.since) >= RESUME_ASK_MS)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in late {
+            if let Some(a) = self.parked.awaiting.remove(&key) {
+                self.stats.resumes_missed += 1;
+                self.welcome(now, key, (a.user, a.device, a.apps), None);
+                self.handle_output(now, key);
+            }
+        }
+    }
+
+    /// A session handed over to a connection that is gone: `offline`.
+    fn parked_gone(&mut self, at: SessionRef, p: ParkedSession) {
+        let presence = Presence {
+            key: at.key,
+            generation: at.generation,
+            user: p.user.into(),
+            session: p.session.into(),
+            device: p.device.into(),
+            apps: p.apps,
+        };
+        self.actions
+            .push(Action::Backend(Box::new(BackendCall::ParkedGone(presence))));
+    }
+
     /// Reports the resumed session: the events backend keeps the parked
     /// presence under the new connection, with no event.
-    pub(super) fn presence_resumed(&mut self, from: (u32, u32), p: Presence) {
+    pub(super) fn presence_resumed(&mut self, from: Option<ConnName>, p: Presence) {
         self.session_established(p.key);
         self.actions
             .push(Action::Backend(Box::new(BackendCall::Resumed {
@@ -201,6 +348,9 @@ impl ShardCore {
         let Some(user) = conn.user.clone() else {
             return false;
         };
+        let session = format!("{:x}-{:x}", self.index, conn.generation).into();
+        let device = super::names::device_name(&self.device_names, conn.device).into();
+        let apps = super::names::app_names(&self.app_names, conn.apps);
         let topics = conn
             .topics
             .as_deref()
@@ -221,7 +371,13 @@ impl ShardCore {
         self.parked.park(
             (key, generation),
             now.saturating_add(window),
-            Parked { user, topics },
+            Box::new(ParkedSession {
+                user,
+                session,
+                device,
+                apps,
+                topics,
+            }),
         );
         self.actions
             .push(Action::Backend(Box::new(BackendCall::Parked {
@@ -231,10 +387,14 @@ impl ShardCore {
         true
     }
 
-    /// Ends the parked sessions whose window passed: `offline` for each.
+    /// Ends the parked sessions whose window passed (`offline` for each)
+    /// and the waits for hand-overs that took too long.
     pub(super) fn expire_parked(&mut self, now: Millis) {
         while let Some((key, generation)) = self.parked.pop_due(now, false) {
             self.presence_gone(key, generation);
+        }
+        if !self.parked.awaiting.is_empty() {
+            self.expire_asks(now);
         }
     }
 }
@@ -244,10 +404,13 @@ mod tests {
     use super::*;
 
     fn parked(user: &str) -> Parked {
-        Parked {
+        Box::new(ParkedSession {
             user: user.into(),
+            session: "0-1".into(),
+            device: "d".into(),
+            apps: Vec::new(),
             topics: vec!["t".into()],
-        }
+        })
     }
 
     #[test]

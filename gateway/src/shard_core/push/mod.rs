@@ -227,6 +227,8 @@ impl ShardCore {
                 );
             }
             Message::InboxReply(req, report) => self.inbox_reply(now, req.id, report),
+            Message::ResumeAsk(user, old, new) => self.on_resume_ask(&user, old, new),
+            Message::ResumeGive(new, parked) => self.on_resume_give(now, new, parked),
             other => {
                 tracing::debug!(
                     shard = self.index,
