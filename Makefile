@@ -97,7 +97,7 @@ doc:
 # store_recovery (the durable store's segment recovery), ws_handshake
 # (WebSocket opening handshake parser), ws_frames (WebSocket client frame
 # decoder), mqtt_decode (MQTT 3.1.1 packet decoder), mqtt_session (MQTT
-# server session). Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable
+# server session), resume_token (resume tokens from Hello.resume). Seeds are fuzz/seeds/$(FUZZ_TARGET)/. Works on a stable
 # toolchain: cargo-fuzz with `--sanitizer none` needs no -Z flag. Installs
 # cargo-fuzz when missing. Crashes land in fuzz/artifacts/$(FUZZ_TARGET)/.
 FUZZ_TARGET  ?= wire_input
