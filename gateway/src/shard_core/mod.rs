@@ -32,6 +32,8 @@ pub mod session;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod sim_resume_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod sim_ws_tests;

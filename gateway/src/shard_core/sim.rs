@@ -430,6 +430,20 @@ impl Sim {
         self.answer(caller).map_or(0, |(status, _)| status)
     }
 
+    /// The client's end of the connection goes (EOF or reset, as a lost
+    /// network looks to the gateway), and it sends nothing more.
+    pub fn hang_up(&mut self, client: usize) {
+        let t = self.time();
+        let c = &mut self.clients[client];
+        c.silent = true;
+        if let (Some((key, generation)), true) = (c.conn, c.recv_armed) {
+            c.recv_armed = false;
+            let shard = c.shard;
+            self.cores[shard].on_recv_ended(t, key, generation);
+        }
+        self.run();
+    }
+
     /// A client starts or stops reading.
     pub fn set_reading(&mut self, client: usize, reading: bool) {
         self.clients[client].reading = reading;
