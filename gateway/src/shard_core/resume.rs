@@ -270,7 +270,8 @@ impl ShardCore {
         let waiting = match self.parked.awaiting.get(&new.key) {
             Some(a) if a.generation == new.generation => self.parked.awaiting.remove(&new.key),
             _ => None,
-        };
+        }
+        .filter(|_| self.still_authenticating(new.key, new.generation));
         match (waiting, parked) {
             (Some(a), Some(p)) => {
                 self.stats.resumes += 1;
@@ -282,8 +283,8 @@ impl ShardCore {
                 self.welcome(now, new.key, (a.user, a.device, a.apps), None);
                 self.handle_output(now, new.key);
             }
-            // Too late, or the connection went: the session given up ends
-            // here, and is reported so.
+            // Too late, or the connection went or is closing: the session
+            // given up ends here, and is reported so.
             (None, Some(p)) => self.parked_gone(new, *p),
             (None, None) => {}
         }
@@ -299,12 +300,24 @@ impl ShardCore {
             .map(|(&k, _)| k)
             .collect();
         for key in late {
-            if let Some(a) = self.parked.awaiting.remove(&key) {
+            if let Some(a) = self.parked.awaiting.remove(&key)
+                && self.still_authenticating(key, a.generation)
+            {
                 self.stats.resumes_missed += 1;
                 self.welcome(now, key, (a.user, a.device, a.apps), None);
                 self.handle_output(now, key);
             }
         }
+    }
+
+    /// Whether connection (key, generation) still waits for its Welcome
+    /// (not closing, e.g. after its handshake timed out meanwhile).
+    fn still_authenticating(&self, key: u32, generation: u32) -> bool {
+        self.conns.get(key as usize).is_some_and(|c| {
+            c.generation == generation
+                && !c.has(super::conn::flags::CLOSING)
+                && c.session.state() == protocol::server::SessionState::Authenticating
+        })
     }
 
     /// A session handed over to a connection that is gone: `offline`.
