@@ -30,6 +30,9 @@ def rss_bytes(pid):
 
 
 def totals(conn):
+    # A fresh connection each time: the kernel spreads them over the
+    # shards, and a shard publishes its counters when it answers.
+    conn = http.client.HTTPConnection(conn.host, conn.port, timeout=10)
     conn.request("GET", "/v1/stats")
     r = conn.getresponse()
     body = r.read()
@@ -94,6 +97,14 @@ def main():
                     refused[why] = refused.get(why, 0) + 1
         i += n
     secs = time.monotonic() - t0
+    # A shard publishes its counters when its loop turns: one that went
+    # idle right after its last commit shows them when it next answers a
+    # request, so ask until the gauge has them all.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if totals(conn).get("store_pushes", 0) - before.get("store_pushes", 0) >= stored:
+            break
+        time.sleep(0.3)
     after = settled(conn)
     rss1 = rss_bytes(a.pid)
     d = lambda k: after.get(k, 0) - before.get(k, 0)
