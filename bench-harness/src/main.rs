@@ -184,6 +184,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(c) = cli.scenario.common() {
         c.transport.check(c.peer)?;
     }
+    if let Scenario::Unicast { common, args } = &cli.scenario {
+        args.check(common.peer)?;
+    }
     match cli.scenario {
         Scenario::Worker => worker::worker_main().context("worker"),
         Scenario::Backend(args) => bench_harness::backend::run(args),

@@ -177,6 +177,7 @@ pub fn merge_results(acc: &mut ShardResult, o: &ShardResult) -> Result<(), Histo
         a.merge(b);
     }
     acc.duplicates += o.duplicates;
+    acc.redeliveries += o.redeliveries;
     acc.unstamped += o.unstamped;
     acc.established += o.established;
     acc.attempts += o.attempts;
@@ -203,6 +204,7 @@ impl WorkerReport {
         }
         let counters = [
             ("duplicates", r.duplicates),
+            ("redeliveries", r.redeliveries),
             ("unstamped", r.unstamped),
             ("established", r.established),
             ("attempts", r.attempts),
@@ -245,6 +247,7 @@ impl WorkerReport {
         r.reply_status = self.reply_status.clone();
         r.seqs = self.seqs.clone();
         r.duplicates = c("duplicates");
+        r.redeliveries = c("redeliveries");
         r.unstamped = c("unstamped");
         r.established = c("established");
         r.attempts = c("attempts");

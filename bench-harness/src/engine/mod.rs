@@ -114,6 +114,9 @@ pub struct ShardPlan {
     /// Stamped messages expected (sequence numbers 0..n), for loss and
     /// duplicate accounting.
     pub expected_msgs: u64,
+    /// Ack durable pushes on receipt (`unicast --ack`, the gateway only).
+    #[serde(default)]
+    pub ack: bool,
     /// Shared start instant offset: the coordinator's wall-clock start, µs.
     pub start_wall_us: u64,
 }
@@ -231,6 +234,9 @@ pub struct ShardResult {
     pub seqs: Vec<SeqStat>,
     /// Duplicate deliveries (same message twice on one connection).
     pub duplicates: u64,
+    /// Durable pushes that came again on the wire (redelivered copies,
+    /// acked again, not counted as deliveries; `--ack`).
+    pub redeliveries: u64,
     /// Deliveries without a stamp, or with a sequence beyond the expected.
     pub unstamped: u64,
     /// Handshakes completed.

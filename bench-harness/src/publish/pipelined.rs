@@ -24,10 +24,11 @@ fn push_target(to: To<'_>) -> serde_json::Value {
     }
 }
 
-/// `POST /v1/push` of one push.
-fn push_request(to: To<'_>, payload: &str) -> String {
+/// `POST /v1/push` of one push; `ack`: durable (`"ack": true`, answered
+/// once stored).
+fn push_request(to: To<'_>, payload: &str, ack: bool) -> String {
     let body =
-        serde_json::json!({"to": push_target(to), "payload": payload, "ack": false}).to_string();
+        serde_json::json!({"to": push_target(to), "payload": payload, "ack": ack}).to_string();
     format!(
         "POST /v1/push HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -35,11 +36,11 @@ fn push_request(to: To<'_>, payload: &str) -> String {
 }
 
 /// `POST /v1/push/batch` of several pushes.
-fn batch_request(items: &[(To<'_>, &str)]) -> String {
+fn batch_request(items: &[(To<'_>, &str)], ack: bool) -> String {
     let mut body = String::new();
     for (to, payload) in items {
         body.push_str(
-            &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": false})
+            &serde_json::json!({"to": push_target(*to), "payload": payload, "ack": ack})
                 .to_string(),
         );
         body.push('\n');
@@ -60,6 +61,29 @@ fn batch_accepted(body: &str) -> u64 {
                 .map(|r| r.iter().filter(|x| x["id"].is_u64()).count())
         })
         .unwrap_or(0) as u64
+}
+
+/// Durable pushes an answer of `POST /v1/push` or `/v1/push/batch` says
+/// were stored (`"stored": true`, on the push or on each batch line).
+fn stored_count(body: &str) -> u64 {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return 0;
+    };
+    let stored = |x: &serde_json::Value| x["stored"].as_bool() == Some(true);
+    match v["results"].as_array() {
+        Some(lines) => lines.iter().filter(|x| stored(x)).count() as u64,
+        None => u64::from(stored(&v)),
+    }
+}
+
+/// What a refusal says, for the failure counts: its `error` field (a
+/// durable refusal also carries an id, which would make every refusal a
+/// reason of its own), else the whole body.
+fn refusal_reason(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// Reads one HTTP response (status, body) off `stream`, `buf` holding
@@ -104,8 +128,12 @@ fn read_http(
 /// What the answers said, once every request was answered (or failed).
 #[derive(Debug, Default)]
 pub struct Answers {
-    /// Pushes the gateway accepted.
+    /// Pushes the gateway accepted (with `ack`: answered `"stored": true`).
     pub accepted: u64,
+    /// Durable pushes answered `"stored": true` (`ack` only).
+    pub stored: u64,
+    /// Pushes refused, by the answer's HTTP status (507, 503, ...).
+    pub refused: BTreeMap<u16, u64>,
     /// Pushes not accepted, by reason.
     pub errors: BTreeMap<String, u64>,
     /// Request written → answer read, µs, one sample per request.
@@ -142,14 +170,17 @@ pub struct PipelinedPush {
     stream: TcpStream,
     shared: Arc<Pipeline>,
     window: usize,
+    ack: bool,
     reader: Option<JoinHandle<Answers>>,
 }
 
 impl PipelinedPush {
     /// Connects to the control listener at `addr`; at most `window`
     /// requests are unanswered at once (the writer waits past that, and
-    /// the wait shows as schedule lag).
-    pub fn connect(addr: SocketAddr, window: usize) -> Result<Self, PublishError> {
+    /// the wait shows as schedule lag). With `ack` every push is durable
+    /// (`"ack": true`) and counts as accepted only when answered
+    /// `"stored": true`.
+    pub fn connect(addr: SocketAddr, window: usize, ack: bool) -> Result<Self, PublishError> {
         let io = |source| PublishError::Io { addr, source };
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
@@ -161,13 +192,14 @@ impl PipelinedPush {
         let pipeline = shared.clone();
         let reader = std::thread::Builder::new()
             .name("push-answers".into())
-            .spawn(move || read_answers(&mut answers_in, addr, &pipeline))
+            .spawn(move || read_answers(&mut answers_in, addr, &pipeline, ack))
             .map_err(io)?;
         Ok(Self {
             addr,
             stream,
             shared,
             window: window.max(1),
+            ack,
             reader: Some(reader),
         })
     }
@@ -177,8 +209,8 @@ impl PipelinedPush {
     pub fn submit(&mut self, items: &[(To<'_>, &str)]) -> Result<(), PublishError> {
         let request = match items {
             [] => return Ok(()),
-            [(to, payload)] => push_request(*to, payload),
-            _ => batch_request(items),
+            [(to, payload)] => push_request(*to, payload, self.ack),
+            _ => batch_request(items, self.ack),
         };
         while self.shared.unanswered() >= self.window {
             if self.reader.as_ref().is_none_or(JoinHandle::is_finished) {
@@ -241,7 +273,7 @@ fn count(out: &mut Answers, why: String, pushes: u64) {
 /// Reads answers in order and matches each to the oldest request in
 /// flight, until the writer is done and everything is answered; after a
 /// read error the requests in flight count as failed.
-fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline) -> Answers {
+fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline, ack: bool) -> Answers {
     let mut out = Answers::default();
     let mut buf = Vec::new();
     loop {
@@ -274,6 +306,19 @@ fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline) -> 
         out.call
             .record_us(u64::try_from(req.at.elapsed().as_micros()).unwrap_or(u64::MAX));
         match answer {
+            Ok((200, body)) if ack => {
+                // Durable: only a push answered stored counts as sent.
+                let stored = stored_count(&body).min(req.pushes);
+                out.stored += stored;
+                out.accepted += stored;
+                if stored < req.pushes {
+                    count(
+                        &mut out,
+                        "answered 200 without \"stored\": true".into(),
+                        req.pushes - stored,
+                    );
+                }
+            }
             Ok((200, body)) => {
                 let accepted = if req.pushes == 1 {
                     1
@@ -286,9 +331,14 @@ fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline) -> 
                 }
             }
             Ok((status, body)) => {
+                *out.refused.entry(status).or_default() += req.pushes;
                 count(
                     &mut out,
-                    PublishError::Status { status, body }.to_string(),
+                    PublishError::Status {
+                        status,
+                        body: refusal_reason(&body),
+                    }
+                    .to_string(),
                     req.pushes,
                 );
             }
@@ -310,4 +360,130 @@ fn read_answers(stream: &mut TcpStream, addr: SocketAddr, shared: &Pipeline) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn body_of(request: &str) -> serde_json::Value {
+        let (_, body) = request.split_once("\r\n\r\n").expect("a body");
+        serde_json::from_str(body).expect("JSON")
+    }
+
+    #[test]
+    fn a_durable_push_asks_for_acks() {
+        let r = push_request(To::User("u7"), "hi", true);
+        assert!(r.starts_with("POST /v1/push HTTP/1.1\r\n"), "{r}");
+        let v = body_of(&r);
+        assert_eq!(v["ack"], true);
+        assert_eq!(v["to"]["user"], "u7");
+        assert_eq!(
+            body_of(&push_request(To::User("u7"), "hi", false))["ack"],
+            false
+        );
+        let batch = batch_request(&[(To::User("a"), "1"), (To::User("b"), "2")], true);
+        let (_, lines) = batch.split_once("\r\n\r\n").expect("a body");
+        for line in lines.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            assert_eq!(v["ack"], true, "{line}");
+        }
+    }
+
+    #[test]
+    fn stored_answers_are_counted_on_pushes_and_batch_lines() {
+        assert_eq!(stored_count(r#"{"id": 4, "online": 1, "stored": true}"#), 1);
+        assert_eq!(
+            stored_count(r#"{"id": 4, "online": 0, "stored": false, "error": "inbox full"}"#),
+            0
+        );
+        assert_eq!(stored_count(r#"{"id": 4, "online": 1}"#), 0, "not durable");
+        assert_eq!(
+            stored_count(
+                r#"{"results": [{"id": 1, "online": 1, "stored": true}, {"error": "bad"},
+                    {"id": 3, "online": 0, "stored": true}]}"#
+            ),
+            2
+        );
+        assert_eq!(stored_count("not json"), 0);
+    }
+
+    #[test]
+    fn a_refusal_is_named_by_its_error_not_its_id() {
+        assert_eq!(
+            refusal_reason(r#"{"id": 99, "online": 0, "stored": false, "error": "inbox full"}"#),
+            "inbox full"
+        );
+        assert_eq!(refusal_reason("busy"), "busy");
+    }
+
+    /// A push API on a port the kernel picked that answers each of
+    /// `answers` to one request, in order.
+    fn push_api(answers: Vec<(u16, &'static str)>) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            for (status, body) in answers {
+                // One request: its head and its content-length body.
+                loop {
+                    let mut h = [httparse::EMPTY_HEADER; 16];
+                    let mut req = httparse::Request::new(&mut h);
+                    if let Ok(httparse::Status::Complete(head)) = req.parse(&seen) {
+                        let len = req
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                            .unwrap_or(0usize);
+                        if seen.len() >= head + len {
+                            seen.drain(..head + len);
+                            break;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn durable_answers_count_stored_and_refusals_by_status() {
+        let addr = push_api(vec![
+            (200, r#"{"id": 1, "online": 1, "stored": true}"#),
+            (
+                507,
+                r#"{"id": 2, "online": 0, "stored": false, "error": "inbox full"}"#,
+            ),
+            (200, r#"{"id": 3, "online": 1, "stored": true}"#),
+            (503, r#"{"stored": false, "error": "store failed"}"#),
+            (200, r#"{"id": 5, "online": 1}"#),
+        ]);
+        let mut api = PipelinedPush::connect(addr, 8, true).expect("connect");
+        for _ in 0..5 {
+            api.submit(&[(To::User("u1"), "x")]).expect("submit");
+        }
+        let a = api.finish();
+        assert_eq!(a.stored, 2);
+        assert_eq!(a.accepted, 2);
+        assert_eq!(a.refused, BTreeMap::from([(503, 1), (507, 1)]));
+        assert_eq!(a.errors["push API answered 507: inbox full"], 1);
+        assert_eq!(a.errors["push API answered 503: store failed"], 1);
+        assert_eq!(a.errors["answered 200 without \"stored\": true"], 1);
+        assert_eq!(a.call.count(), 5);
+    }
 }

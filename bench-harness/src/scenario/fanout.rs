@@ -91,6 +91,45 @@ pub struct UnicastArgs {
     /// Give up waiting for the connect phase after this many seconds.
     #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 120.0)]
     pub timeout_secs: f64,
+    /// Durable pushes (gateway only): every push is posted with
+    /// `"ack": true` and counts as sent once answered `"stored": true`;
+    /// every client acks each push on receipt. The run is also checked
+    /// against the store's counters (every push stored and acked once, the
+    /// store empty again at the end).
+    #[arg(long)]
+    pub ack: bool,
+    /// With --ack: how long to wait after the delivery phase for the
+    /// gateway to count the last Acks before the store cross-check.
+    #[arg(long, value_parser = crate::scenario::seconds, default_value_t = 10.0)]
+    pub ack_wait_secs: f64,
+}
+
+/// `--ack` with a peer other than the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// Durable pushes are the gateway's push API (`"ack": true`).
+    #[error(
+        "--ack is for --peer gateway only (durable pushes through its push API, acked with v1 Ack \
+         frames); --peer {0} has no durable unicast here"
+    )]
+    NeedsGateway(String),
+}
+
+impl UnicastArgs {
+    /// Whether these options suit `peer`.
+    ///
+    /// # Errors
+    /// `--ack` with a peer other than the gateway.
+    pub fn check(&self, peer: PeerKind) -> Result<(), AckError> {
+        if self.ack && peer != PeerKind::Gateway {
+            return Err(AckError::NeedsGateway(
+                clap::ValueEnum::to_possible_value(&peer)
+                    .map_or_else(|| peer.label().to_owned(), |v| v.get_name().to_owned()),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn subscription(peer: PeerKind, topic: &str, all: bool) -> Option<String> {
@@ -134,6 +173,7 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
         broadcast_all: all,
         batch: a.batch,
         sched: c.sched,
+        ack: false,
     };
     let before = gateway_counts(c);
     let sent = send_all(&plan, &to);
@@ -299,7 +339,9 @@ fn achieved(s: &super::sender::SendOutcome, rate: f64) -> f64 {
 
 /// Runs `unicast`.
 pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
+    a.check(c.peer)?;
     let mut spec = c.spec(a.connections, a.connect_rate);
+    spec.ack = a.ack;
     spec.subscribe = match c.peer {
         PeerKind::Gateway => None,
         PeerKind::Nats => Some("u.{user}".into()),
@@ -333,6 +375,7 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         broadcast_all: false,
         batch: a.batch,
         sched: c.sched,
+        ack: a.ack,
     };
     let before = gateway_counts(c);
     let sent = send_all(&plan, &to);
@@ -343,7 +386,8 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         "unicast",
         c.peer.label(),
         serde_json::json!({"connections": a.connections, "connect_rate": a.connect_rate, "pushes": a.pushes, "rate": a.rate, "payload": a.payload,
-            "publishers": a.publishers, "batch": a.batch, "shards": c.shards, "workers": load.workers()}),
+            "publishers": a.publishers, "batch": a.batch, "shards": c.shards, "workers": load.workers(),
+            "ack": a.ack}),
     );
     super::connect_figures(&mut rep, &res, a.connect_rate, c);
     let unique: u64 = res.seqs.iter().map(|s| s.count).sum();
@@ -359,6 +403,9 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     rep.metric("deliveries", unique as f64);
     report_phase(&mut rep, c, &phase, unique, before);
     rep.metric("duplicates", res.duplicates as f64);
+    if a.ack {
+        durable_figures(&mut rep, c, a, &sent, res.redeliveries, before.as_ref());
+    }
     rep.metric("push_rate_achieved_per_s", achieved(&sent, a.rate).round());
     rep.histogram("delivery", &res.delivery);
     rep.histogram("publish_call", &sent.call);
@@ -377,6 +424,44 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
         rep.invalidate(vec!["subscribers were not all ready in time".into()]);
     }
     Ok(Outcome::new(rep, load))
+}
+
+/// The figures of a `--ack` run: pushes answered stored and refused (by
+/// status), redelivered copies on the wire, and the cross-check against
+/// the store's counters once the last Acks are in (a mismatch is INVALID).
+fn durable_figures(
+    rep: &mut RunReport,
+    c: &Common,
+    a: &UnicastArgs,
+    sent: &super::sender::SendOutcome,
+    redeliveries: u64,
+    before: Option<&GatewayCounts>,
+) {
+    rep.metric("pushes_stored", sent.stored as f64);
+    rep.metric("pushes_refused", sent.refused.values().sum::<u64>() as f64);
+    for (status, n) in &sent.refused {
+        rep.metric(&format!("pushes_refused_{status}"), *n as f64);
+    }
+    rep.metric("wire_redeliveries", redeliveries as f64);
+    let Some(before) = before else {
+        rep.invalidate(vec![
+            "--ack: the gateway's store counters could not be read (see stderr), so nothing \
+             says every push was stored and acked"
+                .into(),
+        ]);
+        return;
+    };
+    let limit = Duration::from_secs_f64(a.ack_wait_secs);
+    match crosscheck::read_acked(c.control, before, sent.stored, limit) {
+        Ok(after) => {
+            let reasons = crosscheck::compare_store(rep, before, &after, sent.stored);
+            rep.invalidate(reasons);
+        }
+        Err(e) => {
+            eprintln!("cross-check: {e}");
+            rep.invalidate(vec![format!("--ack: store cross-check: {e}")]);
+        }
+    }
 }
 
 #[cfg(test)]

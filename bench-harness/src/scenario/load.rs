@@ -67,6 +67,8 @@ pub struct LoadSpec {
     pub payload_size: usize,
     /// Stamped messages expected.
     pub expected_msgs: u64,
+    /// Ack durable pushes on receipt (`unicast --ack`).
+    pub ack: bool,
 }
 
 /// Errors running a load.
@@ -82,6 +84,9 @@ pub enum LoadError {
     /// A transport the peer does not have.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// `unicast --ack` with a peer other than the gateway.
+    #[error(transparent)]
+    Ack(#[from] crate::scenario::fanout::AckError),
     /// Worker trouble.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -162,6 +167,7 @@ impl Load {
                     uplink_route: spec.uplink_route.clone(),
                     payload_size: spec.payload_size,
                     expected_msgs: spec.expected_msgs,
+                    ack: spec.ack,
                     start_wall_us,
                 });
                 first_user += u64::from(n);

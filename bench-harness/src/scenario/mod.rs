@@ -150,6 +150,7 @@ impl Common {
             uplink_route: String::new(),
             payload_size: 0,
             expected_msgs: 0,
+            ack: false,
         }
     }
 

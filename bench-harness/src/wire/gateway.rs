@@ -47,13 +47,39 @@ impl GatewayClient {
         self.sub_ping = (id != 0).then_some(id);
     }
 
+    /// Acks every durable push (`ack = true`) on receipt (`--ack`): the
+    /// session writes an `Ack` for each new id as it arrives, and again for
+    /// each redelivered copy of an id it acked (see [`GatewayClient::input`]).
+    pub fn set_auto_ack(&mut self, on: bool) {
+        self.session.set_auto_ack(on);
+    }
+
     /// Feeds received bytes.
+    ///
+    /// A durable push whose id the session has seen is dropped by the
+    /// session's dedup window (and acked again if it was acked): it is
+    /// reported as a [`WireEvent::Redelivery`], not as a delivery. A new id
+    /// that arrives flagged `redelivery` (its first copy never reached this
+    /// connection) is a delivery and a redelivery both.
     pub fn input(&mut self, now: Millis, data: &[u8], ev: &mut Vec<WireEvent>, out: &mut Vec<u8>) {
+        let dropped_before = self.session.duplicates_dropped();
         self.session.handle_input(now, data, &mut self.events, out);
+        let dropped = self
+            .session
+            .duplicates_dropped()
+            .saturating_sub(dropped_before);
+        for _ in 0..dropped {
+            ev.push(WireEvent::Redelivery);
+        }
         for e in self.events.drain(..) {
             match e {
                 ClientEvent::Welcome(_) => ev.push(WireEvent::Established),
-                ClientEvent::Push(p) => ev.push(WireEvent::Delivery(stamp::decode(&p.payload))),
+                ClientEvent::Push(p) => {
+                    if p.redelivery {
+                        ev.push(WireEvent::Redelivery);
+                    }
+                    ev.push(WireEvent::Delivery(stamp::decode(&p.payload)));
+                }
                 ClientEvent::Pong(p) if Some(p.id) == self.sub_ping => {
                     self.sub_ping = None;
                     ev.push(WireEvent::Subscribed);
@@ -129,7 +155,125 @@ fn close_label(why: ClientCloseReason) -> String {
 
 #[cfg(test)]
 mod tests {
+    use protocol::codec::{decode_frame, encode_frame, frame};
+    use protocol::proto::frame::Kind;
+    use protocol::proto::{Ack, Push, Welcome};
+
     use super::*;
+    use crate::stamp::Stamp;
+
+    fn bytes_of(kinds: Vec<Kind>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for k in kinds {
+            encode_frame(&frame(k), &mut out);
+        }
+        out
+    }
+
+    fn acks(mut buf: &[u8]) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some((f, used)) = decode_frame(buf, u32::MAX).expect("a frame") {
+            if let Some(Kind::Ack(Ack { ids: more })) = f.kind {
+                ids.extend(more);
+            }
+            buf = &buf[used..];
+        }
+        ids
+    }
+
+    fn durable(id: u64, seq: u64, redelivery: bool) -> Kind {
+        Kind::Push(Push {
+            id,
+            ack: true,
+            redelivery,
+            payload: Bytes::from(crate::stamp::encode(
+                Stamp {
+                    seq,
+                    intended_us: 5,
+                },
+                32,
+            )),
+            ..Push::default()
+        })
+    }
+
+    /// An established client, acking on receipt when `ack`.
+    fn client(ack: bool) -> GatewayClient {
+        let id = Identity {
+            user: "u1".into(),
+            token: "t".into(),
+            heartbeat_ms: 30_000,
+        };
+        let mut c = GatewayClient::new(&id, Millis(0));
+        c.set_auto_ack(ack);
+        let (mut ev, mut out) = (Vec::new(), Vec::new());
+        c.start(&mut out);
+        c.input(
+            Millis(1),
+            &bytes_of(vec![Kind::Welcome(Welcome::default())]),
+            &mut ev,
+            &mut out,
+        );
+        assert_eq!(ev, [WireEvent::Established]);
+        c
+    }
+
+    #[test]
+    fn with_ack_each_push_is_acked_on_receipt_and_a_copy_is_a_redelivery() {
+        let mut c = client(true);
+        let (mut ev, mut out) = (Vec::new(), Vec::new());
+        c.input(
+            Millis(2),
+            &bytes_of(vec![durable(7, 0, false), durable(8, 1, false)]),
+            &mut ev,
+            &mut out,
+        );
+        assert_eq!(acks(&out), [7, 8], "acked as they arrive");
+        assert!(
+            matches!(&ev[..], [WireEvent::Delivery(Some(a)), WireEvent::Delivery(Some(b))]
+            if a.seq == 0 && b.seq == 1)
+        );
+        // The gateway sends 7 again (the ack came too late): one
+        // redelivery, acked again, no second delivery.
+        ev.clear();
+        out.clear();
+        c.input(
+            Millis(3),
+            &bytes_of(vec![durable(7, 0, true)]),
+            &mut ev,
+            &mut out,
+        );
+        assert_eq!(ev, [WireEvent::Redelivery]);
+        assert_eq!(acks(&out), [7]);
+        // A flagged copy of an id this connection never saw: a delivery
+        // (the first here) and a redelivery on the wire.
+        ev.clear();
+        out.clear();
+        c.input(
+            Millis(4),
+            &bytes_of(vec![durable(9, 2, true)]),
+            &mut ev,
+            &mut out,
+        );
+        assert!(
+            matches!(&ev[..], [WireEvent::Redelivery, WireEvent::Delivery(Some(s))] if s.seq == 2)
+        );
+        assert_eq!(acks(&out), [9]);
+    }
+
+    #[test]
+    fn without_ack_nothing_is_acked() {
+        let mut c = client(false);
+        let (mut ev, mut out) = (Vec::new(), Vec::new());
+        c.input(
+            Millis(2),
+            &bytes_of(vec![durable(7, 0, false)]),
+            &mut ev,
+            &mut out,
+        );
+        assert!(acks(&out).is_empty());
+        assert!(matches!(&ev[..], [WireEvent::Delivery(Some(_))]));
+    }
 
     #[test]
     fn codes_are_named() {

@@ -118,6 +118,11 @@ impl GatewayWsClient {
         self.write(out, |c, v1| c.start(v1));
     }
 
+    /// Acks durable pushes on receipt ([`GatewayClient::set_auto_ack`]).
+    pub fn set_auto_ack(&mut self, on: bool) {
+        self.v1.set_auto_ack(on);
+    }
+
     /// Writes Subscribe then the confirming Ping (see [`GatewayClient`]).
     pub fn subscribe(&mut self, topic: &str, out: &mut Vec<u8>) {
         self.write(out, |c, v1| c.subscribe(topic, v1));

@@ -100,6 +100,10 @@ pub enum WireEvent {
     Subscribed,
     /// A message arrived; its stamp if it carries one.
     Delivery(Option<Stamp>),
+    /// A durable push arrived again (a copy of an id this connection has
+    /// seen, or one flagged `redelivery`): counted, acked again when it
+    /// had been acked, never a second delivery.
+    Redelivery,
     /// An uplink's reply arrived.
     Reply {
         /// The request it answers.
@@ -202,6 +206,16 @@ impl ClientWire {
             Self::GatewayWs(c) => c.tick(now, ev, out),
             Self::Mqtt(c) => c.tick(now, ev, out),
             Self::Nats(_) => None,
+        }
+    }
+
+    /// Acks durable pushes on receipt (`unicast --ack`); the gateway's
+    /// protocol only (the brokers are refused `--ack` before they start).
+    pub fn set_auto_ack(&mut self, on: bool) {
+        match self {
+            Self::Gateway(c) => c.set_auto_ack(on),
+            Self::GatewayWs(c) => c.set_auto_ack(on),
+            Self::Mqtt(_) | Self::Nats(_) => {}
         }
     }
 

@@ -102,6 +102,9 @@ impl<I: ShardIo> Shard<'_, I> {
             crate::wire::Transport::Tcp => 0,
         };
         let mut wire = ClientWire::new(self.plan.peer, self.plan.transport, &id, now, seed);
+        if self.plan.ack {
+            wire.set_auto_ack(true);
+        }
         self.out.clear();
         wire.start(now, &self.host, &mut self.out);
         if let Some(topic) = &self.plan.subscribe {

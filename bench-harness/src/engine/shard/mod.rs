@@ -410,6 +410,7 @@ mod tests {
             uplink_route: String::new(),
             payload_size: 0,
             expected_msgs: 0,
+            ack: false,
             start_wall_us: 0,
         }
     }

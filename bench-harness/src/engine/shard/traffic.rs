@@ -186,6 +186,7 @@ impl<I: ShardIo> Shard<'_, I> {
                     self.res.duplicates += 1;
                 }
             }
+            WireEvent::Redelivery => self.res.redeliveries += 1,
             WireEvent::Reply { request_id, status } => {
                 if let Some(intended) = self.pending_uplinks.remove(&(slot, request_id)) {
                     let us = self.ns_of(Instant::now()).saturating_sub(intended) / 1000;

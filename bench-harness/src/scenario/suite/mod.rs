@@ -308,6 +308,8 @@ pub fn run(
                     drain_secs: 10.0,
                     batch: 1,
                     timeout_secs: 120.0,
+                    ack: false,
+                    ack_wait_secs: 10.0,
                 };
                 run_one(
                     &mut runs,
