@@ -13,7 +13,7 @@ use super::{Common, Outcome};
 use crate::histo::Latency;
 use crate::report::RunReport;
 use crate::schedule::judge;
-use crate::wire::PeerKind;
+use crate::wire::{AckError, PeerKind};
 
 /// Options of `fanout`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,18 +104,6 @@ pub struct UnicastArgs {
     pub ack_wait_secs: f64,
 }
 
-/// `--ack` with a peer other than the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AckError {
-    /// Durable pushes are the gateway's push API (`"ack": true`).
-    #[error(
-        "--ack is for --peer gateway only (durable pushes through its push API, acked with v1 Ack \
-         frames); --peer {0} has no durable unicast here"
-    )]
-    NeedsGateway(String),
-}
-
 impl UnicastArgs {
     /// Whether these options suit `peer`.
     ///
@@ -123,10 +111,7 @@ impl UnicastArgs {
     /// `--ack` with a peer other than the gateway.
     pub fn check(&self, peer: PeerKind) -> Result<(), AckError> {
         if self.ack && peer != PeerKind::Gateway {
-            return Err(AckError::NeedsGateway(
-                clap::ValueEnum::to_possible_value(&peer)
-                    .map_or_else(|| peer.label().to_owned(), |v| v.get_name().to_owned()),
-            ));
+            return Err(AckError::NeedsGateway(peer.cli_name()));
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use crate::preflight::{self, PreflightError};
 use crate::report::TimelinePoint;
 use crate::report::progress::ProgressLine;
 use crate::scenario::drain::{DrainPhase, PhaseEnd};
-use crate::wire::{PeerKind, Transport, TransportError};
+use crate::wire::{AckError, PeerKind, Transport, TransportError};
 use crate::worker::{
     FromWorker, Progress, WorkerError, WorkerLine, WorkerPlan, WorkerProc, merge_results,
 };
@@ -86,7 +86,7 @@ pub enum LoadError {
     Transport(#[from] TransportError),
     /// `unicast --ack` with a peer other than the gateway.
     #[error(transparent)]
-    Ack(#[from] crate::scenario::fanout::AckError),
+    Ack(#[from] AckError),
     /// Worker trouble.
     #[error(transparent)]
     Worker(#[from] WorkerError),

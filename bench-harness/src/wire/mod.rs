@@ -38,6 +38,14 @@ impl PeerKind {
             PeerKind::Nats => "nats",
         }
     }
+
+    /// The peer as `--peer` spells it (`mqtt`, not its report label
+    /// `mqtt-qos0`), for messages that tell the user what to change.
+    #[must_use]
+    pub fn cli_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map_or_else(|| self.label().to_owned(), |v| v.get_name().to_owned())
+    }
 }
 
 /// How a connection reaches the system under test.
@@ -71,10 +79,7 @@ impl Transport {
     pub fn check(self, peer: PeerKind) -> Result<(), TransportError> {
         match (self, peer) {
             (Transport::Tcp, _) | (Transport::Ws, PeerKind::Gateway) => Ok(()),
-            (Transport::Ws, _) => Err(TransportError::WsNeedsGateway(
-                clap::ValueEnum::to_possible_value(&peer)
-                    .map_or_else(|| peer.label().to_owned(), |v| v.get_name().to_owned()),
-            )),
+            (Transport::Ws, _) => Err(TransportError::WsNeedsGateway(peer.cli_name())),
         }
     }
 }
@@ -89,6 +94,18 @@ pub enum TransportError {
          --peer {0} runs over --transport tcp"
     )]
     WsNeedsGateway(String),
+}
+
+/// `unicast --ack` with a peer other than the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// Durable pushes are the gateway's push API (`"ack": true`).
+    #[error(
+        "--ack is for --peer gateway only (durable pushes through its push API, acked with v1 Ack \
+         frames); --peer {0} has no durable unicast here"
+    )]
+    NeedsGateway(String),
 }
 
 /// Something a connection's adapter reports.
