@@ -112,6 +112,15 @@ impl PyBackend {
         format!("http://{}{path}", self.addr)
     }
 
+    /// An `[events]` section that sends the gateway's events here, in
+    /// batches of at most 50 ms (append other sections after it).
+    pub fn events_config(&self) -> String {
+        format!(
+            "[events]\nurl = \"{}\"\nbatch_ms = 50\n",
+            self.url("/events")
+        )
+    }
+
     /// `GET path` as JSON (the events it was sent, and the batch count).
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (status, body) = http(self.addr, "GET", path, "").unwrap();

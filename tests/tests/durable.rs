@@ -132,10 +132,7 @@ fn a_client_that_never_acks_is_dead_lettered_after_max_deliveries() {
     let sink = PyBackend::start();
     let gw = Gateway::start(
         2,
-        &format!(
-            "[events]\nurl = \"{}\"\nbatch_ms = 50\n[store]\nack_timeout_ms = 100\nmax_deliveries = 3\n",
-            sink.url("/events")
-        ),
+        &(sink.events_config() + "[store]\nack_timeout_ms = 100\nmax_deliveries = 3\n"),
     );
     let mut c = Client::established(gw.client, "deaf");
     let id = durable(&gw, "deaf", "ignored")["id"].as_u64().unwrap();
@@ -168,13 +165,7 @@ fn a_client_that_never_acks_is_dead_lettered_after_max_deliveries() {
 #[test]
 fn a_push_past_its_ttl_is_removed_and_reported_undelivered() {
     let sink = PyBackend::start();
-    let gw = Gateway::start(
-        2,
-        &format!(
-            "[events]\nurl = \"{}\"\nbatch_ms = 50\n",
-            sink.url("/events")
-        ),
-    );
+    let gw = Gateway::start(2, &sink.events_config());
     let (status, body) = post(
         &gw,
         &json!({"to": {"user": "away"}, "payload": "brief", "ack": true, "ttl_ms": 200}),

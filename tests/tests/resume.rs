@@ -19,10 +19,7 @@ use serde_json::{Value, json};
 const SECS: Duration = Duration::from_secs(5);
 
 fn config(sink: &PyBackend, window_ms: u32) -> String {
-    format!(
-        "[events]\nurl = \"{}\"\nbatch_ms = 20\n[store]\nresume_window_ms = {window_ms}\n",
-        sink.url("/events")
-    )
+    sink.events_config() + &format!("[store]\nresume_window_ms = {window_ms}\n")
 }
 
 fn post(gw: &Gateway, body: &Value) -> Value {

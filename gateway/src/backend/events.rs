@@ -77,6 +77,24 @@ struct Record {
     deliveries: Option<u16>,
 }
 
+impl Record {
+    /// An `online` or `offline` event of session `p`, stamped now.
+    fn presence(kind: &'static str, p: Presence, shard: usize, reason: &'static str) -> Self {
+        Self {
+            kind,
+            user: p.user,
+            session: p.session,
+            device: p.device,
+            apps: p.apps,
+            shard,
+            ts_ms: crate::clock::wall_clock_ms(),
+            reason,
+            id: None,
+            deliveries: None,
+        }
+    }
+}
+
 /// A durable push that left its user's inbox without an Ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undelivered {
@@ -160,18 +178,7 @@ impl Events {
         shard: usize,
         p: Presence,
     ) {
-        let record = Record {
-            kind: "online",
-            user: p.user.clone(),
-            session: p.session.clone(),
-            device: p.device.clone(),
-            apps: p.apps.clone(),
-            shard,
-            ts_ms: crate::clock::wall_clock_ms(),
-            reason: "",
-            id: None,
-            deliveries: None,
-        };
+        let record = Record::presence("online", p.clone(), shard, "");
         self.sessions.insert(p.key, (p, "closed"));
         self.push(now, stats, record);
         self.tick(now, stats, client);
@@ -255,18 +262,7 @@ impl Events {
         let Some((p, reason)) = gone else {
             return;
         };
-        let record = Record {
-            kind: "offline",
-            user: p.user,
-            session: p.session,
-            device: p.device,
-            apps: p.apps,
-            shard,
-            ts_ms: crate::clock::wall_clock_ms(),
-            reason,
-            id: None,
-            deliveries: None,
-        };
+        let record = Record::presence("offline", p, shard, reason);
         self.push(now, stats, record);
         self.tick(now, stats, client);
     }

@@ -324,7 +324,7 @@ impl ShardCore {
         };
         let mut report = InboxReport {
             pending: d.store.pending_count(user) as u64,
-            bytes: d.store.pending(user).map(|p| u64::from(p.bytes)).sum(),
+            bytes: d.store.pending_bytes(user),
             ..InboxReport::default()
         };
         match action {

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::BackendCall;
 use super::sim::Sim;
+use super::sim_tests::subscribe;
 
 fn welcome(sim: &Sim, client: usize) -> Option<Welcome> {
     sim.clients[client].events.iter().find_map(|e| match e {
@@ -24,15 +25,6 @@ fn resuming(sim: &mut Sim, shard: usize, user: &str, token: Bytes) -> usize {
         ..ClientConfig::default()
     };
     sim.connect_with(shard, cfg, IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
-fn subscribe(sim: &mut Sim, client: usize, topic: &str) {
-    let mut out = Vec::new();
-    sim.clients[client]
-        .session
-        .subscribe(vec![topic.into()], &mut out);
-    sim.clients[client].write(out);
-    sim.run();
 }
 
 /// The presence calls shard `shard` made, by kind.

@@ -304,7 +304,8 @@ fn online(answer: &Option<serde_json::Value>) -> Option<u64> {
     })
 }
 
-fn subscribe(sim: &mut Sim, client: usize, topic: &str) {
+/// Subscribes `client` to `topic` and runs the cores.
+pub(super) fn subscribe(sim: &mut Sim, client: usize, topic: &str) {
     let mut out = Vec::new();
     sim.clients[client]
         .session

@@ -354,6 +354,12 @@ impl StoreCore {
         self.inboxes.get(user).map_or(0, |i| i.entries().len())
     }
 
+    /// The bytes on disk of `user`'s pending pushes (what the byte caps
+    /// count).
+    pub fn pending_bytes(&self, user: &str) -> u64 {
+        self.inboxes.get(user).map_or(0, |i| i.bytes())
+    }
+
     /// Asks for the payload of `user`'s push `id` from disk; it comes as a
     /// [`StoreEvent::Loaded`] (or `LoadFailed`). `false` if no such push.
     pub fn load(&mut self, user: &str, id: u64) -> bool {

@@ -33,6 +33,19 @@ enum Asked {
     Purge,
 }
 
+impl Asked {
+    /// Whether the holding shards of the user's sessions answer it (the
+    /// owner says how many), else none do.
+    fn asks_holders(self) -> bool {
+        matches!(self, Asked::Describe | Asked::Kick)
+    }
+
+    /// Whether the owner's inbox report is part of the answer.
+    fn wants_inbox(self) -> bool {
+        !matches!(self, Asked::Kick)
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     control_key: Caller,
@@ -43,8 +56,7 @@ struct Pending {
     expect: Option<u16>,
     got: u16,
     sessions: Vec<SessionInfo>,
-    /// Whether the owner's inbox report is awaited, and what it said.
-    wants_inbox: bool,
+    /// What the owner's inbox report said, if it is awaited and came.
     inbox: Option<Box<InboxReport>>,
 }
 
@@ -77,7 +89,7 @@ impl ShardCore {
         } else {
             Asked::Kick
         };
-        let reply_to = self.new_request(now, control_key, user, asked, None, describe);
+        let reply_to = self.new_request(now, control_key, user, asked);
         self.routing(|router, out| router.user_request(user, action, reply_to, out));
         if describe {
             self.routing(|router, out| {
@@ -99,7 +111,7 @@ impl ShardCore {
             InboxAction::Purge => Asked::Purge,
             InboxAction::List(_) | InboxAction::Count => Asked::Inbox,
         };
-        let reply_to = self.new_request(now, control_key, user, asked, Some(0), true);
+        let reply_to = self.new_request(now, control_key, user, asked);
         self.routing(|router, out| router.inbox_request(user, action, reply_to, out));
     }
 
@@ -109,18 +121,17 @@ impl ShardCore {
         control_key: Caller,
         user: &str,
         asked: Asked,
-        expect: Option<u16>,
-        wants_inbox: bool,
     ) -> RequestRef {
         let id = self.requests.pending.insert(Pending {
             control_key,
             user: user.to_string(),
             asked,
             started: now,
-            expect,
+            // The owner says how many holders answer; with none asked,
+            // none.
+            expect: (!asked.asks_holders()).then_some(0),
             got: 0,
             sessions: Vec::new(),
-            wants_inbox,
             inbox: None,
         }) as u32;
         RequestRef {
@@ -179,7 +190,7 @@ impl ShardCore {
             return;
         };
         let complete =
-            p.expect.is_some_and(|e| p.got >= e) && (!p.wants_inbox || p.inbox.is_some());
+            p.expect.is_some_and(|e| p.got >= e) && (!p.asked.wants_inbox() || p.inbox.is_some());
         if !complete && !timed_out {
             return;
         }
