@@ -29,10 +29,11 @@ build:
 
 # Python packages the tests need (the /metrics format check parses with
 # prometheus_client's own text parser; the WebSocket listener is checked
-# against the `websockets` client), in a venv under target/ that is made
+# against the `websockets` client, the MQTT listener against paho-mqtt), in
+# a venv under target/ that is made
 # once and refreshed only when this list changes.
 TEST_PY_VENV ?= target/pyenv
-TEST_PY_PKGS ?= prometheus_client websockets==15.0.1
+TEST_PY_PKGS ?= prometheus_client websockets==15.0.1 paho-mqtt==2.1.0
 
 # `make deps` prints what it installs. Run as a non-root user with packages
 # missing, it stops and names them (scripts/install-debs.sh); services the

@@ -48,7 +48,8 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// Once every listener is bound, write their addresses to this file as
     /// `client=ADDR` and `control=ADDR` lines, and `websocket=`,
-    /// `client_tls=` and `websocket_tls=ADDR` for those listeners when they
+    /// `client_tls=`, `websocket_tls=`, `mqtt=` and `mqtt_tls=ADDR` for
+    /// those listeners when they
     /// are configured (written whole, by rename), so
     /// that whoever asked for port 0 learns the ports without a race.
     #[arg(long)]
@@ -66,6 +67,8 @@ fn write_ready_file(path: &std::path::Path, gateway: &Gateway) -> anyhow::Result
         ("websocket", gateway.websocket_addr),
         ("client_tls", gateway.client_tls_addr),
         ("websocket_tls", gateway.websocket_tls_addr),
+        ("mqtt", gateway.mqtt_addr),
+        ("mqtt_tls", gateway.mqtt_tls_addr),
     ] {
         if let Some(addr) = addr {
             text.push_str(&format!("{name}={addr}\n"));
@@ -315,6 +318,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         websocket = gateway.websocket_addr.map(|a| a.to_string()),
         client_tls = gateway.client_tls_addr.map(|a| a.to_string()),
         websocket_tls = gateway.websocket_tls_addr.map(|a| a.to_string()),
+        mqtt = gateway.mqtt_addr.map(|a| a.to_string()),
+        mqtt_tls = gateway.mqtt_tls_addr.map(|a| a.to_string()),
         "listening"
     );
     if let Some(path) = &cli.ready_file {

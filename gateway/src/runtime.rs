@@ -70,6 +70,10 @@ pub struct Gateway {
     pub client_tls_addr: Option<SocketAddr>,
     /// Where the TLS WebSocket listener is bound, when there is one.
     pub websocket_tls_addr: Option<SocketAddr>,
+    /// Where the MQTT listener is bound, when there is one.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Where the TLS MQTT listener is bound, when there is one.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     /// The lock on the store's directory, held while the gateway runs.
     _store_lock: std::fs::File,
     /// The instance locks of both addresses, held while the gateway runs.
@@ -137,6 +141,8 @@ impl Gateway {
             (ListenerKind::WebSocket, listen.websocket),
             (ListenerKind::TlsRawV1, listen.client_tls),
             (ListenerKind::TlsWebSocket, listen.websocket_tls),
+            (ListenerKind::Mqtt, listen.mqtt),
+            (ListenerKind::TlsMqtt, listen.mqtt_tls),
         ]
         .into_iter()
         .filter_map(|(kind, addr)| addr.map(|a| (kind, a, a)))
@@ -192,6 +198,8 @@ impl Gateway {
         let websocket_addr = bound_of(ListenerKind::WebSocket);
         let client_tls_addr = bound_of(ListenerKind::TlsRawV1);
         let websocket_tls_addr = bound_of(ListenerKind::TlsWebSocket);
+        let mqtt_addr = bound_of(ListenerKind::Mqtt);
+        let mqtt_tls_addr = bound_of(ListenerKind::TlsMqtt);
         let mut doorbells = Vec::with_capacity(n);
         for _ in 0..n {
             // SAFETY: plain eventfd creation; the result is checked.
@@ -279,6 +287,8 @@ impl Gateway {
             websocket_addr,
             client_tls_addr,
             websocket_tls_addr,
+            mqtt_addr,
+            mqtt_tls_addr,
             _locks: locks,
             _store_lock: opened.lock,
         })

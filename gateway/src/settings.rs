@@ -54,6 +54,8 @@ pub struct Settings {
     pub shards: Vec<ResolvedShard>,
     /// Protocol timings and limits for the server sessions.
     pub server: ServerConfig,
+    /// The same bounds for MQTT sessions (`[protocol]` as MQTT sees it).
+    pub mqtt: protocol::mqtt::server::MqttConfig,
     /// The driver that runs the shards (decided at start-up).
     pub driver: Driver,
     /// Signs the resume tokens of this process's Welcomes (drawn at
@@ -67,6 +69,7 @@ impl Settings {
         config.validate(online_cpus)?;
         let shards = config.resolve_shards(online_cpus);
         let server = server_config(&config.protocol);
+        let mqtt = protocol::mqtt::server::MqttConfig::from_protocol(&server);
         let resume_key = match ResumeKey::random() {
             Ok(k) => Some(Arc::new(k)),
             Err(e) => {
@@ -78,6 +81,7 @@ impl Settings {
             config,
             shards,
             server,
+            mqtt,
             driver: Driver::IoUring,
             resume_key,
         })

@@ -92,6 +92,28 @@ counters! {
     ws_protocol_errors,
     /// WebSocket pings received (each answered with a pong).
     ws_pings,
+    /// Whole MQTT packets received.
+    mqtt_packets_in,
+    /// MQTT packets written by the sessions (CONNACK, SUBACK, PUBACK,
+    /// PINGRESP, ...; pushes are `deliveries`).
+    mqtt_packets_out,
+    /// MQTT CONNECTs refused with a CONNACK code (bad token, not
+    /// authorized, server unavailable, identifier rejected, version).
+    mqtt_refused,
+    /// MQTT connections closed for a protocol violation (malformed packet,
+    /// a packet the client may not send, QoS 2, RETAIN, a limit).
+    mqtt_protocol_errors,
+    /// MQTT PUBACKs for a packet id not in flight (ignored).
+    mqtt_unknown_acks,
+    /// MQTT wills due (an unclean close) and not published: the gateway
+    /// publishes no wills yet; the `offline` event tells the backend.
+    mqtt_wills_dropped,
+    /// MQTT QoS 1 uplinks the backend did not answer 2xx: the connection
+    /// was closed unacknowledged, for the client to send it again.
+    mqtt_uplinks_failed,
+    /// Durable pushes not sent to an MQTT session because its QoS 1 window
+    /// was full (sent again after the Ack timeout).
+    mqtt_window_full,
     /// TLS handshakes completed.
     tls_handshakes,
     /// TLS connections ended by a TLS error (bad records, a failed

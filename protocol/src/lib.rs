@@ -57,6 +57,7 @@
 pub mod auth;
 pub mod client;
 pub mod codec;
+mod held;
 pub mod mqtt;
 pub mod proto;
 pub mod server;

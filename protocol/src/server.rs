@@ -11,8 +11,8 @@
 //! most 64 bytes, checked by a test): the [`ServerConfig`] is passed by
 //! reference to each call instead of being stored, output goes into an
 //! [`Output`] shared by every session of a shard, and the buffer for a
-//! partially received frame is an empty `Vec` (no heap) whenever nothing is
-//! pending; its capacity is released as soon as it drains.
+//! partially received frame is one null pointer (no heap) whenever nothing
+//! is pending; it is freed as soon as it drains.
 //!
 //! # Life cycle
 //!
@@ -41,6 +41,7 @@
 //!   complete inbound frame.
 
 use crate::codec::{self, LENGTH_PREFIX};
+use crate::held::HeldInput;
 use crate::proto::{self, ErrorCode, Kick, KickCode, Pong, Welcome, frame::Kind};
 use crate::time::Millis;
 
@@ -72,7 +73,7 @@ pub enum SessionState {
 pub struct ServerSession {
     /// Unprocessed input: a partial frame, or (while authenticating) the bytes
     /// behind the `Hello`. Empty, without capacity, when nothing is pending.
-    pending: Vec<u8>,
+    pending: HeldInput,
     /// Before `Welcome`: when the session was created (handshake deadline base).
     /// After: when the last complete frame arrived (idle deadline base).
     mark: Millis,
@@ -93,7 +94,7 @@ impl ServerSession {
     #[must_use]
     pub fn new(now: Millis, _cfg: &ServerConfig) -> ServerSession {
         ServerSession {
-            pending: Vec::new(),
+            pending: HeldInput::default(),
             mark: now,
             heartbeat_ms: 0,
             state: SessionState::AwaitingHello,
@@ -213,7 +214,7 @@ impl ServerSession {
             ..welcome
         };
         send(out, Kind::Welcome(welcome));
-        let held = std::mem::take(&mut self.pending);
+        let held = self.pending.take();
         if !held.is_empty() {
             self.process(now, &held, cfg, out);
         }
@@ -271,7 +272,7 @@ impl ServerSession {
             );
             return;
         }
-        self.pending.extend_from_slice(data);
+        self.pending.extend(data);
     }
 
     /// Completes the pending partial frame with the head of `data`, handles
@@ -281,10 +282,10 @@ impl ServerSession {
         // 1. Complete the length prefix.
         if self.pending.len() < LENGTH_PREFIX {
             let take = (LENGTH_PREFIX - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            self.pending.extend(&data[..take]);
             data = &data[take..];
         }
-        let len = match codec::peek_length(&self.pending, cfg.max_frame) {
+        let len = match codec::peek_length(self.pending.as_slice(), cfg.max_frame) {
             Ok(Some(len)) => len as usize,
             Ok(None) => return,
             Err(e) => return self.codec_error(&e, out),
@@ -292,13 +293,13 @@ impl ServerSession {
         // 2. Complete the body (`pending` never holds more than one frame here).
         let total = LENGTH_PREFIX + len;
         let take = total.saturating_sub(self.pending.len()).min(data.len());
-        self.pending.extend_from_slice(&data[..take]);
+        self.pending.extend(&data[..take]);
         data = &data[take..];
         if self.pending.len() < total {
             return;
         }
         // 3. Handle it, release the buffer, go on with the rest.
-        let frame = std::mem::take(&mut self.pending);
+        let frame = self.pending.take();
         match codec::decode_frame(&frame, cfg.max_frame) {
             Ok(Some((frame, _))) => {
                 if let Flow::Stop = self.on_frame(now, frame.kind, cfg, out) {
@@ -325,7 +326,7 @@ impl ServerSession {
                 }
                 Ok(None) => {
                     // Room for exactly the partial frame; grows as it completes.
-                    self.pending = rest.to_vec();
+                    self.pending.set(rest);
                     return;
                 }
                 Err(e) => return self.codec_error(&e, out),
@@ -474,7 +475,7 @@ impl ServerSession {
 
     fn close(&mut self, reason: CloseReason, out: &mut Output) {
         self.state = SessionState::Closed;
-        self.pending = Vec::new();
+        self.pending.clear();
         out.events.push(Event::Closed(reason));
     }
 }

@@ -22,6 +22,7 @@
 //! counting never touches another core's cache line.
 
 pub mod directory;
+pub mod filters;
 pub mod mailbox;
 pub mod messages;
 pub mod owner;

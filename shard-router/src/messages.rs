@@ -182,6 +182,11 @@ pub enum Message {
     TopicJoin(Box<str>, u16),
     /// To a topic's owner: a shard lost its last subscriber.
     TopicLeave(Box<str>, u16),
+    /// To every shard: this shard holds wildcard filters now (MQTT `+`,
+    /// `#`), so every topic push must visit it.
+    WildcardJoin(u16),
+    /// To every shard: this shard holds no wildcard filter any more.
+    WildcardLeave(u16),
     /// To a user's owner: route this push to the user's sessions, and
     /// answer with the route if asked and cacheable; plan the count if a
     /// receipt is given.

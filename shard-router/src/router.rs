@@ -35,6 +35,9 @@ pub struct Router {
     watchers: RouteWatchers,
     /// Which shards have subscribers of the topics this shard owns.
     topic_owner: TopicShards,
+    /// Shards holding wildcard filters (every topic push visits them),
+    /// ascending.
+    wildcard_shards: Vec<u16>,
     /// Pushes sent straight to holders through the route cache.
     cache_hits: u64,
 }
@@ -54,6 +57,7 @@ impl Router {
             routes: RouteCache::new(route_cache_users),
             watchers: RouteWatchers::default(),
             topic_owner: TopicShards::default(),
+            wildcard_shards: Vec::new(),
             cache_hits: 0,
         }
     }
@@ -159,6 +163,17 @@ impl Router {
         }
     }
 
+    /// This shard got its first wildcard filter: every shard (this one
+    /// included) sends it every topic push from now on.
+    pub fn join_wildcards(&self, out: &mut Outbox) {
+        self.to_every_shard(|| Message::WildcardJoin(self.index), out);
+    }
+
+    /// This shard's last wildcard filter is gone.
+    pub fn leave_wildcards(&self, out: &mut Outbox) {
+        self.to_every_shard(|| Message::WildcardLeave(self.index), out);
+    }
+
     /// A message to every shard, this one included.
     pub fn to_every_shard(&self, msg: impl Fn() -> Message, out: &mut Outbox) {
         for shard in 0..self.shards {
@@ -185,6 +200,12 @@ impl Router {
             }
             Message::TopicJoin(topic, shard) => self.topic_owner.join(&topic, shard),
             Message::TopicLeave(topic, shard) => self.topic_owner.leave(&topic, shard),
+            Message::WildcardJoin(shard) => {
+                if let Err(at) = self.wildcard_shards.binary_search(&shard) {
+                    self.wildcard_shards.insert(at, shard);
+                }
+            }
+            Message::WildcardLeave(shard) => self.wildcard_shards.retain(|&s| s != shard),
             Message::PushToUser(user, job, ask, receipt) => {
                 let holders = self.holders_of(&user);
                 plan(receipt, holders.len(), out);
@@ -207,9 +228,13 @@ impl Router {
             }
             Message::ForgetRoute(user) => self.routes.forget(user),
             Message::PushToTopic(topic, job, receipt) => {
-                let shards = self.topic_owner.shards(&topic);
-                plan(receipt, shards.len(), out);
-                for &shard in shards {
+                let exact = self.topic_owner.shards(&topic);
+                // Allocates nothing while no shard holds wildcard filters.
+                let wild: Vec<u16> = (self.wildcard_shards.iter().copied())
+                    .filter(|w| !exact.contains(w))
+                    .collect();
+                plan(receipt, exact.len() + wild.len(), out);
+                for &shard in exact.iter().chain(&wild) {
                     out.push((
                         Dest::Local(shard),
                         Message::Deliver(Target::Topic(topic.clone()), job.clone(), receipt),

@@ -44,6 +44,8 @@ pub struct Gateway {
     pub client_tls: Option<SocketAddr>,
     /// TLS WebSocket listener, when the config has `[listen] websocket_tls`.
     pub websocket_tls: Option<SocketAddr>,
+    /// MQTT listener, when the config has `[listen] mqtt`.
+    pub mqtt: Option<SocketAddr>,
     /// The control address as bound (may be a wildcard address).
     bound_control: SocketAddr,
     _dir: TempDir,
@@ -167,6 +169,7 @@ impl Gateway {
             websocket: addrs.get("websocket").copied(),
             client_tls: addrs.get("client_tls").copied(),
             websocket_tls: addrs.get("websocket_tls").copied(),
+            mqtt: addrs.get("mqtt").copied(),
             bound_control,
             _dir: dir,
         };

@@ -8,7 +8,8 @@
 //! By role: `gateway.rs` the gateway process ([`Gateway`]), `peers.rs` its
 //! clients ([`Client`], [`Holder`]), `http.rs` the control-listener client
 //! ([`http()`], [`read_responses`]), `py_backend.rs` Python's http.server
-//! as auth, uplink and events backend ([`PyBackend`]), `tokens.rs` the secret and tokens
+//! as auth, uplink and events backend ([`PyBackend`]), `line_child.rs`
+//! peers run as child processes that print lines ([`LineChild`]), `tokens.rs` the secret and tokens
 //! ([`SECRET`], [`token`]), `host.rs` binaries, temp directories, ports and
 //! descriptor counts ([`binary`], [`TempDir`]); all are used from the crate
 //! root.
@@ -21,6 +22,7 @@ pub mod attack;
 mod gateway;
 mod host;
 mod http;
+mod line_child;
 mod peers;
 mod py_backend;
 mod tokens;
@@ -28,6 +30,7 @@ mod tokens;
 pub use gateway::{Gateway, instance_lock_path};
 pub use host::{TempDir, binary, fd_count, free_port, nofile_limits};
 pub use http::{http, http_request, parse_response, read_responses};
+pub use line_child::{LineChild, test_python, test_script};
 pub use peers::{Client, Holder};
 pub use py_backend::PyBackend;
 pub use tokens::{SECRET, token, token_with, unix_now};

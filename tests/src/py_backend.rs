@@ -12,12 +12,15 @@ use crate::{TempDir, http};
 /// The handler: /auth (`allow:U` and `slow:U` tokens allowed as U, after
 /// 3 s for `slow:`; anything else denied), /echo (the body back, with the
 /// user and route headers in `X-Seen`), /fail (500), /slow (3 s), /events
-/// (kept; `GET` any path returns `{"batches": N, "events": [...]}`).
+/// (kept), /uplinks (each uplink kept with its user, app and route
+/// headers, answered 200; `GET` any path returns `{"batches": N, "events":
+/// [...], "uplinks": [...]}`).
 const PY_SERVER: &str = r#"
 import json, sys, time, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 EVENTS = []
+UPLINKS = []
 BATCHES = [0]
 LOCK = threading.Lock()
 
@@ -32,7 +35,7 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def do_GET(self):
         with LOCK:
-            body = json.dumps({"batches": BATCHES[0], "events": EVENTS}).encode()
+            body = json.dumps({"batches": BATCHES[0], "events": EVENTS, "uplinks": UPLINKS}).encode()
         self.reply(200, body, "application/json")
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
@@ -54,6 +57,12 @@ class H(BaseHTTPRequestHandler):
             self.send_header("X-Seen", hdr)
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/uplinks":
+            h = self.headers
+            with LOCK:
+                UPLINKS.append({"user": h.get("x-gateway-user", ""), "app": h.get("x-gateway-app", ""),
+                                "route": h.get("x-gateway-route", ""), "body": body.decode("utf-8", "replace")})
+            self.reply(200, b"ok")
         elif self.path == "/fail":
             self.reply(500, b"boom")
         elif self.path == "/slow":
@@ -135,16 +144,35 @@ impl PyBackend {
         within: Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
+        self.wait_kept("events", within, pred)
+    }
+
+    /// Waits until the backend keeps an uplink matching `pred` (at
+    /// `/uplinks`), and returns every uplink it holds then.
+    pub fn wait_uplink(
+        &self,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        self.wait_kept("uplinks", within, pred)
+    }
+
+    fn wait_kept(
+        &self,
+        list: &str,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             let seen = self.get_json("/");
-            let events = seen["events"].as_array().cloned().unwrap_or_default();
-            if events.iter().any(&pred) {
-                return events;
+            let kept = seen[list].as_array().cloned().unwrap_or_default();
+            if kept.iter().any(&pred) {
+                return kept;
             }
             assert!(
                 Instant::now() < deadline,
-                "no such event within {within:?}: {seen}"
+                "no such entry of {list} within {within:?}: {seen}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

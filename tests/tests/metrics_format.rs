@@ -7,29 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e_tests::{Client, Gateway, http};
+use e2e_tests::{Client, Gateway, http, test_python};
 use serde_json::Value;
-
-/// The venv `make deps` makes (or `$GATEWAY_TEST_PYTHON`).
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GATEWAY_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let p = target.join("pyenv").join("bin").join("python3");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make deps` (it installs prometheus_client for this test)",
-        p.display()
-    );
-    p
-}
 
 /// What the parser makes of `text`: one entry per family.
 fn parse(text: &str) -> Vec<Value> {
@@ -43,7 +25,7 @@ for f in text_string_to_metric_families(text):
                 "samples": [[s.name, s.labels, s.value] for s in f.samples]})
 print(json.dumps(out))
 "#;
-    let mut child = Command::new(python())
+    let mut child = Command::new(test_python())
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

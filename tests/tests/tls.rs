@@ -7,11 +7,11 @@
 // Test helpers in this file panic on set-up failures: that fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Gateway, TempDir, http, token};
+use e2e_tests::{Gateway, TempDir, http, test_python, test_script, token};
 use serde_json::json;
 
 /// A CA, and `cert.pem` / `key.pem` for localhost signed by it, in `dir`.
@@ -67,25 +67,6 @@ fn start(dir: &Path) -> Gateway {
     Gateway::start(2, &config)
 }
 
-/// The venv `make deps` makes (or `$GATEWAY_TEST_PYTHON`).
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GATEWAY_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let p = target.join("pyenv").join("bin").join("python3");
-    assert!(p.exists(), "{} is missing: run `make deps`", p.display());
-    p
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("py")
-        .join(name)
-}
-
 /// Runs `tls_peer.py` to the gateway's TLS client listener; `push` is
 /// sent once the peer says it is welcomed. Returns its output lines.
 fn ssl_peer(
@@ -95,8 +76,8 @@ fn ssl_peer(
     push: Option<serde_json::Value>,
 ) -> Vec<String> {
     let addr = gw.client_tls.expect("client_tls bound");
-    let mut child = Command::new(python())
-        .arg(script("tls_peer.py"))
+    let mut child = Command::new(test_python())
+        .arg(test_script("tls_peer.py"))
         .args(["127.0.0.1", &addr.port().to_string(), cafile, &token(user)])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -261,8 +242,8 @@ fn pythons_websockets_client_over_wss() {
     pki.leaf(&dir.0, "gateway-one");
     let gw = start(&dir.0);
     let url = format!("wss://localhost:{}/", gw.websocket_tls.unwrap().port());
-    let mut child = Command::new(python())
-        .arg(script("ws_peer.py"))
+    let mut child = Command::new(test_python())
+        .arg(test_script("ws_peer.py"))
         .args([url.as_str(), &token("wss-user")])
         .arg(dir.0.join("ca.pem"))
         .stdin(Stdio::piped())

@@ -7,92 +7,23 @@
 // Test helpers in this file panic on set-up failures: that fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::Command;
 use std::time::Duration;
 
-use e2e_tests::{Gateway, http, token};
+use e2e_tests::{Gateway, LineChild, http, test_python, test_script, token};
 use serde_json::json;
 
-/// The venv `make deps` makes (or `$GATEWAY_TEST_PYTHON`).
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GATEWAY_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let p = target.join("pyenv").join("bin").join("python3");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make deps` (it installs websockets for this test)",
-        p.display()
-    );
-    p
-}
-
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-}
-
-impl Peer {
-    fn spawn(url: &str, token: &str) -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/ws_peer.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args([url, token])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run python");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Peer {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// The next line the peer prints, within 10 s.
-    fn line(&self) -> String {
-        match self.lines.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) => l,
-            Err(RecvTimeoutError::Timeout) => panic!("the python peer said nothing in 10 s"),
-            Err(RecvTimeoutError::Disconnected) => panic!("the python peer exited"),
-        }
-    }
-
-    fn say(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn(url: &str, token: &str) -> LineChild {
+    let mut cmd = Command::new(test_python());
+    cmd.arg(test_script("ws_peer.py")).args([url, token]);
+    LineChild::spawn(cmd)
 }
 
 #[test]
 fn pythons_websockets_client_authenticates_gets_pushes_acks_pings_and_closes() {
     let gw = Gateway::start(2, "[listen]\nwebsocket = \"127.0.0.1:0\"\n");
     let url = format!("ws://{}/", gw.websocket.unwrap());
-    let mut peer = Peer::spawn(&url, &token("py-user"));
+    let mut peer = spawn(&url, &token("py-user"));
     assert_eq!(peer.line(), "welcome py-user");
 
     let push = |body: serde_json::Value| {

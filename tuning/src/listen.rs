@@ -51,6 +51,14 @@ pub struct ListenConfig {
     /// `key`); none unless set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket_tls: Option<SocketAddr>,
+    /// MQTT 3.1.1 listener (stock MQTT clients on the same sessions,
+    /// topics and backends; docs/MQTT.md); none unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<SocketAddr>,
+    /// MQTT listener over TLS (`mqtts`, with `[tls] cert` and `key`); none
+    /// unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_tls: Option<SocketAddr>,
     /// Accept backlog of each shard's listener.
     pub backlog: u32,
     /// Bearer token required on the control listener when it is bound to a
@@ -89,6 +97,8 @@ impl Default for ListenConfig {
             websocket_origins: Vec::new(),
             client_tls: None,
             websocket_tls: None,
+            mqtt: None,
+            mqtt_tls: None,
             backlog: 4096,
             control_token: None,
             control_max_connections: 1024,
@@ -105,6 +115,7 @@ impl ListenConfig {
         [
             ("listen.client_tls", self.client_tls),
             ("listen.websocket_tls", self.websocket_tls),
+            ("listen.mqtt_tls", self.mqtt_tls),
         ]
         .into_iter()
         .find_map(|(key, addr)| addr.map(|_| key))
@@ -134,6 +145,8 @@ pub fn validate(listen: &ListenConfig) -> Result<(), ListenError> {
         ("listen.websocket", listen.websocket),
         ("listen.client_tls", listen.client_tls),
         ("listen.websocket_tls", listen.websocket_tls),
+        ("listen.mqtt", listen.mqtt),
+        ("listen.mqtt_tls", listen.mqtt_tls),
     ];
     let mut taken = vec![
         ("listen.client", listen.client),
@@ -283,5 +296,24 @@ mod tests {
             "client = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\n",
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn mqtt_listeners_are_off_by_default_and_need_their_own_ports() {
+        let d = ListenConfig::default();
+        assert_eq!((d.mqtt, d.mqtt_tls), (None, None));
+        let l = parse("mqtt = \"127.0.0.1:1883\"\nmqtt_tls = \"127.0.0.1:8883\"\n");
+        assert_eq!(l.mqtt, Some(SocketAddr::from(([127, 0, 0, 1], 1883))));
+        validate(&l).unwrap();
+        assert_eq!(l.first_tls_listener(), Some("listen.mqtt_tls"));
+        for (text, key) in [
+            ("mqtt = \"127.0.0.1:7100\"\n", "listen.mqtt"),
+            (
+                "mqtt = \"127.0.0.1:1883\"\nmqtt_tls = \"0.0.0.0:1883\"\n",
+                "listen.mqtt_tls",
+            ),
+        ] {
+            assert_eq!(validate(&parse(text)).unwrap_err().key, key, "{text}");
+        }
     }
 }

@@ -65,6 +65,16 @@ pub const DOCS: &[KeyDoc] = &[
         "WebSocket listener over TLS (wss://); needs [tls] cert and key.",
         "\"0.0.0.0:7444\"",
     ),
+    ex(
+        "listen.mqtt",
+        "MQTT 3.1.1 listener (stock MQTT clients; password = the token; docs/MQTT.md); off unless set.",
+        "\"0.0.0.0:1883\"",
+    ),
+    ex(
+        "listen.mqtt_tls",
+        "MQTT listener over TLS (mqtts); needs [tls] cert and key.",
+        "\"0.0.0.0:8883\"",
+    ),
     d("listen.backlog", "Accept backlog of each shard's listener."),
     ex(
         "listen.control_token",
@@ -409,7 +419,7 @@ pub const DOCS: &[KeyDoc] = &[
     ),
     d(
         "tls",
-        "Certificate and key of the TLS listeners (client_tls, websocket_tls); re-read on SIGHUP.",
+        "Certificate and key of the TLS listeners (client_tls, websocket_tls, mqtt_tls); re-read on SIGHUP.",
     ),
     ex(
         "tls.cert",

@@ -8,7 +8,7 @@ use protocol::server::{CloseReason, SessionState};
 use protocol::time::Millis;
 
 use super::conn::flags;
-use super::{Action, BackendCall, ShardCore, Time};
+use super::{Action, BackendCall, ShardCore, Time, Transport};
 use crate::backend::events::Presence;
 use crate::backend::{Outcome, Verdict};
 
@@ -134,7 +134,15 @@ impl ShardCore {
                     .conns
                     .get(key as usize)
                     .is_some_and(|c| c.generation == generation && !c.has(flags::CLOSING));
-                if live {
+                let mqtt = live
+                    && self
+                        .conns
+                        .get(key as usize)
+                        .is_some_and(|c| c.transport == Transport::Mqtt);
+                if mqtt {
+                    // MQTT has no reply to an uplink: a PUBACK, or not.
+                    self.mqtt_uplink_answered(now, key, reply.request_id, reply.status);
+                } else if live {
                     let mut buf = Vec::with_capacity(reply.payload.len() + 16);
                     encode_reply(reply, &mut buf);
                     self.stats.frames_out += 1;

@@ -59,7 +59,11 @@ impl ShardCore {
         };
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let session = Session::v1(now, &self.settings.server);
+        let session = if kind.transport() == Transport::Mqtt {
+            Session::mqtt(now, &self.settings)
+        } else {
+            Session::v1(now, &self.settings)
+        };
         let mut conn = Conn::new(session, transport, fd, generation);
         if refusal.is_some() {
             conn.clear(flags::IN_HANDSHAKE);
@@ -137,10 +141,11 @@ impl ShardCore {
         match conn.transport {
             Transport::RawV1 => {
                 conn.session
-                    .handle_input(now, data, &self.settings.server, &mut self.out);
-                self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
+                    .handle_input(now, data, &self.settings, &mut self.out);
+                self.stats.frames_in += std::mem::take(&mut self.out.v1.frames_in);
             }
             Transport::WebSocket(phase) => self.ws_received(now, key, phase, data),
+            Transport::Mqtt => self.mqtt_received(now, key, data),
         }
     }
 
@@ -169,6 +174,13 @@ impl ShardCore {
         };
         conn.life.finish(Pending::Recv);
         conn.life.peer_closed();
+        if !conn.has(flags::CLOSING) && conn.transport == Transport::Mqtt {
+            // Its session ends first (the will is due), then the close.
+            self.mqtt_connection_lost(now, key);
+        }
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
         if !conn.has(flags::CLOSING) {
             self.stats.client_closes += 1;
             self.begin_close(now, key);
@@ -181,26 +193,30 @@ impl ShardCore {
     /// Moves the session's output to the wire and acts on its events.
     pub(super) fn handle_output(&mut self, now: Millis, key: u32) {
         loop {
-            if !self.out.transmit.is_empty() {
+            if !self.out.v1.transmit.is_empty() {
                 let transport = self.conns.get(key as usize).map(|c| c.transport);
-                let transmit = std::mem::take(&mut self.out.transmit);
+                let transmit = std::mem::take(&mut self.out.v1.transmit);
                 let frame = self.frame_session_output(transport.unwrap_or_default(), &transmit);
-                self.out.transmit = transmit;
-                self.out.transmit.clear();
-                self.stats.frames_out += std::mem::take(&mut self.out.frames_out);
+                self.out.v1.transmit = transmit;
+                self.out.v1.transmit.clear();
+                self.stats.frames_out += std::mem::take(&mut self.out.v1.frames_out);
                 if let Some(frame) = frame {
                     self.enqueue(now, key, frame);
                 }
             }
-            if self.out.events.is_empty() {
+            let mqtt_events = self.mqtt_output(now, key);
+            if self.out.v1.events.is_empty() {
+                if mqtt_events {
+                    continue;
+                }
                 break;
             }
-            let mut events = std::mem::take(&mut self.out.events);
+            let mut events = std::mem::take(&mut self.out.v1.events);
             for event in events.drain(..) {
                 self.on_event(now, key, event);
             }
-            if self.out.events.is_empty() {
-                self.out.events = events;
+            if self.out.v1.events.is_empty() {
+                self.out.v1.events = events;
             }
         }
         self.flush(key);
@@ -234,7 +250,7 @@ impl ShardCore {
         }
     }
 
-    fn authenticate(&mut self, now: Millis, key: u32, mut hello: Hello) {
+    pub(super) fn authenticate(&mut self, now: Millis, key: u32, mut hello: Hello) {
         if let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) {
             let token = std::mem::take(&mut hello.resume);
             self.parked.presented(key, generation, token);
@@ -320,7 +336,7 @@ impl ShardCore {
         };
         conn.user = Some(user.clone().into_boxed_str());
         conn.session
-            .accept(now, &self.settings.server, welcome, &mut self.out);
+            .accept(now, &self.settings, welcome, &mut self.out);
         if conn.has(flags::IN_HANDSHAKE) {
             conn.clear(flags::IN_HANDSHAKE);
             self.handshakes -= 1;
@@ -344,7 +360,7 @@ impl ShardCore {
         }
     }
 
-    fn count_close(&mut self, key: u32, reason: &CloseReason) {
+    pub(super) fn count_close(&mut self, key: u32, reason: &CloseReason) {
         let in_handshake = self
             .conns
             .get(key as usize)
@@ -487,16 +503,14 @@ impl ShardCore {
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
         };
-        let due = conn
-            .deadline(&self.settings.server, now)
-            .is_some_and(|d| d <= now);
+        let due = conn.deadline(&self.settings, now).is_some_and(|d| d <= now);
         if due {
             if conn.has(flags::CLOSING) {
                 self.submit_close(key);
                 return;
             }
             conn.session
-                .handle_timeout(now, &self.settings.server, &mut self.out);
+                .handle_timeout(now, &self.settings, &mut self.out);
             self.handle_output(now, key);
         } else {
             self.arm_timer(now, key);

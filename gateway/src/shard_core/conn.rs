@@ -129,7 +129,7 @@ impl Conn {
     /// or, while closing, when the current closing step times out. `now`
     /// places `close_by` (kept in 32 bits) in time: a closing step is
     /// never longer than about 24 days.
-    pub fn deadline(&self, cfg: &protocol::server::ServerConfig, now: Millis) -> Option<Millis> {
+    pub fn deadline(&self, settings: &crate::settings::Settings, now: Millis) -> Option<Millis> {
         if self.has(flags::CLOSING) {
             // Once the close is decided, only completions move it on.
             if self.life.close_wanted() {
@@ -138,14 +138,18 @@ impl Conn {
             let left = self.close_by.wrapping_sub(now.0 as u32) as i32;
             return Some(now.saturating_add(u64::try_from(left).unwrap_or(0)));
         }
-        self.session.deadline(cfg)
+        self.session.deadline(settings)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::server::ServerConfig;
+    use crate::settings::Settings;
+
+    fn settings() -> Settings {
+        Settings::new(tuning::config::GatewayConfig::default(), 2).expect("defaults are valid")
+    }
 
     /// A shard holds hundreds of thousands of these: 104 bytes, as before
     /// the transport and the stream lifecycle were added (they took
@@ -160,8 +164,7 @@ mod tests {
     }
 
     fn closing(now: Millis, ms: u32) -> Conn {
-        let cfg = ServerConfig::default();
-        let mut c = Conn::new(Session::v1(now, &cfg), Transport::RawV1, 0, 0);
+        let mut c = Conn::new(Session::v1(now, &settings()), Transport::RawV1, 0, 0);
         c.set(flags::CLOSING);
         c.set_close_timeout(now, ms);
         c
@@ -169,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_closing_step_times_out_when_set_even_across_the_32_bit_wrap() {
-        let cfg = ServerConfig::default();
+        let cfg = settings();
         for start in [0u64, 5_000, u64::from(u32::MAX) - 50, 1 << 40] {
             let c = closing(Millis(start), 200);
             assert_eq!(c.deadline(&cfg, Millis(start)), Some(Millis(start + 200)));

@@ -23,6 +23,8 @@ pub mod conn;
 mod control;
 mod drain;
 mod durable;
+mod mqtt;
+mod mqtt_publish;
 mod names;
 pub mod outbound;
 pub mod push;
@@ -44,11 +46,12 @@ mod websocket;
 use std::sync::Arc;
 
 use protocol::auth::TokenVerifier;
-use protocol::server::Output;
 use protocol::time::Millis;
+use session::SessionOutput;
 use slab::Slab;
 use tuning::config::ResolvedShard;
 
+use shard_router::filters::LocalFilters;
 use shard_router::router::{Outbox, Router};
 use shard_router::topics::LocalTopics;
 
@@ -242,7 +245,7 @@ pub struct ShardCore {
     wheel: TimerWheel,
     admission: Admission,
     stats: ShardStats,
-    out: Output,
+    out: SessionOutput,
     actions: Vec<Action>,
     fired: Vec<u32>,
     rearm: Vec<u32>,
@@ -257,6 +260,8 @@ pub struct ShardCore {
     routed: Outbox,
     /// This shard's topic subscribers.
     topics: LocalTopics,
+    /// This shard's wildcard filters (MQTT sessions).
+    filters: LocalFilters,
     outboxes: push::Outboxes,
     requests: push::PendingRequests,
     /// Push answers waiting for the holders' counts.
@@ -324,7 +329,7 @@ impl ShardCore {
             wheel: TimerWheel::new(t.now, tick, WHEEL_SLOTS),
             admission,
             stats: ShardStats::default(),
-            out: Output::default(),
+            out: SessionOutput::default(),
             actions: Vec::new(),
             fired: Vec::new(),
             rearm: Vec::new(),
@@ -334,6 +339,7 @@ impl ShardCore {
             router: Router::new(index, shards, ROUTE_CACHE_USERS),
             routed: Vec::new(),
             topics: LocalTopics::default(),
+            filters: LocalFilters::default(),
             outboxes: push::Outboxes::default(),
             requests: push::PendingRequests::default(),
             answers: push::PendingAnswers::default(),
@@ -512,7 +518,7 @@ impl ShardCore {
         let Some(conn) = self.conns.get(key as usize) else {
             return;
         };
-        if let Some(deadline) = conn.deadline(&self.settings.server, now) {
+        if let Some(deadline) = conn.deadline(&self.settings, now) {
             self.wheel.arm(key, deadline);
         }
     }

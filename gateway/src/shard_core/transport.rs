@@ -2,8 +2,8 @@
 //! driver's bytes and the session. Raw v1 (length-prefixed frames straight
 //! on TCP) and WebSocket (RFC 6455, one v1 frame per binary message, see
 //! `protocol::ws`), each either on TCP or inside TLS (the connection's
-//! `TLS` flag; the record layer is `shard_core::tls`); MQTT listeners add
-//! a variant here.
+//! `TLS` flag; the record layer is `shard_core::tls`); and MQTT 3.1.1
+//! (`shard_core::mqtt`), whose session is not v1 at all.
 //!
 //! A push is encoded once per [`Encoding`] a shard's recipients need, not
 //! once per recipient: framing that does not depend on the recipient (raw
@@ -12,6 +12,9 @@
 //! each copy on its own connection.
 
 use bytes::Bytes;
+use shard_router::messages::Target;
+
+use super::mqtt_publish::{Direct, Publish, publishes};
 
 /// What a client listener speaks: every connection it accepts starts in
 /// that listener's transport ([`ListenerKind::transport`]).
@@ -25,6 +28,10 @@ pub enum ListenerKind {
     TlsRawV1,
     /// `[listen] websocket_tls`: WebSocket inside TLS (`wss://`).
     TlsWebSocket,
+    /// `[listen] mqtt`: MQTT 3.1.1 on TCP.
+    Mqtt,
+    /// `[listen] mqtt_tls`: MQTT 3.1.1 inside TLS.
+    TlsMqtt,
 }
 
 impl ListenerKind {
@@ -35,13 +42,17 @@ impl ListenerKind {
             ListenerKind::WebSocket | ListenerKind::TlsWebSocket => {
                 Transport::WebSocket(WsPhase::Upgrading)
             }
+            ListenerKind::Mqtt | ListenerKind::TlsMqtt => Transport::Mqtt,
         }
     }
 
     /// Whether the listener's streams are TLS (the transport runs on the
     /// plaintext inside).
     pub fn is_tls(self) -> bool {
-        matches!(self, ListenerKind::TlsRawV1 | ListenerKind::TlsWebSocket)
+        matches!(
+            self,
+            ListenerKind::TlsRawV1 | ListenerKind::TlsWebSocket | ListenerKind::TlsMqtt
+        )
     }
 
     /// The listener's name in logs and the ready file (its `[listen]` key).
@@ -51,6 +62,8 @@ impl ListenerKind {
             ListenerKind::WebSocket => "websocket",
             ListenerKind::TlsRawV1 => "client_tls",
             ListenerKind::TlsWebSocket => "websocket_tls",
+            ListenerKind::Mqtt => "mqtt",
+            ListenerKind::TlsMqtt => "mqtt_tls",
         }
     }
 }
@@ -80,6 +93,9 @@ pub enum Transport {
     RawV1,
     /// Wire protocol v1 over WebSocket, in the given phase.
     WebSocket(WsPhase),
+    /// MQTT 3.1.1 packets straight on the stream (the session is a
+    /// `Session::Mqtt`).
+    Mqtt,
 }
 
 /// What a push is encoded into for a connection: wire format and framing.
@@ -89,6 +105,10 @@ pub enum Encoding {
     V1Raw,
     /// Each v1 frame as one unmasked binary WebSocket message.
     V1WsBinary,
+    /// MQTT PUBLISH packets (`shard_core::mqtt` makes them: their topic
+    /// depends on what the push was sent to, and a QoS 1 PUBLISH carries
+    /// a packet id of its recipient's).
+    MqttPublish,
 }
 
 impl Transport {
@@ -97,6 +117,7 @@ impl Transport {
         match self {
             Transport::RawV1 => Encoding::V1Raw,
             Transport::WebSocket(_) => Encoding::V1WsBinary,
+            Transport::Mqtt => Encoding::MqttPublish,
         }
     }
 
@@ -109,13 +130,38 @@ impl Transport {
 /// One push as a holding shard sends it: a copy per encoding its
 /// recipients need, each made once, on first use. The copy is the shard's
 /// own, so the per-recipient reference counting stays on this core.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct LocalCopies {
     v1_raw: Option<Bytes>,
     v1_ws: Option<Bytes>,
+    /// The push as MQTT PUBLISH packets, and what it was sent to (which
+    /// names their topic).
+    mqtt: Option<Vec<Publish>>,
+    direct: Direct,
 }
 
 impl LocalCopies {
+    /// No copy yet, of a push delivered to `target` here.
+    pub fn for_target(target: &Target) -> Self {
+        let direct = match target {
+            Target::All => Direct::All,
+            Target::Topic(_) => Direct::Topic,
+            Target::User(user, _) => Direct::User(user.clone()),
+        };
+        LocalCopies {
+            direct,
+            ..LocalCopies::default()
+        }
+    }
+
+    /// The push as PUBLISH packets for MQTT recipients, made on first use
+    /// from its v1 frames (each at most `max_frame`).
+    pub(super) fn mqtt(&mut self, v1: &[u8], max_frame: u32) -> &[Publish] {
+        let direct = &self.direct;
+        self.mqtt
+            .get_or_insert_with(|| publishes(v1, direct, max_frame))
+    }
+
     /// The bytes for a recipient of `encoding`, of the push whose v1 frame
     /// (or run of frames) is `v1`.
     pub fn get(&mut self, v1: &[u8], encoding: Encoding) -> &Bytes {
@@ -123,9 +169,14 @@ impl LocalCopies {
             Encoding::V1Raw => self
                 .v1_raw
                 .get_or_insert_with(|| Bytes::copy_from_slice(v1)),
+            // MQTT recipients take `LocalCopies::mqtt`; as v1 bytes this
+            // is the v1 frame itself.
             Encoding::V1WsBinary => self
                 .v1_ws
                 .get_or_insert_with(|| protocol::ws::encode::encode_v1_as_binary(v1)),
+            Encoding::MqttPublish => self
+                .v1_raw
+                .get_or_insert_with(|| Bytes::copy_from_slice(v1)),
         }
     }
 }

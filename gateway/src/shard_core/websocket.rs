@@ -147,8 +147,8 @@ impl ShardCore {
         if let Some(conn) = self.conns.get_mut(key as usize) {
             if !out.v1.is_empty() {
                 conn.session
-                    .handle_input(now, &out.v1, &self.settings.server, &mut self.out);
-                self.stats.frames_in += std::mem::take(&mut self.out.frames_in);
+                    .handle_input(now, &out.v1, &self.settings, &mut self.out);
+                self.stats.frames_in += std::mem::take(&mut self.out.v1.frames_in);
                 answered = true;
             } else if !out.transmit.is_empty() {
                 conn.session.note_keepalive(now);
@@ -208,7 +208,8 @@ impl ShardCore {
                 }
                 Some(frame)
             }
-            Transport::WebSocket(WsPhase::Upgrading | WsPhase::CloseSent) => None,
+            // Its session writes MQTT packets, never v1 frames.
+            Transport::WebSocket(WsPhase::Upgrading | WsPhase::CloseSent) | Transport::Mqtt => None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::{Message, PushJob, Receipt, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
 use crate::shard_core::conn::{Conn, flags};
 use crate::shard_core::names::{app_names, device_name, release_apps, release_device};
-use crate::shard_core::transport::LocalCopies;
+use crate::shard_core::transport::{Encoding, LocalCopies};
 
 /// A paced delivery in progress on one shard.
 #[derive(Debug)]
@@ -83,16 +83,27 @@ impl ShardCore {
                     .collect(),
                 true,
             ),
-            Target::Topic(topic) => (
-                self.topics
-                    .subscribers(topic)
+            Target::Topic(topic) => {
+                let mut keys: Vec<u32> = self.topics.subscribers(topic).collect();
+                if !self.filters.is_empty() {
+                    // MQTT sessions whose wildcard filters match, unless
+                    // an exact subscription found them already.
+                    let exact = keys.len();
+                    self.filters.matching(topic, &mut keys);
+                    if exact > 0 {
+                        keys.sort_unstable();
+                        keys.dedup();
+                    }
+                }
+                let recipients = keys
+                    .into_iter()
                     .filter_map(|k| {
                         let c = self.conns.get(k as usize)?;
                         Self::wants(c, app).then_some((k, c.generation))
                     })
-                    .collect(),
-                true,
-            ),
+                    .collect();
+                (recipients, true)
+            }
             Target::User(user, sessions) => (
                 sessions
                     .iter()
@@ -108,7 +119,7 @@ impl ShardCore {
                 false,
             ),
         };
-        let mut copies = LocalCopies::default();
+        let mut copies = LocalCopies::for_target(&target);
         let shards = self.settings.shards.len() as u32;
         let rate = if pace {
             job.rate.div_ceil(shards.max(1))
@@ -154,8 +165,13 @@ impl ShardCore {
             return false;
         };
         self.stats.deliveries += u64::from(frames);
-        self.stats.frames_out += u64::from(frames);
-        let queued = self.enqueue(now, key, copies.get(v1, encoding).clone());
+        let queued = if encoding == Encoding::MqttPublish {
+            let publishes = copies.mqtt(v1, self.settings.server.max_frame);
+            self.mqtt_deliver(now, key, publishes)
+        } else {
+            self.stats.frames_out += u64::from(frames);
+            self.enqueue(now, key, copies.get(v1, encoding).clone())
+        };
         if let Some(conn) = self.conns.get_mut(key as usize)
             && !conn.has(flags::FLUSH_PENDING)
         {
@@ -250,6 +266,9 @@ impl ShardCore {
     pub(in crate::shard_core) fn session_finished(&mut self, key: u32, conn: &Conn) {
         release_apps(&mut self.app_names, conn.apps);
         release_device(&mut self.device_names, conn.device);
+        if self.filters.remove_session(key) {
+            self.routing(|router, out| router.leave_wildcards(out));
+        }
         if let Some(topics) = &conn.topics {
             for &id in topics.iter() {
                 if let Some(name) = self.topics.unsubscribe(id, key) {

@@ -99,12 +99,13 @@
 //!
 //! # Memory
 //!
-//! At rest a session is 48 bytes (a test checks it), with nothing on the
+//! At rest a session is 40 bytes (a test checks it), with nothing on the
 //! heap: the config is passed by reference, output goes into an [`Output`]
-//! shared by a shard's sessions, and the held input, the QoS 1 window and
-//! the will are one pointer each, null when there are none. (A v1
-//! `ServerSession` is 40; an enum of the two is 48, so a connection slot
-//! that can hold either grows by 8 bytes.)
+//! shared by a shard's sessions, and the held input, the QoS 1 window (with
+//! the next packet id) and the will are one pointer each, null when there
+//! are none. (A v1 `ServerSession` is 24 with the same held input; an enum
+//! of the two is 40, so a connection slot that holds either is no larger
+//! than one that held a v1 session alone.)
 
 use crate::time::Millis;
 
@@ -112,13 +113,12 @@ use super::{Decoded, EncodeError, check_first_byte, decode_packet, peek_fixed_he
 
 mod config;
 mod connect;
-mod held;
 mod output;
 mod packets;
 mod window;
 
+use crate::held::HeldInput;
 pub use config::{MqttConfig, RetainPolicy};
-use held::HeldInput;
 pub use output::{CloseReason, ConnectRequest, Event, Limit, Output, Uplink, Verdict, Will};
 pub use window::InFlight;
 use window::Window;
@@ -158,14 +158,12 @@ pub struct MqttSession {
     /// Before CONNACK: when the session was created (handshake deadline
     /// base). After: when the last whole packet arrived (idle deadline base).
     mark: Millis,
-    /// Outbound QoS 1 PUBLISHes awaiting PUBACK.
+    /// Outbound QoS 1 PUBLISHes awaiting PUBACK, and the next packet id.
     window: Window,
     /// The will, from CONNECT until a close.
     will: Option<Box<Will>>,
     /// The granted keep-alive (set at CONNECT, in force from CONNACK).
     keep_alive_ms: u32,
-    /// The next packet id to try for an outbound QoS 1 PUBLISH.
-    next_packet_id: u16,
     /// Client QoS 1 PUBLISHes handed on and not yet confirmed.
     uplinks_in_flight: u16,
     state: SessionState,
@@ -187,7 +185,6 @@ impl MqttSession {
             window: Window::default(),
             will: None,
             keep_alive_ms: 0,
-            next_packet_id: 1,
             uplinks_in_flight: 0,
             state: SessionState::AwaitingConnect,
         }
@@ -355,15 +352,7 @@ impl MqttSession {
         }
         // At most 65534 ids are in flight here (the window is below
         // `max_in_flight <= 65535`), so a free one is found.
-        let id = loop {
-            let id = self.next_packet_id.max(1);
-            self.next_packet_id = id.checked_add(1).unwrap_or(1);
-            if !self.window.contains(id) {
-                break id;
-            }
-        };
-        self.window.insert(id, push_id);
-        Ok(id)
+        Ok(self.window.open(push_id))
     }
 
     /// Ends the session from the gateway side (kick, drain, slow consumer):

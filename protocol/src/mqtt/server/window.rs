@@ -1,7 +1,9 @@
-//! The outbound QoS 1 window: which packet ids are in flight, and for which
-//! push. Eight bytes at rest: the entries live on the heap only while
-//! something is in flight and are freed when the last is acknowledged, so
-//! an idle connection carries no window at all.
+//! The outbound QoS 1 window: which packet ids are in flight, for which
+//! push, and the next id to try. Eight bytes at rest: the entries live on
+//! the heap only while something is in flight and are freed when the last
+//! is acknowledged, so an idle connection carries no window at all; the
+//! ids then start again at 1 (an id is free for reuse once its PUBACK is
+//! processed, §2.3.1).
 
 /// One QoS 1 PUBLISH sent and not yet acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +18,8 @@ pub struct InFlight {
 #[derive(Debug, Default)]
 struct Entries {
     list: Vec<InFlight>,
+    /// The next packet id to try (0 stands for 1).
+    next: u16,
 }
 
 /// The packet ids in flight. Lookups are linear: the window is bounded by
@@ -31,17 +35,20 @@ impl Window {
         self.entries.as_ref().map_or(0, |e| e.list.len())
     }
 
-    /// Whether `packet_id` is in flight.
-    pub(super) fn contains(&self, packet_id: u16) -> bool {
-        self.iter().any(|e| e.packet_id == packet_id)
-    }
-
-    /// Records `packet_id` as in flight for `push_id`.
-    pub(super) fn insert(&mut self, packet_id: u16, push_id: u64) {
-        self.entries
-            .get_or_insert_with(Box::default)
-            .list
-            .push(InFlight { packet_id, push_id });
+    /// Records a QoS 1 PUBLISH of `push_id` as in flight under the next
+    /// free packet id, which it returns. Ids run 1..=65535 and wrap,
+    /// skipping ids in flight; the caller keeps fewer than 65535 in flight.
+    pub(super) fn open(&mut self, push_id: u64) -> u16 {
+        let entries = self.entries.get_or_insert_with(Box::default);
+        let packet_id = loop {
+            let id = entries.next.max(1);
+            entries.next = id.checked_add(1).unwrap_or(1);
+            if !entries.list.iter().any(|e| e.packet_id == id) {
+                break id;
+            }
+        };
+        entries.list.push(InFlight { packet_id, push_id });
+        packet_id
     }
 
     /// Takes `packet_id` out of the window: its push id, or `None` if it

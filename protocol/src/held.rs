@@ -1,5 +1,6 @@
 //! [`HeldInput`]: client bytes a session keeps between calls (a partial
-//! packet, or what was pipelined behind CONNECT while the caller decides).
+//! frame or packet, or what was pipelined behind the Hello or CONNECT while
+//! the caller decides), for the v1 and the MQTT server sessions.
 //! Eight bytes when there are none: the buffer lives behind a pointer,
 //! allocated when bytes must be kept and freed as soon as they are taken,
 //! so an idle connection pays one null pointer instead of an empty `Vec`'s
@@ -13,42 +14,42 @@ struct Buffer {
 
 /// Client bytes kept for a later call. See the [module docs](self).
 #[derive(Debug, Default)]
-pub(super) struct HeldInput {
+pub(crate) struct HeldInput {
     buffer: Option<Box<Buffer>>,
 }
 
 impl HeldInput {
     /// How many bytes are kept.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.as_slice().len()
     }
 
     /// Whether nothing is kept.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The kept bytes.
-    pub(super) fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         self.buffer.as_ref().map_or(&[], |b| b.bytes.as_slice())
     }
 
     /// Appends `data`, allocating the buffer if there was none.
-    pub(super) fn extend(&mut self, data: &[u8]) {
+    pub(crate) fn extend(&mut self, data: &[u8]) {
         if !data.is_empty() {
             self.vec_mut().extend_from_slice(data);
         }
     }
 
     /// Makes room for exactly `additional` more bytes.
-    pub(super) fn reserve_exact(&mut self, additional: usize) {
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
         if additional > 0 {
             self.vec_mut().reserve_exact(additional);
         }
     }
 
     /// Replaces what is kept with a copy of `data` (exactly its size).
-    pub(super) fn set(&mut self, data: &[u8]) {
+    pub(crate) fn set(&mut self, data: &[u8]) {
         self.buffer = (!data.is_empty()).then(|| {
             Box::new(Buffer {
                 bytes: data.to_vec(),
@@ -57,12 +58,18 @@ impl HeldInput {
     }
 
     /// Takes the kept bytes out, leaving nothing (and no allocation) behind.
-    pub(super) fn take(&mut self) -> Vec<u8> {
+    pub(crate) fn take(&mut self) -> Vec<u8> {
         self.buffer.take().map(|b| b.bytes).unwrap_or_default()
     }
 
+    /// Whether a buffer is allocated (only while bytes are kept).
+    #[cfg(test)]
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.buffer.is_some()
+    }
+
     /// Drops what is kept.
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buffer = None;
     }
 
