@@ -55,7 +55,7 @@ deps:
 # own) runs on io_uring only.
 EPOLL_E2E := attack backends durable control_limits control_pipelining data_plane \
 	hostile_clients idle_batching metrics_format push push_answer push_online \
-	resume route_cache startup_refusals tls websocket websocket_python
+	mqtt mqtt_paho resume route_cache startup_refusals tls websocket websocket_python
 EPOLL_E2E_ARGS := -p e2e-tests $(foreach t,$(EPOLL_E2E),--test $(t))
 
 # Builds everything (release binaries too: the end-to-end tests drive them),

@@ -73,6 +73,15 @@ impl LocalFilters {
         self.by_session.get(&key).map_or(0, Vec::len)
     }
 
+    /// The filters session `key` holds.
+    pub fn filters_of(&self, key: u32) -> impl Iterator<Item = &str> {
+        self.by_session
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|f| &**f)
+    }
+
     /// Subscribes session `key` to `filter`. Returns whether this is the
     /// shard's first filter (tell every shard).
     pub fn subscribe(&mut self, filter: &str, key: u32) -> bool {

@@ -239,6 +239,25 @@ pub enum Message {
     /// To the asking shard: the parked session, or `None` when it is gone
     /// (window passed, resumed already, another user's).
     ResumeGive(SessionRef, Option<Box<ParkedSession>>),
+    /// To a user's owner: an MQTT persistent session of the user was
+    /// parked, and where (for the resume window).
+    MqttParked(Box<MqttParked>),
+    /// To a user's owner: the user's new MQTT connection ([`SessionRef`])
+    /// asks for the persistent session of this client id; the owner passes
+    /// it on to the parking shard as a [`Message::ResumeAsk`], or answers
+    /// [`Message::ResumeGive`] with none.
+    MqttSessionAsk(Box<str>, Box<str>, SessionRef),
+}
+
+/// Where an MQTT persistent session is parked, for its user's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttParked {
+    /// Its user.
+    pub user: Box<str>,
+    /// Its client id (scoped by the user).
+    pub client_id: Box<str>,
+    /// The connection that had it (its parked session's name).
+    pub at: SessionRef,
 }
 
 impl Message {

@@ -267,7 +267,9 @@ impl Router {
             | Message::InboxRequest(..)
             | Message::InboxReply(..)
             | Message::ResumeAsk(..)
-            | Message::ResumeGive(..)) => return Some(holder),
+            | Message::ResumeGive(..)
+            | Message::MqttParked(..)
+            | Message::MqttSessionAsk(..)) => return Some(holder),
         }
         None
     }

@@ -30,7 +30,8 @@ def main():
         clean_session=clean == "1",
         protocol=mqtt.MQTTv311,
     )
-    client.username_pw_set(username or None, password)
+    # MQTT 3.1.1 sends a password only with a user name (possibly empty).
+    client.username_pw_set(username, password)
 
     def on_connect(_c, _u, flags, rc, _p):
         say({"connack": rc.value, "session_present": bool(flags.session_present)})

@@ -292,6 +292,7 @@ impl ShardCore {
             return;
         };
         match self.resume_lookup(key, generation, &user) {
+            Lookup::Fresh if self.mqtt_session_lookup(now, key, &user, (&device, &apps)) => {}
             Lookup::Fresh => self.welcome(now, key, (user, device, apps), None),
             Lookup::Here(resumed) => self.welcome(now, key, (user, device, apps), Some(resumed)),
             Lookup::Elsewhere(name) => self.ask_for_parked(now, key, name, (user, device, apps)),
@@ -353,8 +354,16 @@ impl ShardCore {
         match resumed {
             Some((from, parked)) => {
                 self.presence_resumed(from, presence);
-                let topics = parked.topics.into_iter().map(String::from).collect();
-                self.subscribe(now, key, topics);
+                let topics: Vec<String> = parked.topics.into_iter().map(String::from).collect();
+                if self
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| c.transport == Transport::Mqtt)
+                {
+                    self.mqtt_resubscribe(now, key, topics);
+                } else {
+                    self.subscribe(now, key, topics);
+                }
             }
             None => self.presence_online(presence),
         }

@@ -158,6 +158,7 @@ impl ShardCore {
         self.ws.forget(key);
         self.tls.forget(key);
         self.parked.forget(key);
+        self.mqtt_sessions.forget(key);
         self.session_finished(key, &conn);
         let left = conn.outbound.queued_bytes();
         conn.outbound.clear(&mut self.queues);

@@ -25,6 +25,7 @@ mod drain;
 mod durable;
 mod mqtt;
 mod mqtt_publish;
+mod mqtt_sessions;
 mod names;
 pub mod outbound;
 pub mod push;
@@ -283,6 +284,9 @@ pub struct ShardCore {
     durable: Option<Box<durable::Durable>>,
     /// Sessions whose connections went, kept for a resume.
     parked: resume::ParkedSessions,
+    /// MQTT persistent sessions: client ids here, parked ones of the users
+    /// this shard owns.
+    mqtt_sessions: mqtt_sessions::MqttSessions,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -355,6 +359,7 @@ impl ShardCore {
             tls: tls::TlsConns::default(),
             durable: None,
             parked: resume::ParkedSessions::default(),
+            mqtt_sessions: mqtt_sessions::MqttSessions::default(),
         }
     }
 

@@ -130,16 +130,33 @@ impl ShardCore {
                 } else if let MqttClose::Refused(_) = reason {
                     self.stats.mqtt_refused += 1;
                 }
-                if let Some(conn) = self.conns.get_mut(key as usize) {
-                    // No resume token reaches an MQTT client: nothing to park.
-                    conn.set(flags::NO_RESUME);
-                }
                 match as_v1_close(reason) {
                     Some(v1) => {
                         self.count_close(key, &v1);
                         self.presence_closing(key, &v1);
                     }
                     None => self.stats.client_closes += 1,
+                }
+                // Only a persistent session (clean session 0) is parked: it
+                // outlives its connection, DISCONNECT included (§3.1.2.4),
+                // but not a kick, a violation or a refusal.
+                let persistent = self
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| self.mqtt_sessions.client_id(key, c.generation).is_some());
+                let kept = persistent
+                    && matches!(
+                        reason,
+                        MqttClose::ClientDisconnect
+                            | MqttClose::ConnectionLost
+                            | MqttClose::KeepAliveTimeout
+                    );
+                if let Some(conn) = self.conns.get_mut(key as usize) {
+                    if kept {
+                        conn.clear(flags::NO_RESUME);
+                    } else {
+                        conn.set(flags::NO_RESUME);
+                    }
                 }
                 self.begin_close(now, key);
             }
@@ -165,6 +182,13 @@ impl ShardCore {
                 "no token in the password"
             };
             return self.refuse_hello(now, key, ErrorCode::Unauthorized, why);
+        }
+        if let (Some(client_id), Some(generation)) = (
+            connect.client_id.as_deref(),
+            self.conns.get(key as usize).map(|c| c.generation),
+        ) {
+            self.mqtt_sessions
+                .connecting(key, generation, client_id, !connect.clean_session);
         }
         let hello = Hello {
             version: 1,
@@ -231,6 +255,21 @@ impl ShardCore {
             // The codes are one byte each: the SUBACK always fits.
             let _ = m.suback(packet_id, &codes, &mut self.out.mqtt);
         }
+    }
+
+    /// A resumed persistent session's subscriptions back: exact topics
+    /// to the topic index, wildcard filters to the trie.
+    pub(super) fn mqtt_resubscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
+        let (wild, exact): (Vec<String>, Vec<String>) =
+            topics.into_iter().partition(|f| f.contains(['+', '#']));
+        let mut joined = false;
+        for f in &wild {
+            joined |= self.filters.subscribe(f, key);
+        }
+        if joined {
+            self.routing(|router, out| router.join_wildcards(out));
+        }
+        self.subscribe(now, key, exact);
     }
 
     fn mqtt_unsubscribe(&mut self, key: u32, filters: Vec<String>) {

@@ -133,6 +133,26 @@ impl ParkedSessions {
             .min()
     }
 
+    /// Connection (key, generation) of `user` waits for a parked session
+    /// handed over from another shard (its Welcome or CONNACK is held
+    /// until then, at most [`RESUME_ASK_MS`] from `now`).
+    pub fn await_hand_over(
+        &mut self,
+        key: u32,
+        generation: u32,
+        (user, device, apps): (&str, &str, &[String]),
+        now: Millis,
+    ) {
+        let awaiting = Awaiting {
+            generation,
+            user: user.to_string(),
+            device: device.to_string(),
+            apps: apps.to_vec(),
+            since: now,
+        };
+        self.awaiting.insert(key, awaiting);
+    }
+
     fn park(&mut self, conn: (u32, u32), until: Millis, parked: Parked) {
         self.by_conn.insert(conn, parked);
         self.deadlines.push_back((until, conn));
@@ -237,16 +257,8 @@ impl ShardCore {
             generation,
         };
         let msg = Message::ResumeAsk(user.as_str().into(), (name.key, name.generation), new);
-        self.parked.awaiting.insert(
-            key,
-            Awaiting {
-                generation,
-                user,
-                device,
-                apps,
-                since: now,
-            },
-        );
+        self.parked
+            .await_hand_over(key, generation, (&user, &device, &apps), now);
         self.send_to(usize::from(name.shard), msg);
     }
 
@@ -373,6 +385,9 @@ impl ShardCore {
                     .collect()
             })
             .unwrap_or_default();
+        let mut topics: Vec<Box<str>> = topics;
+        // An MQTT session's wildcard filters go with it.
+        topics.extend(self.filters.filters_of(key).map(Box::from));
         let generation = conn.generation;
         let cap = self.shard_cfg.settings.max_connections.max(1) as usize;
         while self.parked.len() >= cap {
@@ -397,6 +412,14 @@ impl ShardCore {
                 key,
                 generation,
             })));
+        let user = self
+            .parked
+            .by_conn
+            .get(&(key, generation))
+            .map(|p| p.user.clone());
+        if let Some(user) = user {
+            self.mqtt_parked(&user, (key, generation));
+        }
         true
     }
 
@@ -409,6 +432,7 @@ impl ShardCore {
         if !self.parked.awaiting.is_empty() {
             self.expire_asks(now);
         }
+        self.mqtt_sessions.expire(now);
     }
 }
 

@@ -229,6 +229,13 @@ impl ShardCore {
             Message::InboxReply(req, report) => self.inbox_reply(now, req.id, report),
             Message::ResumeAsk(user, old, new) => self.on_resume_ask(&user, old, new),
             Message::ResumeGive(new, parked) => self.on_resume_give(now, new, parked),
+            Message::MqttParked(p) => {
+                let p = *p;
+                self.on_mqtt_parked(now, (p.user, p.client_id), p.at);
+            }
+            Message::MqttSessionAsk(user, client_id, new) => {
+                self.on_mqtt_session_ask(now, (user, client_id), new);
+            }
             other => {
                 tracing::debug!(
                     shard = self.index,

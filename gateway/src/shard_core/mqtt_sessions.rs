@@ -1,0 +1,260 @@
+//! MQTT persistent sessions (CONNECT with clean session 0): the resume of
+//! `shard_core::resume`, keyed by client id instead of a resume token.
+//!
+//! A persistent session's connection that goes (DISCONNECT included: the
+//! session outlives the connection, §3.1.2.4) is parked like a v1
+//! session, its exact topics and wildcard filters with it, for `[store]
+//! resume_window_ms`, and the user's owner shard learns where
+//! ([`Message::MqttParked`]): client ids are scoped per user, so no user
+//! can reach another's sessions. A CONNECT with clean session 0 and the
+//! same client id, authenticated as the same user within the window, asks
+//! the owner ([`Message::MqttSessionAsk`]), which passes the ask to the
+//! parking shard as a v1 resume's hand-over ([`Message::ResumeAsk`]): the
+//! new session gets the subscriptions back and CONNACK says "session
+//! present". A CONNECT with clean session 1 discards what was parked for
+//! its client id (§3.1.2.4), reported `offline` then.
+//!
+//! What the session missed: its durable pushes wait in the user's inbox
+//! and go out (QoS 1) on any reconnect; plain (QoS 0) pushes sent while it
+//! was away are not kept.
+
+use std::collections::{HashMap, VecDeque};
+
+use protocol::time::Millis;
+use shard_router::directory::SessionRef;
+use shard_router::messages::{Message, MqttParked};
+
+use super::ShardCore;
+use super::resume::ConnName;
+
+/// A persistent session's name at its user's owner: (user, client id).
+type SessionKey = (Box<str>, Box<str>);
+
+/// One shard's persistent-session bookkeeping: the client ids of its own
+/// persistent connections, and, as the owner of some users, where their
+/// parked sessions are.
+#[derive(Debug, Default)]
+pub(crate) struct MqttSessions {
+    /// Client ids of this shard's connections that asked for a persistent
+    /// session, by slot key (with the generation).
+    client_ids: HashMap<u32, (u32, Box<str>)>,
+    /// Client ids of connections being admitted with clean session 1:
+    /// what was parked for them is discarded at admission.
+    discards: HashMap<u32, (u32, Box<str>)>,
+    /// As the owner: where each parked session of its users is.
+    parked_at: HashMap<SessionKey, SessionRef>,
+    /// When each entry of `parked_at` stops mattering, oldest first.
+    deadlines: VecDeque<(Millis, SessionKey, SessionRef)>,
+}
+
+impl MqttSessions {
+    /// Connection (key, generation) sent a CONNECT with `client_id`,
+    /// asking for its `persistent` session (clean session 0) or not.
+    pub(crate) fn connecting(
+        &mut self,
+        key: u32,
+        generation: u32,
+        client_id: &str,
+        persistent: bool,
+    ) {
+        let ids = if persistent {
+            &mut self.client_ids
+        } else {
+            &mut self.discards
+        };
+        ids.insert(key, (generation, client_id.into()));
+    }
+
+    /// The client id whose parked session connection (key, generation)
+    /// discards, taken.
+    fn take_discard(&mut self, key: u32, generation: u32) -> Option<Box<str>> {
+        match self.discards.remove(&key) {
+            Some((g, id)) if g == generation => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The client id of connection (key, generation), if it asked for a
+    /// persistent session.
+    pub(crate) fn client_id(&self, key: u32, generation: u32) -> Option<&str> {
+        match self.client_ids.get(&key) {
+            Some((g, id)) if *g == generation => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Connection `key`'s slot is freed.
+    pub(crate) fn forget(&mut self, key: u32) {
+        if !self.client_ids.is_empty() {
+            self.client_ids.remove(&key);
+        }
+        if !self.discards.is_empty() {
+            self.discards.remove(&key);
+        }
+    }
+
+    /// As the owner: the session (user, client id) is parked at `at`
+    /// until `until` (a later park of the same key replaces it).
+    fn note_parked(&mut self, key: SessionKey, at: SessionRef, until: Millis) {
+        self.parked_at.insert(key.clone(), at);
+        self.deadlines.push_back((until, key, at));
+    }
+
+    /// As the owner: where (user, client id) is parked, forgotten here.
+    fn take(&mut self, key: &SessionKey) -> Option<SessionRef> {
+        self.parked_at.remove(key)
+    }
+
+    /// Forgets the entries whose window ended by `now`.
+    pub(crate) fn expire(&mut self, now: Millis) {
+        while let Some((at, ..)) = self.deadlines.front()
+            && *at <= now
+        {
+            if let Some((_, key, r)) = self.deadlines.pop_front()
+                && self.parked_at.get(&key) == Some(&r)
+            {
+                self.parked_at.remove(&key);
+            }
+        }
+    }
+
+    /// Entries kept as an owner (for tests of the reclaim).
+    #[cfg(test)]
+    pub(crate) fn owner_entries(&self) -> usize {
+        self.parked_at.len()
+    }
+}
+
+impl ShardCore {
+    /// Connection `key` (an MQTT CONNECT with `client_id`) is being
+    /// admitted as `user`: with clean session 0, whether its session is
+    /// being looked up at the user's owner (the Welcome, here the CONNACK,
+    /// then waits for the hand-over); with clean session 1, what was
+    /// parked for the client id is discarded.
+    pub(super) fn mqtt_session_lookup(
+        &mut self,
+        now: Millis,
+        key: u32,
+        user: &str,
+        (device, apps): (&str, &[String]),
+    ) -> bool {
+        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+            return false;
+        };
+        let resumable =
+            self.settings.resume_key.is_some() && self.settings.config.store.resume_window_ms > 0;
+        let new = SessionRef {
+            shard: self.index as u16,
+            key,
+            generation,
+        };
+        if let Some(client_id) = self.mqtt_sessions.take_discard(key, generation) {
+            if resumable {
+                // The parking shard hands it to this connection, which is
+                // not waiting for it: it ends here, reported `offline`.
+                self.tell_owner(user, Message::MqttSessionAsk(user.into(), client_id, new));
+            }
+            return false;
+        }
+        let Some(client_id) = self.mqtt_sessions.client_id(key, generation) else {
+            return false;
+        };
+        if !resumable {
+            return false;
+        }
+        let msg = Message::MqttSessionAsk(user.into(), client_id.into(), new);
+        self.parked
+            .await_hand_over(key, generation, (user, device, apps), now);
+        self.tell_owner(user, msg);
+        true
+    }
+
+    /// A persistent session of `user` named `client_id` was parked from
+    /// connection `conn`: tell the user's owner where.
+    pub(super) fn mqtt_parked(&mut self, user: &str, conn: ConnName) {
+        let Some(client_id) = self.mqtt_sessions.client_id(conn.0, conn.1) else {
+            return;
+        };
+        let at = SessionRef {
+            shard: self.index as u16,
+            key: conn.0,
+            generation: conn.1,
+        };
+        let msg = Message::MqttParked(Box::new(MqttParked {
+            user: user.into(),
+            client_id: client_id.into(),
+            at,
+        }));
+        self.tell_owner(user, msg);
+    }
+
+    /// As the owner: a session of one of its users was parked, for the
+    /// resume window from now (a little longer than the parking shard
+    /// keeps it: an ask that comes too late finds nothing there).
+    pub(super) fn on_mqtt_parked(&mut self, now: Millis, key: SessionKey, at: SessionRef) {
+        self.mqtt_sessions.expire(now);
+        let window = u64::from(self.settings.config.store.resume_window_ms);
+        self.mqtt_sessions
+            .note_parked(key, at, now.saturating_add(window));
+    }
+
+    /// As the owner: connection `new` asks for the parked session `key`;
+    /// the ask goes on to the parking shard, or is answered "none".
+    pub(super) fn on_mqtt_session_ask(&mut self, now: Millis, key: SessionKey, new: SessionRef) {
+        self.mqtt_sessions.expire(now);
+        match self.mqtt_sessions.take(&key) {
+            Some(at) => self.send_to(
+                usize::from(at.shard),
+                Message::ResumeAsk(key.0, (at.key, at.generation), new),
+            ),
+            None => self.send_to(usize::from(new.shard), Message::ResumeGive(new, None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(key: u32) -> SessionRef {
+        SessionRef {
+            shard: 1,
+            key,
+            generation: 7,
+        }
+    }
+
+    #[test]
+    fn only_persistent_connections_keep_their_client_id() {
+        let mut s = MqttSessions::default();
+        s.connecting(3, 9, "dev-1", true);
+        s.connecting(4, 9, "dev-2", false);
+        assert_eq!(s.client_id(3, 9), Some("dev-1"));
+        assert_eq!(s.client_id(3, 10), None, "another generation in the slot");
+        assert_eq!(s.client_id(4, 9), None, "clean session: nothing to keep");
+        assert_eq!(s.take_discard(4, 9).as_deref(), Some("dev-2"));
+        assert_eq!(s.take_discard(4, 9), None, "taken once");
+        s.forget(3);
+        assert_eq!(s.client_id(3, 9), None);
+    }
+
+    #[test]
+    fn the_owner_forgets_parked_sessions_when_their_window_ends() {
+        // Deadlines come in order: each is the owner's now + the window.
+        let mut s = MqttSessions::default();
+        let alice = || (Box::from("alice"), Box::from("dev-1"));
+        let bob = || (Box::from("bob"), Box::from("dev-1"));
+        s.note_parked(alice(), at(1), Millis(100));
+        // Parked again (a newer connection): the old deadline must not
+        // drop the newer entry.
+        s.note_parked(alice(), at(2), Millis(200));
+        s.note_parked(bob(), at(3), Millis(250));
+        s.expire(Millis(120));
+        assert_eq!(s.owner_entries(), 2, "alice's newer park stays");
+        assert_eq!(s.take(&alice()), Some(at(2)));
+        assert_eq!(s.take(&alice()), None, "taken once");
+        s.expire(Millis(260));
+        assert_eq!(s.owner_entries(), 0, "bob's window ended");
+        assert!(s.deadlines.is_empty());
+    }
+}
