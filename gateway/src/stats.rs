@@ -105,9 +105,10 @@ counters! {
     mqtt_protocol_errors,
     /// MQTT PUBACKs for a packet id not in flight (ignored).
     mqtt_unknown_acks,
-    /// MQTT wills due (an unclean close) and not published: the gateway
-    /// publishes no wills yet; the `offline` event tells the backend.
-    mqtt_wills_dropped,
+    /// MQTT wills that fell due (the connection ended without DISCONNECT);
+    /// each became a `will` event for the events backend, when one is
+    /// configured (the gateway publishes no will itself).
+    mqtt_wills,
     /// MQTT QoS 1 uplinks the backend did not answer 2xx: the connection
     /// was closed unacknowledged, for the client to send it again.
     mqtt_uplinks_failed,

@@ -46,6 +46,8 @@ pub struct Gateway {
     pub websocket_tls: Option<SocketAddr>,
     /// MQTT listener, when the config has `[listen] mqtt`.
     pub mqtt: Option<SocketAddr>,
+    /// TLS MQTT listener, when the config has `[listen] mqtt_tls`.
+    pub mqtt_tls: Option<SocketAddr>,
     /// The control address as bound (may be a wildcard address).
     bound_control: SocketAddr,
     _dir: TempDir,
@@ -170,6 +172,7 @@ impl Gateway {
             client_tls: addrs.get("client_tls").copied(),
             websocket_tls: addrs.get("websocket_tls").copied(),
             mqtt: addrs.get("mqtt").copied(),
+            mqtt_tls: addrs.get("mqtt_tls").copied(),
             bound_control,
             _dir: dir,
         };

@@ -135,17 +135,29 @@ fn stock_clients_subscribe_with_wildcards_and_get_every_kind_of_push() {
 }
 
 #[test]
-fn a_bad_or_expired_token_is_refused_with_connack_4() {
+fn a_bad_expired_or_missing_token_or_a_disallowed_app_is_refused_with_connack_4() {
     let (gw, mqtt) = start(1, "");
     let expired = e2e_tests::token_with(protocol::auth::Claims {
         sub: "late".into(),
         exp: Some(1),
         ..Default::default()
     });
-    for password in ["not-a-token", expired.as_str(), ""] {
+    let chat_only = e2e_tests::token_with(protocol::auth::Claims {
+        sub: "chatty".into(),
+        apps: Some(vec!["chat".into()]),
+        ..Default::default()
+    });
+    // (password, user name = the apps asked for)
+    let refused = [
+        ("not-a-token", ""),
+        (expired.as_str(), ""),
+        ("", "x"),
+        (chat_only.as_str(), "news"),
+    ];
+    for (password, apps) in refused {
         let out = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &mqtt.port().to_string()])
-            .args(["-u", "x", "-P", password, "-t", "t", "-d", "-W", "5"])
+            .args(["-u", apps, "-P", password, "-t", "t", "-d", "-W", "5"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -156,8 +168,16 @@ fn a_bad_or_expired_token_is_refused_with_connack_4() {
         );
         assert!(!out.status.success(), "mosquitto_sub gives up: {text}");
     }
-    assert_eq!(gw.wait_total("mqtt_refused", 3), 3);
+    assert_eq!(gw.wait_total("mqtt_refused", 4), 4);
     assert_eq!(gw.total("sessions"), 0);
+    // The same token with the app it allows is accepted.
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &mqtt.port().to_string()])
+        .args(["-u", "chat", "-P", &chat_only, "-t", "t", "-d", "-W", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("received CONNACK (0)"), "{text}");
 }
 
 #[test]
@@ -302,4 +322,50 @@ fn malformed_packets_disconnect_and_a_healthy_client_keeps_working() {
         &json!({"to": {"topic": "still/here"}, "payload": "yes"}),
     );
     assert_eq!(message(&sub), "still/here yes");
+}
+
+#[test]
+fn a_will_becomes_an_event_for_the_backend_and_a_disconnect_discards_it() {
+    let backend = PyBackend::start();
+    let (gw, mqtt) = start(2, &backend.events_config());
+    let will_args = |topic: &str| {
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "mosquitto_sub"])
+            .args(["-h", "127.0.0.1", "-p", &mqtt.port().to_string()])
+            .args(["-u", "", "-P", &token("m-will"), "-t", "x", "-d"])
+            .args(["--will-topic", topic, "--will-payload", "offline"])
+            .args(["--will-qos", "1", "-W", "60"]);
+        cmd
+    };
+    // Killed: the connection is lost without DISCONNECT, the will is due.
+    let sub = LineChild::spawn(will_args("devices/d1/status"));
+    sub.line_where(|l| l.contains("received SUBACK"));
+    drop(sub);
+    let events = backend.wait_event(Duration::from_secs(10), |e| e["type"] == "will");
+    let will = events.iter().find(|e| e["type"] == "will").unwrap();
+    assert_eq!(will["user"], "m-will");
+    assert_eq!(will["device"], "mqtt");
+    assert_eq!(will["topic"], "devices/d1/status");
+    assert_eq!(will["payload_b64"], "b2ZmbGluZQ==", "base64 of 'offline'");
+    assert_eq!(
+        (will["qos"].as_u64(), will["retain"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_eq!(gw.wait_total("mqtt_wills", 1), 1);
+
+    // Ended with DISCONNECT (mosquitto_sub -C 1 exits after one message):
+    // no will.
+    let mut cmd = will_args("devices/d2/status");
+    cmd.args(["-C", "1"]);
+    let mut sub = LineChild::spawn(cmd);
+    sub.line_where(|l| l.contains("received SUBACK"));
+    push(&gw, &json!({"to": {"user": "m-will"}, "payload": "bye"}));
+    assert!(sub.wait_exit(Duration::from_secs(5)).is_some());
+    backend.wait_event(Duration::from_secs(10), |e| {
+        e["type"] == "offline" && e["reason"] == "client_bye"
+    });
+    let events = backend.get_json("/")["events"].as_array().cloned().unwrap();
+    let wills = events.iter().filter(|e| e["type"] == "will").count();
+    assert_eq!(wills, 1, "{events:?}");
+    assert_eq!(gw.total("mqtt_wills"), 1);
 }

@@ -51,7 +51,7 @@ impl Pki {
     }
 }
 
-/// The gateway with both TLS listeners. The close linger is longer than
+/// The gateway with its three TLS listeners (v1, WebSocket, MQTT). The close linger is longer than
 /// the default 200 ms: a TLS client answers the close with a close_notify
 /// of its own, and on a loaded box (the tests of this file run in
 /// parallel) one arriving after the gateway closed draws a reset that can
@@ -59,6 +59,7 @@ impl Pki {
 fn start(dir: &Path) -> Gateway {
     let config = format!(
         "[listen]\nclient_tls = \"127.0.0.1:0\"\nwebsocket_tls = \"127.0.0.1:0\"\n\
+         mqtt_tls = \"127.0.0.1:0\"\n\
          [protocol]\nclose_linger_ms = 2000\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         dir.join("cert.pem").display(),
@@ -134,7 +135,8 @@ fn pythons_ssl_client_verifies_the_certificate_and_gets_a_durable_push() {
         "{last}"
     );
     assert_eq!(gw.wait_total("acks", 1), 1);
-    assert!(gw.total("tls_handshakes") >= 1);
+    let handshakes = gw.wait_total_until("tls_handshakes", Duration::from_secs(5), |v| v >= 1);
+    assert!(handshakes >= 1);
 }
 
 #[test]
@@ -288,4 +290,58 @@ fn pythons_websockets_client_over_wss() {
     }
     assert_eq!(last, "closed 1000");
     let _ = child.wait();
+}
+
+#[test]
+fn mosquitto_sub_over_tls_verifies_the_certificate_and_gets_pushes() {
+    let dir = TempDir::new("tls-mqtt");
+    let pki = Pki::new(&dir.0);
+    pki.leaf(&dir.0, "gw-mqtt");
+    let gw = start(&dir.0);
+    let port = gw.mqtt_tls.expect("mqtt_tls listener").port().to_string();
+    let ca = dir.0.join("ca.pem");
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "localhost", "-p", &port])
+        .args(["--cafile", ca.to_str().unwrap()])
+        .args([
+            "-u",
+            "",
+            "-P",
+            &token("tls-mqtt"),
+            "-t",
+            "secure/#",
+            "-v",
+            "-d",
+        ])
+        .args(["-W", "30"]);
+    let sub = e2e_tests::LineChild::spawn(cmd);
+    sub.line_where(|l| l.contains("received SUBACK"));
+    std::thread::sleep(Duration::from_millis(200));
+    let body = json!({"to": {"topic": "secure/room"}, "payload": "sealed"}).to_string();
+    let (status, text) = http(gw.control, "POST", "/v1/push", &body).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        sub.line_where(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed ")),
+        "secure/room sealed"
+    );
+    let handshakes = gw.wait_total_until("tls_handshakes", Duration::from_secs(5), |v| v >= 1);
+    assert!(handshakes >= 1);
+
+    // A client that does not trust the CA gets no session.
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ])
+        .args(["-u", "", "-P", &token("tls-mqtt"), "-t", "x", "-W", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let failures = gw.wait_total_until("tls_failures", Duration::from_secs(5), |v| v >= 1);
+    assert!(failures >= 1, "the untrusting client's handshake failed");
+    assert_eq!(gw.total("sessions"), 1, "only the trusting subscriber");
 }

@@ -24,7 +24,23 @@
 //! {"type": "undelivered", "user": "u1", "session": "", "device": "",
 //!   "apps": [], "shard": 1, "ts_ms": 1700000000000,
 //!   "reason": "max_deliveries", "id": 1099511627777, "deliveries": 5}
-//! ``` One batch is in flight at a time; a failed
+//! ```
+//!
+//! An MQTT session whose connection ends without DISCONNECT (a lost
+//! connection, a keep-alive timeout, a kick) and that set a will becomes a
+//! `will` event of that session, with the will's `topic`, `payload_b64`,
+//! `qos` and `retain`; the gateway publishes nothing itself (no client
+//! pushes to other clients but through a backend), so the backend decides
+//! whether to push it (`POST /v1/push` to the topic):
+//!
+//! ```json
+//! {"type": "will", "user": "u1", "session": "0-2a", "device": "mqtt",
+//!   "apps": [], "shard": 0, "ts_ms": 1700000000000, "reason": "",
+//!   "topic": "devices/d1/status", "payload_b64": "b2ZmbGluZQ==",
+//!   "qos": 1, "retain": false}
+//! ```
+//!
+//! One batch is in flight at a time; a failed
 //! batch (non-2xx, timeout, unreachable) is retried up to `events.retries`
 //! times with doubling backoff, then dropped and counted. At most
 //! `events.queue_max` events wait; beyond that new ones are dropped and
@@ -32,6 +48,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use base64::Engine as _;
 use protocol::time::Millis;
 use serde::Serialize;
 use tuning::backends::EventsConfig;
@@ -75,6 +92,31 @@ struct Record {
     /// How many times the push went out (`undelivered` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<u16>,
+    /// The will (`will` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    will: Option<WillRecord>,
+}
+
+/// A will's fields as the `will` event carries them.
+#[derive(Debug, Serialize)]
+struct WillRecord {
+    topic: String,
+    payload_b64: String,
+    qos: u8,
+    retain: bool,
+}
+
+/// An MQTT will that fell due: the session ended without DISCONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WillDue {
+    /// The topic the client wanted it published to.
+    pub topic: String,
+    /// What to publish.
+    pub payload: bytes::Bytes,
+    /// At which QoS (0 or 1; 2 as the client asked).
+    pub qos: u8,
+    /// Whether the client asked for it to be retained.
+    pub retain: bool,
 }
 
 impl Record {
@@ -91,6 +133,7 @@ impl Record {
             reason,
             id: None,
             deliveries: None,
+            will: None,
         }
     }
 }
@@ -267,6 +310,34 @@ impl Events {
         self.tick(now, stats, client);
     }
 
+    /// The will of the session on connection (key, generation) fell due:
+    /// a `will` event, if the session had gone online.
+    pub(super) fn will(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+        (shard, key, generation): (usize, u32, u32),
+        will: WillDue,
+    ) {
+        let Some((p, _)) = self
+            .sessions
+            .get(&key)
+            .filter(|(p, _)| p.generation == generation)
+        else {
+            return;
+        };
+        let mut record = Record::presence("will", p.clone(), shard, "");
+        record.will = Some(WillRecord {
+            topic: will.topic,
+            payload_b64: base64::engine::general_purpose::STANDARD.encode(&will.payload),
+            qos: will.qos,
+            retain: will.retain,
+        });
+        self.push(now, stats, record);
+        self.tick(now, stats, client);
+    }
+
     /// A durable push of a user this shard owns left the inbox unacked.
     pub(super) fn undelivered(
         &mut self,
@@ -287,6 +358,7 @@ impl Events {
             reason: u.reason,
             id: Some(u.id),
             deliveries: Some(u.deliveries),
+            will: None,
         };
         self.push(now, stats, record);
         self.tick(now, stats, client);

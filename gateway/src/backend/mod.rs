@@ -239,6 +239,27 @@ impl Backend {
         }
     }
 
+    /// The will of the MQTT session on connection (key, generation) fell
+    /// due: a `will` event, when presence events are configured.
+    pub fn will(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        (key, generation): (u32, u32),
+        will: events::WillDue,
+    ) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.will(
+                now,
+                stats,
+                &mut self.client,
+                (self.shard, key, generation),
+                will,
+            );
+            self.on_tick(now, stats);
+        }
+    }
+
     /// Records a session going offline (its connection is gone).
     pub fn offline(&mut self, now: Millis, stats: &mut ShardStats, key: u32, generation: u32) {
         if let Some(ev) = self.events.as_mut() {

@@ -469,6 +469,13 @@ impl Shell {
                 }
             }
             BackendCall::Online(p) => self.backend.online(now, self.core.stats_mut(), p),
+            BackendCall::Will {
+                key,
+                generation,
+                will,
+            } => self
+                .backend
+                .will(now, self.core.stats_mut(), (key, generation), *will),
             BackendCall::Closing {
                 key,
                 generation,

@@ -139,6 +139,16 @@ pub enum BackendCall {
     },
     /// A session went online.
     Online(Presence),
+    /// The will of the MQTT session on connection (key, generation) fell
+    /// due (its connection ended without DISCONNECT).
+    Will {
+        /// Connection key.
+        key: u32,
+        /// Connection generation.
+        generation: u32,
+        /// The will.
+        will: Box<crate::backend::events::WillDue>,
+    },
     /// Connection (key, generation) is closing for `reason`.
     Closing {
         /// Connection key.

@@ -21,17 +21,19 @@
 //! [`refusal_verdict`]: super::session::refusal_verdict
 
 use bytes::Bytes;
-use protocol::mqtt::server::{CloseReason as MqttClose, ConnectRequest, Event, StartError, Uplink};
+use protocol::mqtt::server::{
+    CloseReason as MqttClose, ConnectRequest, Event, StartError, Uplink, Will,
+};
 use protocol::mqtt::{QoS, SubAckCode};
 use protocol::proto::{ErrorCode, Hello, KickCode};
 use protocol::server::CloseReason;
 use protocol::time::Millis;
 
-use super::ShardCore;
 use super::conn::flags;
 use super::mqtt_publish::{MQTT_DEVICE, Publish};
 use super::outbound::Frame;
 use super::push::Message;
+use super::{BackendCall, ShardCore};
 
 /// The apps an MQTT user name asks for: comma-separated, blanks trimmed,
 /// empty entries dropped.
@@ -123,7 +125,7 @@ impl ShardCore {
                     self.tell_owner(&user, Message::Acked(user.clone(), vec![push_id].into()));
                 }
             }
-            Event::Will(_) => self.stats.mqtt_wills_dropped += 1,
+            Event::Will(will) => self.mqtt_will_due(key, will),
             Event::Closed(reason) => {
                 if reason.is_violation() {
                     self.stats.mqtt_protocol_errors += 1;
@@ -161,6 +163,27 @@ impl ShardCore {
                 self.begin_close(now, key);
             }
         }
+    }
+
+    /// A will fell due: it goes to the events backend as a `will` event
+    /// (see `backend::events`); the backend decides whether to push it.
+    fn mqtt_will_due(&mut self, key: u32, will: Will) {
+        self.stats.mqtt_wills += 1;
+        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+            return;
+        };
+        let will = crate::backend::events::WillDue {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos as u8,
+            retain: will.retain,
+        };
+        self.actions
+            .push(super::Action::Backend(Box::new(BackendCall::Will {
+                key,
+                generation,
+                will: Box::new(will),
+            })));
     }
 
     /// A CONNECT: authenticated as the Hello it amounts to.
