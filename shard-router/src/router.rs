@@ -169,6 +169,11 @@ impl Router {
         self.to_every_shard(|| Message::WildcardJoin(self.index), out);
     }
 
+    /// The shards holding wildcard filters, as this shard knows them.
+    pub fn wildcard_shards(&self) -> &[u16] {
+        &self.wildcard_shards
+    }
+
     /// This shard's last wildcard filter is gone.
     pub fn leave_wildcards(&self, out: &mut Outbox) {
         self.to_every_shard(|| Message::WildcardLeave(self.index), out);

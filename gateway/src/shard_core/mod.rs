@@ -35,6 +35,10 @@ pub mod session;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod sim_mqtt;
+#[cfg(test)]
+mod sim_mqtt_tests;
+#[cfg(test)]
 mod sim_resume_tests;
 #[cfg(test)]
 mod sim_tests;

@@ -26,6 +26,8 @@ use crate::control::Caller;
 use crate::control::http::Request;
 use crate::settings::Settings;
 
+pub use super::sim_mqtt::SimMqtt;
+
 /// HS256 secret of the simulated gateway's tokens.
 pub const SECRET: &[u8] = b"sim-secret-of-at-least-thirty-two-bytes";
 /// Wall clock at simulated time zero, ms since the Unix epoch.
@@ -59,6 +61,9 @@ pub struct SimClient {
     pub closed: bool,
     /// The WebSocket framing of a client of the WebSocket listener.
     pub ws: Option<SimWs>,
+    /// The MQTT side of a client of the MQTT listener (its v1 `session`
+    /// is unused).
+    pub mqtt: Option<SimMqtt>,
 }
 
 /// The WebSocket side of a simulated client: its Upgrade request (sent
@@ -133,11 +138,35 @@ impl SimWs {
 }
 
 impl SimClient {
+    /// A client of `shard` that writes `first` when its stream is read.
+    pub(super) fn new(shard: usize, session: ClientSession, first: Vec<u8>) -> Self {
+        SimClient {
+            shard,
+            conn: None,
+            session,
+            events: Vec::new(),
+            to_gateway: first,
+            recv_armed: false,
+            reading: true,
+            stalled_send: None,
+            silent: false,
+            got_fin: false,
+            closed: false,
+            ws: None,
+            mqtt: None,
+        }
+    }
+
     /// The client reads the whole of the gateway's send `op`, and the send
     /// completes.
     fn read_send(&mut self, core: &mut ShardCore, t: Time, op: StreamOp) {
         let bytes = core.sending(op.key, op.generation).map(<[u8]>::to_vec);
         let bytes = bytes.expect("a send with bytes in flight");
+        if let Some(mqtt) = &mut self.mqtt {
+            mqtt.take(&bytes);
+            core.on_send_done(t, op.key, op.generation, Ok(bytes.len()));
+            return;
+        }
         let v1 = match &mut self.ws {
             Some(ws) => ws.take(&bytes),
             None => bytes.clone(),
@@ -321,20 +350,7 @@ impl Sim {
         let mut hello = Vec::new();
         session.start(&mut hello);
         let id = self.clients.len();
-        self.clients.push(SimClient {
-            shard,
-            conn: None,
-            session,
-            events: Vec::new(),
-            to_gateway: hello,
-            recv_armed: false,
-            reading: true,
-            stalled_send: None,
-            silent: false,
-            got_fin: false,
-            closed: false,
-            ws: None,
-        });
+        self.clients.push(SimClient::new(shard, session, hello));
         let t = self.time();
         self.cores[shard].on_accepted(t, id as u32, super::ListenerKind::RawV1, Some(peer));
         self.run();
@@ -374,20 +390,9 @@ impl Sim {
         let mut hello = Vec::new();
         session.start(&mut hello);
         let id = self.clients.len();
-        self.clients.push(SimClient {
-            shard,
-            conn: None,
-            session,
-            events: Vec::new(),
-            to_gateway: hello,
-            recv_armed: false,
-            reading: true,
-            stalled_send: None,
-            silent: false,
-            got_fin: false,
-            closed: false,
-            ws: Some(ws),
-        });
+        let mut client = SimClient::new(shard, session, hello);
+        client.ws = Some(ws);
+        self.clients.push(client);
         let t = self.time();
         self.cores[shard].on_accepted(t, id as u32, super::ListenerKind::WebSocket, None);
         self.run();
