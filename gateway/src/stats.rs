@@ -112,6 +112,9 @@ counters! {
     /// MQTT QoS 1 uplinks the backend did not answer 2xx: the connection
     /// was closed unacknowledged, for the client to send it again.
     mqtt_uplinks_failed,
+    /// MQTT sessions closed because a new session of their user came with
+    /// the same client id (takeover, §3.1.4-2).
+    mqtt_takeovers,
     /// Durable pushes not sent to an MQTT session because its QoS 1 window
     /// was full (sent again after the Ack timeout).
     mqtt_window_full,

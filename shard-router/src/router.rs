@@ -246,6 +246,14 @@ impl Router {
                     ));
                 }
             }
+            Message::MqttTakeover(user, id_hash, new) => {
+                for (shard, sessions) in self.holders_of(&user) {
+                    out.push((
+                        local(shard),
+                        Message::MqttEvict(user.clone(), id_hash, sessions, new),
+                    ));
+                }
+            }
             Message::UserRequest(user, action, reply_to) => {
                 let holders = self.holders_of(&user);
                 out.push((
@@ -274,7 +282,8 @@ impl Router {
             | Message::ResumeAsk(..)
             | Message::ResumeGive(..)
             | Message::MqttParked(..)
-            | Message::MqttSessionAsk(..)) => return Some(holder),
+            | Message::MqttSessionAsk(..)
+            | Message::MqttEvict(..)) => return Some(holder),
         }
         None
     }

@@ -351,6 +351,13 @@ impl ShardCore {
             device,
             apps,
         };
+        if self
+            .conns
+            .get(key as usize)
+            .is_some_and(|c| c.transport == Transport::Mqtt)
+        {
+            self.mqtt_take_over(key, &presence.user);
+        }
         match resumed {
             Some((from, parked)) => {
                 self.presence_resumed(from, presence);

@@ -17,6 +17,14 @@
 //! What the session missed: its durable pushes wait in the user's inbox
 //! and go out (QoS 1) on any reconnect; plain (QoS 0) pushes sent while it
 //! was away are not kept.
+//!
+//! Takeover (§3.1.4-2): an MQTT session admitted with a client id asks the
+//! user's owner ([`Message::MqttTakeover`]) to close the user's other
+//! sessions with that client id, wherever they are ([`Message::MqttEvict`]
+//! to each holding shard). Holders know their sessions' client ids by a
+//! 64-bit hash (eight bytes a session, not the id). A persistent session
+//! taken over while its old connection was still up starts without the old
+//! subscriptions: they are handed over only from a parked session.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -38,6 +46,9 @@ pub(crate) struct MqttSessions {
     /// Client ids of this shard's connections that asked for a persistent
     /// session, by slot key (with the generation).
     client_ids: HashMap<u32, (u32, Box<str>)>,
+    /// Hashes of the client ids of this shard's MQTT sessions (those with
+    /// a client id), by slot key (with the generation), for takeovers.
+    id_hashes: HashMap<u32, (u32, u64)>,
     /// Client ids of connections being admitted with clean session 1:
     /// what was parked for them is discarded at admission.
     discards: HashMap<u32, (u32, Box<str>)>,
@@ -57,6 +68,7 @@ impl MqttSessions {
         client_id: &str,
         persistent: bool,
     ) {
+        self.id_hashes.insert(key, (generation, id_hash(client_id)));
         let ids = if persistent {
             &mut self.client_ids
         } else {
@@ -90,6 +102,18 @@ impl MqttSessions {
         }
         if !self.discards.is_empty() {
             self.discards.remove(&key);
+        }
+        if !self.id_hashes.is_empty() {
+            self.id_hashes.remove(&key);
+        }
+    }
+
+    /// The hash of connection (key, generation)'s client id, if it sent
+    /// one.
+    pub(crate) fn id_hash_of(&self, key: u32, generation: u32) -> Option<u64> {
+        match self.id_hashes.get(&key) {
+            Some(&(g, h)) if g == generation => Some(h),
+            _ => None,
         }
     }
 
@@ -125,7 +149,64 @@ impl MqttSessions {
     }
 }
 
+/// A client id's hash, as holders keep it for takeovers.
+fn id_hash(client_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: every shard of the process hashes alike.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    client_id.hash(&mut h);
+    h.finish()
+}
+
 impl ShardCore {
+    /// MQTT session `key` of `user` was admitted: its user's other
+    /// sessions with its client id are closed, on every shard.
+    pub(super) fn mqtt_take_over(&mut self, key: u32, user: &str) {
+        let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
+            return;
+        };
+        let Some(hash) = self.mqtt_sessions.id_hash_of(key, generation) else {
+            return;
+        };
+        let new = SessionRef {
+            shard: self.index as u16,
+            key,
+            generation,
+        };
+        self.tell_owner(user, Message::MqttTakeover(user.into(), hash, new));
+    }
+
+    /// As a holding shard: closes `user`'s sessions in `sessions` whose
+    /// client id has `hash`, except `new`.
+    pub(super) fn on_mqtt_evict(
+        &mut self,
+        now: Millis,
+        user: &str,
+        hash: u64,
+        sessions: &[(u32, u32)],
+        new: SessionRef,
+    ) {
+        for &(key, generation) in sessions {
+            let is_new =
+                new.shard as usize == self.index && (key, generation) == (new.key, new.generation);
+            if is_new || self.mqtt_sessions.id_hash_of(key, generation) != Some(hash) {
+                continue;
+            }
+            let Some(conn) = self.conns.get_mut(key as usize) else {
+                continue;
+            };
+            if conn.user.as_deref() != Some(user) || conn.has(super::conn::flags::CLOSING) {
+                continue;
+            }
+            let Some(m) = conn.session.as_mqtt() else {
+                continue;
+            };
+            self.stats.mqtt_takeovers += 1;
+            m.close(&mut self.out.mqtt);
+            self.handle_output(now, key);
+        }
+    }
+
     /// Connection `key` (an MQTT CONNECT with `client_id`) is being
     /// admitted as `user`: with clean session 0, whether its session is
     /// being looked up at the user's owner (the Welcome, here the CONNACK,

@@ -159,3 +159,21 @@ fn a_clean_session_discards_what_was_parked_for_its_client_id() {
         "nothing left to resume"
     );
 }
+
+#[test]
+fn a_second_connection_with_the_same_client_id_takes_the_session_over() {
+    let mut sim = Sim::new(3, |c| c.store.resume_window_ms = 0);
+    let old = sim.connect_mqtt(0, "tom", "car", true, 30);
+    let other_user = sim.connect_mqtt(0, "una", "car", true, 30);
+    let other_id = sim.connect_mqtt(2, "tom", "bike", true, 30);
+    let new = sim.connect_mqtt(1, "tom", "car", true, 30);
+    assert_eq!(sim.mqtt_seen(new), [MqttSeen::ConnAck(false, 0)]);
+    assert!(sim.clients[old].closed, "the old connection is closed");
+    assert!(!sim.clients[new].closed);
+    assert!(!sim.clients[other_user].closed, "client ids are per user");
+    assert!(
+        !sim.clients[other_id].closed,
+        "another client id of the user"
+    );
+    assert_eq!(sim.cores[0].stats.mqtt_takeovers, 1);
+}

@@ -236,6 +236,9 @@ impl ShardCore {
             Message::MqttSessionAsk(user, client_id, new) => {
                 self.on_mqtt_session_ask(now, (user, client_id), new);
             }
+            Message::MqttEvict(user, id_hash, sessions, new) => {
+                self.on_mqtt_evict(now, &user, id_hash, &sessions, new);
+            }
             other => {
                 tracing::debug!(
                     shard = self.index,
