@@ -342,10 +342,15 @@ impl MqttSession {
     /// Opens a QoS 1 delivery of push `push_id`: the packet id to send its
     /// PUBLISH with, now recorded as in flight until its PUBACK
     /// ([`Event::Acked`]). Ids run 1..=65535 and wrap, skipping ids still
-    /// in flight.
+    /// in flight. A push still in flight (sent again on the same
+    /// connection, with DUP) keeps its packet id, so an unanswered
+    /// PUBLISH never holds two places in the window.
     pub fn start_qos1(&mut self, push_id: u64, cfg: &MqttConfig) -> Result<u16, StartError> {
         if self.state != SessionState::Established {
             return Err(StartError::NotEstablished);
+        }
+        if let Some(id) = self.window.id_of(push_id) {
+            return Ok(id);
         }
         if self.window.len() >= usize::from(cfg.max_in_flight) {
             return Err(StartError::WindowFull);

@@ -35,6 +35,13 @@ impl Window {
         self.entries.as_ref().map_or(0, |e| e.list.len())
     }
 
+    /// The packet id `push_id` is in flight under, if it is.
+    pub(super) fn id_of(&self, push_id: u64) -> Option<u16> {
+        self.iter()
+            .find(|e| e.push_id == push_id)
+            .map(|e| e.packet_id)
+    }
+
     /// Records a QoS 1 PUBLISH of `push_id` as in flight under the next
     /// free packet id, which it returns. Ids run 1..=65535 and wrap,
     /// skipping ids in flight; the caller keeps fewer than 65535 in flight.

@@ -105,3 +105,27 @@ fn no_delivery_before_the_connack_or_after_the_close() {
     // What was never acknowledged is still listed, for redelivery elsewhere.
     assert_eq!(s.in_flight().map(|e| e.push_id).collect::<Vec<_>>(), [5]);
 }
+
+#[test]
+fn a_push_sent_again_keeps_its_packet_id_and_one_place_in_the_window() {
+    let cfg = MqttConfig {
+        max_in_flight: 2,
+        ..cfg()
+    };
+    let (mut s, mut out) = established(Millis(0));
+    assert_eq!(s.start_qos1(500, &cfg), Ok(1));
+    assert_eq!(s.start_qos1(501, &cfg), Ok(2));
+    // 500 again (its Ack timed out): the same id, the window still full.
+    assert_eq!(s.start_qos1(500, &cfg), Ok(1));
+    assert_eq!(s.in_flight_len(), 2);
+    assert_eq!(s.start_qos1(502, &cfg), Err(StartError::WindowFull));
+    s.handle_input(Millis(1), &puback(1), &cfg, &mut out);
+    assert_eq!(
+        out.events,
+        [Event::Acked {
+            packet_id: 1,
+            push_id: 500
+        }]
+    );
+    assert_eq!(s.start_qos1(502, &cfg), Ok(3));
+}
