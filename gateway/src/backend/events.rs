@@ -176,6 +176,8 @@ pub struct Events {
     queue: VecDeque<Record>,
     oldest: Millis,
     batch: Option<Batch>,
+    /// Stopping: send without waiting for `batch_ms`.
+    flushing: bool,
 }
 
 impl Events {
@@ -197,6 +199,7 @@ impl Events {
             queue: VecDeque::new(),
             oldest: Millis(0),
             batch: None,
+            flushing: false,
         }))
     }
 
@@ -370,8 +373,21 @@ impl Events {
             Some(b) if b.sending => None,
             Some(b) => Some(b.retry_at),
             None if self.queue.is_empty() => None,
+            None if self.flushing => Some(self.oldest),
             None => Some(Millis(self.oldest.0 + u64::from(self.cfg.batch_ms))),
         }
+    }
+
+    /// Whether nothing waits to be sent or is being sent.
+    pub fn is_idle(&self) -> bool {
+        self.batch.is_none() && self.queue.is_empty()
+    }
+
+    /// The shard is stopping: from now on, batches go as soon as there
+    /// are events, without waiting for `batch_ms`.
+    pub(super) fn flush(&mut self, now: Millis, stats: &mut ShardStats, client: &mut HttpClient<Owner>) {
+        self.flushing = true;
+        self.tick(now, stats, client);
     }
 
     /// Sends a due batch or a due retry.
@@ -383,8 +399,8 @@ impl Events {
     ) {
         if self.batch.is_none() {
             let full = self.queue.len() >= self.cfg.batch_max as usize;
-            let old =
-                !self.queue.is_empty() && now.0 >= self.oldest.0 + u64::from(self.cfg.batch_ms);
+            let old = !self.queue.is_empty()
+                && (self.flushing || now.0 >= self.oldest.0 + u64::from(self.cfg.batch_ms));
             if !(full || old) {
                 return;
             }

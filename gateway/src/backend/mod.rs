@@ -260,6 +260,17 @@ impl Backend {
         }
     }
 
+    /// The shard is stopping: sends the presence events that wait, without
+    /// waiting for their batch age. Returns whether any are still unsent
+    /// (queued, or their batch in flight or waiting for a retry).
+    pub fn flush_events(&mut self, now: Millis, stats: &mut ShardStats) -> bool {
+        let Some(ev) = self.events.as_mut() else {
+            return false;
+        };
+        ev.flush(now, stats, &mut self.client);
+        !ev.is_idle()
+    }
+
     /// Records a session going offline (its connection is gone).
     pub fn offline(&mut self, now: Millis, stats: &mut ShardStats, key: u32, generation: u32) {
         if let Some(ev) = self.events.as_mut() {

@@ -27,6 +27,10 @@ use crate::store::{OpDone, OpId, StoreOp, Writer};
 /// How often a shard copies its counters to where others can read them.
 pub const PUBLISH_MS: u64 = 250;
 
+/// How long a shard that drained for a shutdown waits for its last
+/// presence events to reach the events backend before it stops.
+pub const EVENTS_FLUSH_MS: u64 = 2_000;
+
 /// Which state machine an [`FdOp`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -115,6 +119,9 @@ pub struct Shell {
     /// Stream operations that ended at once (storage kept).
     stream_done: Vec<StreamDone>,
     last_publish: Millis,
+    /// Once drained for a shutdown: until when unsent presence events are
+    /// waited for.
+    flush_until: Option<Millis>,
     /// The thread that performs the durable store's file operations, so
     /// the shard never waits for a disk (none without a store).
     writer: Option<Writer>,
@@ -195,6 +202,7 @@ impl Shell {
             fd_ops: Vec::new(),
             stream_done: Vec::new(),
             last_publish: Millis(0),
+            flush_until: None,
             writer: None,
             store_ops: Vec::new(),
             store_done: Vec::new(),
@@ -212,6 +220,8 @@ impl Shell {
             self.control.next_deadline(),
             // Backend request deadlines and presence-event batches.
             self.backend.next_deadline(),
+            // A stopping shard's last wait for its presence events.
+            self.flush_until,
         ]
         .into_iter()
         .flatten()
@@ -270,9 +280,18 @@ impl Shell {
     /// The end of a loop: the drain's next step and the periodic publish.
     /// True when the shard has drained and its loop should stop.
     pub fn end_turn(&mut self, io: &mut impl ShardIo, t: Time) -> bool {
-        let done = self.core.drain_step(t) == Some(true);
+        let drained = self.core.drain_step(t) == Some(true);
         self.settle(io, t);
         self.submit_store_ops(t);
+        // Drained: the presence events of the sessions that ended (and of
+        // the parked ones, reported gone) go out before the shard stops,
+        // for at most EVENTS_FLUSH_MS.
+        let done = drained && {
+            let until = *self.flush_until.get_or_insert(t.now.saturating_add(EVENTS_FLUSH_MS));
+            let unsent = self.backend.flush_events(t.now, self.core.stats_mut());
+            self.settle(io, t);
+            !unsent || t.now >= until
+        };
         if !done && t.now.since(self.last_publish) >= PUBLISH_MS {
             self.publish();
             self.core.log_rejections(t.now);

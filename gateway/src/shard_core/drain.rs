@@ -150,15 +150,21 @@ impl ShardCore {
         let now = self.at(t);
         let d = self.drain.as_mut()?;
         if let Some(deadline) = d.deadline {
-            if self.conns.is_empty() {
-                return Some(true);
-            }
-            if now >= deadline {
+            let done = if self.conns.is_empty() {
+                true
+            } else if now >= deadline {
                 tracing::warn!(
                     shard = self.index,
                     left = self.conns.len(),
                     "drain deadline passed; exiting with sessions open"
                 );
+                true
+            } else {
+                false
+            };
+            if done {
+                // Nothing parked outlives the process: its `offline` now.
+                self.release_parked(now);
                 return Some(true);
             }
         }

@@ -425,6 +425,14 @@ impl ShardCore {
 
     /// Ends the parked sessions whose window passed (`offline` for each)
     /// and the waits for hand-overs that took too long.
+    /// Every parked session ends now (the shard is stopping): each gets
+    /// its `offline`.
+    pub(super) fn release_parked(&mut self, now: Millis) {
+        while let Some((key, generation)) = self.parked.pop_due(now, true) {
+            self.presence_gone(key, generation);
+        }
+    }
+
     pub(super) fn expire_parked(&mut self, now: Millis) {
         while let Some((key, generation)) = self.parked.pop_due(now, false) {
             self.presence_gone(key, generation);
