@@ -251,13 +251,19 @@ fn a_shutdown_reports_parked_and_kicked_sessions_offline_before_the_gateway_exit
     assert_eq!(gw.wait_total("parked_sessions", 1), 1);
     sink.wait_event(SECS, |e| e["user"] == "s-live" && e["type"] == "online");
     gw.signal(libc::SIGTERM);
-    let status = gw.wait_exit(Duration::from_secs(15)).expect("the gateway exits");
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("the gateway exits");
     assert!(status.success(), "{status:?}");
     // Both offline events reached the backend before the exit: nothing is
     // waited for here.
     let parked_events = kinds(&events_of(&sink, "s-parked"));
     assert_eq!(parked_events, ["online", "offline"], "the parked session");
     let live_events = events_of(&sink, "s-live");
-    assert_eq!(kinds(&live_events), ["online", "offline"], "the kicked session");
+    assert_eq!(
+        kinds(&live_events),
+        ["online", "offline"],
+        "the kicked session"
+    );
     assert_eq!(live_events[1]["reason"], "kicked");
 }

@@ -385,7 +385,12 @@ impl Events {
 
     /// The shard is stopping: from now on, batches go as soon as there
     /// are events, without waiting for `batch_ms`.
-    pub(super) fn flush(&mut self, now: Millis, stats: &mut ShardStats, client: &mut HttpClient<Owner>) {
+    pub(super) fn flush(
+        &mut self,
+        now: Millis,
+        stats: &mut ShardStats,
+        client: &mut HttpClient<Owner>,
+    ) {
         self.flushing = true;
         self.tick(now, stats, client);
     }

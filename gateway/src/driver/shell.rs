@@ -287,7 +287,9 @@ impl Shell {
         // the parked ones, reported gone) go out before the shard stops,
         // for at most EVENTS_FLUSH_MS.
         let done = drained && {
-            let until = *self.flush_until.get_or_insert(t.now.saturating_add(EVENTS_FLUSH_MS));
+            let until = *self
+                .flush_until
+                .get_or_insert(t.now.saturating_add(EVENTS_FLUSH_MS));
             let unsent = self.backend.flush_events(t.now, self.core.stats_mut());
             self.settle(io, t);
             !unsent || t.now >= until
