@@ -47,7 +47,8 @@ class DedupWindow {
  * One logical connection to a gateway, kept up across disconnects.
  *
  * Events (`on(type, fn)`): `welcome` (the Welcome: `{session, user,
- * heartbeatMs, resumed}`), `push` ({@link Push}), `error` (an Error frame
+ * heartbeatMs, resumed, recovered}`; resumed without recovered: refetch
+ * what the app shows from its backend), `push` ({@link Push}), `error` (an Error frame
  * `{code, message}`, or a ProtocolError), `kick` (`{code, reason,
  * reconnect, retryAfterMs}`), `state` (`"connecting" | "open" |
  * "reconnecting" | "closed"`), `disconnect` (`{code, reason}` of the

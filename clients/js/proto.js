@@ -149,6 +149,7 @@ function decodeBody(kind, body) {
         if (f === 1) m.session = s(); else if (f === 2) m.user = s();
         else if (f === 3) m.heartbeatMs = Number(v); else if (f === 4) m.resume = Uint8Array.from(v);
         else if (f === 5) m.serverTimeMs = v; else if (f === 6) m.resumed = v !== 0n;
+        else if (f === 7) m.recovered = v !== 0n;
         break;
       case "ping": case "pong": if (f === 1) m.id = v; break;
       case "push":
@@ -192,7 +193,7 @@ function decodeBody(kind, body) {
 }
 
 const DEFAULTS = {
-  welcome: () => ({ session: "", user: "", heartbeatMs: 0, resume: new Uint8Array(), serverTimeMs: 0n, resumed: false }),
+  welcome: () => ({ session: "", user: "", heartbeatMs: 0, resume: new Uint8Array(), serverTimeMs: 0n, resumed: false, recovered: false }),
   push: () => ({ id: 0n, app: "", topic: "", payload: new Uint8Array(), ack: false, tsUs: 0n, redelivery: false }),
   reply: () => ({ requestId: 0n, status: 0, payload: new Uint8Array() }),
   kick: () => ({ code: 0, reason: "", reconnect: [], retryAfterMs: 0 }),

@@ -68,6 +68,12 @@ counters! {
     resumes_missed,
     /// Sessions parked for a resume now (a gauge).
     parked_sessions,
+    /// Topic pushes and broadcasts replayed to resumed sessions (sent
+    /// while they were parked).
+    resume_replayed,
+    /// Resumes whose Welcome said `recovered = false`: the session missed
+    /// more than it could keep while parked.
+    resume_incomplete,
     /// Handshakes failed: token rejected.
     handshakes_unauthorized,
     /// Handshakes failed: token expired.

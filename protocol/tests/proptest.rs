@@ -42,19 +42,20 @@ fn kind() -> impl Strategy<Value = Kind> {
             any::<u32>(),
             blob(),
             any::<u64>(),
-            any::<bool>()
+            any::<(bool, bool)>()
         )
             .prop_map(
-                |(session, user, heartbeat_ms, resume, server_time_ms, resumed)| Kind::Welcome(
-                    Welcome {
+                |(session, user, heartbeat_ms, resume, server_time_ms, (resumed, recovered))| {
+                    Kind::Welcome(Welcome {
                         session,
                         user,
                         heartbeat_ms,
                         resume,
                         server_time_ms,
-                        resumed
-                    }
-                )
+                        resumed,
+                        recovered,
+                    })
+                }
             ),
         any::<u64>().prop_map(|id| Kind::Ping(Ping { id })),
         any::<u64>().prop_map(|id| Kind::Pong(Pong { id })),

@@ -116,6 +116,30 @@ pub struct ParkedSession {
     pub apps: Vec<String>,
     /// The topics it subscribed to.
     pub topics: Vec<Box<str>>,
+    /// Topic pushes and broadcasts sent to it while it was parked, oldest
+    /// first, to replay when it is resumed.
+    pub missed: Vec<Missed>,
+    /// Whether `missed` is everything it missed (false once its bounds
+    /// were reached: its client refetches from its backend).
+    pub complete: bool,
+}
+
+/// One push a parked session missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    /// The push's v1 frame (or run of frames) as delivered.
+    pub frame: Bytes,
+    /// How many frames `frame` holds.
+    pub frames: u32,
+    /// A broadcast (its MQTT topic is `$gateway/all`), not a topic push.
+    pub broadcast: bool,
+}
+
+impl ParkedSession {
+    /// Bytes of the missed pushes it keeps.
+    pub fn missed_bytes(&self) -> usize {
+        self.missed.iter().map(|m| m.frame.len()).sum()
+    }
 }
 
 /// Where the answer to a cross-shard request goes.

@@ -1,8 +1,9 @@
 //! The MQTT listener against paho-mqtt (PyPI, installed into target/pyenv
 //! by `make deps`), driven by tests/py/mqtt_peer.py: QoS 1 subscriptions
 //! with wildcards, a persistent session (clean session 0) that keeps its
-//! subscriptions across a disconnect and gets the durable pushes sent
-//! while it was away, a clean session that discards it, and a QoS 1
+//! subscriptions across a disconnect and gets what was pushed while it
+//! was away (the topic push kept by the parked session, the durable push
+//! from the inbox), a clean session that discards it, and a QoS 1
 //! PUBLISH acknowledged once the backend took it.
 
 // Test helpers in this file panic on set-up failures: that fails the test.
@@ -66,7 +67,8 @@ fn a_persistent_session_keeps_its_subscriptions_and_gets_what_was_pushed_while_a
     assert!(peer.wait_exit(Duration::from_secs(5)).is_some());
     assert!(gw.wait_total_until("parked_sessions", Duration::from_secs(5), |v| v == 1) == 1);
 
-    // Away: a durable push waits in the inbox; a plain one is not kept.
+    // Away: a durable push waits in the inbox; a plain topic push is kept
+    // by the parked session.
     let stored = push(
         &gw,
         &json!({"to": {"user": "p-alice"}, "payload": "while away", "ack": true}),
@@ -74,7 +76,7 @@ fn a_persistent_session_keeps_its_subscriptions_and_gets_what_was_pushed_while_a
     assert_eq!(stored["stored"], true, "{stored}");
     push(
         &gw,
-        &json!({"to": {"topic": "alerts/lost"}, "payload": "gone"}),
+        &json!({"to": {"topic": "alerts/kept"}, "payload": "missed"}),
     );
 
     let mut peer = paho(mqtt, "paho-1", "p-alice", false);
@@ -82,6 +84,13 @@ fn a_persistent_session_keeps_its_subscriptions_and_gets_what_was_pushed_while_a
         next_with(&peer, "connack"),
         json!({"connack": 0, "session_present": true})
     );
+    // What the parked session kept comes first, then the inbox.
+    let m = next_with(&peer, "topic");
+    assert_eq!(
+        (m["topic"].as_str(), m["payload"].as_str()),
+        (Some("alerts/kept"), Some("missed"))
+    );
+    assert_eq!(m["qos"], 0);
     let m = next_with(&peer, "topic");
     assert_eq!(m["topic"], "$gateway/user/p-alice");
     assert_eq!(

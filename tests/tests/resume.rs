@@ -103,9 +103,17 @@ fn a_reset_session_resumes_its_topics_with_no_presence_churn() {
     sink.wait_event(SECS, |e| e["user"] == "flash" && e["type"] == "online");
     reset(a);
     assert_eq!(gw.wait_total("parked_sessions", 1), 1);
+    // Sent while it is away: kept by the parked session.
+    post(&gw, &json!({"to": {"topic": "news"}, "payload": "missed"}));
+    post(&gw, &json!({"to": {"all": true}, "payload": "everyone"}));
 
     let (mut b, wb) = hello(&gw, "flash", wa.resume.clone());
     assert!(wb.resumed, "{wb:?}");
+    assert!(wb.recovered, "everything missed follows: {wb:?}");
+    for want in [&b"missed"[..], b"everyone"] {
+        let p = b.next_push(SECS).expect("what was missed is replayed");
+        assert_eq!(&p.payload[..], want);
+    }
     assert_ne!(wb.session, wa.session, "a new session id");
     assert_eq!(gw.wait_total("resumes", 1), 1);
     assert_eq!(gw.total("parked_sessions"), 0);

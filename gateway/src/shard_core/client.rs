@@ -193,18 +193,8 @@ impl ShardCore {
     /// Moves the session's output to the wire and acts on its events.
     pub(super) fn handle_output(&mut self, now: Millis, key: u32) {
         loop {
-            if !self.out.v1.transmit.is_empty() {
-                let transport = self.conns.get(key as usize).map(|c| c.transport);
-                let transmit = std::mem::take(&mut self.out.v1.transmit);
-                let frame = self.frame_session_output(transport.unwrap_or_default(), &transmit);
-                self.out.v1.transmit = transmit;
-                self.out.v1.transmit.clear();
-                self.stats.frames_out += std::mem::take(&mut self.out.v1.frames_out);
-                if let Some(frame) = frame {
-                    self.enqueue(now, key, frame);
-                }
-            }
-            let mqtt_events = self.mqtt_output(now, key);
+            self.queue_session_output(now, key);
+            let mqtt_events = self.mqtt_events(now, key);
             if self.out.v1.events.is_empty() {
                 if mqtt_events {
                     continue;
@@ -221,6 +211,23 @@ impl ShardCore {
         }
         self.flush(key);
         self.arm_timer(now, key);
+    }
+
+    /// Queues what connection `key`'s session wrote (either protocol) to
+    /// its stream, framed by its transport; events stay for the caller.
+    pub(super) fn queue_session_output(&mut self, now: Millis, key: u32) {
+        if !self.out.v1.transmit.is_empty() {
+            let transport = self.conns.get(key as usize).map(|c| c.transport);
+            let transmit = std::mem::take(&mut self.out.v1.transmit);
+            let frame = self.frame_session_output(transport.unwrap_or_default(), &transmit);
+            self.out.v1.transmit = transmit;
+            self.out.v1.transmit.clear();
+            self.stats.frames_out += std::mem::take(&mut self.out.v1.frames_out);
+            if let Some(frame) = frame {
+                self.enqueue(now, key, frame);
+            }
+        }
+        self.mqtt_transmit(now, key);
     }
 
     fn on_event(&mut self, now: Millis, key: u32, event: Event) {
@@ -331,6 +338,7 @@ impl ShardCore {
             resume: self.resume_token(key, generation, &user),
             server_time_ms: self.unix_ms,
             resumed: resumed.is_some(),
+            recovered: resumed.as_ref().is_some_and(|(_, p)| p.complete),
         };
         let Some(conn) = self.conns.get_mut(key as usize) else {
             return;
@@ -359,8 +367,15 @@ impl ShardCore {
             self.mqtt_take_over(key, &presence.user);
         }
         match resumed {
-            Some((from, parked)) => {
+            Some((from, mut parked)) => {
                 self.presence_resumed(from, presence);
+                if !parked.complete {
+                    self.stats.resume_incomplete += 1;
+                }
+                // The Welcome (or CONNACK) goes first, then what was missed.
+                self.queue_session_output(now, key);
+                let missed = std::mem::take(&mut parked.missed);
+                self.replay_missed(now, key, missed);
                 let topics: Vec<String> = parked.topics.into_iter().map(String::from).collect();
                 if self
                     .conns

@@ -84,10 +84,9 @@ impl ShardCore {
         }
     }
 
-    /// Moves an MQTT session's output to the wire (its packets need no
-    /// framing; TLS seals them at the send) and acts on its events.
-    /// Returns whether there were events (they may produce more output).
-    pub(super) fn mqtt_output(&mut self, now: Millis, key: u32) -> bool {
+    /// Moves an MQTT session's packets to the wire (they need no framing;
+    /// TLS seals them at the send).
+    pub(super) fn mqtt_transmit(&mut self, now: Millis, key: u32) {
         let out = &mut self.out.mqtt;
         self.stats.mqtt_packets_in += std::mem::take(&mut out.packets_in);
         self.stats.mqtt_packets_out += std::mem::take(&mut out.packets_out);
@@ -97,6 +96,11 @@ impl ShardCore {
             out.transmit.clear();
             self.enqueue(now, key, frame);
         }
+    }
+
+    /// Acts on an MQTT session's events; whether there were any (they may
+    /// produce more output).
+    pub(super) fn mqtt_events(&mut self, now: Millis, key: u32) -> bool {
         if self.out.mqtt.events.is_empty() {
             return false;
         }

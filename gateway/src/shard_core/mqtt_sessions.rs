@@ -15,8 +15,9 @@
 //! its client id (§3.1.2.4), reported `offline` then.
 //!
 //! What the session missed: its durable pushes wait in the user's inbox
-//! and go out (QoS 1) on any reconnect; plain (QoS 0) pushes sent while it
-//! was away are not kept.
+//! and go out (QoS 1) on any reconnect; topic pushes and broadcasts sent
+//! while it was away are kept by the parked session (`resume::missed`)
+//! and replayed first.
 //!
 //! Takeover (§3.1.4-2): an MQTT session admitted with a client id asks the
 //! user's owner ([`Message::MqttTakeover`]) to close the user's other

@@ -27,8 +27,8 @@
 //! then, with the reason of its close. At most as many sessions are parked
 //! as the shard takes connections; beyond that the oldest goes at once.
 //!
-//! Not yet: pushes to topics and broadcasts sent while the session was
-//! away are not replayed (no history yet).
+//! What the session missed while parked (topic pushes, broadcasts) is kept
+//! by the parked session and replayed after the Welcome (`missed`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -38,8 +38,13 @@ use shard_router::directory::SessionRef;
 use shard_router::messages::{Message, ParkedSession};
 
 use super::{Action, BackendCall, ShardCore};
+
+mod missed;
 use crate::backend::events::Presence;
 use crate::resume_token::{self, SessionName};
+pub(crate) use missed::PARKED_KEY_BASE;
+#[cfg(test)]
+pub(crate) use missed::missed_bounds;
 
 /// How long a Welcome waits for another shard to hand a parked session
 /// over before the session starts fresh.
@@ -79,7 +84,14 @@ pub(crate) enum Lookup {
 /// window is the same for all, so that order is deadline order).
 #[derive(Debug, Default)]
 pub(crate) struct ParkedSessions {
-    by_conn: HashMap<(u32, u32), Parked>,
+    by_conn: HashMap<(u32, u32), (Parked, u32)>,
+    /// The connection each parked session's stand-in key is for (see
+    /// `resume_missed`).
+    by_pid: HashMap<u32, (u32, u32)>,
+    /// The next stand-in key to try.
+    next_pid: u32,
+    /// Bytes of missed pushes kept by all parked sessions.
+    missed_bytes: usize,
     deadlines: VecDeque<(Millis, (u32, u32))>,
     /// Resume tokens of Hellos being authenticated, by slot key (with the
     /// generation), until the session is admitted or its connection goes.
@@ -153,30 +165,49 @@ impl ParkedSessions {
         self.awaiting.insert(key, awaiting);
     }
 
-    fn park(&mut self, conn: (u32, u32), until: Millis, parked: Parked) {
-        self.by_conn.insert(conn, parked);
+    /// Parks `parked`, had by `conn`, until `until`; its stand-in key in
+    /// the topic indexes (at or above [`PARKED_KEY_BASE`], never a slot).
+    fn park(&mut self, conn: (u32, u32), until: Millis, parked: Parked) -> u32 {
+        let pid = loop {
+            let pid = PARKED_KEY_BASE | self.next_pid;
+            self.next_pid = self.next_pid.wrapping_add(1) & !PARKED_KEY_BASE;
+            if !self.by_pid.contains_key(&pid) {
+                break pid;
+            }
+        };
+        self.by_conn.insert(conn, (parked, pid));
+        self.by_pid.insert(pid, conn);
         self.deadlines.push_back((until, conn));
+        pid
     }
 
-    /// The parked session of `conn`, if `user` had it.
-    fn take(&mut self, conn: (u32, u32), user: &str) -> Option<Parked> {
-        if &*self.by_conn.get(&conn)?.user != user {
+    /// The parked session of `conn`, if `user` had it, with its stand-in
+    /// key.
+    fn take(&mut self, conn: (u32, u32), user: &str) -> Option<(Parked, u32)> {
+        if &*self.by_conn.get(&conn)?.0.user != user {
             return None;
         }
-        self.by_conn.remove(&conn)
+        self.remove(conn)
+    }
+
+    fn remove(&mut self, conn: (u32, u32)) -> Option<(Parked, u32)> {
+        let (parked, pid) = self.by_conn.remove(&conn)?;
+        self.by_pid.remove(&pid);
+        self.missed_bytes = self.missed_bytes.saturating_sub(parked.missed_bytes());
+        Some((parked, pid))
     }
 
     /// The oldest parked session whose deadline is at or before `now`
     /// (any, with `force`), removed.
-    fn pop_due(&mut self, now: Millis, force: bool) -> Option<(u32, u32)> {
+    fn pop_due(&mut self, now: Millis, force: bool) -> Option<((u32, u32), Parked, u32)> {
         while let Some(&(at, conn)) = self.deadlines.front() {
             if !force && at > now {
                 return None;
             }
             self.deadlines.pop_front();
             // Resumed ones left only their deadline behind.
-            if self.by_conn.remove(&conn).is_some() {
-                return Some(conn);
+            if let Some((parked, pid)) = self.remove(conn) {
+                return Some((conn, parked, pid));
             }
         }
         None
@@ -227,7 +258,7 @@ impl ShardCore {
             return Lookup::Fresh;
         }
         let conn = (name.key, name.generation);
-        match self.parked.take(conn, user) {
+        match self.take_parked(conn, user) {
             Some(p) => {
                 self.stats.resumes += 1;
                 Lookup::Here((Some(conn), p))
@@ -265,7 +296,7 @@ impl ShardCore {
     /// As the parking shard: gives the session parked from `old` up to
     /// `user`'s new session `new`, if it is still parked for that user.
     pub(super) fn on_resume_ask(&mut self, user: &str, old: ConnName, new: SessionRef) {
-        let parked = self.parked.take(old, user);
+        let parked = self.take_parked(old, user);
         if parked.is_some() {
             // Its presence goes with it: the other shard reports it.
             self.actions
@@ -391,12 +422,12 @@ impl ShardCore {
         let generation = conn.generation;
         let cap = self.shard_cfg.settings.max_connections.max(1) as usize;
         while self.parked.len() >= cap {
-            let Some(oldest) = self.parked.pop_due(now, true) else {
+            let Some(oldest) = self.pop_parked(now, true) else {
                 break;
             };
             self.presence_gone(oldest.0, oldest.1);
         }
-        self.parked.park(
+        let pid = self.parked.park(
             (key, generation),
             now.saturating_add(window),
             Box::new(ParkedSession {
@@ -405,8 +436,11 @@ impl ShardCore {
                 device,
                 apps,
                 topics,
+                missed: Vec::new(),
+                complete: true,
             }),
         );
+        self.hold_topics_for_parked(pid, (key, generation));
         self.actions
             .push(Action::Backend(Box::new(BackendCall::Parked {
                 key,
@@ -416,25 +450,25 @@ impl ShardCore {
             .parked
             .by_conn
             .get(&(key, generation))
-            .map(|p| p.user.clone());
+            .map(|(p, _)| p.user.clone());
         if let Some(user) = user {
             self.mqtt_parked(&user, (key, generation));
         }
         true
     }
 
-    /// Ends the parked sessions whose window passed (`offline` for each)
-    /// and the waits for hand-overs that took too long.
     /// Every parked session ends now (the shard is stopping): each gets
     /// its `offline`.
     pub(super) fn release_parked(&mut self, now: Millis) {
-        while let Some((key, generation)) = self.parked.pop_due(now, true) {
+        while let Some((key, generation)) = self.pop_parked(now, true) {
             self.presence_gone(key, generation);
         }
     }
 
+    /// Ends the parked sessions whose window passed (`offline` for each)
+    /// and the waits for hand-overs that took too long.
     pub(super) fn expire_parked(&mut self, now: Millis) {
-        while let Some((key, generation)) = self.parked.pop_due(now, false) {
+        while let Some((key, generation)) = self.pop_parked(now, false) {
             self.presence_gone(key, generation);
         }
         if !self.parked.awaiting.is_empty() {
@@ -455,7 +489,13 @@ mod tests {
             device: "d".into(),
             apps: Vec::new(),
             topics: vec!["t".into()],
+            missed: Vec::new(),
+            complete: true,
         })
+    }
+
+    fn conn_of(due: Option<((u32, u32), Parked, u32)>) -> Option<(u32, u32)> {
+        due.map(|(conn, ..)| conn)
     }
 
     #[test]
@@ -464,24 +504,29 @@ mod tests {
         p.park((1, 7), Millis(100), parked("alice"));
         assert!(p.take((1, 7), "bob").is_none());
         assert!(p.take((1, 8), "alice").is_none(), "another generation");
-        assert_eq!(p.take((1, 7), "alice").map(|s| s.topics.len()), Some(1));
+        assert_eq!(
+            p.take((1, 7), "alice").map(|(s, _)| s.topics.len()),
+            Some(1)
+        );
         assert!(p.take((1, 7), "alice").is_none());
         // A taken one leaves only its deadline, which ends nothing.
-        assert_eq!(p.pop_due(Millis(200), false), None);
+        assert_eq!(conn_of(p.pop_due(Millis(200), false)), None);
         assert_eq!(p.len(), 0);
+        assert!(p.by_pid.is_empty(), "its stand-in key is free again");
     }
 
     #[test]
     fn windows_end_in_parking_order() {
         let mut p = ParkedSessions::default();
-        p.park((1, 1), Millis(100), parked("a"));
-        p.park((2, 1), Millis(150), parked("b"));
+        let a = p.park((1, 1), Millis(100), parked("a"));
+        let b = p.park((2, 1), Millis(150), parked("b"));
+        assert!(a >= PARKED_KEY_BASE && b >= PARKED_KEY_BASE && a != b);
         assert_eq!(p.next_deadline(), Some(Millis(100)));
-        assert_eq!(p.pop_due(Millis(99), false), None);
-        assert_eq!(p.pop_due(Millis(100), false), Some((1, 1)));
-        assert_eq!(p.pop_due(Millis(120), false), None);
+        assert_eq!(conn_of(p.pop_due(Millis(99), false)), None);
+        assert_eq!(conn_of(p.pop_due(Millis(100), false)), Some((1, 1)));
+        assert_eq!(conn_of(p.pop_due(Millis(120), false)), None);
         assert_eq!(
-            p.pop_due(Millis(0), true),
+            conn_of(p.pop_due(Millis(0), true)),
             Some((2, 1)),
             "forced: the oldest"
         );

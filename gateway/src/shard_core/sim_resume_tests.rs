@@ -100,3 +100,74 @@ fn a_hand_over_without_an_answer_starts_fresh_and_the_parked_one_ends_in_time() 
     assert_eq!(sim.cores[1].parked.len(), 0);
     assert_eq!(presence_calls(&sim, 1), ["online", "parked", "offline"]);
 }
+
+/// Pushes to `to` (a JSON target) through shard `via`, `n` times, with
+/// payloads `{prefix}0`, `{prefix}1`, ...
+fn push_n(sim: &mut Sim, via: usize, to: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        assert_eq!(sim.push(via, to, &format!("{prefix}{i}")), 200);
+    }
+}
+
+#[test]
+fn what_a_parked_session_missed_follows_its_welcome_on_any_shard() {
+    let mut sim = Sim::new(3, |c| c.store.resume_window_ms = 5_000);
+    let a = sim.connect(0, "mia");
+    subscribe(&mut sim, a, "news");
+    let wa = welcome(&sim, a).unwrap();
+    sim.hang_up(a);
+    // While it is away: two topic pushes, a broadcast, and a push to a
+    // topic it never had, each through another shard.
+    push_n(&mut sim, 1, r#"{"topic":"news"}"#, "n", 2);
+    push_n(&mut sim, 2, r#"{"all":true}"#, "all", 1);
+    push_n(&mut sim, 1, r#"{"topic":"other"}"#, "x", 1);
+
+    let b = resuming(&mut sim, 2, "mia", wa.resume.clone());
+    let wb = welcome(&sim, b).expect("welcomed after the hand-over");
+    assert!(wb.resumed && wb.recovered, "{wb:?}");
+    assert_eq!(sim.clients[b].payloads(), ["n0", "n1", "all0"]);
+    // The Welcome came first.
+    assert!(matches!(
+        sim.clients[b].events.first(),
+        Some(ClientEvent::Welcome(_))
+    ));
+    assert_eq!(sim.cores[2].stats.resume_replayed, 3);
+    // The stand-in left with the session: shard 0 holds "news" no more.
+    assert_eq!(sim.cores[0].topics.subscribers("news").count(), 0);
+    push_n(&mut sim, 0, r#"{"topic":"news"}"#, "live", 1);
+    assert_eq!(sim.clients[b].payloads(), ["n0", "n1", "all0", "live0"]);
+}
+
+#[test]
+fn a_session_that_missed_too_much_resumes_not_recovered() {
+    let mut sim = Sim::new(1, |c| c.store.resume_window_ms = 60_000);
+    let a = sim.connect(0, "max");
+    subscribe(&mut sim, a, "busy");
+    let wa = welcome(&sim, a).unwrap();
+    sim.hang_up(a);
+    let over = super::resume::missed_bounds().0 + 4;
+    push_n(&mut sim, 0, r#"{"topic":"busy"}"#, "p", over);
+    let b = resuming(&mut sim, 0, "max", wa.resume.clone());
+    let wb = welcome(&sim, b).unwrap();
+    assert!(wb.resumed && !wb.recovered, "{wb:?}");
+    let got = sim.clients[b].payloads();
+    assert_eq!(got.len(), over - 4, "the oldest ones, as many as kept");
+    assert_eq!(got.first().map(String::as_str), Some("p0"));
+    assert_eq!(sim.cores[0].stats.resume_incomplete, 1);
+}
+
+#[test]
+fn a_parked_session_that_ends_leaves_its_topics() {
+    let mut sim = Sim::new(2, |c| c.store.resume_window_ms = 1_000);
+    let a = sim.connect(1, "ned");
+    subscribe(&mut sim, a, "t");
+    sim.hang_up(a);
+    assert_eq!(
+        sim.cores[1].topics.subscribers("t").count(),
+        1,
+        "the stand-in"
+    );
+    sim.advance(1_500);
+    assert_eq!(sim.cores[1].parked.len(), 0);
+    assert_eq!(sim.cores[1].topics.subscribers("t").count(), 0);
+}

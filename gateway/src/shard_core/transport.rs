@@ -154,6 +154,14 @@ impl LocalCopies {
         }
     }
 
+    /// No copy yet, of a push whose MQTT topic is named by `direct`.
+    pub(super) fn with_direct(direct: Direct) -> Self {
+        LocalCopies {
+            direct,
+            ..LocalCopies::default()
+        }
+    }
+
     /// The push as PUBLISH packets for MQTT recipients, made on first use
     /// from its v1 frames (each at most `max_frame`).
     pub(super) fn mqtt(&mut self, v1: &[u8], max_frame: u32) -> &[Publish] {

@@ -128,6 +128,7 @@ fn handshake_then_welcome() {
         resume: Bytes::from_static(b"r"),
         server_time_ms: 5,
         resumed: false,
+        recovered: false,
     };
     s.accept(Millis(300), &c, welcome, &mut out);
     assert_eq!(s.state(), SessionState::Established);

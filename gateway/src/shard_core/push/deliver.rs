@@ -13,6 +13,7 @@ use super::{Message, PushJob, Receipt, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
 use crate::shard_core::conn::{Conn, flags};
 use crate::shard_core::names::{app_names, device_name, release_apps, release_device};
+use crate::shard_core::resume::PARKED_KEY_BASE;
 use crate::shard_core::transport::{Encoding, LocalCopies};
 
 /// A paced delivery in progress on one shard.
@@ -74,6 +75,10 @@ impl ShardCore {
                 None => return 0,
             }
         };
+        if matches!(target, Target::All) {
+            // Every parked session keeps a broadcast for its resume.
+            self.keep_for_parked(&target, job, &[]);
+        }
         let (recipients, pace): (Vec<(u32, u32)>, bool) = match &target {
             Target::All => (
                 self.conns
@@ -94,6 +99,15 @@ impl ShardCore {
                         keys.sort_unstable();
                         keys.dedup();
                     }
+                }
+                // Parked sessions' stand-ins keep it for their resume.
+                if keys.iter().any(|&k| k >= PARKED_KEY_BASE) {
+                    let pids: Vec<u32> = keys
+                        .iter()
+                        .copied()
+                        .filter(|&k| k >= PARKED_KEY_BASE)
+                        .collect();
+                    self.keep_for_parked(&target, job, &pids);
                 }
                 let recipients = keys
                     .into_iter()
@@ -153,7 +167,7 @@ impl ShardCore {
     /// Queues the push (`frames` frames, whose v1 encoding is `v1`) to
     /// `key`, in the encoding of `key`'s transport; returns whether it was
     /// queued (not when the connection is closing or overflowed).
-    fn deliver_one(
+    pub(in crate::shard_core) fn deliver_one(
         &mut self,
         now: Millis,
         key: u32,
