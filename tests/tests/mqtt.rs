@@ -184,7 +184,8 @@ fn a_bad_expired_or_missing_token_or_a_disallowed_app_is_refused_with_connack_4(
 fn a_client_publish_reaches_the_backend_and_qos_1_is_acked_after_its_2xx() {
     let backend = PyBackend::start();
     let config = format!(
-        "[uplink]\ndefault_url = \"{}\"\n\n[[uplink.route]]\napp = \"iot\"\nroute = \"broken/route\"\nurl = \"{}\"\n",
+        "[uplink]\ndefault_url = \"{}\"\n\n[[uplink.route]]\napp = \"iot\"\nroute = \"broken/route\"\nurl = \"{}\"\n\n\
+         [[mqtt.route]]\nprefix = \"sensors/door/\"\nroute = \"security\"\n",
         backend.url("/uplinks"),
         backend.url("/fail")
     );
@@ -202,6 +203,17 @@ fn a_client_publish_reaches_the_backend_and_qos_1_is_acked_after_its_2xx() {
     let out = publish(mqtt, ("", &tok), "sensors/t2", 0, "at-most-once");
     assert!(out.status.success());
     backend.wait_uplink(Duration::from_secs(5), |u| u["body"] == "at-most-once");
+
+    // A [[mqtt.route]] prefix names the route instead of the topic.
+    let out = publish(mqtt, ("", &tok), "sensors/door/front", 1, "opened");
+    assert!(out.status.success());
+    let uplinks = backend.wait_uplink(Duration::from_secs(5), |u| u["body"] == "opened");
+    assert!(
+        uplinks
+            .iter()
+            .any(|u| u["body"] == "opened" && u["route"] == "security"),
+        "{uplinks:?}"
+    );
 
     // The user name's first app picks the route table's entries.
     let out = publish(mqtt, ("iot", &tok), "sensors/t3", 1, "with-app");

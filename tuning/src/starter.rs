@@ -418,6 +418,15 @@ pub const DOCS: &[KeyDoc] = &[
         "Size at which a store file is closed and the next begun, bytes.",
     ),
     d(
+        "mqtt",
+        "What MQTT clients' PUBLISHes become: uplinks whose route is the topic, or a prefix's route.",
+    ),
+    ex(
+        "mqtt.route",
+        "Topic prefixes to uplink routes ([[mqtt.route]] with prefix, route); the longest match wins.",
+        "[{ prefix = \"sensors/\", route = \"telemetry\" }]",
+    ),
+    d(
         "tls",
         "Certificate and key of the TLS listeners (client_tls, websocket_tls, mqtt_tls); re-read on SIGHUP.",
     ),

@@ -13,7 +13,8 @@
 //!   broadcast on [`BROADCAST_TOPIC`](super::mqtt_publish::BROADCAST_TOPIC), to every session of the user (all
 //!   sessions), with no SUBSCRIBE needed, as for v1 clients. Plain pushes
 //!   go at QoS 0, durable ones at QoS 1: the PUBACK is the Ack.
-//! - A client PUBLISH is an uplink whose route is its topic name; at QoS 1
+//! - A client PUBLISH is an uplink whose route is its topic name (or a
+//!   `[[mqtt.route]]` prefix's route); at QoS 1
 //!   its PUBACK goes once the backend answered 2xx. Any other answer closes
 //!   the connection, so that the client publishes it again (DUP) on its
 //!   next connection: 3.1.1 has no negative PUBACK.
@@ -312,8 +313,9 @@ impl ShardCore {
         self.unsubscribe(key, exact);
     }
 
-    /// A client PUBLISH: the uplink of route = its topic name. Its request
-    /// id is the QoS 1 packet id (0 at QoS 0), for the PUBACK.
+    /// A client PUBLISH: the uplink of route = its topic name, or the
+    /// route of the longest `[[mqtt.route]]` prefix that matches it. Its
+    /// request id is the QoS 1 packet id (0 at QoS 0), for the PUBACK.
     fn mqtt_uplink(&mut self, key: u32, uplink: Uplink) {
         let app = self
             .conns
@@ -324,10 +326,16 @@ impl ShardCore {
                     .next()
             })
             .unwrap_or_default();
+        let route = self
+            .settings
+            .config
+            .mqtt
+            .route_for(&uplink.topic)
+            .to_string();
         let v1 = protocol::proto::Uplink {
             request_id: u64::from(uplink.packet_id),
             app,
-            route: uplink.topic,
+            route,
             payload: uplink.payload,
         };
         self.forward_uplink(key, v1);

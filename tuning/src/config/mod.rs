@@ -9,6 +9,8 @@
 //! - `validate.rs`: [`GatewayConfig::validate`], the HS256 secret rule
 //!   ([`hs256_secret_problem`]) and [`parse_cidr`];
 //! - `store.rs`: the `[store]` section ([`StoreConfig`]) and its checks;
+//! - `mqtt.rs`: the `[mqtt]` section ([`MqttSection`]: topic prefixes to
+//!   uplink routes) and its checks;
 //! - `tls.rs`: the `[tls]` section ([`TlsConfig`]) and its checks;
 //! - `error.rs`: [`ConfigError`].
 //!
@@ -16,6 +18,7 @@
 
 mod error;
 mod model;
+mod mqtt;
 mod store;
 mod tls;
 mod validate;
@@ -26,6 +29,7 @@ pub use model::{
     AdmissionConfig, AuthConfig, DriverChoice, GatewayConfig, LogConfig, ProtocolConfig,
     PushConfig, ResolvedShard, ShardConfig, ShardOverride, ShutdownConfig, SlowConsumerPolicy,
 };
+pub use mqtt::{MAX_MQTT_ROUTES, MqttRoute, MqttSection};
 pub use store::{Durability, MAX_DELIVERIES, MAX_TTL_MS, OverflowPolicy, StoreConfig};
 pub use tls::{TlsConfig, TlsVersion};
 pub use validate::{MIN_HS256_SECRET_BYTES, hs256_secret_problem, parse_cidr};

@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     pub store: super::store::StoreConfig,
     /// Certificate and key of the TLS listeners.
     pub tls: super::tls::TlsConfig,
+    /// What MQTT clients' PUBLISHes become (topic prefixes to uplink routes).
+    pub mqtt: super::mqtt::MqttSection,
     /// Logging.
     pub log: LogConfig,
 }

@@ -122,6 +122,7 @@ impl GatewayConfig {
         validate_backends(self)?;
         self.store.validate(p.max_frame)?;
         self.tls.validate(self.listen.first_tls_listener())?;
+        self.mqtt.validate()?;
         Ok(())
     }
 }
