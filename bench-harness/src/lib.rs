@@ -6,7 +6,7 @@
 //!   [`driver`] picks which (`--driver`).
 //! - [`worker`]: worker processes (re-exec) and the exact merge of their results.
 //! - [`wire`]: sans-IO client adapters (gateway v1 over TCP or WebSocket,
-//!   MQTT 3.1.1, core NATS).
+//!   MQTT 3.1.1 to a broker or to the gateway's MQTT listener, core NATS).
 //! - [`publish`]: the sending side (push API, MQTT and NATS publishers).
 //! - [`scenario`]: connect, fanout, unicast, uplink, floor, churn.
 //! - [`peers`]: starting mosquitto and nats-server on loopback.

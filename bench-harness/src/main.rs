@@ -185,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         c.transport.check(c.peer)?;
     }
     if let Scenario::Unicast { common, args } = &cli.scenario {
-        args.check(common.peer)?;
+        args.check(common.peer, common.transport)?;
     }
     match cli.scenario {
         Scenario::Worker => worker::worker_main().context("worker"),

@@ -127,7 +127,7 @@ impl Publisher {
                     std::process::id(),
                     crate::stamp::wall_us()
                 );
-                mqtt::connect(&id, 60, &mut out).map_err(encode_error)?;
+                mqtt::connect(&id, 60, None, &mut out).map_err(encode_error)?;
                 p.write(&out)?;
                 match p.read_mqtt()? {
                     MqttReply::ConnAck(0) => {}

@@ -13,7 +13,7 @@ use super::{Common, Outcome};
 use crate::histo::Latency;
 use crate::report::RunReport;
 use crate::schedule::judge;
-use crate::wire::{AckError, PeerKind};
+use crate::wire::{AckError, PeerKind, Transport};
 
 /// Options of `fanout`.
 #[derive(Debug, Clone, clap::Args)]
@@ -105,13 +105,16 @@ pub struct UnicastArgs {
 }
 
 impl UnicastArgs {
-    /// Whether these options suit `peer`.
+    /// Whether these options suit `peer` over `transport`.
     ///
     /// # Errors
-    /// `--ack` with a peer other than the gateway.
-    pub fn check(&self, peer: PeerKind) -> Result<(), AckError> {
+    /// `--ack` with a peer other than the gateway, or over MQTT.
+    pub fn check(&self, peer: PeerKind, transport: Transport) -> Result<(), AckError> {
         if self.ack && peer != PeerKind::Gateway {
             return Err(AckError::NeedsGateway(peer.cli_name()));
+        }
+        if self.ack && transport == Transport::Mqtt {
+            return Err(AckError::NotOverMqtt);
         }
         Ok(())
     }
@@ -324,7 +327,7 @@ fn achieved(s: &super::sender::SendOutcome, rate: f64) -> f64 {
 
 /// Runs `unicast`.
 pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
-    a.check(c.peer)?;
+    a.check(c.peer, c.transport)?;
     let mut spec = c.spec(a.connections, a.connect_rate);
     spec.ack = a.ack;
     spec.subscribe = match c.peer {
@@ -477,6 +480,28 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn ack_is_for_the_gateways_v1_transports() {
+        #[derive(Debug, clap::Parser)]
+        struct Unicast {
+            #[command(flatten)]
+            args: UnicastArgs,
+        }
+        let ack = Unicast::parse_from(["t", "--ack"]).args;
+        assert_eq!(ack.check(PeerKind::Gateway, Transport::Tcp), Ok(()));
+        assert_eq!(ack.check(PeerKind::Gateway, Transport::Ws), Ok(()));
+        assert_eq!(
+            ack.check(PeerKind::Gateway, Transport::Mqtt),
+            Err(AckError::NotOverMqtt)
+        );
+        assert_eq!(
+            ack.check(PeerKind::Nats, Transport::Tcp),
+            Err(AckError::NeedsGateway("nats".into()))
+        );
+        let plain = Unicast::parse_from(["t"]).args;
+        assert_eq!(plain.check(PeerKind::Gateway, Transport::Mqtt), Ok(()));
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub struct Common {
     /// System under test and its protocol.
     #[arg(long, value_enum, default_value = "gateway")]
     pub peer: PeerKind,
-    /// How connections reach it: tcp, or ws (the gateway's WebSocket
-    /// listener, `[listen] websocket`; give its address as `--target`).
+    /// How connections reach it: tcp, ws (the gateway's WebSocket
+    /// listener, `[listen] websocket`) or mqtt (the gateway's MQTT 3.1.1
+    /// listener, `[listen] mqtt`; the token is the CONNECT password); for
+    /// ws and mqtt give that listener's address as `--target`.
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: Transport,
     /// Client address of the system under test.
@@ -195,11 +197,8 @@ pub fn connect_figures(rep: &mut RunReport, res: &ShardResult, requested_rate: f
     if let Some(params) = rep.params.as_object_mut() {
         params.insert("transport".into(), c.transport.label().into());
     }
-    if c.transport == Transport::Ws {
-        rep.note(format!(
-            "transport: WebSocket (gateway.v1 subprotocol) to {}",
-            c.target
-        ));
+    if let Some(note) = c.transport.note(c.target) {
+        rep.note(note);
     }
     rep.metric("connections_attempted", res.attempts as f64);
     rep.metric(

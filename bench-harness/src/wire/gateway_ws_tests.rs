@@ -328,7 +328,14 @@ fn transports_other_than_tcp_are_the_gateways_only() {
     assert_eq!(Transport::Ws.check(PeerKind::Gateway), Ok(()));
     assert_eq!(Transport::Tcp.check(PeerKind::Nats), Ok(()));
     let err = Transport::Ws.check(PeerKind::MqttQos1).unwrap_err();
-    assert_eq!(err, TransportError::WsNeedsGateway("mqtt-qos1".into()));
+    assert_eq!(
+        err,
+        TransportError::NeedsGateway {
+            transport: "ws",
+            listener: "WebSocket",
+            peer: "mqtt-qos1".into()
+        }
+    );
     let err = Transport::Ws.check(PeerKind::Mqtt).unwrap_err();
     assert!(
         err.to_string()

@@ -3,6 +3,15 @@
 //! DISCONNECT. Only what the scenarios need. The packets are encoded and
 //! decoded by `protocol::mqtt`, the codec the gateway's MQTT listener uses:
 //! one codec, tested and fuzzed once.
+//!
+//! The same client speaks to a broker (`--peer mqtt|mqtt-qos1`: anonymous,
+//! a SUBSCRIBE per topic) and to the gateway's MQTT listener (`--peer
+//! gateway --transport mqtt`, [`MqttClient::for_gateway`]): there the
+//! CONNECT carries the user's token as its password and an empty user name
+//! (no apps; 3.1.1 wants a user name flag beside a password, §3.1.2.9),
+//! and pushes to the user or to everyone arrive on `$gateway/user/{U}` and
+//! `$gateway/all` without a SUBSCRIBE. Every PUBLISH carrying a stamp is a
+//! delivery, whatever its topic.
 
 use protocol::mqtt::encode::{
     encode_connect, encode_disconnect, encode_pingreq, encode_puback, encode_publish,
@@ -10,7 +19,7 @@ use protocol::mqtt::encode::{
 };
 use protocol::mqtt::{
     Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, Packet, Publish, QoS,
-    decode_packet,
+    SubAckCode, decode_packet,
 };
 use protocol::time::Millis;
 
@@ -30,13 +39,22 @@ fn qos_of(qos: u8) -> QoS {
     }
 }
 
-/// Writes a CONNECT (clean session) for `client_id` with `keepalive_s`.
-pub fn connect(client_id: &str, keepalive_s: u16, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// Writes a CONNECT (clean session) for `client_id` with `keepalive_s`;
+/// with a `password` (the gateway's token) also an empty user name, which
+/// 3.1.1 requires beside a password and the gateway reads as "no apps".
+pub fn connect(
+    client_id: &str,
+    keepalive_s: u16,
+    password: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     encode_connect(
         &Connect {
             clean_session: true,
             keep_alive: keepalive_s,
             client_id,
+            username: password.map(|_| ""),
+            password,
             ..Connect::default()
         },
         out,
@@ -96,6 +114,8 @@ pub struct MqttClient {
     closed: bool,
     next_packet_id: u16,
     handshake_deadline: Millis,
+    /// The CONNECT's password (the gateway's token), until it is written.
+    password: Option<String>,
     /// A packet that could not be encoded (a topic over 65535 bytes):
     /// reported as `Closed` by the next `input` or `tick`.
     fault: Option<EncodeError>,
@@ -119,7 +139,18 @@ impl MqttClient {
             closed: false,
             next_packet_id: 1,
             handshake_deadline: now.saturating_add(HANDSHAKE_TIMEOUT_MS),
+            password: None,
             fault: None,
+        }
+    }
+
+    /// A client of the gateway's MQTT listener for `id`: client id the
+    /// user, password its token, subscriptions at QoS 0 (plain pushes).
+    #[must_use]
+    pub fn for_gateway(id: &Identity, now: Millis) -> Self {
+        Self {
+            password: Some(id.token.clone()),
+            ..Self::new(id, 0, now)
         }
     }
 
@@ -127,7 +158,9 @@ impl MqttClient {
     pub fn start(&mut self, now: Millis, out: &mut Vec<u8>) {
         // The broker allows 1.5 × keepalive of silence; we ping every keepalive.
         let ka = u16::try_from(self.keepalive_ms.div_ceil(1000)).unwrap_or(u16::MAX);
-        if let Err(e) = connect(&self.client_id, ka, out) {
+        let password = self.password.take();
+        let password = password.as_ref().map(String::as_bytes);
+        if let Err(e) = connect(&self.client_id, ka, password, out) {
             self.fault = Some(e);
         }
         self.next_ping = now.saturating_add(self.keepalive_ms);
@@ -193,9 +226,18 @@ impl MqttClient {
             Packet::ConnAck(ack) => {
                 self.closed = true;
                 ev.push(WireEvent::Closed(format!(
-                    "mqtt: CONNACK refused (code {})",
-                    ack.code as u8
+                    "mqtt: CONNACK refused (code {}{})",
+                    ack.code as u8,
+                    refusal_name(ack.code)
                 )));
+            }
+            // One filter per SUBSCRIBE: 0x80 is the server saying no
+            // (§3.9.3), which leaves the connection without its topic.
+            Packet::SubAck(ack) if ack.codes().any(|c| c == SubAckCode::Failure) => {
+                self.closed = true;
+                ev.push(WireEvent::Closed(
+                    "mqtt: SUBACK refused the subscription (0x80)".into(),
+                ));
             }
             Packet::SubAck(_) => ev.push(WireEvent::Subscribed),
             Packet::Publish(p) => {
@@ -247,134 +289,18 @@ impl MqttClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id() -> Identity {
-        Identity {
-            user: "c1".into(),
-            token: String::new(),
-            heartbeat_ms: 30_000,
-        }
-    }
-
-    #[test]
-    fn connect_bytes_match_the_spec() {
-        let mut out = Vec::new();
-        connect("c1", 30, &mut out).unwrap();
-        assert_eq!(
-            out,
-            [
-                0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 2, b'c', b'1'
-            ]
-        );
-    }
-
-    #[test]
-    fn publish_lengths_cross_the_varint_boundaries() {
-        // Body = 2 + 1 (topic "t") + payload: remaining lengths 127, 128, 16383, 16384.
-        for (body, header) in [(127usize, 2usize), (128, 3), (16_383, 3), (16_384, 4)] {
-            let mut out = Vec::new();
-            publish("t", &vec![1u8; body - 3], 0, 0, &mut out).unwrap();
-            assert_eq!(out.len(), header + body, "{body}");
-            let (pkt, n) = decode(&out).unwrap().unwrap();
-            assert_eq!(n, out.len());
-            assert!(matches!(pkt, Packet::Publish(p) if p.payload.len() == body - 3));
-        }
-    }
-
-    #[test]
-    fn publish_round_trips_at_both_qos() {
-        for qos in [0u8, 1] {
-            let mut out = Vec::new();
-            publish("t/x", &[7u8; 300], qos, 9, &mut out).unwrap();
-            let (pkt, n) = decode(&out).unwrap().unwrap();
-            assert_eq!(n, out.len());
-            assert_eq!(
-                pkt,
-                Packet::Publish(Publish {
-                    dup: false,
-                    qos: qos_of(qos),
-                    retain: false,
-                    topic: "t/x",
-                    packet_id: if qos > 0 { 9 } else { 0 },
-                    payload: &[7u8; 300]
-                })
-            );
-            assert_eq!(decode(&out[..out.len() - 1]).unwrap(), None);
-        }
-    }
-
-    #[test]
-    fn a_topic_that_cannot_be_encoded_closes_the_client() {
-        let mut c = MqttClient::new(&id(), 0, Millis(0));
-        let (mut ev, mut out) = (Vec::new(), Vec::new());
-        c.start(Millis(0), &mut out);
-        out.clear();
-        c.subscribe(&"x".repeat(70_000), &mut out);
-        assert!(out.is_empty());
-        assert_eq!(c.tick(Millis(1), &mut ev, &mut out), None);
-        assert!(matches!(&ev[0], WireEvent::Closed(m) if m.contains("cannot encode")));
-    }
-
-    #[test]
-    fn client_session_flow_split_bytes_and_puback() {
-        let mut c = MqttClient::new(&id(), 1, Millis(0));
-        let mut out = Vec::new();
-        c.start(Millis(0), &mut out);
-        c.subscribe("t", &mut out);
-        let mut from_broker = vec![0x20, 2, 0, 0, 0x90, 3, 0, 1, 1];
-        let s = stamp::Stamp {
-            seq: 3,
-            intended_us: 99,
-        };
-        publish("t", stamp::encode(s, 64).as_bytes(), 1, 5, &mut from_broker).unwrap();
-        let (mut ev, mut out) = (Vec::new(), Vec::new());
-        for chunk in from_broker.chunks(3) {
-            c.input(Millis(1), chunk, &mut ev, &mut out);
-        }
-        assert_eq!(
-            ev,
-            vec![
-                WireEvent::Established,
-                WireEvent::Subscribed,
-                WireEvent::Delivery(Some(s))
-            ]
-        );
-        assert_eq!(out, [0x40, 2, 0, 5]);
-        out.clear();
-        assert_eq!(
-            c.tick(Millis(30_000), &mut ev, &mut out),
-            Some(Millis(60_000))
-        );
-        assert_eq!(out, [0xc0, 0]);
-        // No CONNACK: the deadline is the handshake timeout, then it closes.
-        let mut slow = MqttClient::new(&id(), 0, Millis(0));
-        slow.start(Millis(0), &mut out);
-        ev.clear();
-        assert_eq!(
-            slow.tick(Millis(50_000 - 40_001), &mut ev, &mut out),
-            Some(Millis(10_000))
-        );
-        assert_eq!(slow.tick(Millis(10_000), &mut ev, &mut out), None);
-        assert!(matches!(&ev[0], WireEvent::Closed(m) if m.contains("handshake timeout")));
-    }
-
-    #[test]
-    fn refused_and_garbage_close() {
-        let mut c = MqttClient::new(&id(), 0, Millis(0));
-        let (mut ev, mut out) = (Vec::new(), Vec::new());
-        c.input(Millis(0), &[0x20, 2, 0, 5], &mut ev, &mut out);
-        assert!(matches!(&ev[0], WireEvent::Closed(m) if m.contains("code 5")));
-        let mut c = MqttClient::new(&id(), 0, Millis(0));
-        ev.clear();
-        c.input(
-            Millis(0),
-            &[0x30, 0xff, 0xff, 0xff, 0xff],
-            &mut ev,
-            &mut out,
-        );
-        assert!(matches!(&ev[0], WireEvent::Closed(_)));
+/// A CONNACK refusal's meaning (§3.2.2.3), for the failure counts.
+fn refusal_name(code: ConnectReturnCode) -> &'static str {
+    match code {
+        ConnectReturnCode::Accepted => "",
+        ConnectReturnCode::UnacceptableProtocolVersion => ", unacceptable protocol version",
+        ConnectReturnCode::IdentifierRejected => ", identifier rejected",
+        ConnectReturnCode::ServerUnavailable => ", server unavailable",
+        ConnectReturnCode::BadUsernameOrPassword => ", bad user name or password",
+        ConnectReturnCode::NotAuthorized => ", not authorized",
     }
 }
+
+#[cfg(test)]
+#[path = "mqtt_tests.rs"]
+mod tests;

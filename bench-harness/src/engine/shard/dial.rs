@@ -99,7 +99,7 @@ impl<I: ShardIo> Shard<'_, I> {
         // Only WebSocket needs randomness: TCP runs keep the churn picks.
         let seed = match self.plan.transport {
             crate::wire::Transport::Ws => self.next_rand(),
-            crate::wire::Transport::Tcp => 0,
+            crate::wire::Transport::Tcp | crate::wire::Transport::Mqtt => 0,
         };
         let mut wire = ClientWire::new(self.plan.peer, self.plan.transport, &id, now, seed);
         if self.plan.ack {
