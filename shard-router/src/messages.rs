@@ -275,10 +275,10 @@ pub enum Message {
     /// has the client id of this hash; the user's other sessions with it
     /// are closed (§3.1.4-2). The owner asks each holding shard with a
     /// [`Message::MqttEvict`].
-    MqttTakeover(Box<str>, u64, SessionRef),
+    MqttTakeover(Box<str>, u32, SessionRef),
     /// To a holding shard: close these sessions of the user whose client
     /// id has this hash, except the new one.
-    MqttEvict(Box<str>, u64, Vec<(u32, u32)>, SessionRef),
+    MqttEvict(Box<str>, u32, Vec<(u32, u32)>, SessionRef),
 }
 
 /// Where an MQTT persistent session is parked, for its user's owner.

@@ -23,7 +23,7 @@
 //! user's owner ([`Message::MqttTakeover`]) to close the user's other
 //! sessions with that client id, wherever they are ([`Message::MqttEvict`]
 //! to each holding shard). Holders know their sessions' client ids by a
-//! 64-bit hash (eight bytes a session, not the id). A persistent session
+//! 32-bit hash (four bytes a slot, not the id). A persistent session
 //! taken over while its old connection was still up starts without the old
 //! subscriptions: they are handed over only from a parked session.
 
@@ -47,9 +47,11 @@ pub(crate) struct MqttSessions {
     /// Client ids of this shard's connections that asked for a persistent
     /// session, by slot key (with the generation).
     client_ids: HashMap<u32, (u32, Box<str>)>,
-    /// Hashes of the client ids of this shard's MQTT sessions (those with
-    /// a client id), by slot key (with the generation), for takeovers.
-    id_hashes: HashMap<u32, (u32, u64)>,
+    /// Hashes of the client ids of this shard's MQTT sessions, indexed by
+    /// slot key (0: none; the entry of a freed slot is cleared), for
+    /// takeovers: four bytes a slot, allocated only up to the highest slot
+    /// an MQTT session with a client id used.
+    id_hashes: Vec<u32>,
     /// Client ids of connections being admitted with clean session 1:
     /// what was parked for them is discarded at admission.
     discards: HashMap<u32, (u32, Box<str>)>,
@@ -69,7 +71,11 @@ impl MqttSessions {
         client_id: &str,
         persistent: bool,
     ) {
-        self.id_hashes.insert(key, (generation, id_hash(client_id)));
+        let slot = key as usize;
+        if self.id_hashes.len() <= slot {
+            self.id_hashes.resize(slot + 1, 0);
+        }
+        self.id_hashes[slot] = id_hash(client_id);
         let ids = if persistent {
             &mut self.client_ids
         } else {
@@ -104,18 +110,18 @@ impl MqttSessions {
         if !self.discards.is_empty() {
             self.discards.remove(&key);
         }
-        if !self.id_hashes.is_empty() {
-            self.id_hashes.remove(&key);
+        if let Some(h) = self.id_hashes.get_mut(key as usize) {
+            *h = 0;
         }
     }
 
-    /// The hash of connection (key, generation)'s client id, if it sent
-    /// one.
-    pub(crate) fn id_hash_of(&self, key: u32, generation: u32) -> Option<u64> {
-        match self.id_hashes.get(&key) {
-            Some(&(g, h)) if g == generation => Some(h),
-            _ => None,
-        }
+    /// The hash of the client id of the connection in slot `key`, if it
+    /// sent one (the slot's entry is cleared when the slot is freed).
+    pub(crate) fn id_hash_of(&self, key: u32) -> Option<u32> {
+        self.id_hashes
+            .get(key as usize)
+            .copied()
+            .filter(|&h| h != 0)
     }
 
     /// As the owner: the session (user, client id) is parked at `at`
@@ -150,13 +156,16 @@ impl MqttSessions {
     }
 }
 
-/// A client id's hash, as holders keep it for takeovers.
-fn id_hash(client_id: &str) -> u64 {
+/// A client id's hash, as holders keep it for takeovers: 32 bits, never 0
+/// (which stands for "none"). Two client ids of one user colliding (about
+/// one chance in 4 billion a pair) would close one for the other.
+fn id_hash(client_id: &str) -> u32 {
     use std::hash::{Hash, Hasher};
     // Fixed keys: every shard of the process hashes alike.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     client_id.hash(&mut h);
-    h.finish()
+    let h = h.finish();
+    ((h >> 32) as u32 ^ h as u32).max(1)
 }
 
 impl ShardCore {
@@ -166,7 +175,7 @@ impl ShardCore {
         let Some(generation) = self.conns.get(key as usize).map(|c| c.generation) else {
             return;
         };
-        let Some(hash) = self.mqtt_sessions.id_hash_of(key, generation) else {
+        let Some(hash) = self.mqtt_sessions.id_hash_of(key) else {
             return;
         };
         let new = SessionRef {
@@ -183,20 +192,23 @@ impl ShardCore {
         &mut self,
         now: Millis,
         user: &str,
-        hash: u64,
+        hash: u32,
         sessions: &[(u32, u32)],
         new: SessionRef,
     ) {
         for &(key, generation) in sessions {
             let is_new =
                 new.shard as usize == self.index && (key, generation) == (new.key, new.generation);
-            if is_new || self.mqtt_sessions.id_hash_of(key, generation) != Some(hash) {
+            if is_new || self.mqtt_sessions.id_hash_of(key) != Some(hash) {
                 continue;
             }
             let Some(conn) = self.conns.get_mut(key as usize) else {
                 continue;
             };
-            if conn.user.as_deref() != Some(user) || conn.has(super::conn::flags::CLOSING) {
+            if conn.generation != generation
+                || conn.user.as_deref() != Some(user)
+                || conn.has(super::conn::flags::CLOSING)
+            {
                 continue;
             }
             let Some(m) = conn.session.as_mqtt() else {
