@@ -36,6 +36,12 @@ use super::outbound::Frame;
 use super::push::Message;
 use super::{BackendCall, ShardCore};
 
+/// Whether a topic filter has a wildcard (`+` or `#`): such filters live in
+/// the shard's filter trie, the others in its topic index.
+pub(super) fn is_wildcard(filter: &str) -> bool {
+    filter.contains(['+', '#'])
+}
+
 /// The apps an MQTT user name asks for: comma-separated, blanks trimmed,
 /// empty entries dropped.
 pub(super) fn apps_of(username: Option<&str>) -> Vec<String> {
@@ -246,8 +252,7 @@ impl ShardCore {
             c.topics.as_ref().map_or(0, |t| t.len()) + self.filters.held_by(key)
         });
         let mut codes = Vec::with_capacity(filters.len());
-        let mut exact = Vec::new();
-        let mut joined = false;
+        let (mut exact, mut wild) = (Vec::new(), Vec::new());
         for (filter, qos) in filters {
             let granted = if qos == QoS::AtMostOnce {
                 SubAckCode::GrantedQos0
@@ -263,16 +268,14 @@ impl ShardCore {
                 continue;
             }
             held += 1;
-            if filter.contains(['+', '#']) {
-                joined |= self.filters.subscribe(&filter, key);
+            if is_wildcard(&filter) {
+                wild.push(filter);
             } else {
                 exact.push(filter);
             }
             codes.push(granted);
         }
-        if joined {
-            self.routing(|router, out| router.join_wildcards(out));
-        }
+        self.join_filters(key, wild.iter().map(String::as_str));
         self.subscribe(now, key, exact);
         if let Some(m) = self
             .conns
@@ -289,20 +292,39 @@ impl ShardCore {
     /// to the topic index, wildcard filters to the trie.
     pub(super) fn mqtt_resubscribe(&mut self, now: Millis, key: u32, topics: Vec<String>) {
         let (wild, exact): (Vec<String>, Vec<String>) =
-            topics.into_iter().partition(|f| f.contains(['+', '#']));
+            topics.into_iter().partition(|f| is_wildcard(f));
+        self.join_filters(key, wild.iter().map(String::as_str));
+        self.subscribe(now, key, exact);
+    }
+
+    /// Subscribes `key` (a session, or a parked session's stand-in) to
+    /// wildcard `filters`; with the shard's first filter, every shard
+    /// learns that topic pushes must visit this one.
+    pub(super) fn join_filters<'a>(
+        &mut self,
+        key: u32,
+        filters: impl IntoIterator<Item = &'a str>,
+    ) {
         let mut joined = false;
-        for f in &wild {
+        for f in filters {
             joined |= self.filters.subscribe(f, key);
         }
         if joined {
             self.routing(|router, out| router.join_wildcards(out));
         }
-        self.subscribe(now, key, exact);
+    }
+
+    /// Drops every wildcard filter of `key`; with the shard's last, every
+    /// shard learns that topic pushes need not visit this one.
+    pub(super) fn leave_all_filters(&mut self, key: u32) {
+        if self.filters.remove_session(key) {
+            self.routing(|router, out| router.leave_wildcards(out));
+        }
     }
 
     fn mqtt_unsubscribe(&mut self, key: u32, filters: Vec<String>) {
         let (wild, exact): (Vec<String>, Vec<String>) =
-            filters.into_iter().partition(|f| f.contains(['+', '#']));
+            filters.into_iter().partition(|f| is_wildcard(f));
         let mut left = false;
         for f in &wild {
             left |= self.filters.unsubscribe(f, key);

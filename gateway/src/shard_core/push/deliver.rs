@@ -8,6 +8,7 @@ use bytes::Bytes;
 use protocol::proto::{ErrorCode, KickCode};
 use protocol::time::Millis;
 use shard_router::directory::SessionRef;
+use shard_router::topics::{Subscribed, TopicId};
 
 use super::{Message, PushJob, Receipt, SessionInfo, Target, UserAction};
 use crate::shard_core::ShardCore;
@@ -280,15 +281,10 @@ impl ShardCore {
     pub(in crate::shard_core) fn session_finished(&mut self, key: u32, conn: &Conn) {
         release_apps(&mut self.app_names, conn.apps);
         release_device(&mut self.device_names, conn.device);
-        if self.filters.remove_session(key) {
-            self.routing(|router, out| router.leave_wildcards(out));
-        }
+        self.leave_all_filters(key);
         if let Some(topics) = &conn.topics {
             for &id in topics.iter() {
-                if let Some(name) = self.topics.unsubscribe(id, key) {
-                    let msg = Message::TopicLeave(name.clone(), self.index as u16);
-                    self.tell_owner(&name, msg);
-                }
+                self.leave_topic(id, key);
             }
         }
         if let Some(user) = &conn.user {
@@ -318,17 +314,35 @@ impl ShardCore {
                 );
                 return self.handle_output(now, key);
             }
-            let sub = self.topics.subscribe(&topic, key);
-            if sub.added {
+            let sub = self.join_topic(&topic, key);
+            if sub.added
+                && let Some(conn) = self.conns.get_mut(key as usize)
+            {
                 conn.topics
                     .get_or_insert_with(Default::default)
                     .push(sub.id);
                 self.stats.subscriptions += 1;
             }
-            if sub.first_on_shard {
-                let msg = Message::TopicJoin(topic.as_str().into(), self.index as u16);
-                self.tell_owner(&topic, msg);
-            }
+        }
+    }
+
+    /// Subscribes `key` (a session, or a parked session's stand-in) to
+    /// `topic` in this shard's index; the topic's owner learns of the
+    /// shard's first subscriber.
+    pub(in crate::shard_core) fn join_topic(&mut self, topic: &str, key: u32) -> Subscribed {
+        let sub = self.topics.subscribe(topic, key);
+        if sub.first_on_shard {
+            self.tell_owner(topic, Message::TopicJoin(topic.into(), self.index as u16));
+        }
+        sub
+    }
+
+    /// Unsubscribes `key` from topic `id`; the topic's owner learns of the
+    /// shard's last subscriber.
+    pub(in crate::shard_core) fn leave_topic(&mut self, id: TopicId, key: u32) {
+        if let Some(name) = self.topics.unsubscribe(id, key) {
+            let msg = Message::TopicLeave(name.clone(), self.index as u16);
+            self.tell_owner(&name, msg);
         }
     }
 
@@ -352,10 +366,7 @@ impl ShardCore {
                 conn.topics = None;
             }
             self.stats.subscriptions = self.stats.subscriptions.saturating_sub(1);
-            if let Some(name) = self.topics.unsubscribe(id, key) {
-                let msg = Message::TopicLeave(name.clone(), self.index as u16);
-                self.tell_owner(&name, msg);
-            }
+            self.leave_topic(id, key);
         }
     }
 

@@ -19,6 +19,7 @@ use shard_router::messages::{Missed, PushJob, Target};
 
 use super::{ConnName, Parked, ParkedSessions};
 use crate::shard_core::ShardCore;
+use crate::shard_core::mqtt::is_wildcard;
 use crate::shard_core::mqtt_publish::Direct;
 use crate::shard_core::transport::LocalCopies;
 
@@ -82,38 +83,21 @@ impl ShardCore {
         };
         let topics = parked.topics.clone();
         let (wild, exact): (Vec<Box<str>>, Vec<Box<str>>) =
-            topics.into_iter().partition(|t| t.contains(['+', '#']));
-        for topic in exact {
-            if self.topics.subscribe(&topic, pid).first_on_shard {
-                let msg =
-                    shard_router::messages::Message::TopicJoin(topic.clone(), self.index as u16);
-                self.tell_owner(&topic, msg);
-            }
+            topics.into_iter().partition(|t| is_wildcard(t));
+        for topic in &exact {
+            self.join_topic(topic, pid);
         }
-        let mut joined = false;
-        for filter in &wild {
-            joined |= self.filters.subscribe(filter, pid);
-        }
-        if joined {
-            self.routing(|router, out| router.join_wildcards(out));
-        }
+        self.join_filters(pid, wild.iter().map(|f| &**f));
     }
 
     /// Leaves what the stand-in `pid` of `parked` subscribed to.
     fn release_topics_of_parked(&mut self, pid: u32, parked: &Parked) {
-        for topic in parked.topics.iter().filter(|t| !t.contains(['+', '#'])) {
-            let Some(id) = self.topics.id_of(topic) else {
-                continue;
-            };
-            if let Some(name) = self.topics.unsubscribe(id, pid) {
-                let msg =
-                    shard_router::messages::Message::TopicLeave(name.clone(), self.index as u16);
-                self.tell_owner(&name, msg);
+        for topic in parked.topics.iter().filter(|t| !is_wildcard(t)) {
+            if let Some(id) = self.topics.id_of(topic) {
+                self.leave_topic(id, pid);
             }
         }
-        if self.filters.remove_session(pid) {
-            self.routing(|router, out| router.leave_wildcards(out));
-        }
+        self.leave_all_filters(pid);
     }
 
     /// The session parked from `conn`, if `user` had it, taken (its
