@@ -40,7 +40,7 @@ OUT=${OUT:-target/bench}
 STEPS=${STEPS:-connect fanout1 fanout10}
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 BIN=${CARGO_TARGET_DIR:-target}/release
-export GATEWAY_JWT_SECRET=million-secret
+export GATEWAY_JWT_SECRET=million-bench-secret-at-least-32-bytes-0123
 mkdir -p "$OUT"
 if ss -Hltn "( sport = :$PORT or sport = :$CTL )" | grep -q .; then
   echo "port $PORT or $CTL is in use (another run?)" >&2; exit 1
