@@ -106,7 +106,13 @@ echo "gateway pid $GW, RSS $(awk '/VmRSS/ {print $2}' /proc/$GW/status) kB idle 
 # in "The push API answers before the fan-out"): with SHARDS >> CPUs the
 # harness's threads wait for a core. Latencies are still measured from each
 # event's intended time, and the issued-rate rule (>= 95 %) still holds.
-COMMON=(--target 127.0.0.1:$PORT --control 127.0.0.1:$CTL --heartbeat-ms "$HB_MS" --max-lag-us "${MAX_LAG_US:-200000}")
+# A delivery phase ends after QUIET_SECS with no delivery (default 30, not
+# the harness's 5): at 1M the ten broadcasts' 2.8 GB exceed the kernel's
+# tcp_mem on a stock host, and under TCP memory pressure a stalled socket
+# waits for a retransmission timer, seconds, before its data moves on.
+# Such deliveries are late, not lost; the table counts them as late.
+COMMON=(--target 127.0.0.1:$PORT --control 127.0.0.1:$CTL --heartbeat-ms "$HB_MS" --max-lag-us "${MAX_LAG_US:-200000}"
+  --quiet-secs "${QUIET_SECS:-30}")
 CONNECT_TIMEOUT=$((N / RATE + 120))
 
 # 1. Connect and idle hold.
