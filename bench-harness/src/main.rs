@@ -110,19 +110,57 @@ struct PeerArgs {
     /// temporary directory, named after the peer and port).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Its listener: tcp (its own protocol), ws (mosquitto's `protocol
+    /// websockets`, nats-server's `websocket` block), tls or wss (the same
+    /// with `--tls-cert` and `--tls-key`).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: bench_harness::wire::Transport,
+    /// Certificate chain (PEM) of a tls or wss listener.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of a tls or wss listener.
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn run_peer(args: &PeerArgs) -> anyhow::Result<()> {
     use bench_harness::peers;
+    use bench_harness::wire::Transport;
+    let tls = match (args.transport.is_tls(), &args.tls_cert, &args.tls_key) {
+        (true, Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (true, _, _) => anyhow::bail!(
+            "peer --transport {} needs --tls-cert and --tls-key",
+            args.transport.label()
+        ),
+        (false, None, None) => None,
+        (false, _, _) => anyhow::bail!("--tls-cert and --tls-key are for --transport tls or wss"),
+    };
+    if args.transport == Transport::Mqtt {
+        anyhow::bail!("peer --transport mqtt: the peers' listeners are tcp, ws, tls or wss");
+    }
+    let listener = peers::PeerListener {
+        websocket: args.transport.is_websocket(),
+        tls,
+    };
+    let name = match args.server {
+        PeerServer::Mosquitto => "mosquitto",
+        PeerServer::NatsServer => "nats",
+    };
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("gateway-bench-peer-{name}-{}", args.port))
+    });
     let peer = match args.server {
         PeerServer::Mosquitto => {
-            let dir = args.dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("gateway-bench-peer-mosquitto-{}", args.port))
-            });
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            peers::mosquitto_command(args.port, &dir)?
+            peers::mosquitto_command_for(args.port, &listener, &dir)?
         }
-        PeerServer::NatsServer => peers::nats_command(args.port),
+        PeerServer::NatsServer if listener == peers::PeerListener::default() => {
+            peers::nats_command(args.port)
+        }
+        PeerServer::NatsServer => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            peers::nats_command_for(args.port, &listener, &dir)?
+        }
     };
     Err(peers::exec(peer).into())
 }
@@ -183,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Before anything connects or starts: a transport the peer lacks.
     if let Some(c) = cli.scenario.common() {
         c.transport.check(c.peer)?;
+        if let Some(Err(why)) = c.tls_plan() {
+            anyhow::bail!(why);
+        }
     }
     if let Scenario::Unicast { common, args } = &cli.scenario {
         args.check(common.peer, common.transport)?;

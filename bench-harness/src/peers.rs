@@ -102,12 +102,42 @@ fn wait_listening(
     })
 }
 
+/// How a peer's listener is reached: plain or WebSocket, with or without
+/// TLS (its certificate chain and key, PEM files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerListener {
+    /// WebSocket (mosquitto's `protocol websockets`, nats-server's
+    /// `websocket {}` block) instead of the peer's own protocol.
+    pub websocket: bool,
+    /// The certificate chain and key files, for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
 /// mosquitto's config for a loopback benchmark listener on `port`.
 #[must_use]
 pub fn mosquitto_config(port: u16) -> String {
+    mosquitto_config_for(port, &PeerListener::default())
+}
+
+/// mosquitto's config for a loopback benchmark listener on `port`, as
+/// `listener` says (Debian's mosquitto 2.0 has websockets built in, on
+/// libwebsockets).
+#[must_use]
+pub fn mosquitto_config_for(port: u16, listener: &PeerListener) -> String {
+    let mut extra = String::new();
+    if listener.websocket {
+        extra.push_str("protocol websockets\n");
+    }
+    if let Some((cert, key)) = &listener.tls {
+        extra.push_str(&format!(
+            "certfile {}\nkeyfile {}\n",
+            cert.display(),
+            key.display()
+        ));
+    }
     format!(
         "# gateway-bench: loopback only, anonymous, no connection cap, no persistence\n\
-         listener {port} 127.0.0.1\n\
+         listener {port} 127.0.0.1\n{extra}\
          allow_anonymous true\n\
          max_connections -1\n\
          persistence false\n\
@@ -133,9 +163,18 @@ pub struct PeerCommand {
 
 /// mosquitto on 127.0.0.1:`port`, its config written into `dir`.
 pub fn mosquitto_command(port: u16, dir: &std::path::Path) -> Result<PeerCommand, PeerError> {
+    mosquitto_command_for(port, &PeerListener::default(), dir)
+}
+
+/// mosquitto on 127.0.0.1:`port` with `listener`, its config written into `dir`.
+pub fn mosquitto_command_for(
+    port: u16,
+    listener: &PeerListener,
+    dir: &std::path::Path,
+) -> Result<PeerCommand, PeerError> {
     let what = "mosquitto";
     let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, mosquitto_config(port))
+    std::fs::write(&conf, mosquitto_config_for(port, listener))
         .map_err(|source| PeerError::Config { what, source })?;
     let bin = ["/usr/sbin/mosquitto", "mosquitto"]
         .into_iter()
@@ -163,13 +202,59 @@ pub fn nats_command(port: u16) -> PeerCommand {
     }
 }
 
+/// nats-server's config for `listener` on 127.0.0.1:`port`: the client
+/// port there (with `tls {}` for TLS), or a WebSocket port there
+/// (`websocket { no_tls }` or with `tls {}`) and the client port on a
+/// port of the kernel's choosing.
+#[must_use]
+pub fn nats_config(port: u16, listener: &PeerListener) -> String {
+    let tls = listener.tls.as_ref().map(|(cert, key)| {
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            cert.display(),
+            key.display()
+        )
+    });
+    if listener.websocket {
+        let inner = tls.unwrap_or_else(|| "no_tls: true\n".into());
+        format!("listen: \"127.0.0.1:-1\"\nwebsocket {{\nhost: \"127.0.0.1\"\nport: {port}\n{inner}}}\n")
+    } else {
+        format!("listen: \"127.0.0.1:{port}\"\n{}", tls.unwrap_or_default())
+    }
+}
+
+/// nats-server with `listener` on 127.0.0.1:`port`, its config written
+/// into `dir`.
+pub fn nats_command_for(
+    port: u16,
+    listener: &PeerListener,
+    dir: &std::path::Path,
+) -> Result<PeerCommand, PeerError> {
+    let what = "nats-server";
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, nats_config(port, listener))
+        .map_err(|source| PeerError::Config { what, source })?;
+    let mut command = Command::new("nats-server");
+    command.arg("-c").arg(&conf);
+    Ok(PeerCommand {
+        what,
+        package: "nats-server",
+        command,
+    })
+}
+
 /// Starts mosquitto on 127.0.0.1:`port`.
 pub fn start_mosquitto(port: u16) -> Result<PeerProc, PeerError> {
+    start_mosquitto_with(port, &PeerListener::default())
+}
+
+/// Starts mosquitto on 127.0.0.1:`port` with `listener`.
+pub fn start_mosquitto_with(port: u16, listener: &PeerListener) -> Result<PeerProc, PeerError> {
     let dir = workdir("mosquitto", port).map_err(|source| PeerError::Config {
         what: "mosquitto",
         source,
     })?;
-    let peer = mosquitto_command(port, &dir)?;
+    let peer = mosquitto_command_for(port, listener, &dir)?;
     spawn(peer, port, dir)
 }
 
@@ -180,6 +265,16 @@ pub fn start_nats(port: u16) -> Result<PeerProc, PeerError> {
         source,
     })?;
     spawn(nats_command(port), port, dir)
+}
+
+/// Starts nats-server with `listener` on 127.0.0.1:`port`.
+pub fn start_nats_with(port: u16, listener: &PeerListener) -> Result<PeerProc, PeerError> {
+    let dir = workdir("nats", port).map_err(|source| PeerError::Config {
+        what: "nats-server",
+        source,
+    })?;
+    let peer = nats_command_for(port, listener, &dir)?;
+    spawn(peer, port, dir)
 }
 
 /// Replaces this process with `peer` (its stdio inherited), so the caller's
@@ -243,6 +338,24 @@ mod tests {
             mosquitto_config(18_831)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn websocket_and_tls_listeners_are_configured() {
+        let tls = PeerListener {
+            websocket: true,
+            tls: Some(("/c.pem".into(), "/k.pem".into())),
+        };
+        let c = mosquitto_config_for(9001, &tls);
+        assert!(c.contains("listener 9001 127.0.0.1\nprotocol websockets\ncertfile /c.pem\nkeyfile /k.pem\n"), "{c}");
+        let n = nats_config(9002, &tls);
+        assert!(n.contains("websocket {\nhost: \"127.0.0.1\"\nport: 9002\ntls {"), "{n}");
+        assert!(n.contains("listen: \"127.0.0.1:-1\""), "{n}");
+        let ws = PeerListener { websocket: true, tls: None };
+        assert!(nats_config(9003, &ws).contains("no_tls: true"));
+        let plain_tls = PeerListener { websocket: false, tls: tls.tls.clone() };
+        let n = nats_config(9004, &plain_tls);
+        assert!(n.starts_with("listen: \"127.0.0.1:9004\"\ntls {"), "{n}");
     }
 
     #[test]

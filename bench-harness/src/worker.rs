@@ -90,6 +90,9 @@ pub struct WorkerReport {
     pub counters: BTreeMap<String, u64>,
     /// Uplink replies by status class.
     pub reply_status: BTreeMap<String, u64>,
+    /// TLS handshakes by what they agreed.
+    #[serde(default)]
+    pub tls: BTreeMap<String, u64>,
     /// Errors of shards that could not run.
     pub shard_errors: Vec<String>,
 }
@@ -170,6 +173,9 @@ pub fn merge_results(acc: &mut ShardResult, o: &ShardResult) -> Result<(), Histo
     for (k, v) in &o.reply_status {
         *acc.reply_status.entry(k.clone()).or_default() += v;
     }
+    for (k, v) in &o.tls {
+        *acc.tls.entry(k.clone()).or_default() += v;
+    }
     if acc.seqs.len() < o.seqs.len() {
         acc.seqs.resize(o.seqs.len(), SeqStat::default());
     }
@@ -230,6 +236,7 @@ impl WorkerReport {
             seqs: r.seqs.clone(),
             counters,
             reply_status: r.reply_status.clone(),
+            tls: r.tls.clone(),
             shard_errors,
         })
     }
@@ -245,6 +252,7 @@ impl WorkerReport {
         let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
         r.failures = self.failures.clone();
         r.reply_status = self.reply_status.clone();
+        r.tls = self.tls.clone();
         r.seqs = self.seqs.clone();
         r.duplicates = c("duplicates");
         r.redeliveries = c("redeliveries");

@@ -83,6 +83,9 @@ pub struct ShardPlan {
     /// How it is reached (TCP, or the gateway's WebSocket listener).
     #[serde(default)]
     pub transport: Transport,
+    /// TLS settings for `tls` and `wss` (what to trust, the name to check).
+    #[serde(default)]
+    pub tls: Option<crate::wire::tls::TlsPlan>,
     /// Where to connect.
     pub target: SocketAddrV4,
     /// Source addresses to spread connections over (empty: let the kernel choose).
@@ -239,6 +242,9 @@ pub struct ShardResult {
     pub redeliveries: u64,
     /// Deliveries without a stamp, or with a sequence beyond the expected.
     pub unstamped: u64,
+    /// TLS handshakes completed, by what they agreed (version, cipher
+    /// suite, key exchange group, full or resumed).
+    pub tls: BTreeMap<String, u64>,
     /// Handshakes completed.
     pub established: u64,
     /// Attempts started.

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use protocol::mqtt::{EncodeError, Packet};
 
-use crate::wire::{PeerKind, mqtt, nats};
+use crate::wire::link::Link;
+use crate::wire::tls::TlsClient;
+use crate::wire::{PeerKind, Transport, layers, mqtt, nats};
 
 /// Errors while publishing.
 #[derive(Debug, thiserror::Error)]
@@ -97,15 +99,25 @@ pub struct Publisher {
     kind: PeerKind,
     addr: SocketAddr,
     stream: TcpStream,
+    /// The layers (TLS, WebSocket) the broker is reached over, as the
+    /// subscribers reach it.
+    link: Link,
     buf: Vec<u8>,
     packet_id: u16,
 }
 
 impl Publisher {
-    /// Connects to the broker at `addr` (the gateway's push API is
-    /// [`pipelined::PipelinedPush`]).
-    pub fn connect(kind: PeerKind, addr: SocketAddr) -> Result<Self, PublishError> {
+    /// Connects to the broker at `addr` over `transport` (the gateway's
+    /// push API is [`pipelined::PipelinedPush`]); `tls` for `tls` and `wss`.
+    pub fn connect(
+        kind: PeerKind,
+        addr: SocketAddr,
+        transport: Transport,
+        tls: Option<&TlsClient>,
+    ) -> Result<Self, PublishError> {
         let io = |source| PublishError::Io { addr, source };
+        let link = layers(kind, transport, crate::stamp::wall_us(), tls)
+            .map_err(|e| PublishError::Protocol(e.to_string()))?;
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
         stream
@@ -115,9 +127,13 @@ impl Publisher {
             kind,
             addr,
             stream,
+            link,
             buf: Vec::new(),
             packet_id: 1,
         };
+        let mut opening = Vec::new();
+        p.link.start(&addr.to_string(), &mut opening);
+        p.write_raw(&opening)?;
         match kind {
             PeerKind::Gateway => return Err(not_a_broker()),
             PeerKind::Mqtt | PeerKind::MqttQos1 => {
@@ -148,15 +164,41 @@ impl Publisher {
         Ok(p)
     }
 
+    /// Writes the adapter's `bytes` through the layers.
     fn write(&mut self, bytes: &[u8]) -> Result<(), PublishError> {
+        if self.link.is_plain() {
+            return self.write_raw(bytes);
+        }
+        let mut out = Vec::new();
+        self.link.send(bytes, &mut out);
+        self.write_raw(&out)
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> Result<(), PublishError> {
         let addr = self.addr;
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.stream
             .write_all(bytes)
             .map_err(|source| PublishError::Io { addr, source })
     }
 
+    /// Reads more for the adapter, through the layers (whose answers,
+    /// handshake records and pongs, go back at once).
     fn fill(&mut self) -> Result<(), PublishError> {
-        fill(&mut self.stream, self.addr, &mut self.buf)
+        if self.link.is_plain() {
+            return fill(&mut self.stream, self.addr, &mut self.buf);
+        }
+        let mut raw = Vec::new();
+        fill(&mut self.stream, self.addr, &mut raw)?;
+        let mut out = Vec::new();
+        let seen = self.link.input(&raw, &mut self.buf, &mut out);
+        self.write_raw(&out)?;
+        match seen.ended {
+            Some(why) => Err(PublishError::Protocol(why)),
+            None => Ok(()),
+        }
     }
 
     /// Sends several messages back to back in one write of pipelined

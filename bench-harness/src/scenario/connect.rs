@@ -37,9 +37,11 @@ pub struct ConnectArgs {
 /// Runs `connect`.
 pub fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, LoadError> {
     let rss0 = a.gateway_pid.and_then(procfs::rss_kb);
+    let cpu_before = a.gateway_pid.and_then(procfs::cpu_ticks);
     let slab0 = procfs::meminfo_kb("Slab");
     let mut load = Load::start(&c.spec(a.connections, a.rate))?;
     let done = load.wait_until(Duration::from_secs_f64(a.timeout_secs), |t| t.connect_done)?;
+    let cpu_connected = a.gateway_pid.and_then(procfs::cpu_ticks);
     load.hold(Duration::from_secs_f64(a.settle_secs))?;
     let held = load.totals().established;
     let rss1 = a.gateway_pid.and_then(procfs::rss_kb);
@@ -67,6 +69,15 @@ pub fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, LoadError> {
                 ((a1.saturating_sub(a0) * 1024) as f64 / held as f64).round(),
             );
             rep.metric("target_rss_mb", (a1 / 1024) as f64);
+        }
+        if let (Some(t0), Some(t1)) = (cpu_before, cpu_connected) {
+            // The target's CPU while the connections came in: its cost of a
+            // handshake (for TLS, the server's share of a full one).
+            let secs = (t1.saturating_sub(t0)) as f64 / procfs::ticks_per_sec() as f64;
+            rep.metric(
+                "target_cpu_us_per_connect",
+                (1e6 * secs / held as f64).round(),
+            );
         }
         if let (Some(t0), Some(t1)) = (cpu0, cpu1) {
             // The target's CPU while it holds idle, heartbeating connections.

@@ -153,6 +153,8 @@ pub fn run_fanout(c: &Common, a: &FanoutArgs) -> Result<Outcome, LoadError> {
     let to = move |_i: u64| topic_for.clone();
     let plan = SendPlan {
         kind: c.peer,
+        transport: c.transport,
+        tls: c.tls_client()?,
         addr: c.publish_addr(),
         threads: 1,
         total: a.messages,
@@ -355,6 +357,8 @@ pub fn run_unicast(c: &Common, a: &UnicastArgs) -> Result<Outcome, LoadError> {
     };
     let plan = SendPlan {
         kind: c.peer,
+        transport: c.transport,
+        tls: c.tls_client()?,
         addr: c.publish_addr(),
         threads: a.publishers,
         total: a.pushes,

@@ -31,6 +31,8 @@ pub struct LoadSpec {
     pub peer: PeerKind,
     /// How connections reach the target.
     pub transport: Transport,
+    /// TLS settings for `tls` and `wss` (or why they cannot be had).
+    pub tls: Option<Result<crate::wire::tls::TlsPlan, String>>,
     /// Target address.
     pub target: SocketAddrV4,
     /// Connections.
@@ -87,6 +89,9 @@ pub enum LoadError {
     /// `unicast --ack` with a peer other than the gateway.
     #[error(transparent)]
     Ack(#[from] AckError),
+    /// TLS settings that cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// Worker trouble.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -119,6 +124,18 @@ impl Load {
     /// and shards, starts them.
     pub fn start(spec: &LoadSpec) -> Result<Self, LoadError> {
         spec.transport.check(spec.peer)?;
+        let tls = match &spec.tls {
+            None if spec.transport.is_tls() => {
+                return Err(TransportError::NeedsCa(spec.transport.label()).into());
+            }
+            None => None,
+            Some(Err(why)) => return Err(LoadError::Tls(why.clone())),
+            Some(Ok(plan)) => {
+                // Checked here, so a bad CA is one error, not one per shard.
+                crate::wire::tls::TlsClient::new(plan).map_err(|e| LoadError::Tls(e.to_string()))?;
+                Some(plan.clone())
+            }
+        };
         let driver = crate::driver::choose(spec.driver)?;
         let host = preflight::host_limits();
         let plan = preflight::plan(
@@ -151,6 +168,7 @@ impl Load {
                     sched: spec.sched,
                     peer: spec.peer,
                     transport: spec.transport,
+                    tls: tls.clone(),
                     target: spec.target,
                     sources: plan.sources.clone(),
                     first_user,

@@ -47,12 +47,27 @@ pub struct Common {
     /// System under test and its protocol.
     #[arg(long, value_enum, default_value = "gateway")]
     pub peer: PeerKind,
-    /// How connections reach it: tcp, ws (the gateway's WebSocket
-    /// listener, `[listen] websocket`) or mqtt (the gateway's MQTT 3.1.1
-    /// listener, `[listen] mqtt`; the token is the CONNECT password); for
-    /// ws and mqtt give that listener's address as `--target`.
+    /// How connections reach it: tcp; ws (WebSocket: the gateway's `[listen]
+    /// websocket`, mosquitto's `protocol websockets` listener, nats-server's
+    /// `websocket` block); tls (the gateway's `client_tls`, the brokers'
+    /// TLS listeners); wss (WebSocket inside TLS: the gateway's
+    /// `websocket_tls`); mqtt (the gateway's MQTT 3.1.1 listener, `[listen]
+    /// mqtt`; the token is the CONNECT password). Give that listener's
+    /// address as `--target`; tls and wss need `--tls-ca`.
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: Transport,
+    /// PEM file of the CA that signed the server's certificate (`--transport
+    /// tls|wss`): the only one trusted.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the target's
+    /// IP address).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+    /// The TLS version offered: 1.3 (the default) or 1.2. Session
+    /// resumption is off: every handshake is a full one.
+    #[arg(long, value_enum, default_value = "1.3")]
+    pub tls_version: crate::wire::tls::TlsVersion,
     /// Client address of the system under test.
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub target: SocketAddrV4,
@@ -134,6 +149,7 @@ impl Common {
         load::LoadSpec {
             peer: self.peer,
             transport: self.transport,
+            tls: self.tls_plan(),
             target: self.target,
             connections,
             connect_rate,
@@ -154,6 +170,44 @@ impl Common {
             expected_msgs: 0,
             ack: false,
         }
+    }
+
+    /// The TLS settings of a `tls` or `wss` run: the CA file's text, the
+    /// server name, the version (`None` for the other transports). A CA
+    /// file that cannot be read is an error when the load starts.
+    #[must_use]
+    pub fn tls_plan(&self) -> Option<Result<crate::wire::tls::TlsPlan, String>> {
+        if !self.transport.is_tls() {
+            return None;
+        }
+        let Some(path) = &self.tls_ca else {
+            return Some(Err(crate::wire::TransportError::NeedsCa(self.transport.label()).to_string()));
+        };
+        Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--tls-ca {}: {e}", path.display()))
+                .map(|ca_pem| crate::wire::tls::TlsPlan {
+                    ca_pem,
+                    server_name: self
+                        .tls_server_name
+                        .clone()
+                        .unwrap_or_else(|| self.target.ip().to_string()),
+                    version: self.tls_version,
+                }),
+        )
+    }
+
+    /// The TLS client of a `tls` or `wss` run (for the brokers' publishers).
+    ///
+    /// # Errors
+    /// The CA file cannot be read or used.
+    pub fn tls_client(&self) -> Result<Option<crate::wire::tls::TlsClient>, load::LoadError> {
+        self.tls_plan()
+            .map(|plan| {
+                let plan = plan.map_err(load::LoadError::Tls)?;
+                crate::wire::tls::TlsClient::new(&plan).map_err(|e| load::LoadError::Tls(e.to_string()))
+            })
+            .transpose()
     }
 
     /// Where pushes go: the control listener for the gateway, the broker otherwise.
@@ -197,9 +251,10 @@ pub fn connect_figures(rep: &mut RunReport, res: &ShardResult, requested_rate: f
     if let Some(params) = rep.params.as_object_mut() {
         params.insert("transport".into(), c.transport.label().into());
     }
-    if let Some(note) = c.transport.note(c.target) {
+    if let Some(note) = c.transport.note(c.peer, c.target) {
         rep.note(note);
     }
+    tls_figures(rep, res, c);
     rep.metric("connections_attempted", res.attempts as f64);
     rep.metric(
         "connections_established",
@@ -253,6 +308,38 @@ pub fn connect_figures(rep: &mut RunReport, res: &ShardResult, requested_rate: f
             budget,
             "connect schedule",
         ));
+    }
+}
+
+/// What the TLS handshakes of a run agreed, and how many there were: every
+/// one full (resumption is off), counted by version, suite and group.
+fn tls_figures(rep: &mut RunReport, res: &ShardResult, c: &Common) {
+    if !c.transport.is_tls() {
+        return;
+    }
+    let total: u64 = res.tls.values().sum();
+    let full: u64 = res
+        .tls
+        .iter()
+        .filter(|(k, _)| k.contains(" full"))
+        .map(|(_, n)| n)
+        .sum();
+    rep.metric("tls_handshakes", total as f64);
+    rep.metric("tls_full_handshakes", full as f64);
+    let span_s = res
+        .last_established_us
+        .saturating_sub(res.first_intended_us) as f64
+        / 1e6;
+    if span_s > 0.0 {
+        rep.metric("tls_full_handshakes_per_s", (full as f64 / span_s).round());
+    }
+    let agreed: Vec<String> = res.tls.iter().map(|(k, n)| format!("{n} × {k}")).collect();
+    rep.note(format!(
+        "TLS handshakes (full: session resumption off; version, cipher suite, key exchange): {}",
+        if agreed.is_empty() { "none".to_string() } else { agreed.join(", ") }
+    ));
+    if let Some(params) = rep.params.as_object_mut() {
+        params.insert("tls_version".into(), serde_json::to_value(c.tls_version).unwrap_or_default());
     }
 }
 

@@ -9,7 +9,8 @@ use crate::publish::pipelined::PipelinedPush;
 use crate::publish::{PublishError, Publisher, To};
 use crate::schedule::Schedule;
 use crate::stamp::{self, Stamp, wall_us};
-use crate::wire::PeerKind;
+use crate::wire::tls::TlsClient;
+use crate::wire::{PeerKind, Transport};
 
 /// What the senders did.
 #[derive(Debug, Clone, Default)]
@@ -33,10 +34,15 @@ pub struct SendOutcome {
 }
 
 /// What to send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SendPlan {
     /// Protocol of the system under test.
     pub kind: PeerKind,
+    /// How a broker's publishers reach it (the subscribers' transport; the
+    /// gateway's push API is plain HTTP whatever this says).
+    pub transport: Transport,
+    /// The TLS client of a broker's publishers over `tls` or `wss`.
+    pub tls: Option<TlsClient>,
     /// Push API or broker address.
     pub addr: SocketAddr,
     /// Publisher connections (threads).
@@ -79,13 +85,19 @@ enum Sink {
 }
 
 impl Sink {
-    fn connect(kind: PeerKind, addr: SocketAddr, ack: bool) -> Result<Self, PublishError> {
+    fn connect(
+        kind: PeerKind,
+        addr: SocketAddr,
+        ack: bool,
+        transport: Transport,
+        tls: Option<&TlsClient>,
+    ) -> Result<Self, PublishError> {
         Ok(match kind {
             PeerKind::Gateway if ack => {
                 Self::PushApi(PipelinedPush::connect(addr, DURABLE_PUSH_WINDOW, true)?)
             }
             PeerKind::Gateway => Self::PushApi(PipelinedPush::connect(addr, PUSH_WINDOW, false)?),
-            _ => Self::Broker(Publisher::connect(kind, addr)?),
+            _ => Self::Broker(Publisher::connect(kind, addr, transport, tls)?),
         })
     }
 
@@ -164,6 +176,8 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
         batch,
         sched,
         ack,
+        transport,
+        ref tls,
     } = *plan;
     let batch = batch.max(1) as usize;
     let threads = threads.max(1);
@@ -182,7 +196,7 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                             .insert(e.to_string(), total.div_ceil(u64::from(threads)));
                         return out;
                     }
-                    let mut sink = match Sink::connect(kind, addr, ack) {
+                    let mut sink = match Sink::connect(kind, addr, ack, transport, tls.as_ref()) {
                         Ok(p) => p,
                         Err(e) => {
                             out.errors

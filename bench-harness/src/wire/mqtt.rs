@@ -154,6 +154,12 @@ impl MqttClient {
         }
     }
 
+    /// Whether the session is over (and has said why).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Writes CONNECT.
     pub fn start(&mut self, now: Millis, out: &mut Vec<u8>) {
         // The broker allows 1.5 × keepalive of silence; we ping every keepalive.

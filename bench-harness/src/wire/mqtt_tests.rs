@@ -234,16 +234,22 @@ fn the_mqtt_transport_is_the_gateways_only() {
     assert_eq!(
         err.to_string(),
         "--transport mqtt is for --peer gateway only (its MQTT listener); \
-         --peer mqtt-qos1 runs over --transport tcp"
+         --peer mqtt-qos1 runs over --transport tcp, ws, tls or wss"
     );
-    let wire = crate::wire::ClientWire::new(
+    // The gateway over its MQTT listener: a CONNECT, no layer.
+    let mut wire = crate::wire::ClientWire::new(
         PeerKind::Gateway,
         Transport::Mqtt,
         &gateway_id(),
         Millis(0),
         0,
-    );
-    assert!(matches!(wire, crate::wire::ClientWire::Mqtt(_)));
+        None,
+    )
+    .unwrap();
+    assert!(wire.link().is_plain());
+    let mut out = Vec::new();
+    wire.start(Millis(0), "127.0.0.1:1883", &mut out);
+    assert_eq!(out[0], 0x10, "CONNECT first");
 }
 
 #[test]

@@ -107,6 +107,12 @@ impl NatsClient {
         }
     }
 
+    /// Whether the session is over (and has said why).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Writes CONNECT + PING (the server's INFO may arrive before or after).
     pub fn start(&mut self, out: &mut Vec<u8>) {
         connect(out);

@@ -5,6 +5,12 @@
 //! [`ClientSession`](crate::client::ClientSession) reads them unchanged.
 //! Client frames are masked ([`wrap_v1`]).
 //!
+//! The same pieces speak the WebSocket mappings of other protocols, for
+//! the harness's runs against brokers: an Upgrade offering another
+//! subprotocol (or none, [`upgrade_request_for`], [`read_upgrade_answer_for`])
+//! and a decoder that gives the messages' bytes back as one byte stream
+//! ([`ServerFrames::stream`]: MQTT over WebSocket, NATS over WebSocket).
+//!
 //! It is not hardened like the server side: it trusts the server to send
 //! binary messages (fragmented or not) no larger than it was told, holds
 //! an incomplete frame or fragmented message in a `Vec` until it
@@ -22,12 +28,27 @@ use crate::codec::LENGTH_PREFIX;
 /// `Sec-WebSocket-Key` (base64), offering [`SUBPROTOCOL`].
 #[must_use]
 pub fn upgrade_request(host: &str, path: &str, nonce: [u8; 16]) -> (Vec<u8>, String) {
+    upgrade_request_for(host, path, nonce, Some(SUBPROTOCOL))
+}
+
+/// The Upgrade request for `path` on `host` offering `subprotocol` (none
+/// when `None`: NATS over WebSocket names none), with the 16-byte `nonce`
+/// as `Sec-WebSocket-Key` (base64); the request and that key.
+#[must_use]
+pub fn upgrade_request_for(
+    host: &str,
+    path: &str,
+    nonce: [u8; 16],
+    subprotocol: Option<&str>,
+) -> (Vec<u8>, String) {
     use base64::Engine as _;
     let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let offer = subprotocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     (request.into_bytes(), key)
 }
@@ -56,6 +77,14 @@ pub enum UpgradeAnswer {
 /// `buf` (everything received so far).
 #[must_use]
 pub fn read_upgrade_answer(buf: &[u8], key: &str) -> UpgradeAnswer {
+    read_upgrade_answer_for(buf, key, Some(SUBPROTOCOL))
+}
+
+/// Like [`read_upgrade_answer`], for a request that offered `subprotocol`:
+/// the answer must choose it; with `None` the answer's
+/// `Sec-WebSocket-Protocol`, if any, is not looked at.
+#[must_use]
+pub fn read_upgrade_answer_for(buf: &[u8], key: &str, subprotocol: Option<&str>) -> UpgradeAnswer {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut res = httparse::Response::new(&mut headers);
     let consumed = match res.parse(buf) {
@@ -88,10 +117,12 @@ pub fn read_upgrade_answer(buf: &[u8], key: &str) -> UpgradeAnswer {
             why: "wrong or missing Sec-WebSocket-Accept".into(),
         };
     }
-    if header("sec-websocket-protocol") != Some(SUBPROTOCOL.as_bytes()) {
+    if let Some(want) = subprotocol
+        && header("sec-websocket-protocol") != Some(want.as_bytes())
+    {
         return UpgradeAnswer::Refused {
             status,
-            why: format!("the server did not choose {SUBPROTOCOL}"),
+            why: format!("the server did not choose {want}"),
         };
     }
     UpgradeAnswer::Upgraded { consumed }
@@ -141,6 +172,9 @@ pub struct ServerFrames {
     pub failed: Option<String>,
     /// Pings the server sent (their payloads), for the caller to answer.
     pub pings: Vec<Vec<u8>>,
+    /// Messages are parts of one byte stream ([`ServerFrames::stream`]):
+    /// their bytes are appended as they are, text messages too.
+    stream: bool,
 }
 
 /// A complete frame at the front of some bytes.
@@ -155,6 +189,17 @@ impl ServerFrames {
     #[must_use]
     pub fn new() -> ServerFrames {
         ServerFrames::default()
+    }
+
+    /// A decoder for a protocol that carries a byte stream in its messages
+    /// (MQTT, NATS over WebSocket): [`ServerFrames::decode`] appends each
+    /// message's bytes, binary or text, without a length prefix.
+    #[must_use]
+    pub fn stream() -> ServerFrames {
+        ServerFrames {
+            stream: true,
+            ..ServerFrames::default()
+        }
     }
 
     /// Whether the server closed or broke the protocol: nothing more is
@@ -174,7 +219,8 @@ impl ServerFrames {
     }
 
     /// Feeds bytes from the server; appends the binary messages completed
-    /// so far to `v1`, each as a length-prefixed v1 frame.
+    /// so far to `v1`, each as a length-prefixed v1 frame (or as they are,
+    /// for a [`ServerFrames::stream`] decoder).
     pub fn decode(&mut self, input: &[u8], v1: &mut Vec<u8>) {
         if self.is_over() {
             return;
@@ -222,11 +268,14 @@ impl ServerFrames {
 
     fn on_frame(&mut self, fin: bool, opcode: Opcode, body: &[u8], v1: &mut Vec<u8>) {
         match opcode {
-            Opcode::Binary if self.message.is_some() => {
+            Opcode::Binary | Opcode::Text if self.message.is_some() => {
                 self.failed = Some("a new message inside a fragmented message".into());
             }
-            Opcode::Binary if fin => push_v1(body, v1),
-            Opcode::Binary => self.message = Some(body.to_vec()),
+            Opcode::Text if !self.stream => {
+                self.failed = Some("a text message from the server".into());
+            }
+            Opcode::Binary | Opcode::Text if fin => self.push(body, v1),
+            Opcode::Binary | Opcode::Text => self.message = Some(body.to_vec()),
             Opcode::Continuation => {
                 let Some(mut message) = self.message.take() else {
                     self.failed = Some("a continuation frame without a message".into());
@@ -238,7 +287,7 @@ impl ServerFrames {
                 }
                 message.extend_from_slice(body);
                 if fin {
-                    push_v1(&message, v1);
+                    self.push(&message, v1);
                 } else {
                     self.message = Some(message);
                 }
@@ -248,9 +297,15 @@ impl ServerFrames {
             Opcode::Close => {
                 self.closed = Some(parse_close_payload(body).unwrap_or(None));
             }
-            Opcode::Text => {
-                self.failed = Some("a text message from the server".into());
-            }
+        }
+    }
+
+    /// A complete message, to the caller's bytes.
+    fn push(&self, message: &[u8], out: &mut Vec<u8>) {
+        if self.stream {
+            out.extend_from_slice(message);
+        } else {
+            push_v1(message, out);
         }
     }
 }
@@ -403,6 +458,44 @@ mod tests {
             assert_eq!(frames.held.capacity(), 0, "nothing held at rest, cut {cut}");
             assert!(frames.message.is_none());
         }
+    }
+
+    #[test]
+    fn a_stream_decoder_joins_messages_binary_or_text_without_prefixes() {
+        let mut wire = frame(false, Opcode::Text, b"PI");
+        wire.extend(frame(true, Opcode::Continuation, b"NG\r\n"));
+        wire.extend(frame(true, Opcode::Binary, &[0x20, 2, 0, 0]));
+        for cut in 0..=wire.len() {
+            let mut frames = ServerFrames::stream();
+            let mut got = Vec::new();
+            frames.decode(&wire[..cut], &mut got);
+            frames.decode(&wire[cut..], &mut got);
+            assert_eq!(got, b"PING\r\n\x20\x02\x00\x00", "cut {cut}");
+            assert_eq!(frames.failed, None);
+        }
+    }
+
+    #[test]
+    fn another_subprotocol_or_none_is_offered_and_checked() {
+        let (request, key) = upgrade_request_for("b:1", "/mqtt", [1; 16], Some("mqtt"));
+        let text = String::from_utf8(request).unwrap();
+        assert!(text.starts_with("GET /mqtt HTTP/1.1\r\n"), "{text}");
+        assert!(text.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{text}");
+        let (request, _) = upgrade_request_for("b:1", "/", [1; 16], None);
+        assert!(!String::from_utf8(request).unwrap().contains("Protocol"));
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(key.as_bytes())
+        );
+        assert!(matches!(
+            read_upgrade_answer_for(answer.as_bytes(), &key, None),
+            UpgradeAnswer::Upgraded { .. }
+        ));
+        assert!(matches!(
+            read_upgrade_answer_for(answer.as_bytes(), &key, Some("mqtt")),
+            UpgradeAnswer::Refused { status: 101, .. }
+        ));
     }
 
     #[test]

@@ -97,11 +97,26 @@ impl<I: ShardIo> Shard<'_, I> {
         let id = self.identity(slot)?;
         let now = self.now_ms();
         // Only WebSocket needs randomness: TCP runs keep the churn picks.
-        let seed = match self.plan.transport {
-            crate::wire::Transport::Ws => self.next_rand(),
-            crate::wire::Transport::Tcp | crate::wire::Transport::Mqtt => 0,
+        let seed = if self.plan.transport.is_websocket() {
+            self.next_rand()
+        } else {
+            0
         };
-        let mut wire = ClientWire::new(self.plan.peer, self.plan.transport, &id, now, seed);
+        let made = ClientWire::new(
+            self.plan.peer,
+            self.plan.transport,
+            &id,
+            now,
+            seed,
+            self.tls.as_ref(),
+        );
+        let mut wire = match made {
+            Ok(w) => w,
+            Err(e) => {
+                self.note_failure(e.to_string());
+                return self.lose(slot);
+            }
+        };
         if self.plan.ack {
             wire.set_auto_ack(true);
         }

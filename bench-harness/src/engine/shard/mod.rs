@@ -94,6 +94,14 @@ pub enum ShardError {
         /// What failed.
         source: crate::sched::SchedError,
     },
+    /// The TLS settings cannot be used.
+    #[error("shard {shard}: {source}")]
+    Tls {
+        /// Shard index.
+        shard: u32,
+        /// What is wrong.
+        source: crate::wire::tls::TlsSetupError,
+    },
     /// A token could not be minted.
     #[error("shard {shard}: cannot mint a token: {reason}")]
     Token {
@@ -165,9 +173,18 @@ pub fn run_shard(plan: &ShardPlan, link: &ShardLink) -> Result<ShardResult, Shar
             shard: plan.index,
             source,
         })?;
+    let tls = plan
+        .tls
+        .as_ref()
+        .map(crate::wire::tls::TlsClient::new)
+        .transpose()
+        .map_err(|source| ShardError::Tls {
+            shard: plan.index,
+            source,
+        })?;
     match plan.driver {
-        Driver::IoUring => drive(Shard::new(plan, link, uring::UringIo::new(plan)?)),
-        Driver::Epoll => drive(Shard::new(plan, link, epoll::EpollIo::new(plan)?)),
+        Driver::IoUring => drive(Shard::new(plan, link, uring::UringIo::new(plan)?, tls)),
+        Driver::Epoll => drive(Shard::new(plan, link, epoll::EpollIo::new(plan)?, tls)),
     }
 }
 
@@ -194,6 +211,8 @@ struct Shard<'a, I> {
     out: Vec<u8>,
     /// The target as a WebSocket Upgrade's `Host` names it.
     host: String,
+    /// The TLS client configuration its connections share (`tls`, `wss`).
+    tls: Option<crate::wire::tls::TlsClient>,
     resolved: u64,
     established_now: u64,
     rng: u64,
@@ -207,7 +226,12 @@ struct Shard<'a, I> {
 }
 
 impl<'a, I: ShardIo> Shard<'a, I> {
-    fn new(plan: &'a ShardPlan, link: &'a ShardLink, io: I) -> Self {
+    fn new(
+        plan: &'a ShardPlan,
+        link: &'a ShardLink,
+        io: I,
+        tls: Option<crate::wire::tls::TlsClient>,
+    ) -> Self {
         let epoch = Instant::now();
         let res = ShardResult {
             seqs: vec![SeqStat::default(); usize::try_from(plan.expected_msgs).unwrap_or(0)],
@@ -229,6 +253,7 @@ impl<'a, I: ShardIo> Shard<'a, I> {
             events: Vec::new(),
             out: Vec::new(),
             host: plan.target.to_string(),
+            tls,
             resolved: 0,
             established_now: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(plan.index + 1) ^ plan.first_user,
@@ -395,6 +420,7 @@ mod tests {
             sched: crate::sched::Sched::Normal,
             peer: PeerKind::Nats,
             transport: crate::wire::Transport::Tcp,
+            tls: None,
             target,
             sources: vec![Ipv4Addr::new(127, 0, 0, 3)],
             first_user: 0,

@@ -187,6 +187,7 @@ impl<I: ShardIo> Shard<'_, I> {
                 }
             }
             WireEvent::Redelivery => self.res.redeliveries += 1,
+            WireEvent::TlsHandshake(agreed) => *self.res.tls.entry(agreed).or_default() += 1,
             WireEvent::Reply { request_id, status } => {
                 if let Some(intended) = self.pending_uplinks.remove(&(slot, request_id)) {
                     let us = self.ns_of(Instant::now()).saturating_sub(intended) / 1000;

@@ -165,6 +165,9 @@ fn common(
     Common {
         peer,
         transport: crate::wire::Transport::Tcp,
+        tls_ca: None,
+        tls_server_name: None,
+        tls_version: crate::wire::tls::TlsVersion::V13,
         target,
         control,
         // One ring per worker: on a small box the harness shares the cores

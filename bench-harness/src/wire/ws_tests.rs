@@ -1,6 +1,7 @@
-//! Unit tests of the WebSocket gateway adapter against the bytes a gateway
-//! sends: its Upgrade answer (from the protocol crate's server side), v1
-//! frames as unmasked binary messages, pings, fragments and close frames.
+//! Unit tests of the WebSocket layer under the gateway's v1 adapter against
+//! the bytes a gateway sends: its Upgrade answer (from the protocol crate's
+//! server side), v1 frames as unmasked binary messages, pings, fragments
+//! and close frames; and under the MQTT adapter, as a byte stream.
 
 use protocol::codec::{decode_frame, encode_frame, frame};
 use protocol::proto::frame::Kind;
@@ -9,8 +10,23 @@ use protocol::ws::encode::{write_binary, write_close, write_header};
 use protocol::ws::handshake::{Handshake, HandshakeConfig, read_upgrade};
 use protocol::ws::{FrameDecoder, WsOutput};
 
+use super::ws::{WsLayer, close_label};
 use super::*;
+use protocol::ws::{CloseCode, Opcode};
 use crate::stamp::{self, Stamp};
+
+/// A gateway v1 client over WebSocket.
+fn ws_client(seed: u64) -> ClientWire {
+    ClientWire::new(
+        PeerKind::Gateway,
+        Transport::Ws,
+        &identity(),
+        Millis(0),
+        seed,
+        None,
+    )
+    .unwrap()
+}
 
 fn identity() -> Identity {
     Identity {
@@ -74,10 +90,10 @@ fn client_frames(wire: &[u8]) -> Vec<Kind> {
 
 /// A client that sent its Upgrade and got the gateway's `101`; the masked
 /// frames it wrote on the answer (the queued Hello).
-fn upgraded() -> (GatewayWsClient, Vec<u8>) {
-    let mut c = GatewayWsClient::new(&identity(), Millis(0), 42);
+fn upgraded() -> (ClientWire, Vec<u8>) {
+    let mut c = ws_client(42);
     let mut out = Vec::new();
-    c.start("127.0.0.1:7102", &mut out);
+    c.start(Millis(0), "127.0.0.1:7102", &mut out);
     let Handshake::Accept(accepted) = read_upgrade(&out, &HandshakeConfig::default()) else {
         panic!("the gateway's side refused the Upgrade request");
     };
@@ -96,7 +112,7 @@ fn upgraded() -> (GatewayWsClient, Vec<u8>) {
 }
 
 /// A client past its Welcome.
-fn established() -> GatewayWsClient {
+fn established() -> ClientWire {
     let (mut c, _) = upgraded();
     let (mut ev, mut out) = (Vec::new(), Vec::new());
     c.input(Millis(2), &message(welcome()), &mut ev, &mut out);
@@ -106,9 +122,9 @@ fn established() -> GatewayWsClient {
 
 #[test]
 fn the_upgrade_comes_first_then_the_queued_frames_masked() {
-    let mut c = GatewayWsClient::new(&identity(), Millis(0), 7);
+    let mut c = ws_client(7);
     let mut out = Vec::new();
-    c.start("gw:1", &mut out);
+    c.start(Millis(0), "gw:1", &mut out);
     c.subscribe("news", &mut out);
     let head = String::from_utf8(out.clone()).unwrap();
     assert!(
@@ -141,9 +157,9 @@ fn the_upgrade_comes_first_then_the_queued_frames_masked() {
 
 #[test]
 fn an_answer_with_the_welcome_in_the_same_read_establishes() {
-    let mut c = GatewayWsClient::new(&identity(), Millis(0), 1);
+    let mut c = ws_client(1);
     let mut out = Vec::new();
-    c.start("gw:1", &mut out);
+    c.start(Millis(0), "gw:1", &mut out);
     let Handshake::Accept(accepted) = read_upgrade(&out, &HandshakeConfig::default()) else {
         panic!("refused");
     };
@@ -167,24 +183,22 @@ fn a_push_message_is_a_delivery_and_nothing_is_held_at_rest() {
         }))]
     );
     assert!(out.is_empty());
-    assert!(matches!(c.stage, Stage::Open(None)), "{:?}", c.stage);
+    assert_eq!(c.link().ws_open_at_rest(), Some(true));
     // A message split over reads: held (boxed) until it completes.
     let wire = message(push(10));
     c.input(Millis(4), &wire[..5], &mut ev, &mut out);
-    assert!(matches!(c.stage, Stage::Open(Some(_))));
+    assert_eq!(c.link().ws_open_at_rest(), Some(false));
     c.input(Millis(4), &wire[5..], &mut ev, &mut out);
-    assert!(matches!(c.stage, Stage::Open(None)));
+    assert_eq!(c.link().ws_open_at_rest(), Some(true));
     assert_eq!(ev.len(), 2);
 }
 
 #[test]
 fn the_websocket_layer_adds_little_to_a_connection() {
-    use std::mem::size_of;
     assert!(
-        size_of::<GatewayWsClient>() <= size_of::<GatewayClient>() + 24,
-        "{} against {}",
-        size_of::<GatewayWsClient>(),
-        size_of::<GatewayClient>()
+        std::mem::size_of::<WsLayer>() <= 24,
+        "{}",
+        std::mem::size_of::<WsLayer>()
     );
 }
 
@@ -237,7 +251,7 @@ fn a_fragmented_push_is_one_delivery() {
         }))]
     );
     assert_eq!(out[0], 0x8a, "the ping answered");
-    assert!(matches!(c.stage, Stage::Open(None)));
+    assert_eq!(c.link().ws_open_at_rest(), Some(true));
 }
 
 #[test]
@@ -283,9 +297,9 @@ fn an_error_then_a_close_is_reported_once_by_the_error() {
 
 #[test]
 fn a_refused_upgrade_and_a_broken_frame_close_the_session() {
-    let mut c = GatewayWsClient::new(&identity(), Millis(0), 3);
+    let mut c = ws_client(3);
     let mut out = Vec::new();
-    c.start("gw:1", &mut out);
+    c.start(Millis(0), "gw:1", &mut out);
     let (mut ev, mut sent) = (Vec::new(), Vec::new());
     c.input(
         Millis(1),
@@ -323,24 +337,80 @@ fn close_codes_are_named() {
 }
 
 #[test]
-fn transports_other_than_tcp_are_the_gateways_only() {
-    use crate::wire::{PeerKind, Transport, TransportError};
-    assert_eq!(Transport::Ws.check(PeerKind::Gateway), Ok(()));
-    assert_eq!(Transport::Tcp.check(PeerKind::Nats), Ok(()));
-    let err = Transport::Ws.check(PeerKind::MqttQos1).unwrap_err();
+fn mqtt_is_the_gateways_only_and_tls_needs_nothing_more_to_check() {
+    use crate::wire::TransportError;
+    for t in [Transport::Ws, Transport::Tls, Transport::Wss, Transport::Tcp] {
+        for p in [PeerKind::Gateway, PeerKind::Mqtt, PeerKind::MqttQos1, PeerKind::Nats] {
+            assert_eq!(t.check(p), Ok(()), "{t:?} {p:?}");
+        }
+    }
+    assert_eq!(Transport::Mqtt.check(PeerKind::Gateway), Ok(()));
+    let err = Transport::Mqtt.check(PeerKind::MqttQos1).unwrap_err();
     assert_eq!(
         err,
         TransportError::NeedsGateway {
-            transport: "ws",
-            listener: "WebSocket",
+            transport: "mqtt",
+            listener: "MQTT",
             peer: "mqtt-qos1".into()
         }
     );
-    let err = Transport::Ws.check(PeerKind::Mqtt).unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("--peer mqtt runs over --transport tcp"),
+            .ends_with("--peer mqtt-qos1 runs over --transport tcp, ws, tls or wss"),
         "{err}"
     );
-    assert!(err.to_string().contains("--peer gateway only"), "{err}");
+}
+
+#[test]
+fn a_tls_transport_without_settings_is_an_error_not_a_plain_connection() {
+    let r = ClientWire::new(
+        PeerKind::Gateway,
+        Transport::Tls,
+        &identity(),
+        Millis(0),
+        1,
+        None,
+    );
+    assert_eq!(r.unwrap_err(), WireError::NoTlsSettings);
+}
+
+#[test]
+fn mqtt_over_websocket_is_a_byte_stream_in_binary_messages() {
+    let mut c = ClientWire::new(
+        PeerKind::Mqtt,
+        Transport::Ws,
+        &identity(),
+        Millis(0),
+        9,
+        None,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.start(Millis(0), "127.0.0.1:9001", &mut out);
+    let head = String::from_utf8(out.clone()).unwrap();
+    assert!(head.starts_with("GET /mqtt HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "CONNECT waits for the answer");
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .unwrap();
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        protocol::ws::handshake::accept_key(key.as_bytes())
+    );
+    // The answer, then a CONNACK split over two binary messages.
+    let mut wire = answer.into_bytes();
+    write_binary(&[0x20, 0x02], &mut wire);
+    write_binary(&[0x00, 0x00], &mut wire);
+    let (mut ev, mut sent) = (Vec::new(), Vec::new());
+    c.input(Millis(1), &wire, &mut ev, &mut sent);
+    assert_eq!(ev, [WireEvent::Established]);
+    // The queued CONNECT went out as one masked binary message.
+    assert_eq!(sent[0], 0x82);
+    assert_ne!(sent[1] & 0x80, 0);
+    let (mut dec, mut got) = (FrameDecoder::new(), WsOutput::new());
+    dec.decode(&sent, 65_536, &mut got);
+    assert_eq!(got.v1[4], 0x10, "an MQTT CONNECT: {:?}", got.v1);
 }
