@@ -217,7 +217,9 @@ pub fn nats_config(port: u16, listener: &PeerListener) -> String {
     });
     if listener.websocket {
         let inner = tls.unwrap_or_else(|| "no_tls: true\n".into());
-        format!("listen: \"127.0.0.1:-1\"\nwebsocket {{\nhost: \"127.0.0.1\"\nport: {port}\n{inner}}}\n")
+        format!(
+            "listen: \"127.0.0.1:-1\"\nwebsocket {{\nhost: \"127.0.0.1\"\nport: {port}\n{inner}}}\n"
+        )
     } else {
         format!("listen: \"127.0.0.1:{port}\"\n{}", tls.unwrap_or_default())
     }
@@ -347,13 +349,27 @@ mod tests {
             tls: Some(("/c.pem".into(), "/k.pem".into())),
         };
         let c = mosquitto_config_for(9001, &tls);
-        assert!(c.contains("listener 9001 127.0.0.1\nprotocol websockets\ncertfile /c.pem\nkeyfile /k.pem\n"), "{c}");
+        assert!(
+            c.contains(
+                "listener 9001 127.0.0.1\nprotocol websockets\ncertfile /c.pem\nkeyfile /k.pem\n"
+            ),
+            "{c}"
+        );
         let n = nats_config(9002, &tls);
-        assert!(n.contains("websocket {\nhost: \"127.0.0.1\"\nport: 9002\ntls {"), "{n}");
+        assert!(
+            n.contains("websocket {\nhost: \"127.0.0.1\"\nport: 9002\ntls {"),
+            "{n}"
+        );
         assert!(n.contains("listen: \"127.0.0.1:-1\""), "{n}");
-        let ws = PeerListener { websocket: true, tls: None };
+        let ws = PeerListener {
+            websocket: true,
+            tls: None,
+        };
         assert!(nats_config(9003, &ws).contains("no_tls: true"));
-        let plain_tls = PeerListener { websocket: false, tls: tls.tls.clone() };
+        let plain_tls = PeerListener {
+            websocket: false,
+            tls: tls.tls.clone(),
+        };
         let n = nats_config(9004, &plain_tls);
         assert!(n.starts_with("listen: \"127.0.0.1:9004\"\ntls {"), "{n}");
     }

@@ -132,7 +132,8 @@ impl Load {
             Some(Err(why)) => return Err(LoadError::Tls(why.clone())),
             Some(Ok(plan)) => {
                 // Checked here, so a bad CA is one error, not one per shard.
-                crate::wire::tls::TlsClient::new(plan).map_err(|e| LoadError::Tls(e.to_string()))?;
+                crate::wire::tls::TlsClient::new(plan)
+                    .map_err(|e| LoadError::Tls(e.to_string()))?;
                 Some(plan.clone())
             }
         };

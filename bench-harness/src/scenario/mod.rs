@@ -181,7 +181,10 @@ impl Common {
             return None;
         }
         let Some(path) = &self.tls_ca else {
-            return Some(Err(crate::wire::TransportError::NeedsCa(self.transport.label()).to_string()));
+            return Some(Err(crate::wire::TransportError::NeedsCa(
+                self.transport.label(),
+            )
+            .to_string()));
         };
         Some(
             std::fs::read_to_string(path)
@@ -205,7 +208,8 @@ impl Common {
         self.tls_plan()
             .map(|plan| {
                 let plan = plan.map_err(load::LoadError::Tls)?;
-                crate::wire::tls::TlsClient::new(&plan).map_err(|e| load::LoadError::Tls(e.to_string()))
+                crate::wire::tls::TlsClient::new(&plan)
+                    .map_err(|e| load::LoadError::Tls(e.to_string()))
             })
             .transpose()
     }
@@ -336,10 +340,17 @@ fn tls_figures(rep: &mut RunReport, res: &ShardResult, c: &Common) {
     let agreed: Vec<String> = res.tls.iter().map(|(k, n)| format!("{n} × {k}")).collect();
     rep.note(format!(
         "TLS handshakes (full: session resumption off; version, cipher suite, key exchange): {}",
-        if agreed.is_empty() { "none".to_string() } else { agreed.join(", ") }
+        if agreed.is_empty() {
+            "none".to_string()
+        } else {
+            agreed.join(", ")
+        }
     ));
     if let Some(params) = rep.params.as_object_mut() {
-        params.insert("tls_version".into(), serde_json::to_value(c.tls_version).unwrap_or_default());
+        params.insert(
+            "tls_version".into(),
+            serde_json::to_value(c.tls_version).unwrap_or_default(),
+        );
     }
 }
 

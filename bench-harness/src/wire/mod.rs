@@ -110,7 +110,8 @@ impl Transport {
     /// here.
     pub fn check(self, peer: PeerKind) -> Result<(), TransportError> {
         match (self, peer) {
-            (Transport::Mqtt, PeerKind::Gateway) | (Transport::Tcp | Transport::Ws | Transport::Tls | Transport::Wss, _) => Ok(()),
+            (Transport::Mqtt, PeerKind::Gateway)
+            | (Transport::Tcp | Transport::Ws | Transport::Tls | Transport::Wss, _) => Ok(()),
             (Transport::Mqtt, _) => Err(TransportError::NeedsGateway {
                 transport: self.label(),
                 listener: "MQTT",
@@ -158,9 +159,7 @@ pub enum TransportError {
         peer: String,
     },
     /// `--transport tls|wss` without the CA to trust.
-    #[error(
-        "--transport {0} needs --tls-ca PEM (the CA that signed the server's certificate)"
-    )]
+    #[error("--transport {0} needs --tls-ca PEM (the CA that signed the server's certificate)")]
     NeedsCa(&'static str),
 }
 
@@ -264,7 +263,9 @@ enum App {
 impl App {
     fn new(kind: PeerKind, transport: Transport, id: &Identity, now: Millis) -> Self {
         match (kind, transport) {
-            (PeerKind::Gateway, Transport::Mqtt) => Self::Mqtt(mqtt::MqttClient::for_gateway(id, now)),
+            (PeerKind::Gateway, Transport::Mqtt) => {
+                Self::Mqtt(mqtt::MqttClient::for_gateway(id, now))
+            }
             (PeerKind::Gateway, _) => Self::Gateway(Box::new(gateway::GatewayClient::new(id, now))),
             (PeerKind::Mqtt, _) => Self::Mqtt(mqtt::MqttClient::new(id, 0, now)),
             (PeerKind::MqttQos1, _) => Self::Mqtt(mqtt::MqttClient::new(id, 1, now)),

@@ -21,17 +21,16 @@ fn pki() -> (String, Arc<ServerConfig>) {
         .unwrap()
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
-    let server = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(leaf.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
+    let server =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
     (ca.pem(), Arc::new(server))
 }
 
@@ -147,7 +146,10 @@ fn a_certificate_from_another_ca_or_for_another_name_is_refused() {
     c.start(&mut out);
     let (_, _, err) = pump(&mut c, out, &mut server);
     let err = err.unwrap();
-    assert!(err.contains("NotValidForName") || err.contains("not valid for name"), "{err}");
+    assert!(
+        err.contains("NotValidForName") || err.contains("not valid for name"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -176,7 +178,8 @@ fn after_a_plaintext_line_the_handshake_starts() {
     c.send(b"CONNECT {}\r\n", &mut out);
     assert!(out.is_empty(), "nothing before the server's line");
     let (mut up, mut out) = (Vec::new(), Vec::new());
-    c.input(b"INFO {\"tls_required\"", &mut up, &mut out).unwrap();
+    c.input(b"INFO {\"tls_required\"", &mut up, &mut out)
+        .unwrap();
     assert!(up.is_empty() && out.is_empty());
     c.input(b":true}\r\n", &mut up, &mut out).unwrap();
     assert_eq!(up, b"INFO {\"tls_required\":true}\r\n");

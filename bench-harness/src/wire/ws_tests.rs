@@ -12,8 +12,8 @@ use protocol::ws::{FrameDecoder, WsOutput};
 
 use super::ws::{WsLayer, close_label};
 use super::*;
-use protocol::ws::{CloseCode, Opcode};
 use crate::stamp::{self, Stamp};
+use protocol::ws::{CloseCode, Opcode};
 
 /// A gateway v1 client over WebSocket.
 fn ws_client(seed: u64) -> ClientWire {
@@ -339,8 +339,18 @@ fn close_codes_are_named() {
 #[test]
 fn mqtt_is_the_gateways_only_and_tls_needs_nothing_more_to_check() {
     use crate::wire::TransportError;
-    for t in [Transport::Ws, Transport::Tls, Transport::Wss, Transport::Tcp] {
-        for p in [PeerKind::Gateway, PeerKind::Mqtt, PeerKind::MqttQos1, PeerKind::Nats] {
+    for t in [
+        Transport::Ws,
+        Transport::Tls,
+        Transport::Wss,
+        Transport::Tcp,
+    ] {
+        for p in [
+            PeerKind::Gateway,
+            PeerKind::Mqtt,
+            PeerKind::MqttQos1,
+            PeerKind::Nats,
+        ] {
             assert_eq!(t.check(p), Ok(()), "{t:?} {p:?}");
         }
     }
