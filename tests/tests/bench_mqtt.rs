@@ -172,7 +172,7 @@ fn mqtt_transport_is_refused_for_the_brokers_and_with_ack() {
     assert_eq!(
         err,
         "gateway-bench: --transport mqtt is for --peer gateway only (its MQTT listener); \
-         --peer mqtt runs over --transport tcp"
+         --peer mqtt runs over --transport tcp, ws, tls or wss"
     );
     let (code, err) = refused("unicast --transport mqtt --ack --target 127.0.0.1:9 -n 1");
     assert_eq!(code, Some(1));

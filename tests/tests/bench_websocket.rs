@@ -110,26 +110,30 @@ fn fanout_over_websocket_delivers_every_push_once() {
 }
 
 #[test]
-fn websocket_transport_is_refused_for_other_peers() {
-    let out = Command::new(binary("gateway-bench"))
-        .args([
-            "connect",
-            "--peer",
-            "nats",
-            "--transport",
-            "ws",
-            "--target",
-            "127.0.0.1:9",
-            "-n",
-            "1",
-        ])
-        .output()
-        .expect("run gateway-bench");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        err.trim(),
-        "gateway-bench: --transport ws is for --peer gateway only (its WebSocket listener); \
-         --peer nats runs over --transport tcp"
-    );
+fn tls_transports_without_a_ca_are_refused_in_one_line() {
+    for transport in ["tls", "wss"] {
+        let out = Command::new(binary("gateway-bench"))
+            .args([
+                "connect",
+                "--peer",
+                "nats",
+                "--transport",
+                transport,
+                "--target",
+                "127.0.0.1:9",
+                "-n",
+                "1",
+            ])
+            .output()
+            .expect("run gateway-bench");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "gateway-bench: --transport {transport} needs --tls-ca PEM (the CA that signed \
+                 the server's certificate)"
+            )
+        );
+    }
 }
