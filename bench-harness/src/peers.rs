@@ -4,7 +4,7 @@
 //! (`-a 127.0.0.1`, no HTTP monitor, no clustering).
 
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ fn wait_listening(
     child: &mut Child,
     what: &'static str,
     addr: SocketAddrV4,
-    dir: &std::path::Path,
+    dir: &Path,
 ) -> Result<(), PeerError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -116,16 +116,37 @@ pub struct PeerListener {
 /// mosquitto's config for a loopback benchmark listener on `port`.
 #[must_use]
 pub fn mosquitto_config(port: u16) -> String {
-    mosquitto_config_for(port, &PeerListener::default())
+    mosquitto_config_for(port, &PeerListener::default(), Path::new("."), false)
 }
 
 /// mosquitto's config for a loopback benchmark listener on `port`, as
 /// `listener` says (Debian's mosquitto 2.0 has websockets built in, on
-/// libwebsockets).
+/// libwebsockets), its files in `dir`.
+///
+/// - `started_as_root`: mosquitto started as root switches to the
+///   `mosquitto` user, which cannot read a key only its owner may read (a
+///   0600 key is the norm), so the config keeps the identity of whoever
+///   started it, as the gateway does (`user root`).
+/// - A websockets listener: mosquitto 2.0.11 refuses to start with only a
+///   websockets listener ("Unable to start any listening sockets",
+///   eclipse-mosquitto/mosquitto#2284), so the config adds an MQTT
+///   listener on a unix socket in `dir` that nobody connects to. Its
+///   libwebsockets binds that listener to every address whatever the
+///   config says (#2085, #3045); the harness still connects over loopback.
 #[must_use]
-pub fn mosquitto_config_for(port: u16, listener: &PeerListener) -> String {
+pub fn mosquitto_config_for(
+    port: u16,
+    listener: &PeerListener,
+    dir: &Path,
+    started_as_root: bool,
+) -> String {
+    let mut before = String::new();
     let mut extra = String::new();
     if listener.websocket {
+        before.push_str(&format!(
+            "listener 0 {}\n",
+            dir.join("mqtt.sock").display()
+        ));
         extra.push_str("protocol websockets\n");
     }
     if let Some((cert, key)) = &listener.tls {
@@ -137,14 +158,15 @@ pub fn mosquitto_config_for(port: u16, listener: &PeerListener) -> String {
     }
     format!(
         "# gateway-bench: loopback only, anonymous, no connection cap, no persistence\n\
-         listener {port} 127.0.0.1\n{extra}\
+         {before}listener {port} 127.0.0.1\n{extra}\
          allow_anonymous true\n\
          max_connections -1\n\
          persistence false\n\
          max_queued_messages 10000\n\
          log_dest stderr\n\
          log_type error\n\
-         log_type warning\n"
+         log_type warning\n{}",
+        if started_as_root { "user root\n" } else { "" }
     )
 }
 
@@ -162,7 +184,7 @@ pub struct PeerCommand {
 }
 
 /// mosquitto on 127.0.0.1:`port`, its config written into `dir`.
-pub fn mosquitto_command(port: u16, dir: &std::path::Path) -> Result<PeerCommand, PeerError> {
+pub fn mosquitto_command(port: u16, dir: &Path) -> Result<PeerCommand, PeerError> {
     mosquitto_command_for(port, &PeerListener::default(), dir)
 }
 
@@ -170,12 +192,14 @@ pub fn mosquitto_command(port: u16, dir: &std::path::Path) -> Result<PeerCommand
 pub fn mosquitto_command_for(
     port: u16,
     listener: &PeerListener,
-    dir: &std::path::Path,
+    dir: &Path,
 ) -> Result<PeerCommand, PeerError> {
     let what = "mosquitto";
     let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, mosquitto_config_for(port, listener))
-        .map_err(|source| PeerError::Config { what, source })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let started_as_root = unsafe { libc::geteuid() } == 0;
+    let config = mosquitto_config_for(port, listener, dir, started_as_root);
+    std::fs::write(&conf, config).map_err(|source| PeerError::Config { what, source })?;
     let bin = ["/usr/sbin/mosquitto", "mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -230,7 +254,7 @@ pub fn nats_config(port: u16, listener: &PeerListener) -> String {
 pub fn nats_command_for(
     port: u16,
     listener: &PeerListener,
-    dir: &std::path::Path,
+    dir: &Path,
 ) -> Result<PeerCommand, PeerError> {
     let what = "nats-server";
     let conf = dir.join("nats.conf");
@@ -335,9 +359,11 @@ mod tests {
         let conf = dir.join("mosquitto.conf");
         let args: Vec<_> = peer.command.get_args().collect();
         assert_eq!(args, [std::ffi::OsStr::new("-c"), conf.as_os_str()]);
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
         assert_eq!(
             std::fs::read_to_string(&conf).unwrap(),
-            mosquitto_config(18_831)
+            mosquitto_config_for(18_831, &PeerListener::default(), &dir, root)
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -348,13 +374,16 @@ mod tests {
             websocket: true,
             tls: Some(("/c.pem".into(), "/k.pem".into())),
         };
-        let c = mosquitto_config_for(9001, &tls);
+        let c = mosquitto_config_for(9001, &tls, Path::new("/run/peer"), true);
         assert!(
             c.contains(
-                "listener 9001 127.0.0.1\nprotocol websockets\ncertfile /c.pem\nkeyfile /k.pem\n"
+                "listener 0 /run/peer/mqtt.sock\nlistener 9001 127.0.0.1\nprotocol websockets\ncertfile /c.pem\nkeyfile /k.pem\n"
             ),
             "{c}"
         );
+        assert!(c.ends_with("user root\n"), "{c}");
+        assert!(!mosquitto_config(9001).contains("user "));
+        assert!(!mosquitto_config(9001).contains("listener 0"));
         let n = nats_config(9002, &tls);
         assert!(
             n.contains("websocket {\nhost: \"127.0.0.1\"\nport: 9002\ntls {"),

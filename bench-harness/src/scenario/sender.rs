@@ -181,11 +181,17 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
     } = *plan;
     let batch = batch.max(1) as usize;
     let threads = threads.max(1);
+    // Every publisher connects before the schedule starts: a handshake
+    // (TLS, a WebSocket upgrade, a broker's CONNECT) is not a late send.
+    let sinks: Vec<Result<Sink, String>> = (0..threads)
+        .map(|_| Sink::connect(kind, addr, ack, transport, tls.as_ref()).map_err(|e| e.to_string()))
+        .collect();
     let start = Instant::now() + Duration::from_millis(20);
     let start_wall = wall_us() + 20_000;
     let results: Vec<SendOutcome> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
+        let handles: Vec<_> = (0u32..)
+            .zip(sinks)
+            .map(|(t, sink)| {
                 s.spawn(move || {
                     let mut out = SendOutcome {
                         first_intended_us: start_wall,
@@ -196,11 +202,10 @@ pub fn send_all(plan: &SendPlan, to: &(dyn Fn(u64) -> String + Sync)) -> SendOut
                             .insert(e.to_string(), total.div_ceil(u64::from(threads)));
                         return out;
                     }
-                    let mut sink = match Sink::connect(kind, addr, ack, transport, tls.as_ref()) {
+                    let mut sink = match sink {
                         Ok(p) => p,
                         Err(e) => {
-                            out.errors
-                                .insert(e.to_string(), total.div_ceil(u64::from(threads)));
+                            out.errors.insert(e, total.div_ceil(u64::from(threads)));
                             return out;
                         }
                     };
