@@ -143,10 +143,7 @@ pub fn mosquitto_config_for(
     let mut before = String::new();
     let mut extra = String::new();
     if listener.websocket {
-        before.push_str(&format!(
-            "listener 0 {}\n",
-            dir.join("mqtt.sock").display()
-        ));
+        before.push_str(&format!("listener 0 {}\n", dir.join("mqtt.sock").display()));
         extra.push_str("protocol websockets\n");
     }
     if let Some((cert, key)) = &listener.tls {

@@ -11,45 +11,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod tls_common;
+
 use e2e_tests::{Gateway, TempDir, http, test_python, test_script, token};
 use serde_json::json;
-
-/// A CA, and `cert.pem` / `key.pem` for localhost signed by it, in `dir`.
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "e2e test ca");
-        let ca = params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki { ca, ca_key }
-    }
-
-    /// Writes a leaf for localhost / 127.0.0.1 named `cn`.
-    fn leaf(&self, dir: &Path, cn: &str) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        // Written whole, then renamed: a reload never reads half a file.
-        for (name, text) in [("cert.pem", cert.pem()), ("key.pem", key.serialize_pem())] {
-            let tmp = dir.join(format!("{name}.tmp"));
-            std::fs::write(&tmp, text).unwrap();
-            std::fs::rename(&tmp, dir.join(name)).unwrap();
-        }
-    }
-}
+use tls_common::Pki;
 
 /// The gateway with its three TLS listeners (v1, WebSocket, MQTT). The close linger is longer than
 /// the default 200 ms: a TLS client answers the close with a close_notify
