@@ -124,6 +124,24 @@ fn startup_check(
     Ok(())
 }
 
+/// Says once, when a TLS listener is configured, whether the kernel offers
+/// kTLS; the records are encrypted by rustls in user space either way.
+fn log_ktls(offer: &tuning::ktls::KtlsOffer) {
+    use tuning::ktls::KtlsOffer;
+    match offer {
+        KtlsOffer::Offered => tracing::info!(
+            "kTLS: the kernel offers the tls ULP; not used (offload is not built): rustls encrypts in user space"
+        ),
+        KtlsOffer::NotOffered(ulps) => tracing::info!(
+            available_ulps = %ulps,
+            "kTLS: the kernel has no tls ULP; rustls encrypts in user space"
+        ),
+        KtlsOffer::Unknown(why) => tracing::info!(
+            "kTLS: unknown whether the kernel offers it ({why}); rustls encrypts in user space"
+        ),
+    }
+}
+
 /// Probes io_uring once and decides the driver (see `tuning::driver`);
 /// `driver = "io_uring"` on a host without it is a one-line error. Why auto
 /// fell back to epoll is the start-up check's `shard.driver` warning,
@@ -322,6 +340,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         mqtt_tls = gateway.mqtt_tls_addr.map(|a| a.to_string()),
         "listening"
     );
+    let tls_listeners = [
+        gateway.client_tls_addr,
+        gateway.websocket_tls_addr,
+        gateway.mqtt_tls_addr,
+    ];
+    if tls_listeners.iter().any(Option::is_some) {
+        log_ktls(&tuning::ktls::ktls_offer(&tuning::host::HostRoot::system()));
+    }
     if let Some(path) = &cli.ready_file {
         write_ready_file(path, &gateway)?;
     }

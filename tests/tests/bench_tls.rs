@@ -148,6 +148,15 @@ fn tls_and_wss_to_the_gateway_hold_every_connection_and_deliver_every_push() {
         let r = fanout("gateway", transport, target, &ca, &control);
         assert_every_delivery(&r, transport);
     }
+    // With TLS listeners it said once whether the kernel offers kTLS.
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    let log = gw.log();
+    let want = if ulps.split_whitespace().any(|u| u == "tls") {
+        "kTLS: the kernel offers the tls ULP"
+    } else {
+        "kTLS: the kernel has no tls ULP"
+    };
+    assert_eq!(log.matches(want).count(), 1, "{log}");
     // The gateway saw them as TLS: 2 × (100 + 200) handshakes, no failure.
     let handshakes = gw.wait_total_until("tls_handshakes", Duration::from_secs(5), |v| v >= 600);
     assert_eq!(handshakes, 600);

@@ -9,6 +9,7 @@ use crate::derive::{DIRECT_TABLE_RESERVE, Derived, KERNEL_BYTES_PER_CONN, direct
 use crate::driver::{self, Driver};
 use crate::facts::{LiveFacts, OsFacts, UNLIMITED, fmt_count, fmt_limit};
 use crate::host::HostRoot;
+use crate::ktls;
 use crate::report::{Finding, Report, Severity};
 use crate::uring::{self, KernelVersion, UringFeatures};
 
@@ -163,6 +164,7 @@ pub fn check_with_uring(
         r.push(f);
     }
     r.extend(cpu::cpu_findings(root, &target.shard_cpus, target.mode));
+    r.push(ktls::ktls_finding(&ktls::ktls_offer(root)));
     r
 }
 

@@ -22,6 +22,7 @@ pub mod derive;
 pub mod driver;
 pub mod facts;
 pub mod host;
+pub mod ktls;
 pub mod listen;
 pub mod plan;
 pub mod report;
